@@ -1,0 +1,218 @@
+"""The ``cpa-theory`` command line (INTERFACE.md).
+
+Exit codes: 0 success; 1 a claim or check failed; 2 bad input (one-line
+message naming the fix, no traceback unless ``--debug``); 3 internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse's own usage errors are bad input too: exit 2
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_BAD_INPUT, f"cpa-theory: error: {message} (see --help)\n")
+
+
+def _parse_center(text: str) -> list[list[float]]:
+    """A centre "x1,x2,..." or a file of centres (one per line, or a JSON list of lists)."""
+    from .errors import CPAInputError
+
+    path = Path(text)
+    if path.is_file():
+        content = path.read_text().strip()
+        if content.startswith("["):
+            try:
+                rows = json.loads(content)
+            except json.JSONDecodeError as exc:
+                raise CPAInputError(f"centre file {text!r} is not valid JSON ({exc.msg}); give a list of lists "
+                                    "or one comma-separated centre per line.") from None
+            if rows and not isinstance(rows[0], list):
+                rows = [rows]
+        else:
+            rows = [line.replace(",", " ").split() for line in content.splitlines() if line.strip()]
+        out = []
+        for row in rows:
+            try:
+                out.append([float(v) for v in row])
+            except (TypeError, ValueError):
+                raise CPAInputError(f"centre file {text!r} has a non-numeric row {row!r}.") from None
+        return out
+    try:
+        return [[float(v) for v in text.split(",")]]
+    except ValueError:
+        raise CPAInputError(f"--center {text!r} is neither numbers like 0.5,-1 nor an existing file of centres.") from None
+
+
+def _centers(args, dim: int):
+    import numpy as np
+
+    from .errors import NonFiniteError, ShapeError
+
+    rows = [row for text in args.center for row in _parse_center(text)]
+    for row in rows:
+        if len(row) != dim:
+            raise ShapeError(f"centre {row} has {len(row)} coordinates; the network's input dimension is {dim}.")
+        if not all(np.isfinite(row)):
+            raise NonFiniteError(f"centre {row} contains NaN or inf; give finite coordinates.")
+    single = len(args.center) == 1 and not Path(args.center[0]).is_file()
+    return np.asarray(rows, dtype=np.float64), single
+
+
+def _parse_radius(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"radius {text!r} is not a number") from None
+
+
+def _print(obj, as_json: bool, table) -> None:
+    if as_json:
+        print(json.dumps(obj))
+    else:
+        table(obj)
+
+
+# -- info ----------------------------------------------------------------
+def cmd_info(args) -> int:
+    import numpy as np
+
+    from .fileformat import load_network
+    from .hyperplanes import HyperplaneStatus, switching_hyperplanes
+
+    net = load_network(args.network)
+    cond = net.condition()
+    hp = switching_hyperplanes(cond, 0)
+    layers = []
+    for i, layer in enumerate(net.layers):
+        bn = layer.batchnorm
+        layers.append({"layer": i, "in": layer.in_dim, "out": layer.out_dim,
+                       "batchnorm": None if bn is None else bn.mode,
+                       "activation": layer.activation.name, "breakpoints": list(layer.activation.breakpoints)})
+    neurons = []
+    for i in range(hp.num_neurons):
+        for k in range(hp.breakpoints.size):
+            row = {"neuron": i, "breakpoint": float(hp.breakpoints[k]),
+                   "status": HyperplaneStatus(hp.status[i, k]).name.lower(),
+                   "offset": float(hp.offsets[i, k]), "distance_from_anchor": float(hp.signed_distances()[i, k])}
+            if hp.tau is not None:
+                row["tau"] = float(hp.tau[i, k])
+                row["s"] = float(hp.scale[i])
+            neurons.append(row)
+    out = {"input_dim": net.input_dim, "widths": list(net.widths), "layers": layers,
+           "batch_size": None if net.batch is None else int(net.batch.shape[0]),
+           "anchor": hp.anchor.tolist(), "first_layer_hyperplanes": neurons}
+
+    def table(o):
+        print(f"input_dim {o['input_dim']}, widths {o['widths']}, batch size {o['batch_size']}")
+        for l in o["layers"]:
+            print(f"  layer {l['layer']}: {l['in']} -> {l['out']}, BN {l['batchnorm']}, {l['activation']} "
+                  f"(breakpoints {l['breakpoints']})")
+        print(f"first-layer anchor (batch centroid in train mode): {np.round(hp.anchor, 6).tolist()}")
+        print(f"{'neuron':>6} {'t_k':>8} {'status':>14} {'offset':>12} {'dist':>12}" + (f" {'tau':>10}" if hp.tau is not None else ""))
+        for r in o["first_layer_hyperplanes"]:
+            line = f"{r['neuron']:>6} {r['breakpoint']:>8.3g} {r['status']:>14} {r['offset']:>12.5g} {r['distance_from_anchor']:>12.5g}"
+            if "tau" in r:
+                line += f" {r['tau']:>10.4g}"
+            print(line)
+
+    _print(out, args.json, table)
+    return EXIT_OK
+
+
+# -- hits ----------------------------------------------------------------
+def cmd_hits(args) -> int:
+    from .fileformat import load_network
+    from .hyperplanes import switching_hyperplanes
+    from .windows import Window, WindowRelation, window_relations
+
+    net = load_network(args.network)
+    centers, single = _centers(args, net.input_dim)
+    Window(centers[0], args.radius, args.p)  # validates radius / p with a clear message
+    hp = switching_hyperplanes(net.condition(), 0)
+    rel = window_relations(hp, centers, args.radius, args.p)
+    rows = [{"center": c.tolist(), "radius": args.radius, "p": args.p if args.p != float("inf") else "inf",
+             "hits": int((r == WindowRelation.CUTS).sum()), "touches": int((r == WindowRelation.TOUCHES).sum()),
+             "switching_sets": int(hp.regular.sum())} for c, r in zip(centers, rel)]
+    out = rows[0] if single else rows
+
+    def table(o):
+        for r in rows:
+            print(f"centre {r['center']}  r={r['radius']}  hits {r['hits']} / {r['switching_sets']}"
+                  f"  (touching only: {r['touches']})")
+
+    _print(out, args.json, table)
+    return EXIT_OK
+
+
+# -- parser ----------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="cpa-theory", description=(
+        "Training-time BatchNorm and the local affine-region partition of piecewise-affine networks "
+        "(arXiv 2605.04946)."), formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  cpa-theory hits examples/bn_relu_2d.json --center 0.2,0.1 --radius 0.5 --json")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    def add(name, help_, example, func):
+        p = sub.add_parser(name, help=help_, description=help_, epilog=f"example:\n  {example}",
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors")
+        p.set_defaults(func=func)
+        return p
+
+    p = add("info", "describe a cpa-network/1 file and its first-layer switching hyperplanes",
+            "cpa-theory info examples/bn_relu_2d.json", cmd_info)
+    p.add_argument("network", help="cpa-network/1 JSON file")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+
+    p = add("hits", "first-layer hitting numbers h(f; W) by the exact window criterion (C4)",
+            "cpa-theory hits examples/bn_relu_2d.json --center 0.2,0.1 --radius 0.5 --json", cmd_hits)
+    p.add_argument("network", help="cpa-network/1 JSON file")
+    p.add_argument("--center", action="append", required=True,
+                   help="window centre x1,x2,... (repeatable) or a file of centres")
+    p.add_argument("--radius", type=_parse_radius, required=True, help="window radius r > 0")
+    p.add_argument("--p", type=float, default=float("inf"), help="window norm (default inf: the l-inf box)")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return EXIT_BAD_INPUT
+    from .errors import CPAInputError
+
+    try:
+        return args.func(args)
+    except CPAInputError as exc:
+        if args.debug:
+            raise
+        print(f"cpa-theory: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except BrokenPipeError:  # e.g. piped into `head`: not an error of ours
+        sys.stdout = open(os.devnull, "w")
+        return EXIT_OK
+    except KeyboardInterrupt:
+        print("cpa-theory: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # internal error: exit 3, one line unless --debug
+        if args.debug:
+            raise
+        print(f"cpa-theory: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+              file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

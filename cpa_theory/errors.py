@@ -1,0 +1,43 @@
+"""Typed errors. Every message says what was wrong *and* how to fix it.
+
+All bad-input errors derive from :class:`CPAInputError` (a ``ValueError``), so
+the CLI can map them to exit code 2 and callers can catch one class.
+"""
+
+from __future__ import annotations
+
+
+class CPAInputError(ValueError):
+    """Bad input from the user: the message names the fix."""
+
+
+class NonFiniteError(CPAInputError):
+    """A parameter, point or radius contains NaN or inf."""
+
+
+class ShapeError(CPAInputError):
+    """Array shapes or dimensions do not fit together."""
+
+
+class BatchError(CPAInputError):
+    """Train-mode BN needs a batch of at least two points."""
+
+
+class ActivationError(CPAInputError):
+    """An activation is unknown or not a continuous piecewise-affine function."""
+
+
+class BatchNormError(CPAInputError):
+    """BN parameters are invalid (unknown mode, missing running statistics, eps < 0, ...)."""
+
+
+class WindowError(CPAInputError):
+    """A window is invalid (radius <= 0, NaN centre, unsupported norm)."""
+
+
+class NetworkFormatError(CPAInputError):
+    """A network file is missing, corrupt or not in the ``cpa-network/1`` format."""
+
+
+class DegenerateBatchNormError(CPAInputError):
+    """BN is undefined: zero batch variance with eps = 0 (s = 0)."""

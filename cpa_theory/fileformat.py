@@ -1,0 +1,153 @@
+"""The ``cpa-network/1`` JSON file format (INTERFACE.md): load, save, dicts.
+
+Writes are atomic (temporary file in the target folder, then ``os.replace``), so
+a failed or interrupted save never leaves a half-written file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .activations import activation_from_spec
+from .bn import DEFAULT_EPS, BatchNorm
+from .errors import CPAInputError, NetworkFormatError, ShapeError
+from .network import Layer, Network
+
+__all__ = ["FORMAT", "network_from_dict", "network_to_dict", "load_network", "save_network", "atomic_write_text"]
+
+FORMAT = "cpa-network/1"
+_LAYER_KEYS = {"weight", "bias", "batchnorm", "activation"}
+
+
+def _bn_from_dict(spec, n: int, where: str) -> BatchNorm | None:
+    if spec is None:
+        return None
+    if not isinstance(spec, dict):
+        raise NetworkFormatError(f"{where}.batchnorm must be null or an object; got {spec!r}.")
+    if "mode" not in spec:
+        raise NetworkFormatError(f"{where}.batchnorm has no 'mode'; add \"mode\": \"train\" or \"eval\".")
+    unknown = set(spec) - {"mode", "gamma", "beta", "eps", "running_mean", "running_var"}
+    if unknown:
+        raise NetworkFormatError(f"{where}.batchnorm has unknown keys {sorted(unknown)}; allowed: mode, gamma, "
+                                 "beta, eps, running_mean, running_var.")
+    try:
+        return BatchNorm(n, spec["mode"], spec.get("gamma"), spec.get("beta"), spec.get("eps", DEFAULT_EPS),
+                         spec.get("running_mean"), spec.get("running_var"))
+    except CPAInputError as exc:
+        raise type(exc)(f"{where}: {exc}") from None
+
+
+def network_from_dict(doc) -> Network:
+    """Build a :class:`Network` from a parsed ``cpa-network/1`` document."""
+    if not isinstance(doc, dict):
+        raise NetworkFormatError("a network file must hold a JSON object with 'format', 'input_dim' and 'layers'.")
+    if doc.get("format") != FORMAT:
+        raise NetworkFormatError(f"format tag is {doc.get('format')!r}; this reader understands \"{FORMAT}\" "
+                                 "(add \"format\": \"cpa-network/1\").")
+    for key in ("input_dim", "layers"):
+        if key not in doc:
+            raise NetworkFormatError(f"the network has no '{key}'; add it (see INTERFACE.md).")
+    if not isinstance(doc["layers"], list):
+        raise NetworkFormatError("'layers' must be a list of layer objects.")
+    layers = []
+    for i, spec in enumerate(doc["layers"]):
+        where = f"layers[{i}]"
+        if not isinstance(spec, dict):
+            raise NetworkFormatError(f"{where} must be an object with weight, bias, batchnorm, activation.")
+        missing = {"weight", "bias", "activation"} - set(spec)
+        if missing:
+            raise NetworkFormatError(f"{where} is missing {sorted(missing)}; add them.")
+        unknown = set(spec) - _LAYER_KEYS
+        if unknown:
+            raise NetworkFormatError(f"{where} has unknown keys {sorted(unknown)}: cpa-network/1 layers are dense "
+                                     "(weight, bias, batchnorm, activation); convert other layer types first.")
+        try:
+            w = np.asarray(spec["weight"], dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ShapeError(f"{where}.weight must be a rectangular out x in list of numbers.") from None
+        n = w.shape[0] if w.ndim == 2 else 0
+        try:
+            layers.append(Layer(w, spec["bias"], activation_from_spec(spec["activation"]),
+                                _bn_from_dict(spec.get("batchnorm"), n, where)))
+        except CPAInputError as exc:
+            if str(exc).startswith(where):
+                raise
+            raise type(exc)(f"{where}: {exc}") from None
+    batch = doc.get("batch")
+    try:
+        return Network(doc["input_dim"], tuple(layers), None if batch is None else batch)
+    except CPAInputError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise NetworkFormatError(f"invalid network: {exc}") from None
+
+
+def network_to_dict(net: Network) -> dict:
+    """The ``cpa-network/1`` document of ``net`` (floats round-trip exactly)."""
+    layers = []
+    for layer in net.layers:
+        bn = layer.batchnorm
+        bn_doc = None
+        if bn is not None:
+            bn_doc = {"mode": bn.mode, "gamma": bn.gamma.tolist(), "beta": bn.beta.tolist(), "eps": bn.eps}
+            if bn.mode == "eval":
+                bn_doc["running_mean"] = bn.running_mean.tolist()
+                bn_doc["running_var"] = bn.running_var.tolist()
+        layers.append({"weight": layer.weight.tolist(), "bias": layer.bias.tolist(), "batchnorm": bn_doc,
+                       "activation": layer.activation.to_spec()})
+    doc = {"format": FORMAT, "input_dim": int(net.input_dim), "layers": layers}
+    if net.batch is not None:
+        doc["batch"] = net.batch.tolist()
+    return doc
+
+
+def load_network(path) -> Network:
+    """Read a ``cpa-network/1`` JSON file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise NetworkFormatError(f"network file {str(path)!r} does not exist; check the path.") from None
+    except IsADirectoryError:
+        raise NetworkFormatError(f"{str(path)!r} is a directory; give a cpa-network/1 JSON file.") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise NetworkFormatError(f"cannot read {str(path)!r} ({exc}); give a readable UTF-8 JSON file.") from None
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise NetworkFormatError(f"{str(path)!r} is not valid JSON (line {exc.lineno}, column {exc.colno}: "
+                                 f"{exc.msg}); the file may be truncated — re-export it.") from None
+    return network_from_dict(doc)
+
+
+def atomic_write_text(path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (no half-written file on failure)."""
+    path = Path(path)
+    directory = path.parent if str(path.parent) else Path(".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    except (FileNotFoundError, NotADirectoryError):
+        raise CPAInputError(f"cannot write {str(path)!r}: folder {str(directory)!r} does not exist; create it.") from None
+    except PermissionError:
+        raise CPAInputError(f"cannot write {str(path)!r}: folder {str(directory)!r} is not writable; choose "
+                            "another output location.") from None
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_network(net: Network, path) -> None:
+    """Write ``net`` as ``cpa-network/1`` JSON, atomically."""
+    atomic_write_text(path, json.dumps(network_to_dict(net), indent=1) + "\n")

@@ -1,0 +1,154 @@
+"""Switching hyperplanes of a layer (THEORY C2, C3, C8, C9).
+
+Every (neuron i, breakpoint k) switching set is stored in *anchored* form
+
+    a_iᵀ (x − p) = c_ik,
+
+with normal a_i in input coordinates, one anchor point p per layer and offset
+c_ik. For a first layer with train-mode BN, p is the batch centroid x̄ and
+c_ik = s_i τ_ik (C3); the reference hyperplane is c = 0 (C2). For a deeper layer
+whose input on a parent region P is h = A_P x + c_P (C9), a_i = A_Pᵀ w_i and p is
+the pull-back of the layer's batch centroid when it exists. Keeping offsets
+relative to the anchor is what keeps concurrent hyperplanes exactly concurrent
+and far-from-origin data numerically safe.
+
+Degenerate neurons get a named :class:`HyperplaneStatus`, never a NaN.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from enum import IntEnum
+
+import numpy as np
+
+from .errors import ShapeError
+from .network import ConditionedNetwork, Network
+from .tolerances import PULLBACK_RTOL
+
+__all__ = ["HyperplaneStatus", "SwitchingHyperplanes", "switching_hyperplanes"]
+
+
+class HyperplaneStatus(IntEnum):
+    """What a (neuron, breakpoint) switching set is."""
+
+    REGULAR = 0  #: a genuine hyperplane
+    CONSTANT = 1  #: neuron constant (γ = 0, w = 0 or A_Pᵀw = 0) and off the breakpoint: no switching set
+    ON_BREAKPOINT = 2  #: neuron constant and exactly on the breakpoint: the whole space, never a cut
+    BN_UNDEFINED = 3  #: s = 0 (ε = 0 and zero batch variance): BN undefined
+
+
+@dataclass(frozen=True)
+class SwitchingHyperplanes:
+    """Switching sets a_iᵀ(x − p) = c_ik of one layer, in input coordinates.
+
+    Shapes (n neurons, K breakpoints, d input dimension):
+        normals ``(n, d)``, anchor ``(d,)``, offsets ``(n, K)``, breakpoints ``(K,)``,
+        status ``(n, K)`` (:class:`HyperplaneStatus` values), tau ``(n, K)`` (train-mode BN
+        only, else None), scale ``(n,)`` s_i (train-mode BN only, else None).
+    """
+
+    layer: int
+    normals: np.ndarray
+    anchor: np.ndarray
+    offsets: np.ndarray
+    breakpoints: np.ndarray
+    status: np.ndarray
+    tau: np.ndarray | None = None
+    scale: np.ndarray | None = None
+    anchor_is_pullback: bool = True
+
+    @property
+    def num_neurons(self) -> int:
+        return self.normals.shape[0]
+
+    @property
+    def regular(self) -> np.ndarray:
+        """``(n, K)`` bool: which switching sets are genuine hyperplanes."""
+        return self.status == HyperplaneStatus.REGULAR
+
+    def reference(self) -> "SwitchingHyperplanes":
+        """The reference hyperplanes a_iᵀ(x − p) = 0 (through the centroid in train mode, C2)."""
+        n = self.num_neurons
+        undefined = np.any(self.status == HyperplaneStatus.BN_UNDEFINED, axis=1)
+        nonzero = np.any(self.normals != 0, axis=1)
+        status = np.where(nonzero & ~undefined, HyperplaneStatus.REGULAR, HyperplaneStatus.CONSTANT).astype(np.int8)
+        return replace(self, offsets=np.zeros((n, 1)), breakpoints=np.array([np.nan]), status=status[:, None],
+                       tau=None if self.tau is None else np.zeros((n, 1)))
+
+    def signed_distances(self) -> np.ndarray:
+        """``(n, K)`` signed Euclidean distance of each hyperplane from the anchor: c_ik/‖a_i‖₂ (0 if degenerate)."""
+        norms = np.linalg.norm(self.normals, axis=1)[:, None]
+        return np.where(self.regular, self.offsets / np.where(norms > 0, norms, 1.0), 0.0)
+
+    def equations(self) -> tuple[np.ndarray, np.ndarray]:
+        """Plain form a_iᵀx = rhs_ik: ``(normals (n, d), rhs (n, K))``. Loses the anchoring: for display."""
+        return self.normals, self.normals @ self.anchor[:, None] + self.offsets
+
+
+def _pullback(A: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Least-squares x with A x ≈ target; True iff A is injective and target is in range(A)."""
+    x, _, rank, _ = np.linalg.lstsq(A, target, rcond=None)
+    resid = np.linalg.norm(A @ x - target)
+    scale = np.linalg.norm(target) + np.linalg.norm(A) * np.linalg.norm(x) + 1.0
+    return x, bool(rank == A.shape[1] and resid <= PULLBACK_RTOL * scale)
+
+
+def switching_hyperplanes(net, layer: int = 0, affine=None, anchor=None) -> SwitchingHyperplanes:
+    """All (neuron, breakpoint) switching sets of ``layer``.
+
+    Args:
+        net: a :class:`ConditionedNetwork` (or a :class:`Network`, conditioned on its batch).
+        layer: layer index; for ``layer > 0`` give ``affine``.
+        affine: ``(A, c)`` with ``A (m, d)``, ``c (m,)``: the layer's input is h = A x + c on
+            the parent region (C9). Default for layer 0: the identity.
+        anchor: ``(d,)`` anchor point p in input coordinates. Default: the layer's BN anchor
+            pulled back through ``affine`` (x̄ itself for layer 0).
+    """
+    if isinstance(net, Network):
+        net = net.condition()
+    if not isinstance(net, ConditionedNetwork):
+        raise TypeError("switching_hyperplanes needs a Network or ConditionedNetwork.")
+    if not 0 <= layer < len(net.layers):
+        raise ShapeError(f"layer {layer} does not exist; the network has layers 0..{len(net.layers) - 1}.")
+    cl = net.layers[layer]
+    W, bn = cl.weight, cl.bn
+    d = net.input_dim
+    if affine is None:
+        if layer != 0:
+            raise ShapeError(f"layer {layer} is not affine in x globally; pass affine=(A_P, c_P), the map of its "
+                             "input on a parent region (see parent_affine_map / C9).")
+        A, c = np.eye(d), np.zeros(d)
+    else:
+        A, c = (np.asarray(v, dtype=np.float64) for v in affine)
+        if A.shape != (W.shape[1], d) or c.shape != (W.shape[1],):
+            raise ShapeError(f"affine map must be A ({W.shape[1]}, {d}) and c ({W.shape[1]},); got "
+                             f"{A.shape} and {c.shape}.")
+    if anchor is None:
+        if affine is None:
+            p, is_pullback = bn.anchor.copy(), True
+        else:
+            p, is_pullback = _pullback(A, bn.anchor - c)
+    else:
+        p = np.asarray(anchor, dtype=np.float64)
+        if p.shape != (d,):
+            raise ShapeError(f"anchor must have shape ({d},); got {p.shape}.")
+        is_pullback = False
+    normals = W @ A  # rows are A_Pᵀ w_i
+    # w_iᵀ(A p + c − p_layer): zero when p is an exact pull-back; kept so the offsets stay exact.
+    anchor_gap = W @ (A @ p + c - bn.anchor)
+    t = np.asarray(cl.activation.breakpoints, dtype=np.float64)
+    base, tau = bn.switching_offsets(t)
+    offsets = base - anchor_gap[:, None]
+    constant = (bn.gain == 0) | ~np.any(normals != 0, axis=1)
+    const_value = bn.gain * (W @ (c - bn.anchor)) + bn.shift
+    status = np.full((W.shape[0], t.size), HyperplaneStatus.REGULAR, dtype=np.int8)
+    status[constant] = HyperplaneStatus.CONSTANT
+    on_bp = constant[:, None] & (const_value[:, None] == t[None, :])
+    status[on_bp] = HyperplaneStatus.ON_BREAKPOINT
+    status[bn.undefined] = HyperplaneStatus.BN_UNDEFINED
+    offsets = np.where(status == HyperplaneStatus.REGULAR, offsets, 0.0)
+    if tau is not None:
+        tau = np.where(status == HyperplaneStatus.REGULAR, tau, 0.0)
+    scale = None if bn.scale is None else bn.scale.copy()
+    return SwitchingHyperplanes(layer, normals, p, offsets, t, status, tau, scale, is_pullback)

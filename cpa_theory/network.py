@@ -1,0 +1,236 @@
+"""MLP networks of dense layers with optional BN and CPA activations.
+
+``Network`` holds parameters as given (raw biases, BN in train or eval mode,
+an optional batch). ``Network.condition()`` freezes train-mode statistics on
+the batch, propagating it through the earlier layers, and returns a
+``ConditionedNetwork``: one fixed CPA function of x — the realised function
+during training (THEORY §1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .activations import CPAActivation, activation_from_spec
+from .bn import BatchNorm, ConditionedBN, condition_bn
+from .errors import BatchError, DegenerateBatchNormError, NonFiniteError, ShapeError
+
+__all__ = ["Layer", "Network", "ConditionedLayer", "ConditionedNetwork", "as_points"]
+
+
+def _finite_array(x, what: str, ndim: int) -> np.ndarray:
+    try:
+        arr = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ShapeError(f"{what} must be a numeric array; got {type(x).__name__}.") from exc
+    if arr.ndim != ndim:
+        raise ShapeError(f"{what} must be {ndim}-D; got shape {arr.shape}.")
+    if not np.all(np.isfinite(arr)):
+        raise NonFiniteError(f"{what} contains NaN or inf; replace them with finite values.")
+    return arr
+
+
+def as_points(x, dim: int, what: str = "x") -> np.ndarray:
+    """Validate points: ``(dim,)`` or ``(M, dim)`` → float64 ``(M, dim)``."""
+    try:
+        arr = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ShapeError(f"{what} must be numbers; got {x!r}.") from exc
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.ndim != 2 or arr.shape[1] != dim:
+        raise ShapeError(f"{what} has shape {np.shape(x)}; the network's input dimension is {dim}, so give "
+                         f"({dim},) or (M, {dim}).")
+    if not np.all(np.isfinite(arr)):
+        raise NonFiniteError(f"{what} contains NaN or inf; give finite coordinates.")
+    return arr
+
+
+@dataclass(frozen=True)
+class Layer:
+    """z = W h + b, then optional BN, then φ. ``weight`` is out × in (nn.Linear)."""
+
+    weight: np.ndarray
+    bias: np.ndarray
+    activation: CPAActivation
+    batchnorm: BatchNorm | None = None
+
+    def __post_init__(self):
+        w = _finite_array(self.weight, "layer weight", 2)
+        b = _finite_array(self.bias, "layer bias", 1)
+        if b.shape != (w.shape[0],):
+            raise ShapeError(f"bias has {b.shape[0]} entries but weight has {w.shape[0]} rows (out x in); "
+                             "give one bias per output neuron.")
+        object.__setattr__(self, "weight", w)
+        object.__setattr__(self, "bias", b)
+        object.__setattr__(self, "activation", activation_from_spec(self.activation))
+        if self.batchnorm is not None and self.batchnorm.num_features != w.shape[0]:
+            raise ShapeError(f"batchnorm has {self.batchnorm.num_features} features but the layer has "
+                             f"{w.shape[0]} neurons; give gamma/beta of length {w.shape[0]}.")
+
+    @property
+    def in_dim(self) -> int:
+        return self.weight.shape[1]
+
+    @property
+    def out_dim(self) -> int:
+        return self.weight.shape[0]
+
+
+@dataclass(frozen=True)
+class Network:
+    """An MLP. ``batch`` ``(B, input_dim)`` is required if any layer has train-mode BN."""
+
+    input_dim: int
+    layers: tuple[Layer, ...]
+    batch: np.ndarray | None = None
+
+    def __post_init__(self):
+        if not isinstance(self.input_dim, (int, np.integer)) or self.input_dim < 1:
+            raise ShapeError(f"input_dim must be a positive integer; got {self.input_dim!r}.")
+        layers = tuple(self.layers)
+        if not layers:
+            raise ShapeError("a network needs at least one layer.")
+        width = self.input_dim
+        for i, layer in enumerate(layers):
+            if layer.in_dim != width:
+                raise ShapeError(f"layer {i} weight has {layer.in_dim} columns but its input has {width} "
+                                 "features; weights are out x in (PyTorch nn.Linear convention).")
+            width = layer.out_dim
+        object.__setattr__(self, "layers", layers)
+        if self.batch is not None:
+            batch = as_points(self.batch, self.input_dim, "batch")
+            object.__setattr__(self, "batch", batch)
+        if self.needs_batch:
+            if self.batch is None:
+                raise BatchError("a layer has train-mode BN but the network has no batch; give 'batch' "
+                                 f"(B x {self.input_dim}, B >= 2) or switch BN to eval mode.")
+            if self.batch.shape[0] < 2:
+                raise BatchError(f"train-mode BN needs a batch of at least 2 points; got {self.batch.shape[0]}. "
+                                 "Give a larger batch or use eval mode.")
+
+    @property
+    def needs_batch(self) -> bool:
+        return any(l.batchnorm is not None and l.batchnorm.mode == "train" for l in self.layers)
+
+    @property
+    def widths(self) -> tuple[int, ...]:
+        return (self.input_dim, *(l.out_dim for l in self.layers))
+
+    def with_batch(self, batch) -> "Network":
+        return Network(self.input_dim, self.layers, batch)
+
+    def condition(self, batch=None) -> "ConditionedNetwork":
+        """Freeze train-mode BN on ``batch`` (default: the network's own)."""
+        net = self if batch is None else self.with_batch(batch)
+        h = net.batch
+        out = []
+        for i, layer in enumerate(net.layers):
+            cbn = condition_bn(layer.weight, layer.bias, layer.batchnorm, h)
+            clayer = ConditionedLayer(layer.weight, cbn, layer.activation)
+            out.append(clayer)
+            if h is not None and i + 1 < len(net.layers):
+                if np.any(cbn.undefined):
+                    if any(l.batchnorm is not None and l.batchnorm.mode == "train" for l in net.layers[i + 1:]):
+                        raise DegenerateBatchNormError(
+                            f"layer {i}: neurons {np.flatnonzero(cbn.undefined).tolist()} have zero batch "
+                            "variance and eps = 0, so BN is undefined and later statistics cannot be "
+                            "computed; set eps > 0.")
+                    h = None
+                else:
+                    h = clayer.forward(h)
+        return ConditionedNetwork(net.input_dim, tuple(out), net.batch)
+
+    def forward(self, x, xp=np):
+        """The realised function (train-mode BN conditioned on the network's batch)."""
+        return self.condition().forward(x, xp=xp)
+
+
+@dataclass(frozen=True)
+class ConditionedLayer:
+    """One layer with frozen statistics: ẑ = g · W(h − p) + e, then φ."""
+
+    weight: np.ndarray
+    bn: ConditionedBN
+    activation: CPAActivation
+
+    def preactivation(self, h, xp=np):
+        """ẑ for ``h`` ``(M, m)`` → ``(M, n)``."""
+        bn = self.bn
+        return (h - xp.asarray(bn.anchor)) @ xp.asarray(self.weight).T * xp.asarray(bn.gain) + xp.asarray(bn.shift)
+
+    def forward(self, h, xp=np):
+        return self.activation(self.preactivation(h, xp=xp), xp=xp)
+
+
+@dataclass(frozen=True)
+class ConditionedNetwork:
+    """A network with all statistics frozen: one fixed CPA function of x."""
+
+    input_dim: int
+    layers: tuple[ConditionedLayer, ...]
+    batch: np.ndarray | None = None
+
+    def _check_defined(self):
+        for i, layer in enumerate(self.layers):
+            if np.any(layer.bn.undefined):
+                raise DegenerateBatchNormError(
+                    f"layer {i}: neurons {np.flatnonzero(layer.bn.undefined).tolist()} have s = √(σ²+ε) = 0 "
+                    "(zero batch variance, eps = 0), so train-mode BN is undefined; set eps > 0.")
+
+    def _inputs(self, x, xp):
+        if xp is np:
+            return as_points(x, self.input_dim)
+        x = xp.asarray(x)
+        return x[None, :] if x.ndim == 1 else x
+
+    def preactivations(self, x, xp=np) -> list:
+        """ẑ of every layer for points ``x`` ``(M, d)``: a list of ``(M, n_l)``."""
+        self._check_defined()
+        h = self._inputs(x, xp)
+        out = []
+        for layer in self.layers:
+            z = layer.preactivation(h, xp=xp)
+            out.append(z)
+            h = layer.activation(z, xp=xp)
+        return out
+
+    def forward(self, x, xp=np):
+        """f(x) for ``x`` ``(M, d)`` or ``(d,)`` → ``(M, n_out)``; ``xp`` numpy or jax.numpy."""
+        self._check_defined()
+        h = self._inputs(x, xp)
+        for layer in self.layers:
+            h = layer.forward(h, xp=xp)
+        return h
+
+    def activation_code(self, x) -> tuple[np.ndarray, ...]:
+        """Piece index of every neuron of every layer: a tuple of int ``(M, n_l)`` arrays."""
+        return tuple(layer.activation.piece_index(z) for layer, z in zip(self.layers, self.preactivations(x)))
+
+    def affine_map(self, x, layer: int) -> tuple[np.ndarray, np.ndarray]:
+        """(A_P, c_P) with h_layer(y) = A_P y + c_P on the activation region P of the point ``x``.
+
+        ``layer`` is the index of the layer whose *input* is wanted (0 gives the identity). The
+        pieces are read off the pre-activations at ``x`` (C9's parent region).
+        """
+        x = as_points(x, self.input_dim)[0]
+        A, c = np.eye(self.input_dim), np.zeros(self.input_dim)
+        for l, z in zip(self.layers[:layer], self.preactivations(x)[:layer]):
+            pieces = l.activation.piece_index(z[0])
+            slope = np.asarray(l.activation.slopes)[pieces]
+            icpt = np.asarray(l.activation.intercepts())[pieces]
+            zA = (l.bn.gain[:, None] * l.weight) @ A
+            zc = l.bn.gain * (l.weight @ (c - l.bn.anchor)) + l.bn.shift
+            A, c = slope[:, None] * zA, slope * zc + icpt
+        return A, c
+
+    def batch_inputs(self, layer: int) -> np.ndarray:
+        """The batch's representations at the input of ``layer`` (``(B, n_{l-1})``)."""
+        if self.batch is None:
+            raise BatchError("this network has no batch; condition it on one first.")
+        h = self.batch
+        for l in self.layers[:layer]:
+            h = l.forward(h)
+        return h

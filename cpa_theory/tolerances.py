@@ -1,0 +1,47 @@
+"""The one tolerance table of the project.
+
+Decisions that *certify* (does a hyperplane cut a window, is a witness inside a
+region) are made exactly or in float64 with the margins below; nothing else in
+the code base may invent a tolerance. Each number says where it comes from.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: dtype of everything that certifies (window decisions, witnesses, LPs).
+CERTIFY_DTYPE = np.float64
+
+#: numpy vs JAX forward passes in float64: both evaluate the same expression
+#: tree, differences are a few ulps of values of order 1-100 (2.2e-16 * 100 * depth).
+FORWARD_AGREEMENT_ATOL = 1e-12
+
+#: Direct batch computation (z = Wx + b, then mean / biased variance) vs our
+#: centred form W(x - x̄): rounding of b and of the mean, relative to |z| ~ 1e2.
+BATCH_FORMULA_RTOL = 1e-10
+
+#: Torch float64 BatchNorm1d vs ours (issue: cross-check to 1e-10).
+TORCH_AGREEMENT_ATOL = 1e-10
+
+#: float32 window decisions are trusted only when the float64 slack exceeds this
+#: relative margin (float32 eps = 1.2e-7, times a dot product of length d <= 1e3).
+FLOAT32_DECISION_RTOL = 1e-4
+
+#: Relative margin under which a float64 slack is "too close to call" and the
+#: decision is re-made in exact rational arithmetic (float64 eps 2.2e-16 times
+#: d <= 1e4 terms, with headroom).
+FLOAT64_DECISION_RTOL = 1e-11
+
+#: LP feasibility tolerance handed to HiGHS / Clarabel, and accepted primal
+#: residual when a solver's answer is re-checked (HiGHS default is 1e-7).
+LP_FEASIBILITY_TOL = 1e-9
+
+#: Pull-back x*_P of a layer centroid through A_P (C9): accepted when the
+#: least-squares residual ‖A x* − (h̄ − c)‖ is below this times the problem scale
+#: (lstsq in float64 is backward stable to ~1e-15 relative; headroom for cond(A)).
+PULLBACK_RTOL = 1e-9
+
+#: Interior-point (Clarabel) answers: default primal feasibility 1e-8, and the
+#: issue's measurement shows disagreement from about 1e-8 relative near
+#: tangency; accept residuals up to 1e-7 and confirm decisions with witnesses.
+CONIC_FEASIBILITY_TOL = 1e-7

@@ -1,0 +1,1 @@
+"""Symbolic (sympy) derivations of the algebraic claims of THEORY.md."""

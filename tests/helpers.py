@@ -1,0 +1,27 @@
+"""Small builders shared by the tests."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cpa_theory import BatchNorm, Layer, Network, identity, relu
+
+
+def random_bn_net(rng, widths=(2, 6, 5, 1), mode="train", batch_size=12, offset=0.0, act=relu, gamma=None,
+                  beta=None, bias_scale=0.5):
+    """A random MLP with BN (train/eval/None) on every hidden layer and an identity output."""
+    layers = []
+    for i, (m, n) in enumerate(zip(widths[:-1], widths[1:])):
+        last = i == len(widths) - 2
+        bn = None
+        if not last and mode is not None:
+            g = rng.uniform(0.5, 2.0, n) * rng.choice([-1, 1], n) if gamma == "random" else gamma
+            b = rng.normal(size=n) * 0.5 if beta == "random" else beta
+            kw = {}
+            if mode == "eval":
+                kw = dict(running_mean=rng.normal(size=n), running_var=rng.uniform(0.5, 2.0, n))
+            bn = BatchNorm(n, mode, g, b, **kw)
+        layers.append(Layer(rng.normal(size=(n, m)) / np.sqrt(m), rng.normal(size=n) * bias_scale,
+                            identity() if last else act(), bn))
+    batch = rng.normal(size=(batch_size, widths[0])) + offset
+    return Network(widths[0], tuple(layers), batch)

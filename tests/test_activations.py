@@ -1,0 +1,96 @@
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cpa_theory import (ActivationError, absolute, activation_from_spec, hardsigmoid, hardtanh, identity, leaky_relu,
+                        relu, relu6, spline)
+
+Z = np.linspace(-9, 9, 3601)
+
+REFERENCE = {  # independent closed forms (PyTorch's definitions)
+    "relu": (relu, lambda z: np.maximum(z, 0), [0.0]),
+    "leaky_relu": (lambda: leaky_relu(0.1), lambda z: np.where(z > 0, z, 0.1 * z), [0.0]),
+    "hardtanh": (hardtanh, lambda z: np.clip(z, -1, 1), [-1.0, 1.0]),
+    "relu6": (relu6, lambda z: np.clip(z, 0, 6), [0.0, 6.0]),
+    "hardsigmoid": (hardsigmoid, lambda z: np.clip(z / 6 + 0.5, 0, 1), [-3.0, 3.0]),
+    "abs": (absolute, np.abs, [0.0]),
+    "identity": (identity, lambda z: z, []),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCE))
+def test_builtin_matches_reference_and_breakpoints(name):
+    make, ref, bps = REFERENCE[name]
+    act = make()
+    np.testing.assert_allclose(act(Z), ref(Z), atol=1e-12, err_msg=name)
+    assert list(act.breakpoints) == bps
+    assert len(act.slopes) == len(bps) + 1
+    # slopes: finite differences inside every piece agree with the declared slope
+    edges = [-9.0, *bps, 9.0]
+    for k in range(len(edges) - 1):
+        lo, hi = edges[k] + 0.25, edges[k + 1] - 0.25
+        assert act.slopes[k] == pytest.approx((act(hi) - act(lo)) / (hi - lo), abs=1e-12), (name, k)
+    # spec round-trip
+    again = activation_from_spec(act.to_spec())
+    np.testing.assert_allclose(again(Z), act(Z), atol=1e-12)
+
+
+def test_piece_index_counts_breakpoints_below():
+    act = hardtanh()
+    assert act.piece_index(np.array([-2.0, -1.0, 0.0, 1.0, 2.0])).tolist() == [0, 1, 1, 2, 2]
+
+
+def test_intercepts_reproduce_function_on_each_piece():
+    act = spline([-1.0, 0.5, 2.0], [0.0, 1.0, -1.0], 0.3, 2.0)
+    z = np.array([-3.0, 0.0, 1.0, 5.0])
+    k = act.piece_index(z)
+    np.testing.assert_allclose(np.asarray(act.slopes)[k] * z + np.asarray(act.intercepts())[k], act(z), atol=1e-12)
+
+
+@given(st.lists(st.floats(-5, 5), min_size=1, max_size=5, unique=True),
+       st.lists(st.floats(-5, 5), min_size=5, max_size=5), st.floats(-3, 3), st.floats(-3, 3))
+def test_spline_is_continuous_and_interpolates(ts, vs, a0, aK):
+    ts = sorted(ts)
+    if any(b - a < 1e-3 for a, b in zip(ts, ts[1:])):
+        return
+    vs = vs[: len(ts)]
+    try:
+        act = spline(ts, vs, a0, aK)
+    except ActivationError:
+        return  # equal adjacent slopes: rejected by design (tested below)
+    np.testing.assert_allclose(act(np.array(ts)), vs, atol=1e-9)
+    for t in ts:  # continuity: one-sided limits agree
+        assert abs(act(t - 1e-9) - act(t + 1e-9)) < 1e-7
+
+
+def test_spline_rejects_non_increasing_breakpoints():
+    with pytest.raises(ActivationError, match="strictly increasing"):
+        spline([0.0, 0.0], [0.0, 1.0], 0.0, 1.0)
+
+
+def test_spline_rejects_equal_adjacent_slopes():
+    with pytest.raises(ActivationError, match="not a breakpoint"):
+        spline([0.0, 1.0], [0.0, 1.0], 1.0, 0.0)  # interior slope 1 equals left slope 1
+
+
+def test_unknown_activation_names_the_choices():
+    with pytest.raises(ActivationError, match="relu"):
+        activation_from_spec("gelu")
+
+
+def test_leaky_relu_slope_one_is_rejected():
+    with pytest.raises(ActivationError, match="identity"):
+        leaky_relu(1.0)
+
+
+def test_nan_in_spline_is_rejected():
+    with pytest.raises(ActivationError, match="NaN"):
+        spline([0.0, float("nan")], [0.0, 1.0], 0.0, 1.0)
+
+
+def test_jax_evaluation_matches_numpy():
+    import jax.numpy as jnp
+
+    act = spline([-1.0, 0.5, 2.0], [0.0, 1.0, -1.0], 0.3, 2.0)
+    np.testing.assert_allclose(np.asarray(act(jnp.asarray(Z), xp=jnp)), act(Z), atol=1e-12)

@@ -1,0 +1,65 @@
+"""The CLI contract of INTERFACE.md: JSON shapes and exit codes (run as a subprocess)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "bn_relu_2d.json"
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "cpa_theory", *args], capture_output=True, text=True, cwd=ROOT)
+
+
+def test_hits_json_single_centre():
+    res = run("hits", str(EXAMPLE), "--center", "0.92,-0.43", "--radius", "0.2", "--json")
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["hits"] == 8 and out["switching_sets"] == 8  # β = 0 ReLU, window around x̄: every neuron (C5)
+
+
+def test_hits_json_many_centres_is_a_list_in_order(tmp_path):
+    res = run("hits", str(EXAMPLE), "--center", "50,50", "--center", "0.92,-0.43", "--radius", "0.2", "--json")
+    out = json.loads(res.stdout)
+    assert [o["center"] for o in out] == [[50.0, 50.0], [0.92, -0.43]]
+    assert out[1]["hits"] == 8 and out[0]["hits"] < 8
+    f = tmp_path / "centres.txt"
+    f.write_text("50,50\n0.92 -0.43\n")
+    assert json.loads(run("hits", str(EXAMPLE), "--center", str(f), "--radius", "0.2", "--json").stdout) == out
+
+
+def test_info_json():
+    res = run("info", str(EXAMPLE), "--json")
+    out = json.loads(res.stdout)
+    assert out["widths"] == [2, 8, 8, 1] and len(out["first_layer_hyperplanes"]) == 8
+
+
+@pytest.mark.parametrize("args, fix", [
+    (["hits", "missing.json", "--center", "0,0", "--radius", "1"], "check the path"),
+    (["hits", str(EXAMPLE), "--center", "0,0", "--radius", "-1"], "> 0"),
+    (["hits", str(EXAMPLE), "--center", "0,0,0", "--radius", "1"], "input dimension"),
+    (["hits", str(EXAMPLE), "--center", "a,b", "--radius", "1"], "numbers"),
+    (["hits", str(EXAMPLE), "--center", "nan,0", "--radius", "1"], "finite"),
+    (["hits", str(EXAMPLE), "--center", "0,0", "--radius", "abc"], "not a number"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_bad_input_exits_2_with_one_line_and_no_traceback(args, fix):
+    res = run(*args)
+    assert res.returncode == 2, (res.returncode, res.stderr)
+    assert fix in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_debug_shows_traceback():
+    res = run("--debug", "hits", "missing.json", "--center", "0,0", "--radius", "1")
+    assert res.returncode != 0 and "Traceback" in res.stderr
+
+
+@pytest.mark.parametrize("cmd", ["info", "hits"])
+def test_every_subcommand_help_has_an_example(cmd):
+    res = run(cmd, "--help")
+    assert res.returncode == 0 and "example:" in res.stdout and "cpa-theory " + cmd in res.stdout
