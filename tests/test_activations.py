@@ -60,8 +60,10 @@ def test_spline_is_continuous_and_interpolates(ts, vs, a0, aK):
     except ActivationError:
         return  # equal adjacent slopes: rejected by design (tested below)
     np.testing.assert_allclose(act(np.array(ts)), vs, atol=1e-9)
-    for t in ts:  # continuity: one-sided limits agree
-        assert abs(act(t - 1e-9) - act(t + 1e-9)) < 1e-7
+    h = 1e-9
+    bound = 2 * h * max(abs(a) for a in act.slopes) + 1e-9 * (1 + max(abs(v) for v in vs))
+    for t in ts:  # continuity: one-sided values differ by no more than the slope allows
+        assert abs(act(t - h) - act(t + h)) <= bound
 
 
 def test_spline_rejects_non_increasing_breakpoints():
