@@ -34,6 +34,8 @@ __all__ = [
     "batch_statistics",
     "bn_scale",
     "standardized_offset",
+    "bn_transform",
+    "offset_formula",
     "standardized_coordinate",
     "ConditionedBN",
     "condition_bn",
@@ -111,6 +113,19 @@ class BatchNorm:
                     object.__setattr__(self, name, _vector(val, n, f"batchnorm.{name}"))
 
 
+def bn_transform(z, mean, var, gamma, beta, eps, sqrt=np.sqrt):
+    """ẑ = γ (z − μ)/√(σ² + ε) + β: THE train/eval BN formula (numpy arrays or sympy expressions).
+
+    ``proofs/`` derives C1–C3 from this very function by passing sympy objects and ``sqrt=sympy.sqrt``.
+    """
+    return gamma * (z - mean) / sqrt(var + eps) + beta
+
+
+def offset_formula(t, beta, gamma):
+    """τ = (t − β)/γ with no validation: numpy arrays or sympy expressions (see ``standardized_offset``)."""
+    return (t - beta) / gamma
+
+
 def batch_statistics(Z) -> tuple[np.ndarray, np.ndarray]:
     """Batch mean and *biased* variance of ``Z`` with shape ``(B, n)``, B >= 2."""
     Z = np.asarray(Z, dtype=np.float64)
@@ -143,7 +158,7 @@ def standardized_offset(t, beta, gamma):
             "γ = 0: the BN neuron is constant and has no switching hyperplane, so τ is undefined. "
             "Use switching_hyperplanes(), which reports such neurons with status 'constant', or set γ != 0."
         )
-    return (np.asarray(t, dtype=np.float64) - np.asarray(beta, dtype=np.float64)) / gamma
+    return offset_formula(np.asarray(t, dtype=np.float64), np.asarray(beta, dtype=np.float64), gamma)
 
 
 def standardized_coordinate(w, x, centroid, s):
@@ -183,7 +198,7 @@ class ConditionedBN:
         safe = np.where(live, 1.0, 0.0)
         if self.mode == "train":
             gamma = np.where(self.gamma != 0, self.gamma, 1.0)[:, None]
-            tau = (t - self.beta[:, None]) / gamma
+            tau = offset_formula(t, self.beta[:, None], gamma)
             tau = np.where(live[:, None], tau, 0.0)
             scale = np.where(self.undefined, 0.0, self.scale)[:, None]
             return scale * tau, tau

@@ -152,6 +152,30 @@ def cmd_hits(args) -> int:
     return EXIT_OK
 
 
+# -- prove ---------------------------------------------------------------
+def cmd_prove(args) -> int:
+    from proofs.registry import run
+
+    results = run(args.claim)
+    if args.markdown:
+        from proofs.render import results_markdown
+
+        from .fileformat import atomic_write_text
+
+        atomic_write_text(args.markdown, results_markdown(results))
+    if args.json:
+        print(json.dumps([r.as_json() for r in results]))
+    else:
+        print(f"{'claim':<22} {'status':<8} {'expected':<9} {'seconds':>8}  statement")
+        for r in results:
+            mark = "" if r.ok else "  <-- FAILED"
+            print(f"{r.claim:<22} {r.status.value:<8} {'refuted' if r.negative else 'proved':<9} "
+                  f"{r.seconds:>8.2f}  {r.statement[:70]}{mark}")
+        print(f"total {sum(r.seconds for r in results):.2f} s; "
+              f"{sum(r.ok for r in results)}/{len(results)} as expected")
+    return EXIT_OK if all(r.ok for r in results) else EXIT_CHECK_FAILED
+
+
 # -- parser ----------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="cpa-theory", description=(
@@ -181,6 +205,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--radius", type=_parse_radius, required=True, help="window radius r > 0")
     p.add_argument("--p", type=float, default=float("inf"), help="window norm (default inf: the l-inf box)")
     p.add_argument("--json", action="store_true", help="print one JSON document")
+
+    p = add("prove", "check the symbolic derivations of C1-C4, C8, C9 and refute their negative controls",
+            "cpa-theory prove --claim C3 --json", cmd_prove)
+    p.add_argument("--claim", action="append", help="claim id (repeatable), e.g. C3; default all")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.add_argument("--markdown", metavar="FILE", help="also write the derivations as Markdown with LaTeX")
 
     return parser
 
