@@ -87,6 +87,11 @@ class CPAActivation:
 
     # -- structure -------------------------------------------------------
     @property
+    def breakpoints_array(self) -> np.ndarray:
+        """``(K,)`` float64 array of the breakpoints."""
+        return np.asarray(self.breakpoints, dtype=np.float64)
+
+    @property
     def num_breakpoints(self) -> int:
         return len(self.breakpoints)
 

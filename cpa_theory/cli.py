@@ -152,6 +152,49 @@ def cmd_hits(args) -> int:
     return EXIT_OK
 
 
+# -- count ---------------------------------------------------------------
+def cmd_count(args) -> int:
+    from .density import count_many
+    from .fileformat import load_network
+    from .windows import Window
+
+    net = load_network(args.network)
+    centers, single = _centers(args, net.input_dim)
+    Window(centers[0], args.radius)  # validates the radius with a clear message
+    executor = None
+    if args.workers and args.workers > 1 and len(centers) > 1:
+        from .density import default_executor
+
+        executor = default_executor(args.workers)
+    try:
+        rows = count_many(net, centers, args.radius, executor=executor, progress=len(centers) > 1 and not args.json)
+    finally:
+        if executor is not None:
+            executor.shutdown()
+    out = rows[0] if single else rows
+
+    def table(o):
+        for r in rows:
+            print(f"centre {r['center']}  r={r['radius']}  regions {r['regions']}  linear regions "
+                  f"{r['linear_regions']}  first-layer hits {r['hits']}  certified {r['certified']}")
+
+    _print(out, args.json, table)
+    return EXIT_OK if all(r["certified"] for r in rows) else EXIT_CHECK_FAILED
+
+
+# -- plot ----------------------------------------------------------------
+def cmd_plot(args) -> int:
+    from .fileformat import load_network
+
+    net = load_network(args.network)
+    centers, _ = _centers(args, net.input_dim)
+    from .plotting import plot_partition_comparison
+
+    plot_partition_comparison(net, centers[0], args.radius, args.out)
+    print(args.out)
+    return EXIT_OK
+
+
 # -- prove ---------------------------------------------------------------
 def cmd_prove(args) -> int:
     from proofs.registry import run
@@ -205,6 +248,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--radius", type=_parse_radius, required=True, help="window radius r > 0")
     p.add_argument("--p", type=float, default=float("inf"), help="window norm (default inf: the l-inf box)")
     p.add_argument("--json", action="store_true", help="print one JSON document")
+
+    p = add("count", "exact certified region counts N, N_lin and first-layer hits in l-inf windows",
+            "cpa-theory count examples/bn_relu_2d.json --center 0.92,-0.43 --radius 0.5 --json", cmd_count)
+    p.add_argument("network", help="cpa-network/1 JSON file")
+    p.add_argument("--center", action="append", required=True,
+                   help="window centre x1,x2,... (repeatable) or a file of centres")
+    p.add_argument("--radius", type=_parse_radius, required=True, help="window radius r > 0")
+    p.add_argument("--workers", type=int, default=1, help="processes for many centres (default 1)")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+
+    p = add("plot", "draw a 2-D window's partition: train-mode BN vs the same weights without BN (PNG)",
+            "cpa-theory plot examples/bn_relu_2d.json --center 0.92,-0.43 --radius 1 --out partition.png", cmd_plot)
+    p.add_argument("network", help="cpa-network/1 JSON file (input dimension 2)")
+    p.add_argument("--center", action="append", required=True, help="window centre x1,x2")
+    p.add_argument("--radius", type=_parse_radius, required=True, help="window radius r > 0")
+    p.add_argument("--out", default="partition.png", help="output PNG (written atomically)")
 
     p = add("prove", "check the symbolic derivations of C1-C4, C8, C9 and refute their negative controls",
             "cpa-theory prove --claim C3 --json", cmd_prove)

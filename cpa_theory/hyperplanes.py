@@ -26,7 +26,7 @@ from .errors import ShapeError
 from .network import ConditionedNetwork, Network
 from .tolerances import PULLBACK_RTOL
 
-__all__ = ["HyperplaneStatus", "SwitchingHyperplanes", "switching_hyperplanes"]
+__all__ = ["HyperplaneStatus", "SwitchingHyperplanes", "switching_hyperplanes", "layer_switching_sets"]
 
 
 class HyperplaneStatus(IntEnum):
@@ -134,21 +134,37 @@ def switching_hyperplanes(net, layer: int = 0, affine=None, anchor=None) -> Swit
         if p.shape != (d,):
             raise ShapeError(f"anchor must have shape ({d},); got {p.shape}.")
         is_pullback = False
-    normals = W @ A  # rows are A_Pᵀ w_i
+    normals, offsets, status, tau = layer_switching_sets(cl, A, c, p)
+    scale = None if bn.scale is None else bn.scale.copy()
+    return SwitchingHyperplanes(layer, normals, p, offsets, cl.activation.breakpoints_array, status, tau, scale,
+                                is_pullback)
+
+
+def layer_switching_sets(cl, A, c, anchor):
+    """Switching sets of a conditioned layer whose input is h = A y + c, in anchored form aᵀ(y − anchor) = off.
+
+    The one place where a layer's switching sets are pulled back through an affine map (C3, C8, C9);
+    ``switching_hyperplanes`` and the region counter both call it.
+
+    Returns ``normals (n, d)``, ``offsets (n, K)``, ``status (n, K)`` int8, ``tau (n, K)`` or None.
+    """
+    W, bn = cl.weight, cl.bn
+    normals = W @ A  # rows are Aᵀ w_i
     # w_iᵀ(A p + c − p_layer): zero when p is an exact pull-back; kept so the offsets stay exact.
-    anchor_gap = W @ (A @ p + c - bn.anchor)
-    t = np.asarray(cl.activation.breakpoints, dtype=np.float64)
+    anchor_gap = W @ (A @ anchor + c - bn.anchor)
+    t = cl.activation.breakpoints_array
     base, tau = bn.switching_offsets(t)
     offsets = base - anchor_gap[:, None]
     constant = (bn.gain == 0) | ~np.any(normals != 0, axis=1)
-    const_value = bn.gain * (W @ (c - bn.anchor)) + bn.shift
     status = np.full((W.shape[0], t.size), HyperplaneStatus.REGULAR, dtype=np.int8)
-    status[constant] = HyperplaneStatus.CONSTANT
-    on_bp = constant[:, None] & (const_value[:, None] == t[None, :])
-    status[on_bp] = HyperplaneStatus.ON_BREAKPOINT
+    if np.any(constant):
+        const_value = bn.gain * (W @ (c - bn.anchor)) + bn.shift
+        status[constant] = HyperplaneStatus.CONSTANT
+        status[constant[:, None] & (const_value[:, None] == t[None, :])] = HyperplaneStatus.ON_BREAKPOINT
     status[bn.undefined] = HyperplaneStatus.BN_UNDEFINED
-    offsets = np.where(status == HyperplaneStatus.REGULAR, offsets, 0.0)
-    if tau is not None:
-        tau = np.where(status == HyperplaneStatus.REGULAR, tau, 0.0)
-    scale = None if bn.scale is None else bn.scale.copy()
-    return SwitchingHyperplanes(layer, normals, p, offsets, t, status, tau, scale, is_pullback)
+    regular = status == HyperplaneStatus.REGULAR
+    if not regular.all():
+        offsets = np.where(regular, offsets, 0.0)
+        if tau is not None:
+            tau = np.where(regular, tau, 0.0)
+    return normals, offsets, status, tau

@@ -122,6 +122,11 @@ class Network:
     def with_batch(self, batch) -> "Network":
         return Network(self.input_dim, self.layers, batch)
 
+    def without_batchnorm(self) -> "Network":
+        """The same weights and raw biases with every BN layer removed (the no-BN comparison)."""
+        layers = tuple(Layer(l.weight, l.bias, l.activation, None) for l in self.layers)
+        return Network(self.input_dim, layers, self.batch)
+
     def condition(self, batch=None) -> "ConditionedNetwork":
         """Freeze train-mode BN on ``batch`` (default: the network's own)."""
         net = self if batch is None else self.with_batch(batch)

@@ -45,3 +45,18 @@ PULLBACK_RTOL = 1e-9
 #: issue's measurement shows disagreement from about 1e-8 relative near
 #: tangency; accept residuals up to 1e-7 and confirm decisions with witnesses.
 CONIC_FEASIBILITY_TOL = 1e-7
+
+#: Side of a polytope vertex relative to a hyperplane: float64 decides when
+#: |aᵀv − β| exceeds this times (|a|·|v| + |β|); inside the band the vertex is
+#: recomputed exactly (rationals). Vertices are solutions of d×d systems, so their
+#: float error is about cond · 1e-16; the band leaves room for cond up to 1e4.
+VERTEX_SIGN_RTOL = 1e-12
+
+#: A certified region needs a witness ball of at least this radius, relative to
+#: the window radius (a ball far below float64 resolution certifies nothing).
+WITNESS_MIN_RELATIVE_RADIUS = 1e-12
+
+#: Two regions carry "the same affine map" (for maximal linear regions) when
+#: their output maps agree to this relative tolerance (maps computed along
+#: different paths through the network differ by a few ulps).
+AFFINE_MAP_RTOL = 1e-9

@@ -13,7 +13,8 @@ import numpy as np
 
 from cpa_theory.tolerances import CONIC_FEASIBILITY_TOL, LP_FEASIBILITY_TOL
 
-__all__ = ["AffineRange", "affine_range_over_window"]
+__all__ = ["AffineRange", "affine_range_over_window", "ChebyshevBall", "chebyshev_ball", "centroid_in_window",
+           "window_inside_parent_region", "injective"]
 
 
 @dataclass(frozen=True)
@@ -51,3 +52,73 @@ def affine_range_over_window(a, center, radius, p=np.inf) -> AffineRange:
             raise RuntimeError(f"solver point lies outside the window by {excess:.3g}")
         out.append(pt)
     return AffineRange(float(a @ out[0]), float(a @ out[1]), out[0], out[1])
+
+
+@dataclass(frozen=True)
+class ChebyshevBall:
+    """The largest Euclidean ball {‖x − center‖₂ ≤ radius} inside {G x ≤ h}, re-checked."""
+
+    center: np.ndarray
+    radius: float
+
+
+def chebyshev_ball(G, h) -> ChebyshevBall:
+    """Chebyshev centre of the polytope {x : G x ≤ h} by a cvxpy LP (HiGHS), re-checked independently.
+
+    The returned radius is recomputed from the returned centre as min_f (h_f − G_f·c)/‖G_f‖₂, so it is a
+    valid certificate whatever the solver's own tolerances.
+    """
+    import cvxpy as cp
+
+    G = np.asarray(G, dtype=np.float64)
+    h = np.asarray(h, dtype=np.float64)
+    norms = np.linalg.norm(G, axis=1)
+    x = cp.Variable(G.shape[1])
+    rho = cp.Variable()
+    prob = cp.Problem(cp.Maximize(rho), [G @ x + norms * rho <= h, rho >= 0])
+    prob.solve(solver=cp.HIGHS)
+    if prob.status != cp.OPTIMAL:
+        raise RuntimeError(f"Chebyshev LP ended with status {prob.status}")
+    center = np.asarray(x.value, dtype=np.float64)
+    return ChebyshevBall(center, float(np.min((h - G @ center) / norms)))
+
+
+def centroid_in_window(batch, center, radius) -> bool:
+    """Certificate for C5's hypothesis x̄ ∈ int W(center, r): exact rational comparison per coordinate."""
+    from fractions import Fraction
+
+    batch = np.asarray(batch, dtype=np.float64)
+    B = batch.shape[0]
+    r = Fraction(float(radius))
+    for l in range(batch.shape[1]):
+        mean = sum(Fraction(float(v)) for v in batch[:, l]) / B
+        if not abs(mean - Fraction(float(center[l]))) < r:
+            return False
+    return True
+
+
+def window_inside_parent_region(cond, center, radius, layer: int) -> bool:
+    """Certificate for C9's hypothesis W ⊆ P: no switching set of layers < ``layer`` cuts int W.
+
+    The parent region P is the region of ``center``; the check runs the region counter on the network
+    truncated to its first ``layer`` layers and asks for exactly one region.
+    """
+    from cpa_theory.network import ConditionedNetwork
+    from cpa_theory.regions import count_regions
+
+    if layer == 0:
+        return True
+    truncated = ConditionedNetwork(cond.input_dim, cond.layers[:layer], cond.batch)
+    res = count_regions(truncated, center, radius, linear=False)
+    return res.regions == 1 and res.certified
+
+
+def injective(A) -> bool:
+    """Certificate that A_P is injective: full column rank, decided exactly (sympy rank over the rationals)."""
+    import sympy as sp
+
+    A = np.asarray(A, dtype=np.float64)
+    if A.shape[0] < A.shape[1]:
+        return False
+    M = sp.Matrix([[sp.Rational(float(v)) for v in row] for row in A])
+    return M.rank() == A.shape[1]

@@ -59,7 +59,37 @@ def test_debug_shows_traceback():
     assert res.returncode != 0 and "Traceback" in res.stderr
 
 
-@pytest.mark.parametrize("cmd", ["info", "hits", "prove"])
+@pytest.mark.parametrize("cmd", ["info", "hits", "count", "plot", "prove"])
 def test_every_subcommand_help_has_an_example(cmd):
     res = run(cmd, "--help")
     assert res.returncode == 0 and "example:" in res.stdout and "cpa-theory " + cmd in res.stdout
+
+
+def test_count_json_contract_single_and_many():
+    res = run("count", str(EXAMPLE), "--center", "0.92,-0.43", "--radius", "0.5", "--json")
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    for key, typ in (("regions", int), ("linear_regions", int), ("hits", int), ("certified", bool)):
+        assert isinstance(out[key], typ)
+    assert out["certified"] and out["hits"] == 8 and out["regions"] >= 1 + out["hits"]
+    many = json.loads(run("count", str(EXAMPLE), "--center", "0.92,-0.43", "--center", "5,5", "--radius", "0.5",
+                          "--json").stdout)
+    assert isinstance(many, list) and many[0]["regions"] == out["regions"] and many[1]["center"] == [5.0, 5.0]
+
+
+def test_count_bad_radius_and_dimension_exit_2():
+    assert run("count", str(EXAMPLE), "--center", "0,0", "--radius", "0").returncode == 2
+    assert run("count", str(EXAMPLE), "--center", "0,0,1", "--radius", "1").returncode == 2
+
+
+def test_plot_writes_png(tmp_path):
+    out = tmp_path / "p.png"
+    res = run("plot", str(EXAMPLE), "--center", "0.92,-0.43", "--radius", "1", "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_into_missing_folder_exits_2_and_writes_nothing(tmp_path):
+    res = run("plot", str(EXAMPLE), "--center", "0,0", "--radius", "1", "--out", str(tmp_path / "no" / "p.png"))
+    assert res.returncode == 2 and "does not exist" in res.stderr
+    assert not (tmp_path / "no").exists()

@@ -1,0 +1,189 @@
+"""Convex polytopes with vertices, facets and vertex–facet incidence, split by hyperplanes exactly.
+
+A :class:`Polytope` is full-dimensional: {y : G y ≤ h} together with its vertex
+list and a boolean incidence matrix (vertex v lies on facet f). Splitting by a
+hyperplane aᵀy = β classifies every vertex as +, 0 or −, creates the new
+vertices on the edges that cross, and returns the two full-dimensional halves
+(or reports that the hyperplane does not cut the interior: touching a vertex, an
+edge or a facet is not a cut).
+
+Exactness: the side of a vertex is decided in float64 unless the value lies in a
+rounding band (``tolerances.VERTEX_SIGN_RTOL``); then the vertex is recomputed
+as the exact rational solution of d of its facets (whose float coefficients,
+and the box bounds given as exact rationals, define the polytope) and the side
+is decided in exact rational arithmetic. So concurrent hyperplanes, hyperplanes
+through corners and duplicates are handled exactly, without merge tolerances.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from itertools import product
+
+import numpy as np
+
+from .tolerances import VERTEX_SIGN_RTOL
+
+__all__ = ["Polytope", "box_polytope", "vertex_signs", "split"]
+
+
+class Polytope:
+    """Full-dimensional convex polytope.
+
+    Attributes:
+        G: ``(F, d)`` facet normals; h: ``(F,)`` offsets (float64); h_exact: list of F Fractions.
+        V: ``(Nv, d)`` vertices; inc: ``(Nv, F)`` bool incidence.
+    """
+
+    __slots__ = ("G", "h", "h_exact", "V", "inc", "_exact", "scale")
+
+    def __init__(self, G, h, h_exact, V, inc, scale):
+        self.G, self.h, self.h_exact, self.V, self.inc = G, h, h_exact, V, inc
+        self._exact = {}
+        self.scale = scale  # coordinate magnitude of the problem (rounding errors are relative to it)
+
+    @property
+    def dim(self) -> int:
+        return self.G.shape[1]
+
+    def interior_point(self) -> np.ndarray:
+        """Mean of the vertices: strictly interior for a full-dimensional polytope."""
+        return self.V.mean(axis=0)
+
+    def inradius_at(self, point) -> float:
+        """Euclidean distance from ``point`` to the nearest constraint hyperplane (a ball that fits)."""
+        norms = np.linalg.norm(self.G, axis=1)
+        return float(np.min((self.h - self.G @ point) / norms))
+
+    def exact_vertex(self, i: int) -> tuple[Fraction, ...]:
+        """Vertex i as the exact rational solution of d independent incident facets."""
+        if i not in self._exact:
+            rows = np.flatnonzero(self.inc[i])
+            chosen = _independent_rows(self.G, rows, self.dim)
+            A = [[Fraction(float(v)) for v in self.G[r]] for r in chosen]
+            b = [self.h_exact[r] for r in chosen]
+            self._exact[i] = _solve_exact(A, b)
+        return self._exact[i]
+
+
+def _independent_rows(G, rows, d):
+    chosen = []
+    for r in rows:
+        trial = chosen + [r]
+        if np.linalg.matrix_rank(G[trial]) == len(trial):
+            chosen = trial
+            if len(chosen) == d:
+                return chosen
+    raise ArithmeticError("vertex has fewer than d independent incident facets")
+
+
+def _solve_exact(A, b):
+    """Gauss–Jordan elimination in rationals (A square, non-singular)."""
+    n = len(A)
+    M = [row[:] + [bi] for row, bi in zip(A, b)]
+    for col in range(n):
+        piv = next(r for r in range(col, n) if M[r][col] != 0)
+        M[col], M[piv] = M[piv], M[col]
+        inv = 1 / M[col][col]
+        M[col] = [v * inv for v in M[col]]
+        for r in range(n):
+            if r != col and M[r][col] != 0:
+                f = M[r][col]
+                M[r] = [vr - f * vc for vr, vc in zip(M[r], M[col])]
+    return tuple(M[r][n] for r in range(n))
+
+
+def box_polytope(lo, hi, lo_exact, hi_exact) -> Polytope:
+    """The box ∏[lo_l, hi_l]; ``lo_exact``/``hi_exact`` are the exact rational bounds."""
+    d = len(lo)
+    G = np.zeros((2 * d, d))
+    h = np.zeros(2 * d)
+    h_exact = []
+    for l in range(d):
+        G[2 * l, l], h[2 * l] = -1.0, -lo[l]
+        G[2 * l + 1, l], h[2 * l + 1] = 1.0, hi[l]
+        h_exact += [-lo_exact[l], hi_exact[l]]
+    corners = np.array(list(product((0, 1), repeat=d)), dtype=np.int64)
+    V = np.where(corners == 0, np.asarray(lo)[None, :], np.asarray(hi)[None, :]).astype(np.float64)
+    inc = np.zeros((len(corners), 2 * d), dtype=bool)
+    for l in range(d):
+        inc[np.arange(len(corners)), 2 * l + corners[:, l]] = True
+    P = Polytope(G, h, h_exact, V, inc, float(max(np.abs(lo).max(), np.abs(hi).max())))
+    for i, bits in enumerate(corners):  # exact corners are known
+        P._exact[i] = tuple(lo_exact[l] if bits[l] == 0 else hi_exact[l] for l in range(d))
+    return P
+
+
+def vertex_signs(P: Polytope, normals, offsets, offsets_exact=None) -> np.ndarray:
+    """Side of every vertex for every hyperplane aᵀy = β: ``(Nv, m)`` int8 in {-1, 0, +1}, exact.
+
+    Args: normals ``(m, d)``, offsets ``(m,)``; ``offsets_exact`` optional list of Fractions.
+    """
+    vals = P.V @ normals.T - offsets[None, :]
+    scale = (np.abs(P.V) + P.scale) @ np.abs(normals).T + np.abs(offsets)[None, :]
+    signs = np.sign(vals).astype(np.int8)
+    band = np.abs(vals) <= VERTEX_SIGN_RTOL * scale
+    if np.any(band):
+        for i, j in zip(*np.nonzero(band)):
+            v = P.exact_vertex(int(i))
+            beta = offsets_exact[j] if offsets_exact is not None else Fraction(float(offsets[j]))
+            val = sum(Fraction(float(a)) * vi for a, vi in zip(normals[j], v)) - beta
+            signs[i, j] = (val > 0) - (val < 0)
+    return signs
+
+
+def _edges(P: Polytope, pos, neg):
+    """Pairs (u ∈ pos, v ∈ neg) that are edges of P (shared facets of rank d − 1, no third vertex on them)."""
+    d = P.dim
+    common = P.inc[pos][:, None, :] & P.inc[neg][None, :, :]
+    counts = common.sum(axis=2)
+    out = []
+    for a, b in zip(*np.nonzero(counts >= d - 1)):
+        cols = np.flatnonzero(common[a, b])
+        if len(cols) > d - 1 and np.linalg.matrix_rank(P.G[cols]) != d - 1:
+            continue
+        if np.count_nonzero(P.inc[:, cols].all(axis=1)) != 2:
+            continue
+        out.append((pos[a], neg[b]))
+    return out
+
+
+def split(P: Polytope, a, beta, signs, beta_exact=None):
+    """Split P by aᵀy = β given the vertex ``signs`` (from :func:`vertex_signs`).
+
+    Returns ``(below, above)``: {aᵀy ≤ β} ∩ P and {aᵀy ≥ β} ∩ P; a side without interior is None.
+    """
+    pos, neg, zero = np.flatnonzero(signs > 0), np.flatnonzero(signs < 0), np.flatnonzero(signs == 0)
+    if len(pos) == 0 or len(neg) == 0:
+        return (P, None) if len(pos) == 0 else (None, P)
+    vals = P.V @ a - beta
+    edges = _edges(P, pos, neg)
+    F = P.G.shape[0]
+    new_V = np.empty((len(edges), P.dim))
+    new_inc = np.zeros((len(edges), F + 1), dtype=bool)
+    for e, (u, v) in enumerate(edges):
+        t = vals[u] / (vals[u] - vals[v])
+        new_V[e] = P.V[u] + t * (P.V[v] - P.V[u])
+        new_inc[e, :F] = P.inc[u] & P.inc[v]
+    new_inc[:, F] = True
+    beta_exact = Fraction(float(beta)) if beta_exact is None else beta_exact
+
+    def half(keep, sign):
+        G = np.vstack([P.G, sign * a[None, :]])
+        h = np.append(P.h, sign * beta)
+        h_exact = P.h_exact + [beta_exact if sign > 0 else -beta_exact]
+        inc_old = np.zeros((len(keep), F + 1), dtype=bool)
+        inc_old[:, :F] = P.inc[keep]
+        inc_old[np.isin(keep, zero), F] = True
+        V = np.vstack([P.V[keep], new_V])
+        inc = np.vstack([inc_old, new_inc])
+        live = inc.any(axis=0)  # drop constraints that no longer touch the polytope
+        child = Polytope(G[live], h[live], [x for x, k in zip(h_exact, live) if k], V, inc[:, live], P.scale)
+        for new_i, old_i in enumerate(keep):
+            if old_i in P._exact:
+                child._exact[new_i] = P._exact[old_i]
+        return child
+
+    below = half(np.concatenate([neg, zero]), 1.0)
+    above = half(np.concatenate([pos, zero]), -1.0)
+    return below, above

@@ -1,0 +1,370 @@
+"""Exact activation-region counts N(f; W) in a window, layer by layer (THEORY §3, §5, §6).
+
+Start from the window W(x0, r) as a polytope, in coordinates y = x − p centred
+at the first layer's anchor p (the batch centroid in train mode, so concurrent
+BN hyperplanes stay exactly concurrent). For layer ℓ, inside each cell the layer
+input is an affine map h = A y + c (C9) and the layer's switching sets are the
+hyperplanes of ``hyperplanes.layer_switching_sets``; the ones that can meet W
+(the C4 window criterion, ``windows.window_slack``) are tested on the cell's
+vertices, and the cell is split by every one that cuts its interior. Cells that
+no switching set of the last layer cuts are the activation regions.
+
+Every region is certified: a witness point (mean of its vertices) and the radius
+of a ball around it inside the region, re-checked by an independent forward pass
+of the network that must reproduce the region's activation code (and, on
+request, by an exact rational forward pass).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import numpy as np
+
+from .hyperplanes import HyperplaneStatus, layer_switching_sets, switching_hyperplanes
+from .network import ConditionedNetwork, Network, as_points
+from .polytope import Polytope, box_polytope, split, vertex_signs
+from .tolerances import AFFINE_MAP_RTOL, WITNESS_MIN_RELATIVE_RADIUS
+from .windows import Window, WindowRelation, dual_norm, window_relations, window_slack
+
+__all__ = ["Region", "RegionCount", "count_regions", "enumerate_regions", "MAX_VERTEX_DIM"]
+
+#: vertex enumeration keeps 2^d box corners: beyond this input dimension counting is refused.
+MAX_VERTEX_DIM = 10
+
+#: witnesses are re-checked in batches of this many (one vectorised forward pass; bounded memory).
+_CERTIFY_CHUNK = 4096
+
+
+@dataclass(frozen=True)
+class Region:
+    """One certified activation region.
+
+    code: tuple of int arrays (piece index per neuron, per layer); witness: ``(d,)`` x-coordinates;
+    radius: a Euclidean ball of this radius around the witness lies in the region;
+    vertices: ``(Nv, d)`` x-coordinates; out_A ``(n_out, d)``, out_c ``(n_out,)``: f(x) = out_A x + out_c;
+    facets: ``(G, h)`` with the region = {x : G x ≤ h} (window sides and switching hyperplanes).
+    """
+
+    code: tuple
+    witness: np.ndarray
+    radius: float
+    vertices: np.ndarray
+    out_A: np.ndarray
+    out_c: np.ndarray
+    facets: tuple = field(default=(), repr=False)
+
+
+@dataclass
+class RegionCount:
+    """Result of counting in one window (the CLI's JSON object)."""
+
+    center: np.ndarray
+    radius: float
+    regions: int
+    linear_regions: int
+    hits: int
+    certified: bool
+    uncertified: int
+    seconds: float
+    exact_fallbacks: int = 0
+    region_list: list | None = None
+
+    @property
+    def dim(self) -> int:
+        return int(self.center.shape[0])
+
+    @property
+    def per_volume(self) -> float:
+        """N / (2r)^d."""
+        return self.regions / (2.0 * self.radius) ** self.dim
+
+    @property
+    def log_regions(self) -> float:
+        return math.log(self.regions)
+
+    def as_json(self) -> dict:
+        return {"center": self.center.tolist(), "radius": self.radius, "regions": self.regions,
+                "linear_regions": self.linear_regions, "hits": self.hits, "certified": self.certified,
+                "uncertified": self.uncertified, "per_volume": self.per_volume, "log_regions": self.log_regions,
+                "seconds": round(self.seconds, 6)}
+
+
+def _conditioned(net) -> ConditionedNetwork:
+    if isinstance(net, Network):
+        return net.condition()
+    if isinstance(net, ConditionedNetwork):
+        return net
+    raise TypeError("count_regions needs a Network or a ConditionedNetwork.")
+
+
+def _layer_pieces(signs_side, gain_sign, K):
+    """Piece index per neuron from the cell's side of each (neuron, breakpoint) hyperplane."""
+    if not K:
+        return np.zeros(len(gain_sign), dtype=np.int64)
+    above = (signs_side.reshape(-1, K) * gain_sign[:, None]) > 0  # ẑ − t_k > 0
+    return above.sum(axis=1)
+
+
+def enumerate_regions(net, center, radius, *, stats=None):
+    """Yield the activation regions in W(center, radius) one by one (depth first, bounded memory).
+
+    Each item is ``(polytope_in_y, code, A, c, anchor, flat)``: the region as a polytope in y = x − anchor,
+    its activation code, the output map f = A y + c on it, and per layer the neurons constant on it.
+    :func:`count_regions` turns them into certified :class:`Region` objects. ``stats`` collects counters.
+    """
+    cond = _conditioned(net)
+    win = Window(center, radius)
+    d = cond.input_dim
+    if win.dim != d:
+        from .errors import ShapeError
+
+        raise ShapeError(f"centre has {win.dim} coordinates; the network's input dimension is {d}.")
+    if d > MAX_VERTEX_DIM:
+        from .errors import WindowError
+
+        raise WindowError(f"exact counting enumerates polytope vertices and supports input dimension <= "
+                          f"{MAX_VERTEX_DIM}; got d = {d}. Use hitting numbers (cpa-theory hits) or count in a "
+                          "low-dimensional slice.")
+    cond._check_defined()
+    first = cond.layers[0].bn
+    p = first.anchor.copy() if first.mode == "train" else win.center.copy()
+    F = Fraction
+    lo_ex = [F(float(x0)) - F(win.radius) - F(float(pl)) for x0, pl in zip(win.center, p)]
+    hi_ex = [F(float(x0)) + F(win.radius) - F(float(pl)) for x0, pl in zip(win.center, p)]
+    root = box_polytope(np.array([float(v) for v in lo_ex]), np.array([float(v) for v in hi_ex]), lo_ex, hi_ex)
+    y0 = win.center - p
+    layers = cond.layers
+    stats = {} if stats is None else stats
+    stats.setdefault("exact_fallbacks", 0)
+
+    # work items: (polytope, layer index, A, c, code so far)
+    stack = [(root, 0, np.eye(d), p.copy(), (), ())]
+    while stack:
+        P, li, A, c, code, flat = stack.pop()
+        if li == len(layers):
+            yield P, code, A, c, p, flat
+            continue
+        cl = layers[li]
+        normals, offsets, status, _ = layer_switching_sets(cl, A, c, np.zeros(d))
+        K = offsets.shape[1]
+        n = normals.shape[0]
+        flat_n = np.repeat(normals, K, axis=0) if K else np.zeros((0, d))
+        flat_o = offsets.reshape(-1)
+        regular = (status == HyperplaneStatus.REGULAR).reshape(-1)
+        # C4 screen: a hyperplane that misses (or only touches) the whole window cannot cut a cell in it
+        slack = window_slack(dual_norm(flat_n), flat_n @ y0 - flat_o, win.radius)
+        candidates = np.flatnonzero(regular & (slack > -1e-9 * (1 + np.abs(flat_o))))
+        sides = np.zeros(n * K, dtype=np.int8)
+        # everything not a candidate: its side is constant on W; read it at the window centre
+        rest = np.setdiff1d(np.arange(n * K), candidates)
+        if len(rest):
+            sides[rest] = np.sign(flat_n[rest] @ y0 - flat_o[rest]).astype(np.int8)
+        pending = [(P, candidates, sides)]
+        gain_sign = np.sign(cl.bn.gain)
+        slope_tab = np.asarray(cl.activation.slopes)
+        icpt_tab = np.asarray(cl.activation.intercepts())
+        W = cl.weight
+        pre_A = (cl.bn.gain[:, None] * W) @ A
+        pre_c = cl.bn.gain * (W @ (c - cl.bn.anchor)) + cl.bn.shift
+        while pending:
+            Q, cand, s_here = pending.pop()
+            if len(cand):
+                sg = vertex_signs(Q, flat_n[cand], flat_o[cand])
+                cutting = (sg > 0).any(axis=0) & (sg < 0).any(axis=0)
+                # candidates that do not cut Q keep one side on all of Q's interior: record it
+                s_here = s_here.copy()
+                s_here[cand[~cutting]] = np.where((sg[:, ~cutting] > 0).any(axis=0), 1, -1)
+            else:
+                cutting = np.zeros(0, bool)
+            if cutting.any():
+                j = int(np.flatnonzero(cutting)[0])
+                hj = cand[j]
+                below, above = split(Q, flat_n[hj], flat_o[hj], sg[:, j])
+                remaining = cand[cutting][1:]
+                s_below, s_above = s_here.copy(), s_here.copy()
+                s_below[hj], s_above[hj] = -1, 1
+                pending.append((below, remaining, s_below))
+                pending.append((above, remaining, s_above))
+                continue
+            # a leaf for this layer: every switching set keeps one side on Q's interior
+            pieces = _layer_pieces(s_here, gain_sign, K)
+            # constant neurons: piece of their constant value
+            const = np.all(status != HyperplaneStatus.REGULAR, axis=1) if K else np.zeros(n, bool)
+            if np.any(const):
+                pieces = pieces.copy()
+                pieces[const] = cl.activation.piece_index(pre_c[const] + pre_A[const] @ np.zeros(d))
+            slope, icpt = slope_tab[pieces], icpt_tab[pieces]
+            flat_here = ~np.any(pre_A != 0, axis=1)  # neurons constant on this region
+            stack.append((Q, li + 1, slope[:, None] * pre_A, slope * pre_c + icpt, code + (pieces,),
+                          flat + (flat_here,)))
+
+
+def _exact_code(cond: ConditionedNetwork, x) -> tuple:
+    """Activation code at x in exact rational arithmetic on the network's float64 parameters."""
+    F = Fraction
+    h = [F(float(v)) for v in x]
+    code = []
+    for layer in cond.layers:
+        W = [[F(float(v)) for v in row] for row in layer.weight]
+        p = [F(float(v)) for v in layer.bn.anchor]
+        g = [F(float(v)) for v in layer.bn.gain]
+        e = [F(float(v)) for v in layer.bn.shift]
+        diff = [hi - pi for hi, pi in zip(h, p)]
+        z = [gi * sum(wij * dj for wij, dj in zip(row, diff)) + ei for row, gi, ei in zip(W, g, e)]
+        t = [F(v) for v in layer.activation.breakpoints]
+        a = [F(v) for v in layer.activation.slopes]
+        pieces, out = [], []
+        vals = layer.activation.values_at_breakpoints()
+        for zi in z:
+            k = sum(1 for tk in t if tk <= zi)
+            pieces.append(k)
+            if not t:
+                out.append(a[0] * zi + F(layer.activation.value_at_first))
+            else:
+                ref = t[0] if k == 0 else t[k - 1]
+                vref = F(vals[0]) if k == 0 else F(vals[k - 1])
+                out.append(vref + a[k] * (zi - ref))
+        code.append(np.array(pieces))
+        h = out
+    return tuple(code)
+
+
+def _certify_batch(cond, witnesses, radii, codes, radius_w, exact: bool, flats=None) -> np.ndarray:
+    """Re-check a batch of witnesses with one independent forward pass: ``(M,)`` bool.
+
+    A witness passes when its ball radius is positive (relative to the window), the forward pass at it
+    reproduces the region's code in every layer, and no pre-activation sits exactly on a breakpoint
+    (except neurons constant on the region, ``flats``, which may sit on one everywhere).
+    """
+    ok = radii > WITNESS_MIN_RELATIVE_RADIUS * radius_w
+    zs = cond.preactivations(witnesses)
+    for li, (layer, z) in enumerate(zip(cond.layers, zs)):
+        got = layer.activation.piece_index(z)
+        ok &= np.all(got == np.stack([c[li] for c in codes]), axis=1)
+        if layer.activation.breakpoints:
+            on_bp = np.isin(z, layer.activation.breakpoints_array)
+            if flats is not None:
+                on_bp &= ~np.stack([f[li] for f in flats])
+            ok &= ~np.any(on_bp, axis=1)
+    if exact:
+        for i in np.flatnonzero(ok):
+            ok[i] = all(np.array_equal(g, k) for g, k in zip(_exact_code(cond, witnesses[i]), codes[i]))
+    return ok
+
+
+def _same_map(a, b) -> bool:
+    scale = 1.0 + max(np.abs(a).max(initial=0), np.abs(b).max(initial=0))
+    return bool(np.all(np.abs(a - b) <= AFFINE_MAP_RTOL * scale))
+
+
+def _facets_adjacent(P: Polytope, Q: Polytope) -> bool:
+    """Do P and Q share a (d−1)-dimensional piece of boundary? (opposite facets, overlapping with interior)."""
+    from scipy.optimize import linprog
+
+    d = P.dim
+    nP = P.G / np.linalg.norm(P.G, axis=1)[:, None]
+    hP = P.h / np.linalg.norm(P.G, axis=1)
+    nQ = Q.G / np.linalg.norm(Q.G, axis=1)[:, None]
+    hQ = Q.h / np.linalg.norm(Q.G, axis=1)
+    for i in range(len(nP)):
+        match = np.flatnonzero((np.abs(nQ + nP[i]).max(axis=1) <= 1e-9) & (np.abs(hQ + hP[i]) <= 1e-9 * (1 + abs(hP[i]))))
+        if not len(match):
+            continue
+        # maximise ρ: a (d−1)-ball of radius ρ in the common hyperplane inside both (other constraints)
+        Gs = np.vstack([np.delete(nP, i, axis=0), np.delete(nQ, match, axis=0)])
+        hs = np.concatenate([np.delete(hP, i), np.delete(hQ, match)])
+        a = nP[i]
+        # ball within the hyperplane: distance uses the component of each normal orthogonal to a
+        proj = Gs - (Gs @ a)[:, None] * a[None, :]
+        A_ub = np.hstack([Gs, np.linalg.norm(proj, axis=1)[:, None]])
+        res = linprog(np.r_[np.zeros(d), -1.0], A_ub=A_ub, b_ub=hs, A_eq=np.r_[a, 0.0][None, :], b_eq=[hP[i]],
+                      bounds=[(None, None)] * d + [(0, None)], method="highs")
+        if res.status == 0 and -res.fun > 1e-9:
+            return True
+    return False
+
+
+def _linear_regions(items) -> int:
+    """Maximal linear regions: connected components of adjacent regions with the same output map."""
+    groups: dict = {}
+    for idx, (P, A, c) in enumerate(items):
+        key = tuple(np.round(np.concatenate([A.ravel(), c.ravel()]), 6))
+        groups.setdefault(key, []).append(idx)
+    total = 0
+    for members in groups.values():
+        # refine the rounded key by the tolerance comparison, then union adjacent members
+        parent = {m: m for m in members}
+
+        def find(u):
+            while parent[u] != u:
+                parent[u] = parent[parent[u]]
+                u = parent[u]
+            return u
+
+        for i, u in enumerate(members):
+            for v in members[i + 1:]:
+                if find(u) == find(v):
+                    continue
+                Pu, Au, cu = items[u]
+                Pv, Av, cv = items[v]
+                if _same_map(Au, Av) and _same_map(cu, cv) and _facets_adjacent(Pu, Pv):
+                    parent[find(u)] = find(v)
+        total += len({find(m) for m in members})
+    return total
+
+
+def count_regions(net, center, radius, *, keep_regions: bool = False, exact_recheck: bool = False,
+                  linear: bool = True) -> RegionCount:
+    """Exact, certified count of activation regions of ``net`` in the ℓ∞ window W(center, radius).
+
+    Args:
+        net: :class:`Network` (conditioned on its batch) or :class:`ConditionedNetwork`.
+        center: ``(d,)``; radius: r > 0.
+        keep_regions: also return the list of certified :class:`Region` objects.
+        exact_recheck: re-check every witness with an exact rational forward pass too.
+        linear: also count maximal linear regions (N_lin).
+
+    Returns: :class:`RegionCount` with ``regions`` (N), ``linear_regions`` (N_lin), ``hits`` (first-layer
+    switching sets that cut int W, by C4), ``certified`` (every region's witness re-checked).
+    """
+    start = time.perf_counter()
+    cond = _conditioned(net)
+    win = Window(as_points(center, cond.input_dim, "center")[0], radius)
+    stats: dict = {}
+    n_regions = n_bad = 0
+    regions = [] if keep_regions else None
+    items = []
+    buf: list = []
+
+    def flush():
+        nonlocal n_bad
+        if not buf:
+            return
+        wit = np.stack([b[1] for b in buf])
+        rad = np.array([b[2] for b in buf])
+        ok = _certify_batch(cond, wit, rad, [b[0] for b in buf], win.radius, exact_recheck, [b[7] for b in buf])
+        n_bad += int(np.count_nonzero(~ok))
+        if keep_regions:
+            regions.extend(Region(code, w, r, V, A, c, f) for (code, w, r, V, A, c, f, _) in buf)
+        buf.clear()
+
+    for P, code, A, c, p, flat in enumerate_regions(cond, win.center, win.radius, stats=stats):
+        c_y = P.interior_point()
+        n_regions += 1
+        out_c = c - A @ p  # f(x) = A (x − p) + c
+        if linear:
+            items.append((P, A, out_c))
+        buf.append((code, c_y + p, P.inradius_at(c_y), P.V + p if keep_regions else None, A, out_c,
+                    (P.G, P.h + P.G @ p) if keep_regions else (), flat))
+        if len(buf) >= _CERTIFY_CHUNK:
+            flush()
+    flush()
+    hp = switching_hyperplanes(cond, 0)
+    hits = int(np.sum(window_relations(hp, win.center, win.radius) == WindowRelation.CUTS))
+    n_lin = _linear_regions(items) if linear else n_regions
+    return RegionCount(win.center, win.radius, n_regions, n_lin, hits, n_bad == 0, n_bad,
+                       time.perf_counter() - start, stats.get("exact_fallbacks", 0), regions)
