@@ -46,6 +46,20 @@ from .windows import (
     window_slack,
 )
 
+def from_torch(model, batch=None, state_dict=None):
+    """PyTorch nn.Sequential → Network (see ``cpa_theory.importers``); imports torch lazily."""
+    from .importers import from_torch as _from_torch
+
+    return _from_torch(model, batch=batch, state_dict=state_dict)
+
+
+def from_flax(variables, activations, batch=None, eps: float = 1e-5):
+    """Flax Dense/BatchNorm variables → Network (see ``cpa_theory.importers``)."""
+    from .importers import from_flax as _from_flax
+
+    return _from_flax(variables, activations, batch=batch, eps=eps)
+
+
 load = load_network
 save = save_network
 
@@ -57,7 +71,7 @@ __all__ = [
     "BatchNorm", "batch_statistics", "bn_scale", "standardized_coordinate", "standardized_offset",
     "ActivationError", "BatchError", "BatchNormError", "CPAInputError", "DegenerateBatchNormError",
     "NetworkFormatError", "NonFiniteError", "ShapeError", "WindowError",
-    "load_network", "network_from_dict", "network_to_dict", "save_network", "load", "save",
+    "from_torch", "from_flax", "load_network", "network_from_dict", "network_to_dict", "save_network", "load", "save",
     "HyperplaneStatus", "SwitchingHyperplanes", "switching_hyperplanes",
     "ConditionedLayer", "ConditionedNetwork", "Layer", "Network",
     "Window", "WindowRelation", "bn_window_slack", "dual_norm", "exact_relation", "hyperplane_residual",

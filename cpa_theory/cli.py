@@ -138,9 +138,12 @@ def cmd_hits(args) -> int:
     Window(centers[0], args.radius, args.p)  # validates radius / p with a clear message
     hp = switching_hyperplanes(net.condition(), 0)
     rel = window_relations(hp, centers, args.radius, args.p)
+    rel32 = _float32_relations(hp, centers, args.radius, args.p)
     rows = [{"center": c.tolist(), "radius": args.radius, "p": args.p if args.p != float("inf") else "inf",
              "hits": int((r == WindowRelation.CUTS).sum()), "touches": int((r == WindowRelation.TOUCHES).sum()),
-             "switching_sets": int(hp.regular.sum())} for c, r in zip(centers, rel)]
+             "switching_sets": int(hp.regular.sum()),
+             "float32_disagreements": int(((r != r32) & hp.regular[None]).sum())}
+            for c, r, r32 in zip(centers, rel, rel32)]
     out = rows[0] if single else rows
 
     def table(o):
@@ -150,6 +153,18 @@ def cmd_hits(args) -> int:
 
     _print(out, args.json, table)
     return EXIT_OK
+
+
+def _float32_relations(hp, centers, radius, p):
+    """The same C4 decisions evaluated in float32 (reported, so float32 users see what they would lose)."""
+    import numpy as np
+
+    from .windows import classify_slack, dual_norm, hyperplane_residual, window_slack
+
+    f = np.float32
+    n32, a32, o32 = hp.normals.astype(f), hp.anchor.astype(f), hp.offsets.astype(f)
+    resid = hyperplane_residual(n32, a32, o32, centers.astype(f))
+    return classify_slack(window_slack(dual_norm(n32, p)[None, :, None], resid, f(radius)))
 
 
 # -- count ---------------------------------------------------------------

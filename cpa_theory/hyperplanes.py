@@ -144,27 +144,28 @@ def layer_switching_sets(cl, A, c, anchor):
     """Switching sets of a conditioned layer whose input is h = A y + c, in anchored form aᵀ(y − anchor) = off.
 
     The one place where a layer's switching sets are pulled back through an affine map (C3, C8, C9);
-    ``switching_hyperplanes`` and the region counter both call it.
+    ``switching_hyperplanes`` and the region counter both call it. ``A (..., m, d)`` and ``c (..., m)`` may
+    carry leading batch axes (one map per parent region).
 
-    Returns ``normals (n, d)``, ``offsets (n, K)``, ``status (n, K)`` int8, ``tau (n, K)`` or None.
+    Returns ``normals (..., n, d)``, ``offsets (..., n, K)``, ``status (..., n, K)`` int8, ``tau (n, K)`` or None.
     """
     W, bn = cl.weight, cl.bn
-    normals = W @ A  # rows are Aᵀ w_i
+    normals = np.matmul(W, A)  # rows are Aᵀ w_i
     # w_iᵀ(A p + c − p_layer): zero when p is an exact pull-back; kept so the offsets stay exact.
-    anchor_gap = W @ (A @ anchor + c - bn.anchor)
+    anchor_gap = (np.matmul(A, anchor) + c - bn.anchor) @ W.T
     t = cl.activation.breakpoints_array
     base, tau = bn.switching_offsets(t)
-    offsets = base - anchor_gap[:, None]
-    constant = (bn.gain == 0) | ~np.any(normals != 0, axis=1)
-    status = np.full((W.shape[0], t.size), HyperplaneStatus.REGULAR, dtype=np.int8)
+    offsets = base - anchor_gap[..., None]
+    constant = (bn.gain == 0) | ~np.any(normals != 0, axis=-1)
+    status = np.full(offsets.shape, HyperplaneStatus.REGULAR, dtype=np.int8)
     if np.any(constant):
-        const_value = bn.gain * (W @ (c - bn.anchor)) + bn.shift
+        const_value = bn.gain * ((c - bn.anchor) @ W.T) + bn.shift
         status[constant] = HyperplaneStatus.CONSTANT
-        status[constant[:, None] & (const_value[:, None] == t[None, :])] = HyperplaneStatus.ON_BREAKPOINT
-    status[bn.undefined] = HyperplaneStatus.BN_UNDEFINED
+        status[constant[..., None] & (const_value[..., None] == t)] = HyperplaneStatus.ON_BREAKPOINT
+    status[..., bn.undefined, :] = HyperplaneStatus.BN_UNDEFINED
     regular = status == HyperplaneStatus.REGULAR
     if not regular.all():
         offsets = np.where(regular, offsets, 0.0)
-        if tau is not None:
+        if tau is not None and regular.ndim == 2:
             tau = np.where(regular, tau, 0.0)
     return normals, offsets, status, tau

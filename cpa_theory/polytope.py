@@ -24,7 +24,7 @@ import numpy as np
 
 from .tolerances import VERTEX_SIGN_RTOL
 
-__all__ = ["Polytope", "box_polytope", "vertex_signs", "split"]
+__all__ = ["Polytope", "Polygon", "box_polytope", "box_polygon", "vertex_signs", "split"]
 
 
 class Polytope:
@@ -153,6 +153,8 @@ def split(P: Polytope, a, beta, signs, beta_exact=None):
 
     Returns ``(below, above)``: {aᵀy ≤ β} ∩ P and {aᵀy ≥ β} ∩ P; a side without interior is None.
     """
+    if isinstance(P, Polygon):
+        return _split_polygon(P, a, beta, signs, Fraction(float(beta)) if beta_exact is None else beta_exact)
     pos, neg, zero = np.flatnonzero(signs > 0), np.flatnonzero(signs < 0), np.flatnonzero(signs == 0)
     if len(pos) == 0 or len(neg) == 0:
         return (P, None) if len(pos) == 0 else (None, P)
@@ -187,3 +189,107 @@ def split(P: Polytope, a, beta, signs, beta_exact=None):
     below = half(np.concatenate([neg, zero]), 1.0)
     above = half(np.concatenate([pos, zero]), -1.0)
     return below, above
+
+
+# -- the plane: ordered polygons (the fast path of the counter in d = 2) ---------------------------
+class FacetTable:
+    """Facet lines shared by all polygons of one run (append-only): G[f]·y ≤ h[f], with exact offsets."""
+
+    __slots__ = ("G", "h", "h_exact")
+
+    def __init__(self):
+        self.G, self.h, self.h_exact = [], [], []
+
+    def add(self, a, beta, beta_exact) -> int:
+        self.G.append(np.asarray(a, dtype=np.float64))
+        self.h.append(float(beta))
+        self.h_exact.append(beta_exact)
+        return len(self.G) - 1
+
+
+class Polygon:
+    """Convex polygon with counter-clockwise vertices; ``ef[i]`` is the facet of the edge V[i] → V[i+1].
+
+    Same interface as :class:`Polytope` (``V``, ``G``, ``h``, ``h_exact``, ``exact_vertex``, ...); vertex i
+    is the intersection of the facets of its two edges, which is all the exact fallback needs.
+    """
+
+    __slots__ = ("V", "ef", "table", "scale", "_exact")
+
+    def __init__(self, V, ef, table, scale, exact=None):
+        self.V, self.ef, self.table, self.scale = V, ef, table, scale
+        self._exact = exact if exact is not None else {}
+
+    dim = 2
+
+    @property
+    def G(self) -> np.ndarray:
+        return np.array([self.table.G[f] for f in self.ef])
+
+    @property
+    def h(self) -> np.ndarray:
+        return np.array([self.table.h[f] for f in self.ef])
+
+    @property
+    def h_exact(self) -> list:
+        return [self.table.h_exact[f] for f in self.ef]
+
+    def interior_point(self) -> np.ndarray:
+        return self.V.mean(axis=0)
+
+    def inradius_at(self, point) -> float:
+        G = self.G
+        return float(np.min((self.h - G @ point) / np.linalg.norm(G, axis=1)))
+
+    def exact_vertex(self, i: int):
+        key = (self.ef[i - 1], self.ef[i])
+        if key not in self._exact:
+            t = self.table
+            A = [[Fraction(float(v)) for v in t.G[f]] for f in key]
+            self._exact[key] = _solve_exact(A, [t.h_exact[f] for f in key])
+        return self._exact[key]
+
+
+def box_polygon(lo, hi, lo_exact, hi_exact) -> Polygon:
+    """The rectangle [lo0, hi0] × [lo1, hi1], counter-clockwise from (lo0, lo1)."""
+    t = FacetTable()
+    bottom = t.add((0.0, -1.0), -lo[1], -lo_exact[1])
+    right = t.add((1.0, 0.0), hi[0], hi_exact[0])
+    top = t.add((0.0, 1.0), hi[1], hi_exact[1])
+    left = t.add((-1.0, 0.0), -lo[0], -lo_exact[0])
+    V = np.array([[lo[0], lo[1]], [hi[0], lo[1]], [hi[0], hi[1]], [lo[0], hi[1]]], dtype=np.float64)
+    exact = {(left, bottom): (lo_exact[0], lo_exact[1]), (bottom, right): (hi_exact[0], lo_exact[1]),
+             (right, top): (hi_exact[0], hi_exact[1]), (top, left): (lo_exact[0], hi_exact[1])}
+    return Polygon(V, [bottom, right, top, left], t, float(max(np.abs(lo).max(), np.abs(hi).max())), exact)
+
+
+def _split_polygon(P: Polygon, a, beta, signs, beta_exact):
+    """Sutherland–Hodgman for one line, keeping each new edge's facet."""
+    s = signs.tolist()
+    n = len(s)
+    if not any(v > 0 for v in s):
+        return P, None
+    if not any(v < 0 for v in s):
+        return None, P
+    vals = P.V @ a - beta
+    t = P.table
+    f_below = t.add(a, beta, beta_exact)  # a·y ≤ β
+    f_above = t.add(-a, -beta, -beta_exact)  # −a·y ≤ −β
+
+    def half(keep_sign, cut_facet):
+        pts, efs = [], []
+        for i in range(n):
+            j = (i + 1) % n
+            si, sj = s[i], s[j]
+            if si == 0 or si == keep_sign:
+                pts.append(P.V[i])
+                # edge leaving V[i]: along the cut if V[i] is on the line and the next kept point is too
+                efs.append(cut_facet if si == 0 and sj != keep_sign else P.ef[i])
+            if si * sj < 0:
+                u = vals[i] / (vals[i] - vals[j])
+                pts.append(P.V[i] + u * (P.V[j] - P.V[i]))
+                # from the crossing we continue along edge i→j if V[j] is kept, else along the cut
+                efs.append(P.ef[i] if sj == keep_sign else cut_facet)
+        return Polygon(np.array(pts), efs, t, P.scale, P._exact)
+
+    return half(-1, f_below), half(1, f_above)

@@ -26,7 +26,7 @@ import numpy as np
 
 from .hyperplanes import HyperplaneStatus, layer_switching_sets, switching_hyperplanes
 from .network import ConditionedNetwork, Network, as_points
-from .polytope import Polytope, box_polytope, split, vertex_signs
+from .polytope import Polytope, box_polygon, box_polytope, split, vertex_signs
 from .tolerances import AFFINE_MAP_RTOL, WITNESS_MIN_RELATIVE_RADIUS
 from .windows import Window, WindowRelation, dual_norm, window_relations, window_slack
 
@@ -34,6 +34,9 @@ __all__ = ["Region", "RegionCount", "count_regions", "enumerate_regions", "MAX_V
 
 #: vertex enumeration keeps 2^d box corners: beyond this input dimension counting is refused.
 MAX_VERTEX_DIM = 10
+
+#: cells are refined in batches of this many per layer (vectorised pull-backs; bounded memory).
+_BATCH = 512
 
 #: witnesses are re-checked in batches of this many (one vectorised forward pass; bounded memory).
 _CERTIFY_CHUNK = 4096
@@ -60,7 +63,8 @@ class Region:
 
 @dataclass
 class RegionCount:
-    """Result of counting in one window (the CLI's JSON object)."""
+    """Result of counting in one window (the CLI's JSON object; timing stays out of it so that the JSON
+    is byte-identical across runs)."""
 
     center: np.ndarray
     radius: float
@@ -89,8 +93,7 @@ class RegionCount:
     def as_json(self) -> dict:
         return {"center": self.center.tolist(), "radius": self.radius, "regions": self.regions,
                 "linear_regions": self.linear_regions, "hits": self.hits, "certified": self.certified,
-                "uncertified": self.uncertified, "per_volume": self.per_volume, "log_regions": self.log_regions,
-                "seconds": round(self.seconds, 6)}
+                "uncertified": self.uncertified, "per_volume": self.per_volume, "log_regions": self.log_regions}
 
 
 def _conditioned(net) -> ConditionedNetwork:
@@ -135,55 +138,63 @@ def enumerate_regions(net, center, radius, *, stats=None):
     F = Fraction
     lo_ex = [F(float(x0)) - F(win.radius) - F(float(pl)) for x0, pl in zip(win.center, p)]
     hi_ex = [F(float(x0)) + F(win.radius) - F(float(pl)) for x0, pl in zip(win.center, p)]
-    root = box_polytope(np.array([float(v) for v in lo_ex]), np.array([float(v) for v in hi_ex]), lo_ex, hi_ex)
+    make_box = box_polygon if d == 2 else box_polytope  # ordered polygons in the plane: the fast path
+    root = make_box(np.array([float(v) for v in lo_ex]), np.array([float(v) for v in hi_ex]), lo_ex, hi_ex)
     y0 = win.center - p
     layers = cond.layers
     stats = {} if stats is None else stats
-    stats.setdefault("exact_fallbacks", 0)
 
-    # work items: (polytope, layer index, A, c, code so far)
-    stack = [(root, 0, np.eye(d), p.copy(), (), ())]
+    # DFS over batches of cells at one layer: (layer index, [(polytope, A, c, code, flat)]).
+    stack = [(0, [(root, np.eye(d), p.copy(), (), ())])]
     while stack:
-        P, li, A, c, code, flat = stack.pop()
+        li, batch = stack.pop()
         if li == len(layers):
-            yield P, code, A, c, p, flat
+            for P, A, c, code, flat in batch:
+                yield P, code, A, c, p, flat
             continue
-        cl = layers[li]
-        normals, offsets, status, _ = layer_switching_sets(cl, A, c, np.zeros(d))
-        K = offsets.shape[1]
-        n = normals.shape[0]
-        flat_n = np.repeat(normals, K, axis=0) if K else np.zeros((0, d))
-        flat_o = offsets.reshape(-1)
-        regular = (status == HyperplaneStatus.REGULAR).reshape(-1)
-        # C4 screen: a hyperplane that misses (or only touches) the whole window cannot cut a cell in it
-        slack = window_slack(dual_norm(flat_n), flat_n @ y0 - flat_o, win.radius)
-        candidates = np.flatnonzero(regular & (slack > -1e-9 * (1 + np.abs(flat_o))))
-        sides = np.zeros(n * K, dtype=np.int8)
-        # everything not a candidate: its side is constant on W; read it at the window centre
-        rest = np.setdiff1d(np.arange(n * K), candidates)
-        if len(rest):
-            sides[rest] = np.sign(flat_n[rest] @ y0 - flat_o[rest]).astype(np.int8)
-        pending = [(P, candidates, sides)]
-        gain_sign = np.sign(cl.bn.gain)
-        slope_tab = np.asarray(cl.activation.slopes)
-        icpt_tab = np.asarray(cl.activation.intercepts())
-        W = cl.weight
-        pre_A = (cl.bn.gain[:, None] * W) @ A
-        pre_c = cl.bn.gain * (W @ (c - cl.bn.anchor)) + cl.bn.shift
+        leaves = list(_refine_batch(layers[li], batch, y0, win.radius, d))
+        for i in range(0, len(leaves), _BATCH):
+            stack.append((li + 1, leaves[i:i + _BATCH]))
+
+
+def _refine_batch(cl, batch, y0, radius, d):
+    """Split every cell of ``batch`` by the switching sets of layer ``cl``; yield the next layer's cells."""
+    A = np.stack([item[1] for item in batch])  # (C, m, d)
+    c = np.stack([item[2] for item in batch])  # (C, m)
+    normals, offsets, status, _ = layer_switching_sets(cl, A, c, np.zeros(d))
+    C, n, K = offsets.shape
+    flat_n = np.repeat(normals, K, axis=1) if K else np.zeros((C, 0, d))  # (C, nK, d)
+    flat_o = offsets.reshape(C, n * K)
+    regular = (status == HyperplaneStatus.REGULAR).reshape(C, n * K)
+    # C4 screen: a switching set that misses (or only touches) the whole window cannot cut a cell in it
+    resid = np.einsum("cjd,d->cj", flat_n, y0) - flat_o
+    slack = window_slack(dual_norm(flat_n), resid, radius)
+    screened = regular & (slack > -1e-9 * (1 + np.abs(flat_o)))
+    # switching sets that are screened out keep one side on all of W: read it at the window centre
+    sides0 = np.sign(resid).astype(np.int8)
+    gain_sign = np.sign(cl.bn.gain)
+    slope_tab = np.asarray(cl.activation.slopes)
+    icpt_tab = np.asarray(cl.activation.intercepts())
+    pre_A = cl.bn.gain[None, :, None] * np.matmul(cl.weight, A)  # (C, n, d)
+    pre_c = cl.bn.gain * ((c - cl.bn.anchor) @ cl.weight.T) + cl.bn.shift  # (C, n)
+    const = np.all(status != HyperplaneStatus.REGULAR, axis=2) if K else np.zeros((C, n), bool)
+    const_pieces = cl.activation.piece_index(pre_c)
+    for ci, (P, _, _, code, flat) in enumerate(batch):
+        fn, fo = flat_n[ci], flat_o[ci]
+        pending = [(P, np.flatnonzero(screened[ci]), sides0[ci])]
         while pending:
             Q, cand, s_here = pending.pop()
+            cutting = np.zeros(0, bool)
             if len(cand):
-                sg = vertex_signs(Q, flat_n[cand], flat_o[cand])
-                cutting = (sg > 0).any(axis=0) & (sg < 0).any(axis=0)
-                # candidates that do not cut Q keep one side on all of Q's interior: record it
+                sg = vertex_signs(Q, fn[cand], fo[cand])
+                pos, neg = (sg > 0).any(axis=0), (sg < 0).any(axis=0)
+                cutting = pos & neg
                 s_here = s_here.copy()
-                s_here[cand[~cutting]] = np.where((sg[:, ~cutting] > 0).any(axis=0), 1, -1)
-            else:
-                cutting = np.zeros(0, bool)
+                s_here[cand[~cutting]] = np.where(pos[~cutting], 1, -1)
             if cutting.any():
                 j = int(np.flatnonzero(cutting)[0])
                 hj = cand[j]
-                below, above = split(Q, flat_n[hj], flat_o[hj], sg[:, j])
+                below, above = split(Q, fn[hj], fo[hj], sg[:, j])
                 remaining = cand[cutting][1:]
                 s_below, s_above = s_here.copy(), s_here.copy()
                 s_below[hj], s_above[hj] = -1, 1
@@ -192,15 +203,11 @@ def enumerate_regions(net, center, radius, *, stats=None):
                 continue
             # a leaf for this layer: every switching set keeps one side on Q's interior
             pieces = _layer_pieces(s_here, gain_sign, K)
-            # constant neurons: piece of their constant value
-            const = np.all(status != HyperplaneStatus.REGULAR, axis=1) if K else np.zeros(n, bool)
-            if np.any(const):
-                pieces = pieces.copy()
-                pieces[const] = cl.activation.piece_index(pre_c[const] + pre_A[const] @ np.zeros(d))
+            if const[ci].any():
+                pieces = np.where(const[ci], const_pieces[ci], pieces)
             slope, icpt = slope_tab[pieces], icpt_tab[pieces]
-            flat_here = ~np.any(pre_A != 0, axis=1)  # neurons constant on this region
-            stack.append((Q, li + 1, slope[:, None] * pre_A, slope * pre_c + icpt, code + (pieces,),
-                          flat + (flat_here,)))
+            flat_here = ~np.any(pre_A[ci] != 0, axis=1)  # neurons constant on this region
+            yield (Q, slope[:, None] * pre_A[ci], slope * pre_c[ci] + icpt, code + (pieces,), flat + (flat_here,))
 
 
 def _exact_code(cond: ConditionedNetwork, x) -> tuple:

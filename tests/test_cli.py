@@ -93,3 +93,31 @@ def test_plot_into_missing_folder_exits_2_and_writes_nothing(tmp_path):
     res = run("plot", str(EXAMPLE), "--center", "0,0", "--radius", "1", "--out", str(tmp_path / "no" / "p.png"))
     assert res.returncode == 2 and "does not exist" in res.stderr
     assert not (tmp_path / "no").exists()
+
+
+@pytest.mark.parametrize("args", [
+    ["count", str(EXAMPLE), "--center", "0.92,-0.43", "--center", "0,0", "--radius", "0.5", "--json"],
+    ["hits", str(EXAMPLE), "--center", "0.92,-0.43", "--radius", "0.5", "--json"],
+    ["info", str(EXAMPLE), "--json"],
+])
+def test_json_is_byte_identical_across_runs(args):
+    first, second = run(*args), run(*args)
+    assert first.returncode == 0 and first.stdout == second.stdout and first.stdout
+
+
+def test_hits_reports_float32_disagreements_far_from_origin(tmp_path):
+    import numpy as np
+
+    from cpa_theory import BatchNorm, Layer, Network, identity, relu, save_network
+
+    rng = np.random.default_rng(5)
+    n = 400
+    batch = (rng.normal(size=(32, 2)) + 3000.0).astype(np.float32).astype(float)
+    net = Network(2, (Layer(rng.normal(size=(n, 2)), np.zeros(n), relu(), BatchNorm(n, "train")),
+                      Layer(np.ones((1, n)), [0.0], identity())), batch)
+    path = tmp_path / "far.json"
+    save_network(net, path)
+    centres = tmp_path / "c.txt"
+    centres.write_text("\n".join(",".join(map(repr, map(float, row))) for row in batch[:16]))
+    rows = json.loads(run("hits", str(path), "--center", str(centres), "--radius", "0.3", "--json").stdout)
+    assert all(isinstance(r["float32_disagreements"], int) for r in rows)

@@ -191,3 +191,88 @@ def test_eval_mode_needs_no_batch():
     bn = BatchNorm(2, "eval", running_mean=[0, 0], running_var=[1, 1])
     net = Network(2, (Layer(np.eye(2), np.zeros(2), relu(), bn), Layer(np.ones((1, 2)), [0.0], identity())))
     assert net.forward(np.zeros(2)).shape == (1, 1)
+
+
+# -- the same catalogue through the command line: exit 2, one line naming the fix, no traceback -----------------
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = str(ROOT / "examples" / "bn_relu_2d.json")
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "cpa_theory", *args], capture_output=True, text=True, cwd=ROOT)
+
+
+def assert_bad_input(res, fix):
+    assert res.returncode == 2, (res.returncode, res.stderr)
+    assert fix in res.stderr and "Traceback" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) <= 2  # argparse adds a usage line
+
+
+def write(tmp_path, doc_or_text):
+    path = tmp_path / "net.json"
+    path.write_text(doc_or_text if isinstance(doc_or_text, str) else json.dumps(doc_or_text))
+    return str(path)
+
+
+def test_cli_truncated_file(tmp_path):
+    assert_bad_input(cli("count", write(tmp_path, json.dumps(doc())[:-15]), "--center", "0,0", "--radius", "1"),
+                     "not valid JSON")
+
+
+def test_cli_empty_file(tmp_path):
+    assert_bad_input(cli("count", write(tmp_path, ""), "--center", "0,0", "--radius", "1"), "not valid JSON")
+
+
+def test_cli_unknown_activation_in_file(tmp_path):
+    assert_bad_input(cli("count", write(tmp_path, layer_doc(activation="gelu")), "--center", "0,0", "--radius", "1"),
+                     "unknown activation")
+
+
+def test_cli_wrong_format_tag(tmp_path):
+    assert_bad_input(cli("info", write(tmp_path, doc(format="cpa-network/9"))), "cpa-network/1")
+
+
+def test_cli_nan_weight_in_file(tmp_path):
+    assert_bad_input(cli("info", write(tmp_path, layer_doc(weight=[["NaN", 0], [0, 1]]))), "layers[0]")
+
+
+def test_cli_missing_file():
+    assert_bad_input(cli("count", "no-such.json", "--center", "0,0", "--radius", "1"), "does not exist")
+
+
+def test_cli_radius_nan():
+    assert_bad_input(cli("count", EXAMPLE, "--center", "0,0", "--radius", "nan"), "> 0")
+
+
+def test_cli_radius_zero():
+    assert_bad_input(cli("hits", EXAMPLE, "--center", "0,0", "--radius", "0"), "> 0")
+
+
+def test_cli_center_not_a_number():
+    assert_bad_input(cli("count", EXAMPLE, "--center", "x,1", "--radius", "1"), "numbers")
+
+
+def test_cli_center_wrong_dimension():
+    assert_bad_input(cli("count", EXAMPLE, "--center", "0,0,0", "--radius", "1"), "input dimension")
+
+
+def test_cli_unwritable_output_location(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert_bad_input(cli("plot", EXAMPLE, "--center", "0,0", "--radius", "1", "--out", str(blocker / "p.png")),
+                     "does not exist")
+
+
+def test_cli_plot_needs_two_dimensions(tmp_path):
+    d = doc(input_dim=1, batch=[[0.0], [1.0]])
+    d["layers"][0]["weight"] = [[1.0], [2.0]]
+    assert_bad_input(cli("plot", write(tmp_path, d), "--center", "0", "--radius", "1", "--out",
+                         str(tmp_path / "p.png")), "dimension 2")
+
+
+def test_cli_unknown_claim():
+    assert_bad_input(cli("prove", "--claim", "C99"), "choose from")

@@ -1,0 +1,158 @@
+"""Region-counting benchmark: ratios against baselines measured in the same run.
+
+(a) a straightforward splitter that solves fresh cvxpy LPs for every (cell, hyperplane) pair, on the same
+    network and window: identical counts required, speed-up reported;
+(b) certified regions per second for d = 2, 4, 8 on 2- and 3-hidden-layer networks of width 16–32;
+(c) the shared benchmark networks (../shared/bench), against the peer tool's published times.
+
+    python benchmarks/bench_counting.py [--quick]
+
+Ends with one JSON line of headline figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import re
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from cpa_theory import Layer, Network, identity, load_network, relu
+from cpa_theory.regions import count_regions
+
+BENCH = Path(__file__).resolve().parents[2] / "shared" / "bench"
+
+
+def random_net(rng, widths):
+    layers = []
+    for i, (m, n) in enumerate(zip(widths[:-1], widths[1:])):
+        last = i == len(widths) - 2
+        layers.append(Layer(rng.normal(size=(n, m)) / np.sqrt(m), rng.normal(size=n) * 0.1,
+                            identity() if last else relu()))
+    return Network(widths[0], tuple(layers))
+
+
+def cvxpy_splitter(net, center, radius) -> int:
+    """Baseline: cells as H-representations; every (cell, hyperplane) decided by two fresh cvxpy LPs."""
+    import cvxpy as cp
+
+    cond = net.condition()
+    d = net.input_dim
+    G0 = np.vstack([np.eye(d), -np.eye(d)])
+    h0 = np.concatenate([center + radius, -(center - radius)])
+    cells = [(G0, h0)]
+    for li, layer in enumerate(cond.layers):
+        if not layer.activation.breakpoints:
+            continue
+        out = []
+        for G, h in cells:
+            # affine map of the layer input on this cell, read at its Chebyshev centre
+            x = cp.Variable(d)
+            rho = cp.Variable()
+            cp.Problem(cp.Maximize(rho), [G @ x + np.linalg.norm(G, axis=1) * rho <= h]).solve(solver=cp.HIGHS)
+            A, c = cond.affine_map(x.value, li)
+            pieces = [(G, h)]
+            for i in range(layer.weight.shape[0]):
+                a = layer.bn.gain[i] * layer.weight[i] @ A
+                z0 = layer.bn.gain[i] * layer.weight[i] @ (c - layer.bn.anchor) + layer.bn.shift[i]
+                for t in layer.activation.breakpoints:
+                    new = []
+                    for Gp, hp in pieces:
+                        y = cp.Variable(d)
+                        lo = cp.Problem(cp.Minimize(a @ y), [Gp @ y <= hp])
+                        lo.solve(solver=cp.HIGHS)
+                        hi = cp.Problem(cp.Maximize(a @ y), [Gp @ y <= hp])
+                        hi.solve(solver=cp.HIGHS)
+                        beta = t - z0
+                        if lo.value < beta - 1e-9 and hi.value > beta + 1e-9:
+                            new += [(np.vstack([Gp, a]), np.append(hp, beta)), (np.vstack([Gp, -a]), np.append(hp, -beta))]
+                        else:
+                            new.append((Gp, hp))
+                    pieces = new
+            out += pieces
+        cells = out
+    return len(cells)
+
+
+def timed(fn, repeat=3):
+    fn()  # warm-up
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t)
+    return out, statistics.median(times)
+
+
+def peer_table():
+    text = (BENCH / "README.md").read_text()
+    rows = {}
+    for line in text.splitlines():
+        m = re.match(r"\| ([\d-]+) \| ([\d./ ]+) \| ([\d./ ]+) \|", line)
+        if m:
+            rows[m.group(1)] = ([float(v) for v in m.group(2).split("/")], [float(v) for v in m.group(3).split("/")])
+    return rows
+
+
+print = functools.partial(print, flush=True)  # noqa: A001  (progress visible when piped)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="fewer networks, one repetition")
+    args = ap.parse_args()
+    repeat = 1 if args.quick else 3
+    rng = np.random.default_rng(0)
+    headline = {}
+
+    # (a)
+    net = random_net(rng, (2, 6, 6, 1))
+    center, radius = np.zeros(2), 1.0
+    t = time.perf_counter()
+    base_count = cvxpy_splitter(net, center, radius)
+    t_base = time.perf_counter() - t
+    res, t_ours = timed(lambda: count_regions(net, center, radius, linear=False), repeat)
+    print(f"(a) 2-6-6-1 box ±1: cvxpy splitter {base_count} regions in {t_base:.2f} s; ours {res.regions} "
+          f"certified={res.certified} in {t_ours * 1e3:.1f} ms -> speed-up {t_base / t_ours:.0f}x")
+    assert res.regions == base_count, "counts must agree"
+    headline["speedup_vs_cvxpy_splitter"] = round(t_base / t_ours, 1)
+
+    # (b)
+    rps = {}
+    for d, widths, r in [(2, (2, 32, 32, 1), 1.0), (2, (2, 16, 16, 16, 1), 1.0), (4, (4, 16, 16, 1), 0.5),
+                         (4, (4, 16, 16, 16, 1), 0.3), (8, (8, 16, 16, 1), 0.05), (8, (8, 8, 8, 8, 1), 0.05)]:
+        net = random_net(np.random.default_rng(d), widths)
+        res, t = timed(lambda: count_regions(net, np.zeros(d), r, linear=False), repeat)
+        name = "-".join(map(str, widths))
+        rps[name] = round(res.regions / t, 1)
+        print(f"(b) {name} r={r}: {res.regions} certified regions in {t:.3f} s -> {res.regions / t:.0f} regions/s")
+    headline["regions_per_second"] = rps
+
+    # (c)
+    if BENCH.is_dir():
+        peer = peer_table()
+        ratios = {}
+        for path in sorted((BENCH / "nets").glob("*.json")):
+            if args.quick and not path.stem.endswith("s0"):
+                continue
+            net = load_network(path)
+            arch = path.stem.rsplit("-s", 1)[0]
+            seed = int(path.stem.rsplit("-s", 1)[1])
+            for col, r in ((0, 1.0), (1, 0.5)):
+                res, t = timed(lambda: count_regions(net, np.zeros(net.input_dim), r, linear=False), repeat)
+                peer_t = peer[arch][col][seed]
+                ratios[f"{path.stem}@{r}"] = round(t / peer_t, 2)
+                print(f"(c) {path.stem} box ±{r}: {res.regions} regions, certified={res.certified}, {t:.3f} s; "
+                      f"peer {peer_t:.3f} s -> ours/peer {t / peer_t:.1f}")
+        headline["time_over_peer_median"] = round(statistics.median(ratios.values()), 2)
+        headline["time_over_peer"] = ratios
+    print(json.dumps(headline))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,152 @@
+"""Import users' PyTorch and Flax MLPs into :class:`Network` (train-mode BN conditioned on a batch, or eval).
+
+PyTorch: ``from_torch(model, batch=None, state_dict=None)`` for ``nn.Sequential`` of Linear / BatchNorm1d /
+ReLU / LeakyReLU / Hardtanh / ReLU6 / Hardsigmoid / Identity. ``state_dict`` (a dict or a file saved with
+``torch.save``) is loaded into ``model`` first; files are read with ``weights_only=True`` — never unpickling
+arbitrary objects. Flax: ``from_flax(variables, activations, batch=None)`` for linen / nnx variable
+dicts of Dense (+ BatchNorm) layers; it needs no flax import (variables are plain pytrees).
+
+With ``batch`` given, BN layers are in train mode conditioned on it (PyTorch ``BatchNorm1d.train()``
+semantics); without, they are in eval mode with the module's running statistics.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .activations import CPAActivation, hardsigmoid, identity, leaky_relu, relu, relu6, spline
+from .bn import BatchNorm
+from .errors import CPAInputError, NetworkFormatError
+from .network import Layer, Network
+
+__all__ = ["from_torch", "from_flax", "load_torch_state_dict"]
+
+
+def _np(t) -> np.ndarray:
+    return t.detach().cpu().double().numpy()
+
+
+def _torch_activation(mod) -> CPAActivation:
+    import torch.nn as nn
+
+    if isinstance(mod, nn.ReLU):
+        return relu()
+    if isinstance(mod, nn.LeakyReLU):
+        return leaky_relu(float(mod.negative_slope))
+    if isinstance(mod, nn.ReLU6):
+        return relu6()
+    if isinstance(mod, nn.Hardsigmoid):
+        return hardsigmoid()
+    if isinstance(mod, nn.Hardtanh):  # after ReLU6 (a Hardtanh subclass)
+        lo, hi = float(mod.min_val), float(mod.max_val)
+        return spline([lo, hi], [lo, hi], 0.0, 0.0)
+    if isinstance(mod, nn.Identity):
+        return identity()
+    raise CPAInputError(f"unsupported layer {type(mod).__name__}: cpa_theory imports nn.Sequential of Linear, "
+                        "BatchNorm1d, ReLU, LeakyReLU, Hardtanh, ReLU6, Hardsigmoid, Identity; remove or replace it.")
+
+
+def load_torch_state_dict(path) -> dict:
+    """Read a ``torch.save``d state dict with ``weights_only=True`` (no arbitrary unpickling)."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise NetworkFormatError(f"state-dict file {str(path)!r} does not exist; check the path.")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for corrupt or unsafe files
+        raise NetworkFormatError(f"cannot read {str(path)!r} as a weights-only state dict ({type(exc).__name__}: "
+                                 f"{str(exc).splitlines()[0][:200]}); save it with torch.save(model.state_dict(), "
+                                 "path).") from None
+
+
+def from_torch(model, batch=None, state_dict=None) -> Network:
+    """Convert an ``nn.Sequential`` MLP; see the module docstring."""
+    import torch
+    import torch.nn as nn
+
+    if state_dict is not None:
+        sd = load_torch_state_dict(state_dict) if isinstance(state_dict, (str, Path)) else state_dict
+        try:
+            model.load_state_dict(sd)
+        except RuntimeError as exc:
+            raise NetworkFormatError(f"state dict does not fit the model: {str(exc).splitlines()[0][:200]}") from None
+    if not isinstance(model, nn.Sequential):
+        raise CPAInputError(f"from_torch needs an nn.Sequential; got {type(model).__name__}. Wrap the layers in "
+                            "nn.Sequential(...).")
+    mode = "train" if batch is not None else "eval"
+    layers: list[dict] = []
+    for mod in model:
+        if isinstance(mod, nn.Linear):
+            b = _np(mod.bias) if mod.bias is not None else np.zeros(mod.out_features)
+            layers.append({"weight": _np(mod.weight), "bias": b, "bn": None, "act": None})
+            continue
+        if not layers:
+            raise CPAInputError(f"{type(mod).__name__} before the first Linear layer is not supported; the network "
+                                "must start with nn.Linear.")
+        cur = layers[-1]
+        if isinstance(mod, nn.BatchNorm1d):
+            if cur["bn"] is not None or cur["act"] is not None:
+                raise CPAInputError("BatchNorm1d must follow a Linear layer directly (Linear, BatchNorm1d, activation).")
+            gamma = _np(mod.weight) if mod.weight is not None else None
+            beta = _np(mod.bias) if mod.bias is not None else None
+            kw = {}
+            if mode == "eval":
+                if mod.running_mean is None:
+                    raise CPAInputError("BatchNorm1d without running statistics (track_running_stats=False) has no "
+                                        "eval mode; pass batch=... to condition it in train mode.")
+                kw = {"running_mean": _np(mod.running_mean), "running_var": _np(mod.running_var)}
+            cur["bn"] = BatchNorm(mod.num_features, mode, gamma, beta, float(mod.eps), **kw)
+            continue
+        if cur["act"] is not None:
+            raise CPAInputError(f"two activations in a row ({type(mod).__name__}); compose them into one CPA "
+                                "activation instead.")
+        cur["act"] = _torch_activation(mod)
+    if not layers:
+        raise CPAInputError("the model has no nn.Linear layer.")
+    out = tuple(Layer(l["weight"], l["bias"], l["act"] or identity(), l["bn"]) for l in layers)
+    if batch is not None and isinstance(batch, torch.Tensor):
+        batch = _np(batch)
+    return Network(out[0].in_dim, out, batch)
+
+
+def from_flax(variables, activations, batch=None, eps: float = 1e-5) -> Network:
+    """Convert Flax variables of Dense (+ BatchNorm) layers, in order.
+
+    Args:
+        variables: ``{"params": {"Dense_0": {"kernel" (in, out), "bias"}, "BatchNorm_0": {"scale", "bias"}, ...},
+            "batch_stats": {"BatchNorm_0": {"mean", "var"}, ...}}`` (linen naming; nnx states converted to the
+            same nesting work too). BatchNorm_k belongs to Dense_k.
+        activations: one activation per Dense layer (names or :class:`CPAActivation`).
+        batch: condition BN in train mode on it; otherwise eval mode with ``batch_stats``.
+        eps: Flax's BatchNorm epsilon (its default is 1e-5).
+    """
+    params = variables.get("params", variables)
+    stats = variables.get("batch_stats", {})
+    dense = sorted((k for k in params if k.startswith("Dense_")), key=lambda k: int(k.split("_")[1]))
+    unknown = [k for k in params if not (k.startswith("Dense_") or k.startswith("BatchNorm_"))]
+    if unknown:
+        raise CPAInputError(f"unsupported Flax modules {unknown}: from_flax reads Dense_k and BatchNorm_k only.")
+    if len(activations) != len(dense):
+        raise CPAInputError(f"{len(dense)} Dense layers but {len(activations)} activations; give one per layer.")
+    mode = "train" if batch is not None else "eval"
+    layers = []
+    for k, (name, act) in enumerate(zip(dense, activations)):
+        kernel = np.asarray(params[name]["kernel"], dtype=np.float64)
+        bias = np.asarray(params[name].get("bias", np.zeros(kernel.shape[1])), dtype=np.float64)
+        bn = None
+        if f"BatchNorm_{k}" in params:
+            p = params[f"BatchNorm_{k}"]
+            kw = {}
+            if mode == "eval":
+                s = stats.get(f"BatchNorm_{k}")
+                if s is None:
+                    raise CPAInputError(f"BatchNorm_{k} has no batch_stats; pass batch=... for train mode.")
+                kw = {"running_mean": np.asarray(s["mean"], float), "running_var": np.asarray(s["var"], float)}
+            bn = BatchNorm(kernel.shape[1], mode, np.asarray(p.get("scale", np.ones(kernel.shape[1])), float),
+                           np.asarray(p.get("bias", np.zeros(kernel.shape[1])), float), eps, **kw)
+        layers.append(Layer(kernel.T, bias, act, bn))
+    return Network(layers[0].in_dim, tuple(layers), batch)

@@ -1,0 +1,134 @@
+"""PyTorch / Flax import: the imported network reproduces the framework's own computation at certified witnesses."""
+
+import numpy as np
+import pytest
+
+import cpa_theory as cpa
+from cpa_theory import CPAInputError, NetworkFormatError
+from cpa_theory.regions import count_regions
+from cpa_theory.tolerances import TORCH_AGREEMENT_ATOL
+
+torch = pytest.importorskip("torch")
+nn = torch.nn
+
+
+def torch_model(seed=0, act=nn.ReLU):
+    torch.manual_seed(seed)
+    torch.set_default_dtype(torch.float64)
+    return nn.Sequential(nn.Linear(2, 6), nn.BatchNorm1d(6), act(), nn.Linear(6, 5), nn.BatchNorm1d(5), act(),
+                         nn.Linear(5, 1))
+
+
+def torch_forward_with_batch_statistics(model, batch, x):
+    """Apply the model at x with every BatchNorm1d using the *batch's* mean and biased variance
+    (what train mode computes), without letting x move the statistics."""
+    h_b, h_x = torch.tensor(batch), torch.tensor(x)
+    with torch.no_grad():
+        for mod in model:
+            if isinstance(mod, nn.BatchNorm1d):
+                mean, var = h_b.mean(0), h_b.var(0, unbiased=False)
+                h_x = nn.functional.batch_norm(h_x, mean, var, mod.weight, mod.bias, False, 0.0, mod.eps)
+                h_b = nn.functional.batch_norm(h_b, mean, var, mod.weight, mod.bias, False, 0.0, mod.eps)
+            else:
+                h_x, h_b = mod(h_x), mod(h_b)
+    return h_x.numpy()
+
+
+@pytest.mark.parametrize("act", [nn.ReLU, lambda: nn.LeakyReLU(0.1), nn.Hardtanh, nn.ReLU6, nn.Hardsigmoid])
+def test_torch_train_mode_matches_torch_at_every_witness(rng, act):
+    model = torch_model(act=act)
+    with torch.no_grad():
+        for mod in model:
+            if isinstance(mod, nn.BatchNorm1d):
+                mod.weight.uniform_(0.5, 2.0)
+                mod.bias.normal_()
+    batch = rng.normal(size=(10, 2)) * 2
+    net = cpa.from_torch(model, batch=batch)
+    res = count_regions(net, batch.mean(0), 4.0, keep_regions=True)
+    assert res.certified and res.regions > 1
+    witnesses = np.stack([r.witness for r in res.region_list])
+    ours = net.forward(witnesses)
+    theirs = torch_forward_with_batch_statistics(model, batch, witnesses)
+    np.testing.assert_allclose(ours, theirs, atol=TORCH_AGREEMENT_ATOL, rtol=0)
+    # train mode on the batch itself is exactly PyTorch's train-mode output
+    model.train()
+    with torch.no_grad():
+        np.testing.assert_allclose(net.forward(batch), model(torch.tensor(batch)).numpy(), atol=TORCH_AGREEMENT_ATOL)
+
+
+def test_imported_network_counts_like_the_hand_written_one(rng):
+    model = torch_model(seed=3)
+    batch = rng.normal(size=(8, 2))
+    imported = cpa.from_torch(model, batch=batch)
+    layers = []
+    mods = list(model)
+    for lin, bn in ((mods[0], mods[1]), (mods[3], mods[4])):
+        layers.append(cpa.Layer(lin.weight.detach().numpy(), lin.bias.detach().numpy(), cpa.relu(),
+                                cpa.BatchNorm(lin.out_features, "train", bn.weight.detach().numpy(),
+                                              bn.bias.detach().numpy(), bn.eps)))
+    layers.append(cpa.Layer(mods[6].weight.detach().numpy(), mods[6].bias.detach().numpy(), cpa.identity()))
+    by_hand = cpa.Network(2, tuple(layers), batch)
+    a = count_regions(imported, batch.mean(0), 0.7).as_json()
+    b = count_regions(by_hand, batch.mean(0), 0.7).as_json()
+    assert (a["regions"], a["linear_regions"], a["hits"]) == (b["regions"], b["linear_regions"], b["hits"])
+
+
+def test_eval_mode_uses_running_statistics(rng):
+    model = torch_model(seed=1)
+    model.train()
+    with torch.no_grad():
+        for _ in range(5):
+            model(torch.tensor(rng.normal(size=(16, 2)) + 1.0))
+    model.eval()
+    net = cpa.from_torch(model)
+    x = rng.normal(size=(20, 2))
+    with torch.no_grad():
+        np.testing.assert_allclose(net.forward(x), model(torch.tensor(x)).numpy(), atol=TORCH_AGREEMENT_ATOL)
+
+
+def test_state_dict_file_is_loaded_weights_only(rng, tmp_path):
+    model = torch_model(seed=2)
+    path = tmp_path / "sd.pt"
+    torch.save(model.state_dict(), path)
+    fresh = torch_model(seed=99)
+    batch = rng.normal(size=(6, 2))
+    net = cpa.from_torch(fresh, batch=batch, state_dict=path)
+    np.testing.assert_allclose(net.forward(batch), cpa.from_torch(model, batch=batch).forward(batch), atol=1e-14)
+
+
+class ArbitraryObject:
+    """Stands for any pickled class: a weights-only load must refuse to construct it."""
+
+
+def test_pickled_object_is_refused(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"0.weight": ArbitraryObject()}, path)
+    with pytest.raises(NetworkFormatError, match="weights-only"):
+        cpa.from_torch(torch_model(), state_dict=path)
+
+
+def test_unsupported_layer_is_named():
+    with pytest.raises(CPAInputError, match="Dropout"):
+        cpa.from_torch(nn.Sequential(nn.Linear(2, 3), nn.Dropout(0.1), nn.ReLU()))
+
+
+def test_roundtrip_through_the_file_format(rng, tmp_path):
+    net = cpa.from_torch(torch_model(), batch=rng.normal(size=(5, 2)))
+    cpa.save(net, tmp_path / "n.json")
+    again = cpa.load(tmp_path / "n.json")
+    x = rng.normal(size=(4, 2))
+    np.testing.assert_array_equal(again.forward(x), net.forward(x))
+
+
+def test_flax_variables_dict(rng):
+    k1, k2 = rng.normal(size=(2, 4)), rng.normal(size=(4, 1))
+    variables = {"params": {"Dense_0": {"kernel": k1, "bias": np.zeros(4)},
+                            "BatchNorm_0": {"scale": np.ones(4) * 1.5, "bias": np.full(4, 0.2)},
+                            "Dense_1": {"kernel": k2, "bias": np.zeros(1)}},
+                 "batch_stats": {"BatchNorm_0": {"mean": np.full(4, 0.1), "var": np.full(4, 2.0)}}}
+    net = cpa.from_flax(variables, ["relu", "identity"])
+    x = rng.normal(size=(6, 2))
+    z = 1.5 * (x @ k1 - 0.1) / np.sqrt(2.0 + 1e-5) + 0.2
+    np.testing.assert_allclose(net.forward(x), np.maximum(z, 0) @ k2, atol=1e-12)
+    with pytest.raises(CPAInputError, match="Conv_0"):
+        cpa.from_flax({"params": {**variables["params"], "Conv_0": {}}}, ["relu", "identity"])
