@@ -210,6 +210,32 @@ def cmd_plot(args) -> int:
     return EXIT_OK
 
 
+# -- sweep ---------------------------------------------------------------
+def cmd_sweep(args) -> int:
+    from numerics.sweep import SweepConfig, run_sweep
+
+    from .errors import CPAInputError
+
+    try:
+        doc = json.loads(Path(args.config).read_text())
+    except FileNotFoundError:
+        raise CPAInputError(f"sweep configuration {args.config!r} does not exist; check the path.") from None
+    except json.JSONDecodeError as exc:
+        raise CPAInputError(f"sweep configuration {args.config!r} is not valid JSON ({exc.msg}).") from None
+    if not isinstance(doc, dict):
+        raise CPAInputError("a sweep configuration is a JSON object of settings (see numerics/sweep.py).")
+    rows = run_sweep(SweepConfig.from_dict(doc), args.out, progress=not args.json)
+    if args.json:
+        print(json.dumps(rows))
+    else:
+        print(f"{'B':>4} {'sigma_b':>8} {'r':>6} {'D':>6} {'E[h_BN]':>9} {'E[h_plain]':>11} {'C6 bound':>9}")
+        for r in rows:
+            print(f"{r['batch_size']:>4} {r['bias_scale']:>8.3g} {r['radius']:>6.3g} {r['distance']:>6.3g} "
+                  f"{r['h_bn_mean']:>9.2f} {r['h_plain_mean']:>11.2f} {r['c6_bound_h_plain']:>9.2f}")
+        print(f"rows: {Path(args.out) / 'results.jsonl'}")
+    return EXIT_OK
+
+
 # -- prove ---------------------------------------------------------------
 def cmd_prove(args) -> int:
     from proofs.registry import run
@@ -279,6 +305,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--center", action="append", required=True, help="window centre x1,x2")
     p.add_argument("--radius", type=_parse_radius, required=True, help="window radius r > 0")
     p.add_argument("--out", default="partition.png", help="output PNG (written atomically)")
+
+    p = add("sweep", "Monte Carlo BN-vs-no-BN hitting numbers over a grid (JAX, sharded, resumable)",
+            "cpa-theory sweep examples/sweep_small.json --out runs/sweep1", cmd_sweep)
+    p.add_argument("config", help="JSON object of SweepConfig settings")
+    p.add_argument("--out", required=True, help="run directory (a rerun resumes it)")
+    p.add_argument("--json", action="store_true", help="print the rows as one JSON document")
 
     p = add("prove", "check the symbolic derivations of C1-C4, C8, C9 and refute their negative controls",
             "cpa-theory prove --claim C3 --json", cmd_prove)

@@ -1,0 +1,91 @@
+"""JAX kernels for the C4 window criterion: hitting numbers over neurons × windows × breakpoints.
+
+One jit boundary (``hit_counts``), pure functions inside. The criterion itself is the core's
+``cpa_theory.windows.hyperplane_residual`` / ``window_slack`` called with ``xp=jax.numpy``: each
+hyperplane is first divided by its dual norm, so the test |aᵀ(x0 − p) − c| < r‖a‖_q becomes
+|âᵀ(x0 − p) − ĉ| < r — one matmul per chunk of windows and a comparison, with the N × M boolean
+matrix reduced inside the chunk (never materialised for the whole problem).
+
+Shapes: normals (N, d), offsets (N, K), anchor (d,), centers (M, d) → hits (M,) int32.
+Deep form (C9): pass normals A_Pᵀw per parent region through :func:`deep_hit_counts`.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import numpy as np
+
+from cpa_theory.windows import dual_norm, hyperplane_residual, window_slack
+
+__all__ = ["normalize_hyperplanes", "hit_counts", "deep_hit_counts", "TRACE_COUNT"]
+
+#: how many times the kernel has been traced (tests assert no recompilation for repeated shapes)
+TRACE_COUNT = {"hit_counts": 0}
+
+
+def normalize_hyperplanes(normals, offsets, p=np.inf):
+    """Divide each hyperplane by its dual norm ‖a‖_q once; degenerate rows (a = 0) get offset +inf (never cut)."""
+    normals = np.asarray(normals)
+    norms = dual_norm(normals, p)
+    safe = np.where(norms > 0, norms, 1.0)
+    unit = normals / safe[:, None]
+    off = np.where(norms[:, None] > 0, np.asarray(offsets) / safe[:, None], np.inf)
+    return unit, off
+
+
+def _hits_impl(unit_normals, unit_offsets, anchor, centers, radius, chunk):
+    import jax
+    import jax.numpy as jnp
+
+    TRACE_COUNT["hit_counts"] += 1  # Python side effect: runs once per trace, not per call
+    M, d = centers.shape
+    pad = (-M) % chunk
+    padded = jnp.concatenate([centers, jnp.broadcast_to(anchor, (pad, d)).astype(centers.dtype)], axis=0)
+    blocks = padded.reshape(-1, chunk, d)
+
+    def one_block(block):
+        resid = hyperplane_residual(unit_normals, anchor, unit_offsets, block, xp=jnp)  # (chunk, N, K)
+        slack = window_slack(1.0, resid, radius, xp=jnp)
+        return jnp.sum(slack > 0, axis=(1, 2), dtype=jnp.int32)
+
+    return jax.lax.map(one_block, blocks).reshape(-1)[:M]
+
+
+_hits_jit = None
+
+
+def hit_counts(unit_normals, unit_offsets, anchor, centers, radius, *, chunk: int = 256):
+    """Per-window hitting numbers (strict cuts) for hyperplanes already normalised by :func:`normalize_hyperplanes`.
+
+    dtype follows the inputs (float32 or float64; float64 needs ``jax_enable_x64``). Compiles once per
+    shape/dtype/chunk; repeated calls with the same shapes reuse the compiled kernel.
+    """
+    global _hits_jit
+    import jax
+
+    if _hits_jit is None:
+        _hits_jit = jax.jit(_hits_impl, static_argnames=("chunk",))
+    return _hits_jit(unit_normals, unit_offsets, anchor, centers, radius, chunk=chunk)
+
+
+def deep_hit_counts(W, A_stack, c_stack, layer_anchor, offsets, centers, radius, p=np.inf):
+    """C9: hitting numbers of a deep layer inside parent regions, one parent map per window.
+
+    Args: W (n, m) the layer's weights; A_stack (M, m, d), c_stack (M, m) the parent maps at the windows;
+    layer_anchor (m,) the layer's BN anchor (h̄); offsets (n, K) the layer's switching offsets s·τ;
+    centers (M, d). Returns (M,) hits with the normal A_Pᵀw and the residual wᵀ(A x0 + c − h̄) − sτ.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    def one(A, c, x0):
+        normals = W @ A  # (n, d): rows A_Pᵀ w
+        resid = (W @ (A @ x0 + c - layer_anchor))[:, None] - offsets
+        slack = window_slack(dual_norm(normals, p, xp=jnp)[:, None], resid, radius, xp=jnp)
+        return jnp.sum(slack > 0, dtype=jnp.int32)
+
+    return jax.jit(jax.vmap(one))(A_stack, c_stack, centers)
+
+
+_ = partial

@@ -1,0 +1,170 @@
+"""JAX kernels and sweeps: agreement with the core criterion, no recompilation, sharding, resumable runs."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cpa_theory import BatchNorm, Layer, Network, hardtanh, relu, switching_hyperplanes, window_hits
+from cpa_theory.tolerances import FLOAT32_DECISION_RTOL
+from cpa_theory.windows import dual_norm, hyperplane_residual, window_slack
+from numerics.kernels import TRACE_COUNT, deep_hit_counts, hit_counts, normalize_hyperplanes
+from numerics.sweep import SweepConfig, l2_ball_hit_probability, run_point, run_sweep
+
+from helpers import random_bn_net
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def layer_case(rng, d=6, n=200, M=300, shift=0.0):
+    batch = rng.normal(size=(12, d)) + shift
+    net = Network(d, (Layer(rng.normal(size=(n, d)), rng.normal(size=n), hardtanh(),
+                            BatchNorm(n, "train", rng.uniform(0.5, 2, n), rng.normal(size=n))),), batch)
+    return switching_hyperplanes(net), rng.normal(size=(M, d)) + shift
+
+
+def kernel_hits(hp, X, r, dtype):
+    u, o = normalize_hyperplanes(hp.normals, hp.offsets)
+    return np.asarray(hit_counts(jnp.asarray(u, dtype), jnp.asarray(o, dtype), jnp.asarray(hp.anchor, dtype),
+                                 jnp.asarray(X, dtype), jnp.asarray(r, dtype), chunk=64))
+
+
+def test_sweep_kernel_float64_equals_numpy_criterion(rng):
+    hp, X = layer_case(rng)
+    np.testing.assert_array_equal(kernel_hits(hp, X, 0.4, jnp.float64), window_hits(hp, X, 0.4))
+
+
+def test_sweep_kernel_float32_within_stated_tolerance(rng):
+    hp, X = layer_case(rng, shift=50.0)
+    h32 = kernel_hits(hp, X, 0.4, jnp.float32)
+    h64 = window_hits(hp, X, 0.4)
+    # float32 may flip only decisions whose float64 slack is within FLOAT32_DECISION_RTOL of the scale
+    resid = hyperplane_residual(hp.normals, hp.anchor, hp.offsets, X)
+    norms = dual_norm(hp.normals)[None, :, None]
+    slack = window_slack(norms, resid, 0.4)
+    scale = 0.4 * norms + np.abs(resid) + np.abs(hp.offsets)[None]
+    near = (np.abs(slack) <= FLOAT32_DECISION_RTOL * scale).sum(axis=(1, 2))
+    assert np.all(np.abs(h32 - h64) <= near)
+
+
+def test_sweep_kernel_compiles_once_for_repeated_shapes(rng):
+    hp, X = layer_case(rng, n=50, M=100)
+    kernel_hits(hp, X, 0.3, jnp.float64)
+    before = TRACE_COUNT["hit_counts"]
+    for shift in (0.1, 0.2, 0.3):
+        kernel_hits(hp, X + shift, 0.3 + shift, jnp.float64)
+    assert TRACE_COUNT["hit_counts"] == before
+
+
+def test_sweep_deep_kernel_matches_pullback_criterion(rng):
+    net = random_bn_net(rng, widths=(3, 8, 6, 1), gamma="random", beta="random")
+    cond = net.condition()
+    centers = net.batch[:5]
+    maps = [cond.affine_map(x, 1) for x in centers]
+    ref = [window_hits(switching_hyperplanes(cond, 1, affine=m, anchor=np.zeros(3)), x, 0.2)[0]
+           for m, x in zip(maps, centers)]
+    layer = cond.layers[1]
+    offsets, _ = layer.bn.switching_offsets(layer.activation.breakpoints_array)
+    got = deep_hit_counts(jnp.asarray(layer.weight), jnp.asarray(np.stack([m[0] for m in maps])),
+                          jnp.asarray(np.stack([m[1] for m in maps])), jnp.asarray(layer.bn.anchor),
+                          jnp.asarray(offsets), jnp.asarray(centers), 0.2)
+    np.testing.assert_array_equal(np.asarray(got), ref)
+
+
+def test_sweep_C5_window_at_centroid_is_hit_by_every_neuron_and_C6_bound_holds():
+    cfg = SweepConfig(seed=1, d=3, width=32, networks=64, distances=(0.0, 3.0), bias_scales=(0.5,))
+    rows = [run_point(cfg, p) for p in __import__("numerics.sweep", fromlist=["grid_points"]).grid_points(cfg)]
+    assert rows[0]["h_bn_mean"] == 32  # C5: every BN hyperplane passes through x̄ ∈ int W
+    assert rows[0]["h_plain_mean"] <= rows[0]["c6_bound_h_plain"] + 1e-9
+    # negative control (C7): far from the centroid BN no longer refines maximally
+    assert rows[1]["h_bn_mean"] < 32
+
+
+def test_sweep_l2_exact_formula_matches_monte_carlo():
+    # uniform directions through the centre of the l2 ball at distance D: closed form vs sampling
+    rng = np.random.default_rng(0)
+    d, r, D, N = 4, 0.5, 2.0, 200_000
+    w = rng.normal(size=(N, d))
+    hit = np.abs(w[:, 0] * D) <= r * np.linalg.norm(w, axis=1)
+    p = l2_ball_hit_probability(r, D, d)
+    assert abs(hit.mean() - p) < 4 * np.sqrt(p * (1 - p) / N)
+    assert abs(hit.mean() - l2_ball_hit_probability(r, D, 2)) > 0.01  # the formula depends on d
+
+
+def run_cli_sweep(cfg_path, out, env=None):
+    return subprocess.Popen([sys.executable, "-m", "cpa_theory", "sweep", str(cfg_path), "--out", str(out), "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                            env={**os.environ, **(env or {})})
+
+
+def test_shard_sweep_on_8_host_devices_matches_one_device(tmp_path):
+    code = (
+        "import json, jax; from numerics.sweep import SweepConfig, run_point, grid_points;"
+        "cfg = SweepConfig(seed=3, d=2, width=16, networks=100, distances=(0.0, 1.0), bias_scales=(1.0,));"
+        "assert len(jax.devices()) == 8, jax.devices();"
+        "rows8 = [run_point(cfg, p) for p in grid_points(cfg)];"
+        "rows1 = [run_point(cfg, p, devices=jax.devices()[:1]) for p in grid_points(cfg)];"
+        "print(json.dumps([rows8, rows1]))")
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu"}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env)
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows8, rows1 = json.loads(res.stdout)
+    for a, b in zip(rows8, rows1):
+        assert a["h_bn_mean"] == b["h_bn_mean"] and a["h_plain_mean"] == b["h_plain_mean"]
+        assert a["c6_bound_h_plain"] == pytest.approx(b["c6_bound_h_plain"], rel=1e-12)
+
+
+def test_sweep_resumes_after_sigkill_without_loss_or_duplicates(tmp_path):
+    cfg = {"seed": 2, "d": 2, "width": 16, "networks": 64, "batch_sizes": [4, 8, 16, 32], "bias_scales": [0.1, 1.0],
+           "radii": [0.1, 0.3], "distances": [0.0, 1.0]}
+    cfg_path = tmp_path / "cfg.json"
+    cfg_path.write_text(json.dumps(cfg))
+    ref = run_cli_sweep(cfg_path, tmp_path / "ref")
+    out, err = ref.communicate(timeout=600)
+    assert ref.returncode == 0, err[-2000:]
+    expected = json.loads(out)
+    run = tmp_path / "run"
+    proc = run_cli_sweep(cfg_path, run)
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list((run / "chunks").glob("*.json"))) < 3:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = len(list((run / "chunks").glob("*.json")))
+    assert 0 < done_before < len(expected), "the kill should land in the middle of the sweep"
+    assert not list((run / "chunks").glob(".*tmp"))  # no half-written chunk left visible
+    again = run_cli_sweep(cfg_path, run)
+    out2, err2 = again.communicate(timeout=600)
+    assert again.returncode == 0, err2[-2000:]
+    rows = json.loads(out2)
+    assert [r["index"] for r in rows] == list(range(len(expected)))
+    key = lambda r: (r["index"], r["h_bn_mean"], r["h_plain_mean"])  # noqa: E731
+    assert [key(r) for r in rows] == [key(r) for r in expected]
+    lines = (run / "results.jsonl").read_text().splitlines()
+    assert len(lines) == len(expected)
+    header = json.loads((run / "header.json").read_text())
+    assert {"versions", "backend", "dtype", "seed", "git_revision", "config_hash"} <= set(header)
+
+
+def test_sweep_refuses_a_run_directory_with_another_configuration(tmp_path):
+    from cpa_theory.errors import CPAInputError
+
+    run_sweep(SweepConfig(networks=8, distances=(0.0,), bias_scales=(1.0,), width=4), tmp_path)
+    with pytest.raises(CPAInputError, match="another configuration"):
+        run_sweep(SweepConfig(networks=9, distances=(0.0,), bias_scales=(1.0,), width=4), tmp_path)
+
+
+def test_sweep_config_rejects_bad_settings():
+    from cpa_theory.errors import CPAInputError
+
+    with pytest.raises(CPAInputError, match="unknown sweep settings"):
+        SweepConfig.from_dict({"widht": 3})
+    with pytest.raises(CPAInputError, match=">= 2"):
+        SweepConfig.from_dict({"batch_sizes": [1]})
