@@ -307,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="partition.png", help="output PNG (written atomically)")
 
     p = add("sweep", "Monte Carlo BN-vs-no-BN hitting numbers over a grid (JAX, sharded, resumable)",
-            "cpa-theory sweep examples/sweep_small.json --out runs/sweep1", cmd_sweep)
+            "cpa-theory sweep examples/sweeps/small.json --out runs/sweep1", cmd_sweep)
     p.add_argument("config", help="JSON object of SweepConfig settings")
     p.add_argument("--out", required=True, help="run directory (a rerun resumes it)")
     p.add_argument("--json", action="store_true", help="print the rows as one JSON document")

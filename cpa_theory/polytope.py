@@ -293,3 +293,49 @@ def _split_polygon(P: Polygon, a, beta, signs, beta_exact):
         return Polygon(np.array(pts), efs, t, P.scale, P._exact)
 
     return half(-1, f_below), half(1, f_above)
+
+
+def polytope_from_halfspaces(G, h, *, as_polygon: bool | None = None):
+    """A bounded, full-dimensional polytope {y : G y ≤ h} with its vertices (scipy's halfspace intersection
+    from a Chebyshev centre). In d = 2 an ordered :class:`Polygon` is returned (unless ``as_polygon=False``).
+
+    Raises ValueError if the set is empty, unbounded or not full-dimensional.
+    """
+    from scipy.optimize import linprog
+    from scipy.spatial import HalfspaceIntersection
+
+    G = np.asarray(G, dtype=np.float64)
+    h = np.asarray(h, dtype=np.float64)
+    d = G.shape[1]
+    norms = np.linalg.norm(G, axis=1)
+    if np.any(norms == 0):
+        raise ValueError("a constraint has a zero normal")
+    res = linprog(np.r_[np.zeros(d), -1.0], A_ub=np.hstack([G, norms[:, None]]), b_ub=h,
+                  bounds=[(None, None)] * d + [(0, None)], method="highs")
+    if res.status == 3:
+        raise ValueError("the polytope is unbounded")
+    if res.status != 0 or -res.fun <= 0:
+        raise ValueError("the polytope is empty or not full-dimensional")
+    center = res.x[:d]
+    hs = HalfspaceIntersection(np.hstack([G, -h[:, None]]), center)
+    V = np.unique(np.round(hs.intersections, 13), axis=0)
+    if np.any(~np.isfinite(V)):
+        raise ValueError("the polytope is unbounded")
+    scale = float(np.abs(V).max()) or 1.0
+    tight = np.abs(V @ G.T - h[None, :]) <= 1e-9 * (scale * norms[None, :] + np.abs(h)[None, :] + 1.0)
+    keep = tight.any(axis=0)
+    G, h, tight = G[keep], h[keep], tight[:, keep]
+    h_exact = [Fraction(float(v)) for v in h]
+    if d == 2 and as_polygon is not False:
+        order = np.argsort(np.arctan2(V[:, 1] - V[:, 1].mean(), V[:, 0] - V[:, 0].mean()))
+        V, tight = V[order], tight[order]
+        t = FacetTable()
+        ids = [t.add(G[f], h[f], h_exact[f]) for f in range(len(h))]
+        ef = []
+        for i in range(len(V)):
+            shared = np.flatnonzero(tight[i] & tight[(i + 1) % len(V)])
+            if len(shared) != 1:
+                raise ValueError("could not identify the polygon's edges")
+            ef.append(ids[shared[0]])
+        return Polygon(V, ef, t, scale)
+    return Polytope(G, h, h_exact, V, tight, scale)

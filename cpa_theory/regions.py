@@ -26,7 +26,7 @@ import numpy as np
 
 from .hyperplanes import HyperplaneStatus, layer_switching_sets, switching_hyperplanes
 from .network import ConditionedNetwork, Network, as_points
-from .polytope import Polytope, box_polygon, box_polytope, split, vertex_signs
+from .polytope import Polytope, box_polygon, box_polytope, polytope_from_halfspaces, split, vertex_signs
 from .tolerances import AFFINE_MAP_RTOL, WITNESS_MIN_RELATIVE_RADIUS
 from .windows import Window, WindowRelation, dual_norm, window_relations, window_slack
 
@@ -112,7 +112,7 @@ def _layer_pieces(signs_side, gain_sign, K):
     return above.sum(axis=1)
 
 
-def enumerate_regions(net, center, radius, *, stats=None):
+def enumerate_regions(net, center, radius, *, stats=None, domain=None):
     """Yield the activation regions in W(center, radius) one by one (depth first, bounded memory).
 
     Each item is ``(polytope_in_y, code, A, c, anchor, flat)``: the region as a polytope in y = x − anchor,
@@ -138,8 +138,12 @@ def enumerate_regions(net, center, radius, *, stats=None):
     F = Fraction
     lo_ex = [F(float(x0)) - F(win.radius) - F(float(pl)) for x0, pl in zip(win.center, p)]
     hi_ex = [F(float(x0)) + F(win.radius) - F(float(pl)) for x0, pl in zip(win.center, p)]
-    make_box = box_polygon if d == 2 else box_polytope  # ordered polygons in the plane: the fast path
-    root = make_box(np.array([float(v) for v in lo_ex]), np.array([float(v) for v in hi_ex]), lo_ex, hi_ex)
+    if domain is None:
+        make_box = box_polygon if d == 2 else box_polytope  # ordered polygons in the plane: the fast path
+        root = make_box(np.array([float(v) for v in lo_ex]), np.array([float(v) for v in hi_ex]), lo_ex, hi_ex)
+    else:  # a bounded polytope {x : G x ≤ h} inside the window W(center, radius), in y = x − p
+        G, h = domain
+        root = polytope_from_halfspaces(G, h - G @ p)
     y0 = win.center - p
     layers = cond.layers
     stats = {} if stats is None else stats
@@ -324,8 +328,24 @@ def _linear_regions(items) -> int:
     return total
 
 
-def count_regions(net, center, radius, *, keep_regions: bool = False, exact_recheck: bool = False,
-                  linear: bool = True) -> RegionCount:
+def _polytope_domain(polytope, d):
+    from .errors import ShapeError, WindowError
+
+    G, h = (np.asarray(v, dtype=np.float64) for v in polytope)
+    if G.ndim != 2 or G.shape[1] != d or h.shape != (G.shape[0],):
+        raise ShapeError(f"polytope must be (G (F, {d}), h (F,)); got {G.shape} and {h.shape}.")
+    if not (np.all(np.isfinite(G)) and np.all(np.isfinite(h))):
+        raise WindowError("polytope constraints contain NaN or inf; give finite numbers.")
+    try:
+        P = polytope_from_halfspaces(G, h, as_polygon=False)
+    except ValueError as exc:
+        raise WindowError(f"polytope {{x : G x <= h}}: {exc}; give a bounded set with interior.") from None
+    lo, hi = P.V.min(axis=0), P.V.max(axis=0)
+    return G, h, (lo + hi) / 2, float(np.max(hi - lo) / 2) * (1 + 1e-9) + 1e-12
+
+
+def count_regions(net, center=None, radius=None, *, keep_regions: bool = False, exact_recheck: bool = False,
+                  linear: bool = True, polytope=None) -> RegionCount:
     """Exact, certified count of activation regions of ``net`` in the ℓ∞ window W(center, radius).
 
     Args:
@@ -334,12 +354,19 @@ def count_regions(net, center, radius, *, keep_regions: bool = False, exact_rech
         keep_regions: also return the list of certified :class:`Region` objects.
         exact_recheck: re-check every witness with an exact rational forward pass too.
         linear: also count maximal linear regions (N_lin).
+        polytope: ``(G, h)``: count in the bounded polytope {x : G x ≤ h} instead of a window (centre and
+            radius are then taken from its bounding box, which the C4 screen uses).
 
     Returns: :class:`RegionCount` with ``regions`` (N), ``linear_regions`` (N_lin), ``hits`` (first-layer
     switching sets that cut int W, by C4), ``certified`` (every region's witness re-checked).
     """
     start = time.perf_counter()
     cond = _conditioned(net)
+    domain = None
+    if polytope is not None:
+        domain = _polytope_domain(polytope, cond.input_dim)
+        center, radius = domain[2], domain[3]
+        domain = domain[:2]
     win = Window(as_points(center, cond.input_dim, "center")[0], radius)
     stats: dict = {}
     n_regions = n_bad = 0
@@ -359,7 +386,7 @@ def count_regions(net, center, radius, *, keep_regions: bool = False, exact_rech
             regions.extend(Region(code, w, r, V, A, c, f) for (code, w, r, V, A, c, f, _) in buf)
         buf.clear()
 
-    for P, code, A, c, p, flat in enumerate_regions(cond, win.center, win.radius, stats=stats):
+    for P, code, A, c, p, flat in enumerate_regions(cond, win.center, win.radius, stats=stats, domain=domain):
         c_y = P.interior_point()
         n_regions += 1
         out_c = c - A @ p  # f(x) = A (x − p) + c
@@ -371,7 +398,13 @@ def count_regions(net, center, radius, *, keep_regions: bool = False, exact_rech
             flush()
     flush()
     hp = switching_hyperplanes(cond, 0)
-    hits = int(np.sum(window_relations(hp, win.center, win.radius) == WindowRelation.CUTS))
+    if domain is None:
+        hits = int(np.sum(window_relations(hp, win.center, win.radius) == WindowRelation.CUTS))
+    else:  # first-layer switching sets that cut the polytope's interior: exact signs at its vertices
+        P0 = polytope_from_halfspaces(domain[0], domain[1] - domain[0] @ hp.anchor)
+        reg = hp.regular.reshape(-1)
+        sg = vertex_signs(P0, np.repeat(hp.normals, hp.offsets.shape[1], axis=0)[reg], hp.offsets.reshape(-1)[reg])
+        hits = int(np.sum((sg > 0).any(axis=0) & (sg < 0).any(axis=0)))
     n_lin = _linear_regions(items) if linear else n_regions
     return RegionCount(win.center, win.radius, n_regions, n_lin, hits, n_bad == 0, n_bad,
                        time.perf_counter() - start, stats.get("exact_fallbacks", 0), regions)

@@ -199,6 +199,8 @@ def run_sweep(cfg: SweepConfig, out, *, progress: bool = False, devices=None) ->
                                 "--out.") from None
         atomic_write_text(header_path, json.dumps(_header(cfg), indent=1) + "\n")
     chunks.mkdir(exist_ok=True)
+    for stale in chunks.glob(".*.tmp"):  # left by a run killed in the middle of a write: never a result
+        stale.unlink()
     points = grid_points(cfg)
     todo = [p for p in points if not (chunks / f"{p['index']:06d}.json").exists()]
     it = todo

@@ -59,7 +59,7 @@ def test_debug_shows_traceback():
     assert res.returncode != 0 and "Traceback" in res.stderr
 
 
-@pytest.mark.parametrize("cmd", ["info", "hits", "count", "plot", "prove"])
+@pytest.mark.parametrize("cmd", ["info", "hits", "count", "plot", "sweep", "prove"])
 def test_every_subcommand_help_has_an_example(cmd):
     res = run(cmd, "--help")
     assert res.returncode == 0 and "example:" in res.stdout and "cpa-theory " + cmd in res.stdout

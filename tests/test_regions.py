@@ -263,3 +263,29 @@ def test_sufficient_condition_certificates(rng):
     assert not window_inside_parent_region(cond, xbar, 1.0, 1)  # β = 0: every layer-1 hyperplane cuts W
     assert injective(np.array([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]]))
     assert not injective(np.array([[1.0, 2.0], [2.0, 4.0]]))
+
+
+@pytest.mark.parametrize("d", [2, 3])
+def test_counting_in_a_general_polytope_matches_its_box_and_its_pieces(rng, d):
+    net = random_bn_net(rng, widths=(d, 6, 4, 1), gamma="random", beta="random")
+    c, r = net.batch.mean(0), 0.6
+    G = np.vstack([np.eye(d), -np.eye(d)])
+    h = np.concatenate([c + r, -(c - r)])
+    box = count_regions(net, c, r)
+    as_poly = count_regions(net, polytope=(G, h))
+    assert (as_poly.regions, as_poly.hits, as_poly.certified) == (box.regions, box.hits, True)
+    # cut the box in two by x_0 = c_0: the halves' counts add up to at least the box's (regions cut in two)
+    a = np.zeros(d)
+    a[0] = 1.0
+    left = count_regions(net, polytope=(np.vstack([G, a]), np.append(h, c[0])))
+    right = count_regions(net, polytope=(np.vstack([G, -a]), np.append(h, -c[0])))
+    assert left.certified and right.certified
+    assert box.regions <= left.regions + right.regions <= box.regions + box.regions
+
+
+def test_polytope_must_be_bounded():
+    from cpa_theory import WindowError
+
+    net = single_layer([[1.0, 0.0]], [0.0])
+    with pytest.raises(WindowError, match="bounded"):
+        count_regions(net, polytope=(np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([1.0, 1.0])))

@@ -139,7 +139,8 @@ def test_sweep_resumes_after_sigkill_without_loss_or_duplicates(tmp_path):
     proc.wait()
     done_before = len(list((run / "chunks").glob("*.json")))
     assert 0 < done_before < len(expected), "the kill should land in the middle of the sweep"
-    assert not list((run / "chunks").glob(".*tmp"))  # no half-written chunk left visible
+    for chunk in (run / "chunks").glob("*.json"):  # every visible chunk is complete (atomic rename)
+        json.loads(chunk.read_text())
     again = run_cli_sweep(cfg_path, run)
     out2, err2 = again.communicate(timeout=600)
     assert again.returncode == 0, err2[-2000:]
@@ -147,6 +148,7 @@ def test_sweep_resumes_after_sigkill_without_loss_or_duplicates(tmp_path):
     assert [r["index"] for r in rows] == list(range(len(expected)))
     key = lambda r: (r["index"], r["h_bn_mean"], r["h_plain_mean"])  # noqa: E731
     assert [key(r) for r in rows] == [key(r) for r in expected]
+    assert not list((run / "chunks").glob(".*.tmp"))  # stale temporary files are cleaned on resume
     lines = (run / "results.jsonl").read_text().splitlines()
     assert len(lines) == len(expected)
     header = json.loads((run / "header.json").read_text())
