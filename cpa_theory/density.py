@@ -16,7 +16,7 @@ import numpy as np
 
 from .fileformat import network_from_dict, network_to_dict
 from .network import Network, as_points
-from .regions import RegionCount, count_regions
+from .regions import count_regions
 
 __all__ = ["DensityResult", "local_density", "density_functional", "count_many"]
 
@@ -99,5 +99,3 @@ def default_executor(max_workers: int | None = None) -> Executor:
 
     return ProcessPoolExecutor(max_workers=max_workers, mp_context=multiprocessing.get_context("spawn"))
 
-
-_ = RegionCount

@@ -27,7 +27,7 @@ from fractions import Fraction
 import numpy as np
 
 from .errors import NonFiniteError, ShapeError, WindowError
-from .hyperplanes import HyperplaneStatus, SwitchingHyperplanes
+from .hyperplanes import SwitchingHyperplanes
 from .tolerances import FLOAT64_DECISION_RTOL
 
 __all__ = [

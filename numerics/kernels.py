@@ -12,8 +12,6 @@ Deep form (C9): pass normals A_Pᵀw per parent region through :func:`deep_hit_c
 
 from __future__ import annotations
 
-from functools import partial
-
 import numpy as np
 
 from cpa_theory.windows import dual_norm, hyperplane_residual, window_slack
@@ -87,5 +85,3 @@ def deep_hit_counts(W, A_stack, c_stack, layer_anchor, offsets, centers, radius,
 
     return jax.jit(jax.vmap(one))(A_stack, c_stack, centers)
 
-
-_ = partial

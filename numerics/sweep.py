@@ -23,7 +23,6 @@ import hashlib
 import itertools
 import json
 import math
-import os
 import subprocess
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -215,5 +214,3 @@ def run_sweep(cfg: SweepConfig, out, *, progress: bool = False, devices=None) ->
     atomic_write_text(out / "results.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     return rows
 
-
-_ = os

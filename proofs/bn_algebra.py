@@ -11,7 +11,7 @@ import sympy as sp
 
 from cpa_theory.bn import bn_transform
 
-from ._symbols import (SIZES, B, X, b, batch_mean, batch_value, batch_variance, beta, centroid, d, dot, eps, gamma,
+from ._symbols import (SIZES, X, b, batch_mean, batch_value, beta, centroid, d, dot, eps, gamma,
                        j, l, scale, standardized, t, tau, train_bn_output, w, x)
 from .obligation import Derivation, Obligation, Step
 

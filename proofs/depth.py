@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sympy as sp
 
-from ._symbols import B, b, gamma, train_bn_output
+from ._symbols import B, b, train_bn_output
 from .obligation import Derivation, Obligation, Step
 
 __all__ = ["OBLIGATIONS"]
@@ -93,5 +93,3 @@ OBLIGATIONS = [
     Obligation("C9-neg", "mutated: the pull-back of the centroid is unique without injectivity (A_P = [1 0])",
                ("A_P = [1 0], not injective",), _c9_neg, negative=True, family="depth"),
 ]
-
-_ = gamma  # γ enters through train_bn_output

@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cpa_theory import (BatchNorm, HyperplaneStatus, Layer, Network, hardtanh, leaky_relu, load_network,
-                        network_from_dict, network_to_dict, relu, save_network, spline, switching_hyperplanes,
+from cpa_theory import (HyperplaneStatus, Layer, Network, hardtanh, leaky_relu, load_network,
+                        network_from_dict, network_to_dict, save_network, spline, switching_hyperplanes,
                         window_hits)
 from cpa_theory.tolerances import FORWARD_AGREEMENT_ATOL
 

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cpa_theory import BatchNorm, Layer, Network, hardtanh, relu, switching_hyperplanes, window_hits
+from cpa_theory import BatchNorm, Layer, Network, hardtanh, switching_hyperplanes, window_hits
 from cpa_theory.tolerances import FLOAT32_DECISION_RTOL
 from cpa_theory.windows import dual_norm, hyperplane_residual, window_slack
 from numerics.kernels import TRACE_COUNT, deep_hit_counts, hit_counts, normalize_hyperplanes
