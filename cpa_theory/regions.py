@@ -27,7 +27,7 @@ import numpy as np
 from .hyperplanes import HyperplaneStatus, layer_switching_sets, switching_hyperplanes
 from .network import ConditionedNetwork, Network, as_points
 from .polytope import Polytope, box_polygon, box_polytope, polytope_from_halfspaces, split, vertex_signs
-from .tolerances import AFFINE_MAP_RTOL, WITNESS_MIN_RELATIVE_RADIUS
+from .tolerances import AFFINE_MAP_RTOL, FACET_MATCH_TOL, SCREEN_MARGIN_RTOL, WITNESS_MIN_RELATIVE_RADIUS
 from .windows import Window, WindowRelation, dual_norm, window_relations, window_slack
 
 __all__ = ["Region", "RegionCount", "count_regions", "enumerate_regions", "MAX_VERTEX_DIM"]
@@ -173,7 +173,7 @@ def _refine_batch(cl, batch, y0, radius, d):
     # C4 screen: a switching set that misses (or only touches) the whole window cannot cut a cell in it
     resid = np.einsum("cjd,d->cj", flat_n, y0) - flat_o
     slack = window_slack(dual_norm(flat_n), resid, radius)
-    screened = regular & (slack > -1e-9 * (1 + np.abs(flat_o)))
+    screened = regular & (slack > -SCREEN_MARGIN_RTOL * (1 + np.abs(flat_o)))
     # switching sets that are screened out keep one side on all of W: read it at the window centre
     sides0 = np.sign(resid).astype(np.int8)
     gain_sign = np.sign(cl.bn.gain)
@@ -282,7 +282,8 @@ def _facets_adjacent(P: Polytope, Q: Polytope) -> bool:
     nQ = Q.G / np.linalg.norm(Q.G, axis=1)[:, None]
     hQ = Q.h / np.linalg.norm(Q.G, axis=1)
     for i in range(len(nP)):
-        match = np.flatnonzero((np.abs(nQ + nP[i]).max(axis=1) <= 1e-9) & (np.abs(hQ + hP[i]) <= 1e-9 * (1 + abs(hP[i]))))
+        match = np.flatnonzero((np.abs(nQ + nP[i]).max(axis=1) <= FACET_MATCH_TOL)
+                               & (np.abs(hQ + hP[i]) <= FACET_MATCH_TOL * (1 + abs(hP[i]))))
         if not len(match):
             continue
         # maximise ρ: a (d−1)-ball of radius ρ in the common hyperplane inside both (other constraints)
@@ -294,7 +295,7 @@ def _facets_adjacent(P: Polytope, Q: Polytope) -> bool:
         A_ub = np.hstack([Gs, np.linalg.norm(proj, axis=1)[:, None]])
         res = linprog(np.r_[np.zeros(d), -1.0], A_ub=A_ub, b_ub=hs, A_eq=np.r_[a, 0.0][None, :], b_eq=[hP[i]],
                       bounds=[(None, None)] * d + [(0, None)], method="highs")
-        if res.status == 0 and -res.fun > 1e-9:
+        if res.status == 0 and -res.fun > FACET_MATCH_TOL:
             return True
     return False
 

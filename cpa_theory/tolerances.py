@@ -60,3 +60,11 @@ WITNESS_MIN_RELATIVE_RADIUS = 1e-12
 #: their output maps agree to this relative tolerance (maps computed along
 #: different paths through the network differ by a few ulps).
 AFFINE_MAP_RTOL = 1e-9
+
+#: The counter's C4 screen drops a switching set only when its window slack is below −this·(1 + |offset|):
+#: a generous margin, since the screen only saves work and the exact vertex test decides.
+SCREEN_MARGIN_RTOL = 1e-9
+
+#: Two region facets are "the same hyperplane, opposite sides" (adjacency for N_lin) when their unit
+#: normals and offsets agree to this; their shared (d−1)-ball must be at least this wide too.
+FACET_MATCH_TOL = 1e-9
