@@ -228,10 +228,14 @@ def cmd_sweep(args) -> int:
     if args.json:
         print(json.dumps(rows))
     else:
-        print(f"{'B':>4} {'sigma_b':>8} {'r':>6} {'D':>6} {'E[h_BN]':>9} {'E[h_plain]':>11} {'C6 bound':>9}")
+        counted = any("n_bn_mean" in r for r in rows)
+        extra = f" {'E[N_BN]':>8} {'E[N_plain]':>10}" if counted else ""
+        print(f"{'B':>4} {'sigma_b':>8} {'r':>6} {'D':>6} {'E[h_BN]':>9} {'E[h_plain]':>11} {'C6 bound':>9}{extra}")
         for r in rows:
-            print(f"{r['batch_size']:>4} {r['bias_scale']:>8.3g} {r['radius']:>6.3g} {r['distance']:>6.3g} "
-                  f"{r['h_bn_mean']:>9.2f} {r['h_plain_mean']:>11.2f} {r['c6_bound_h_plain']:>9.2f}")
+            dist = "-" if r["distance"] is None else f"{r['distance']:.3g}"
+            counts = f" {r['n_bn_mean']:>8.2f} {r['n_plain_mean']:>10.2f}" if counted else ""
+            print(f"{r['batch_size']:>4} {r['bias_scale']:>8.3g} {r['radius']:>6.3g} {dist:>6} "
+                  f"{r['h_bn_mean']:>9.2f} {r['h_plain_mean']:>11.2f} {r['c6_bound_h_plain']:>9.2f}{counts}")
         print(f"rows: {Path(args.out) / 'results.jsonl'}")
     return EXIT_OK
 

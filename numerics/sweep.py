@@ -1,15 +1,22 @@
-"""Monte Carlo sweeps of first-layer hitting numbers, BN vs no BN (THEORY C5–C7), sharded and resumable.
+"""Monte Carlo sweeps, BN vs no BN (THEORY C5–C7): hitting numbers with JAX, region counts with the counter.
 
-A sweep is a grid over (batch size B, bias scale σ_b, window radius r, distance D of the window centre
-from the batch centroid). At each grid point, ``networks`` random first layers are drawn from an
-explicit PRNG key (W ~ N(0, 1/d), b ~ N(0, σ_b²), batch ~ N(0, I), direction uniform on the sphere,
-x0 = x̄ + D·u) and both hitting numbers are computed with the core C4 criterion:
+A sweep is a grid over (batch size B, bias scale σ_b, window radius r, distance D of the window centre from
+the batch centroid) on top of one random ensemble (:class:`numerics.ensembles.EnsembleSpec`: widths and
+depth, activation, weight scale, γ/β distributions, batch source — Gaussian clusters, scikit-learn's moons or
+digits — and window placement — distance, centroid, batch points, held-out points, grid). At each grid point
+``networks`` networks are drawn from explicit PRNG keys (seed → grid index → network index), and the
+first-layer hitting numbers of the BN network and of the same network without BN are computed with the
+core's C4 criterion (``cpa_theory.windows``) at every window of the draw:
 
-    h_BN    = #{i : |w_iᵀ(x0 − x̄) − s_i τ| < r‖w_i‖₁}   (ReLU, γ = 1, β = 0 ⇒ τ = 0)
-    h_plain = #{i : |w_iᵀx0 + b_i|          < r‖w_i‖₁}
+    h_BN    = #{(i, k) : |w_iᵀ(x0 − x̄) − s_i τ_ik| < r‖w_i‖₁},   τ_ik = (t_k − β_i)/γ_i
+    h_plain = #{(i, k) : |w_iᵀx0 + b_i − t_k|      < r‖w_i‖₁}
 
-Rows report means with 95 % confidence intervals, the C6 bound Σ_i q_i on E[h_plain], and for D > r the
-exact ℓ2-ball hit probability I_{(r/D)²}(1/2, (d−1)/2) of C7 as a reference.
+Each network contributes the mean over its windows; rows report means over networks with 95 % confidence
+intervals (normal approximation, networks are the independent units), the C6 bounds Σ_i K·q_i on E[h_plain]
+and Σ_{k≤d} e_k(K·q) on E[N_plain] (one hidden layer), and for D > r the exact ℓ2-ball probability
+I_{(r/D)²}(1/2, (d−1)/2) of C7. With ``count_networks > 0`` the first that many networks of every point are
+also counted exactly (certified regions, ``cpa_theory.regions``; always float64) at every window, BN and
+plain, giving E[N_BN] and E[N_plain] with confidence intervals.
 
 The network axis is sharded over all visible devices (``jax.sharding``). A run directory holds a header
 (versions, backend, dtype, seed, git revision, configuration hash) and one atomically written file per
@@ -31,40 +38,78 @@ import numpy as np
 
 from cpa_theory.errors import CPAInputError
 from cpa_theory.fileformat import atomic_write_text
-from cpa_theory.windows import dual_norm, window_slack
+from cpa_theory.windows import dual_norm, hyperplane_residual, window_slack
 
-__all__ = ["SweepConfig", "grid_points", "run_point", "run_sweep", "l2_ball_hit_probability"]
+from .ensembles import Distribution, EnsembleSpec, draw_network, to_networks
+
+__all__ = ["SweepConfig", "grid_points", "run_point", "run_sweep", "l2_ball_hit_probability", "mean_ci95"]
+
+_ENSEMBLE_FIELDS = ("d", "widths", "activation", "weight_scale", "gamma", "beta", "eps", "batch_source",
+                    "batch_offset", "batch_clusters", "batch_separation", "windows", "heldout", "grid_size")
 
 
 @dataclass(frozen=True)
 class SweepConfig:
     seed: int = 0
     d: int = 2
-    width: int = 64
+    widths: tuple = (64,)
     networks: int = 256
     batch_sizes: tuple = (16,)
     bias_scales: tuple = (0.1, 1.0)
     radii: tuple = (0.1,)
     distances: tuple = (0.0, 0.5, 1.0, 2.0, 4.0)
     dtype: str = "float64"
+    activation: object = "relu"
+    weight_scale: float = 1.0
+    gamma: object = 1.0
+    beta: object = 0.0
+    eps: float = 1e-5
+    batch_source: str = "gaussian"
+    batch_offset: float = 0.0
+    batch_clusters: int = 1
+    batch_separation: float = 0.0
+    windows: str = "distance"
+    heldout: int = 8
+    grid_size: int = 5
+    count_networks: int = 0
 
     @classmethod
     def from_dict(cls, doc: dict) -> "SweepConfig":
+        doc = dict(doc)
+        if "width" in doc:  # one hidden layer of this width (the first configuration format)
+            if "widths" in doc:
+                raise CPAInputError("give either 'width' or 'widths', not both.")
+            doc["widths"] = [doc.pop("width")]
         known = {f.name for f in fields(cls)}
         unknown = set(doc) - known
         if unknown:
             raise CPAInputError(f"unknown sweep settings {sorted(unknown)}; allowed: {sorted(known)}.")
         kw = {k: tuple(v) if isinstance(v, list) else v for k, v in doc.items()}
-        cfg = cls(**kw)
+        try:
+            cfg = cls(**kw)
+        except TypeError as exc:
+            raise CPAInputError(f"bad sweep configuration: {exc}.") from None
         if cfg.dtype not in ("float32", "float64"):
             raise CPAInputError(f"dtype {cfg.dtype!r}: use 'float32' or 'float64'.")
-        if cfg.d < 1 or cfg.width < 1 or cfg.networks < 2:
-            raise CPAInputError("d and width must be >= 1 and networks >= 2.")
+        if cfg.networks < 2 or cfg.count_networks < 0 or cfg.count_networks > cfg.networks:
+            raise CPAInputError("networks must be >= 2 and 0 <= count_networks <= networks.")
+        if cfg.count_networks and cfg.d > 4:
+            raise CPAInputError(f"exact counting (count_networks > 0) is for small inputs (d <= 4), d = {cfg.d}; "
+                                "set count_networks to 0 and use the hitting numbers.")
         if any(b < 2 for b in cfg.batch_sizes):
             raise CPAInputError("batch sizes must be >= 2 (train-mode BN).")
         if any(not r > 0 for r in cfg.radii) or any(s < 0 for s in cfg.bias_scales) or any(x < 0 for x in cfg.distances):
             raise CPAInputError("radii must be > 0, bias scales and distances >= 0.")
+        cfg.spec  # validates the ensemble settings
         return cfg
+
+    @property
+    def spec(self) -> EnsembleSpec:
+        kw = {k: getattr(self, k) for k in _ENSEMBLE_FIELDS}
+        kw["widths"] = tuple(int(w) for w in kw["widths"])
+        kw["gamma"] = Distribution.parse(self.gamma, "gamma")
+        kw["beta"] = Distribution.parse(self.beta, "beta")
+        return EnsembleSpec(**kw)
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -74,9 +119,11 @@ class SweepConfig:
 
 
 def grid_points(cfg: SweepConfig) -> list[dict]:
+    """The grid in a fixed order; windows not placed by distance have no distance axis (``distance: None``)."""
+    distances = cfg.distances if cfg.windows == "distance" else (None,)
     return [{"index": i, "batch_size": B, "bias_scale": sb, "radius": r, "distance": D}
             for i, (B, sb, r, D) in enumerate(itertools.product(cfg.batch_sizes, cfg.bias_scales, cfg.radii,
-                                                                 cfg.distances))]
+                                                                 distances))]
 
 
 def l2_ball_hit_probability(r: float, D: float, d: int) -> float:
@@ -88,38 +135,103 @@ def l2_ball_hit_probability(r: float, D: float, d: int) -> float:
     return float(betainc(0.5, (d - 1) / 2.0, (r / D) ** 2))
 
 
-def _one_network(key, d, n, B, sigma_b, r, D, dtype):
+def mean_ci95(x) -> tuple[float, list[float]]:
+    """Mean and a normal-approximation 95 % confidence interval of independent samples."""
+    x = np.asarray(x, np.float64)
+    mean = float(x.mean())
+    half = 1.96 * float(x.std(ddof=1)) / math.sqrt(len(x)) if len(x) > 1 else float("inf")
+    return mean, [mean - half, mean + half]
+
+
+def _elementary_symmetric(q, order: int):
+    """e_0 … e_order of the entries of q (jnp), by the product Π(1 + q_i t) truncated at t^order."""
     import jax
     import jax.numpy as jnp
 
-    kw, kb, kx, ku = jax.random.split(key, 4)
-    W = jax.random.normal(kw, (n, d), dtype) / jnp.sqrt(jnp.asarray(d, dtype))
-    b = sigma_b * jax.random.normal(kb, (n,), dtype)
-    batch = jax.random.normal(kx, (B, d), dtype)
-    u = jax.random.normal(ku, (d,), dtype)
-    u = u / jnp.linalg.norm(u)
+    def step(e, qi):
+        return e.at[1:].add(qi * e[:-1]), None
+
+    e0 = jnp.zeros(order + 1, q.dtype).at[0].set(1.0)
+    return jax.lax.scan(step, e0, q)[0]
+
+
+def _one_network(key, spec: EnsembleSpec, B, sigma_b, r, D, dtype):
+    import jax.numpy as jnp
+
+    draw = draw_network(key, spec, B, sigma_b, D, dtype)
+    W, b, g, beta = draw["W"][0], draw["b"][0], draw["gamma"][0], draw["beta"][0]
+    batch, X = draw["batch"], draw["centers"]
     xbar = batch.mean(axis=0)
-    x0 = xbar + D * u
-    norms = dual_norm(W, np.inf, xp=jnp)
-    h_bn = jnp.sum(window_slack(norms, W @ (x0 - xbar), r, xp=jnp) > 0)
-    h_plain = jnp.sum(window_slack(norms, W @ x0 + b, r, xp=jnp) > 0)
+    s = jnp.sqrt(jnp.mean(((batch - xbar) @ W.T) ** 2, axis=0) + spec.eps)
+    t = jnp.asarray(spec.breakpoints, dtype)
+    # τ = (t − β)/γ; a γ = 0 neuron is constant (no switching set): offset +inf never cuts
+    tau = jnp.where(g[:, None] != 0, (t[None, :] - beta[:, None]) / jnp.where(g == 0, 1.0, g)[:, None], jnp.inf)
+    norms = dual_norm(W, np.inf, xp=jnp)[None, :, None]
+    slack_bn = window_slack(norms, hyperplane_residual(W, xbar, s[:, None] * tau, X, xp=jnp), r, xp=jnp)
+    slack_plain = window_slack(norms, hyperplane_residual(W, jnp.zeros_like(xbar), t[None, :] - b[:, None], X,
+                                                          xp=jnp), r, xp=jnp)
+    h_bn = jnp.mean(jnp.sum(slack_bn > 0, axis=(1, 2)))
+    h_plain = jnp.mean(jnp.sum(slack_plain > 0, axis=(1, 2)))
     density = 1.0 / (jnp.maximum(sigma_b, jnp.finfo(dtype).tiny) * jnp.sqrt(2.0 * jnp.pi))
-    q = jnp.where(sigma_b > 0, jnp.minimum(1.0, 2.0 * r * norms * density), 1.0)
-    return h_bn, h_plain, jnp.sum(q)
+    q = len(spec.breakpoints) * jnp.where(sigma_b > 0, jnp.minimum(1.0, 2.0 * r * norms[0, :, 0] * density), 1.0)
+    e = _elementary_symmetric(q, spec.d)
+    dist = jnp.mean(jnp.linalg.norm(X - xbar, axis=1))
+    return h_bn, h_plain, jnp.sum(q), jnp.sum(e), dist
 
 
 _KERNELS: dict = {}
 
 
-def _point_kernel(d, n, B, dtype):
-    """The jitted, vmapped kernel for one (d, n, B, dtype): compiled once, reused for every (σ_b, r, D)."""
+def _point_kernel(spec: EnsembleSpec, B, dtype):
+    """The jitted, vmapped kernel for one (ensemble, B, dtype): compiled once, reused for every (σ_b, r, D)."""
     import jax
 
-    key = (d, n, B, dtype)
+    key = (repr(spec), B, dtype)  # repr: the activation may be a (unhashable) spline dict
     if key not in _KERNELS:
-        one = lambda k, sb, r, D: _one_network(k, d, n, B, sb, r, D, dtype)  # noqa: E731
+        one = lambda k, sb, r, D: _one_network(k, spec, B, sb, r, D, dtype)  # noqa: E731
         _KERNELS[key] = jax.jit(jax.vmap(one, in_axes=(0, None, None, None)))
     return _KERNELS[key]
+
+
+def _count_point(cfg: SweepConfig, keys, point: dict) -> dict:
+    """E[N] by the exact counter for the first ``count_networks`` networks (float64 draws of the same keys)."""
+    import jax
+    import jax.numpy as jnp
+
+    from cpa_theory.regions import count_regions
+
+    spec = cfg.spec
+    D = 0.0 if point["distance"] is None else point["distance"]
+    cache_key = ("draw", repr(spec), point["batch_size"])
+    if cache_key not in _KERNELS:
+        _KERNELS[cache_key] = jax.jit(jax.vmap(
+            lambda k, sb, dist: draw_network(k, spec, point["batch_size"], sb, dist, jnp.float64),
+            in_axes=(0, None, None)))
+    draws = _KERNELS[cache_key](keys[: cfg.count_networks], jnp.float64(point["bias_scale"]), jnp.float64(D))
+    draws = jax.tree_util.tree_map(np.asarray, draws)
+    n_bn, n_plain, lin_bn, lin_plain = [], [], [], []
+    for j in range(cfg.count_networks):
+        one = jax.tree_util.tree_map(lambda a: a[j], draws)
+        bn_net, plain_net = to_networks(one, spec)
+        per = {"bn": [], "plain": [], "lbn": [], "lplain": []}
+        for x0 in one["centers"]:
+            c_bn = count_regions(bn_net, x0, point["radius"])
+            c_pl = count_regions(plain_net, x0, point["radius"])
+            if not (c_bn.certified and c_pl.certified):
+                raise RuntimeError(f"uncertified count at grid point {point['index']}, network {j}")
+            per["bn"].append(c_bn.regions)
+            per["plain"].append(c_pl.regions)
+            per["lbn"].append(c_bn.linear_regions)
+            per["lplain"].append(c_pl.linear_regions)
+        n_bn.append(np.mean(per["bn"]))
+        n_plain.append(np.mean(per["plain"]))
+        lin_bn.append(np.mean(per["lbn"]))
+        lin_plain.append(np.mean(per["lplain"]))
+    row = {"counted_networks": cfg.count_networks}
+    for name, x in (("n_bn", n_bn), ("n_plain", n_plain), ("n_lin_bn", lin_bn), ("n_lin_plain", lin_plain)):
+        row[f"{name}_mean"], row[f"{name}_ci95"] = mean_ci95(x)
+    row["p_n_bn_ge_plain"] = float(np.mean(np.asarray(n_bn) >= np.asarray(n_plain)))
+    return row
 
 
 def run_point(cfg: SweepConfig, point: dict, devices=None) -> dict:
@@ -129,7 +241,7 @@ def run_point(cfg: SweepConfig, point: dict, devices=None) -> dict:
     from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
     dtype = jnp.float64 if cfg.dtype == "float64" else jnp.float32
-    if dtype == jnp.float64 and not jax.config.jax_enable_x64:
+    if (dtype == jnp.float64 or cfg.count_networks) and not jax.config.jax_enable_x64:
         jax.config.update("jax_enable_x64", True)
     devices = list(jax.devices()) if devices is None else list(devices)
     n_dev = len(devices)
@@ -137,26 +249,28 @@ def run_point(cfg: SweepConfig, point: dict, devices=None) -> dict:
     key = jax.random.fold_in(jax.random.key(cfg.seed), point["index"])
     keys = jax.random.split(key, total)
     mesh = Mesh(np.array(devices), ("nets",))
-    keys = jax.device_put(keys, NamedSharding(mesh, PartitionSpec("nets")))
-    fn = _point_kernel(cfg.d, cfg.width, point["batch_size"], dtype)
-    args = (jnp.asarray(point["bias_scale"], dtype), jnp.asarray(point["radius"], dtype),
-            jnp.asarray(point["distance"], dtype))
-    h_bn, h_plain, q = (np.asarray(v)[: cfg.networks].astype(np.float64) for v in fn(keys, *args))
-
-    def stats(x):
-        mean, sd = float(x.mean()), float(x.std(ddof=1))
-        half = 1.96 * sd / math.sqrt(len(x))
-        return mean, [mean - half, mean + half]
+    sharded = jax.device_put(keys, NamedSharding(mesh, PartitionSpec("nets")))
+    spec = cfg.spec
+    fn = _point_kernel(spec, point["batch_size"], dtype)
+    D = 0.0 if point["distance"] is None else point["distance"]
+    args = (jnp.asarray(point["bias_scale"], dtype), jnp.asarray(point["radius"], dtype), jnp.asarray(D, dtype))
+    h_bn, h_plain, q, e, dist = (np.asarray(v)[: cfg.networks].astype(np.float64) for v in fn(sharded, *args))
 
     row = dict(point)
     for name, x in (("h_bn", h_bn), ("h_plain", h_plain), ("bn_minus_plain", h_bn - h_plain)):
-        row[f"{name}_mean"], row[f"{name}_ci95"] = stats(x)
+        row[f"{name}_mean"], row[f"{name}_ci95"] = mean_ci95(x)
     row["c6_bound_h_plain"] = float(q.mean())
+    row["c6_bound_n_plain"] = float(e.mean()) if len(spec.widths) == 1 else None
     row["p_bn_refines_more"] = float(np.mean(h_bn > h_plain))
-    D, r = point["distance"], point["radius"]
-    row["l2_ball_exact_p"] = l2_ball_hit_probability(r, D, cfg.d) if D > r else None
+    row["mean_distance_to_centroid"] = float(dist.mean())
+    r = point["radius"]
+    row["l2_ball_exact_p"] = (l2_ball_hit_probability(r, D, cfg.d)
+                              if cfg.windows == "distance" and D > r else None)
     row["networks"] = cfg.networks
-    row["width"] = cfg.width
+    row["widths"] = list(spec.widths)
+    row["breakpoints_per_neuron"] = len(spec.breakpoints)
+    if cfg.count_networks:
+        row.update(_count_point(cfg, keys, point))
     return row
 
 

@@ -79,7 +79,7 @@ def test_sweep_deep_kernel_matches_pullback_criterion(rng):
 
 
 def test_sweep_C5_window_at_centroid_is_hit_by_every_neuron_and_C6_bound_holds():
-    cfg = SweepConfig(seed=1, d=3, width=32, networks=64, distances=(0.0, 3.0), bias_scales=(0.5,))
+    cfg = SweepConfig(seed=1, d=3, widths=(32,), networks=64, distances=(0.0, 3.0), bias_scales=(0.5,))
     rows = [run_point(cfg, p) for p in __import__("numerics.sweep", fromlist=["grid_points"]).grid_points(cfg)]
     assert rows[0]["h_bn_mean"] == 32  # C5: every BN hyperplane passes through x̄ ∈ int W
     assert rows[0]["h_plain_mean"] <= rows[0]["c6_bound_h_plain"] + 1e-9
@@ -107,7 +107,7 @@ def run_cli_sweep(cfg_path, out, env=None):
 def test_shard_sweep_on_8_host_devices_matches_one_device(tmp_path):
     code = (
         "import json, jax; from numerics.sweep import SweepConfig, run_point, grid_points;"
-        "cfg = SweepConfig(seed=3, d=2, width=16, networks=100, distances=(0.0, 1.0), bias_scales=(1.0,));"
+        "cfg = SweepConfig(seed=3, d=2, widths=(16,), networks=100, distances=(0.0, 1.0), bias_scales=(1.0,));"
         "assert len(jax.devices()) == 8, jax.devices();"
         "rows8 = [run_point(cfg, p) for p in grid_points(cfg)];"
         "rows1 = [run_point(cfg, p, devices=jax.devices()[:1]) for p in grid_points(cfg)];"
@@ -158,9 +158,9 @@ def test_sweep_resumes_after_sigkill_without_loss_or_duplicates(tmp_path):
 def test_sweep_refuses_a_run_directory_with_another_configuration(tmp_path):
     from cpa_theory.errors import CPAInputError
 
-    run_sweep(SweepConfig(networks=8, distances=(0.0,), bias_scales=(1.0,), width=4), tmp_path)
+    run_sweep(SweepConfig(networks=8, distances=(0.0,), bias_scales=(1.0,), widths=(4,)), tmp_path)
     with pytest.raises(CPAInputError, match="another configuration"):
-        run_sweep(SweepConfig(networks=9, distances=(0.0,), bias_scales=(1.0,), width=4), tmp_path)
+        run_sweep(SweepConfig(networks=9, distances=(0.0,), bias_scales=(1.0,), widths=(4,)), tmp_path)
 
 
 def test_sweep_config_rejects_bad_settings():
