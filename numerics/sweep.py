@@ -100,7 +100,7 @@ class SweepConfig:
             raise CPAInputError("batch sizes must be >= 2 (train-mode BN).")
         if any(not r > 0 for r in cfg.radii) or any(s < 0 for s in cfg.bias_scales) or any(x < 0 for x in cfg.distances):
             raise CPAInputError("radii must be > 0, bias scales and distances >= 0.")
-        cfg.spec  # validates the ensemble settings
+        _ = cfg.spec  # building it validates the ensemble settings
         return cfg
 
     @property
