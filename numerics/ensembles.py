@@ -30,7 +30,7 @@ from cpa_theory.errors import CPAInputError
 from cpa_theory.network import Layer, Network
 
 __all__ = ["Distribution", "EnsembleSpec", "BATCH_SOURCES", "WINDOW_PLACEMENTS", "dataset", "draw_batch",
-           "draw_network", "draw_windows", "num_windows", "to_networks"]
+           "draw_network", "draw_windows", "num_windows", "to_networks", "sample_draws", "sample_networks"]
 
 BATCH_SOURCES = ("gaussian", "moons", "digits")
 WINDOW_PLACEMENTS = ("distance", "centroid", "batch", "heldout", "grid")
@@ -230,3 +230,30 @@ def to_networks(draw: dict, spec: EnsembleSpec) -> tuple[Network, Network]:
         layers.append(Layer(W, b, identity() if i == last else act, bn))
     bn_net = Network(spec.d, tuple(layers), np.asarray(draw["batch"], np.float64))
     return bn_net, bn_net.without_batchnorm()
+
+
+_SAMPLERS: dict = {}
+
+
+def sample_draws(keys, spec: EnsembleSpec, B: int, bias_scale: float, distance: float = 0.0) -> list[dict]:
+    """Float64 draws for each key (one jitted, vmapped call; compiled once per (spec, B)), as numpy dicts."""
+    import jax
+    import jax.numpy as jnp
+
+    if not jax.config.jax_enable_x64:
+        jax.config.update("jax_enable_x64", True)
+    cache = (repr(spec), int(B))
+    if cache not in _SAMPLERS:
+        _SAMPLERS[cache] = jax.jit(jax.vmap(lambda k, sb, dist: draw_network(k, spec, B, sb, dist, jnp.float64),
+                                            in_axes=(0, None, None)))
+    out = _SAMPLERS[cache](keys, jnp.float64(bias_scale), jnp.float64(distance))
+    out = jax.tree_util.tree_map(np.asarray, out)
+    return [jax.tree_util.tree_map(lambda a, j=j: a[j], out) for j in range(len(keys))]
+
+
+def sample_networks(key, spec: EnsembleSpec, B: int, bias_scale: float, count: int, distance: float = 0.0):
+    """``count`` draws from one key: a list of (BN network, plain network, draw)."""
+    import jax
+
+    draws = sample_draws(jax.random.split(key, count), spec, B, bias_scale, distance)
+    return [(*to_networks(dr, spec), dr) for dr in draws]

@@ -40,7 +40,7 @@ from cpa_theory.errors import CPAInputError
 from cpa_theory.fileformat import atomic_write_text
 from cpa_theory.windows import dual_norm, hyperplane_residual, window_slack
 
-from .ensembles import Distribution, EnsembleSpec, draw_network, to_networks
+from .ensembles import Distribution, EnsembleSpec, draw_network, sample_draws, to_networks
 
 __all__ = ["SweepConfig", "grid_points", "run_point", "run_sweep", "l2_ball_hit_probability", "mean_ci95"]
 
@@ -195,23 +195,14 @@ def _point_kernel(spec: EnsembleSpec, B, dtype):
 
 def _count_point(cfg: SweepConfig, keys, point: dict) -> dict:
     """E[N] by the exact counter for the first ``count_networks`` networks (float64 draws of the same keys)."""
-    import jax
-    import jax.numpy as jnp
-
     from cpa_theory.regions import count_regions
 
     spec = cfg.spec
     D = 0.0 if point["distance"] is None else point["distance"]
-    cache_key = ("draw", repr(spec), point["batch_size"])
-    if cache_key not in _KERNELS:
-        _KERNELS[cache_key] = jax.jit(jax.vmap(
-            lambda k, sb, dist: draw_network(k, spec, point["batch_size"], sb, dist, jnp.float64),
-            in_axes=(0, None, None)))
-    draws = _KERNELS[cache_key](keys[: cfg.count_networks], jnp.float64(point["bias_scale"]), jnp.float64(D))
-    draws = jax.tree_util.tree_map(np.asarray, draws)
+    draws = sample_draws(keys[: cfg.count_networks], spec, point["batch_size"], point["bias_scale"], D)
     n_bn, n_plain, lin_bn, lin_plain = [], [], [], []
     for j in range(cfg.count_networks):
-        one = jax.tree_util.tree_map(lambda a: a[j], draws)
+        one = draws[j]
         bn_net, plain_net = to_networks(one, spec)
         per = {"bn": [], "plain": [], "lbn": [], "lplain": []}
         for x0 in one["centers"]:
