@@ -26,7 +26,8 @@ from .errors import ShapeError
 from .network import ConditionedNetwork, Network
 from .tolerances import PULLBACK_RTOL
 
-__all__ = ["HyperplaneStatus", "SwitchingHyperplanes", "switching_hyperplanes", "layer_switching_sets"]
+__all__ = ["HyperplaneStatus", "SwitchingHyperplanes", "switching_hyperplanes", "layer_switching_sets",
+           "pullback_anchors"]
 
 
 class HyperplaneStatus(IntEnum):
@@ -86,12 +87,26 @@ class SwitchingHyperplanes:
         return self.normals, self.normals @ self.anchor[:, None] + self.offsets
 
 
+def pullback_anchors(A: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Batched pull-back: least-squares y with A y ≈ target for ``A (C, m, d)``, ``target (C, m)``.
+
+    Returns ``(y (C, d), ok (C,))``; ``ok`` iff A is injective (rank d) and target ∈ range(A) within
+    ``PULLBACK_RTOL`` — then y is the unique pull-back x*_P of C9.
+    """
+    U, S, Vt = np.linalg.svd(A, full_matrices=False)
+    cutoff = S.max(axis=1, keepdims=True, initial=0.0) * max(A.shape[1:]) * np.finfo(np.float64).eps
+    keep = S > cutoff
+    inv = np.where(keep, 1.0 / np.where(keep, S, 1.0), 0.0)
+    y = np.einsum("ckd,ck,cmk,cm->cd", Vt, inv, U, target)
+    resid = np.linalg.norm(np.einsum("cmd,cd->cm", A, y) - target, axis=1)
+    scale = np.linalg.norm(target, axis=1) + np.linalg.norm(A, axis=(1, 2)) * np.linalg.norm(y, axis=1) + 1.0
+    return y, (keep.sum(axis=1) == A.shape[2]) & (resid <= PULLBACK_RTOL * scale)
+
+
 def _pullback(A: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, bool]:
-    """Least-squares x with A x ≈ target; True iff A is injective and target is in range(A)."""
-    x, _, rank, _ = np.linalg.lstsq(A, target, rcond=None)
-    resid = np.linalg.norm(A @ x - target)
-    scale = np.linalg.norm(target) + np.linalg.norm(A) * np.linalg.norm(x) + 1.0
-    return x, bool(rank == A.shape[1] and resid <= PULLBACK_RTOL * scale)
+    """One pull-back (see :func:`pullback_anchors`)."""
+    y, ok = pullback_anchors(A[None], target[None])
+    return y[0], bool(ok[0])
 
 
 def switching_hyperplanes(net, layer: int = 0, affine=None, anchor=None) -> SwitchingHyperplanes:

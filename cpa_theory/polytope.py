@@ -148,6 +148,16 @@ def _edges(P: Polytope, pos, neg):
     return out
 
 
+def _exact_edge_point(P: Polytope, u: int, v: int, a, beta_exact) -> np.ndarray:
+    """Where the edge (u, v) crosses aᵀy = β, computed from the exact vertices (float64 of the rational)."""
+    Vu, Vv = P.exact_vertex(int(u)), P.exact_vertex(int(v))
+    fa = [Fraction(float(x)) for x in a]
+    fu = sum(x * y for x, y in zip(fa, Vu)) - beta_exact
+    fv = sum(x * y for x, y in zip(fa, Vv)) - beta_exact
+    t = fu / (fu - fv)
+    return np.array([float(p + t * (q - p)) for p, q in zip(Vu, Vv)])
+
+
 def split(P: Polytope, a, beta, signs, beta_exact=None):
     """Split P by aᵀy = β given the vertex ``signs`` (from :func:`vertex_signs`).
 
@@ -163,12 +173,15 @@ def split(P: Polytope, a, beta, signs, beta_exact=None):
     F = P.G.shape[0]
     new_V = np.empty((len(edges), P.dim))
     new_inc = np.zeros((len(edges), F + 1), dtype=bool)
+    beta_exact = Fraction(float(beta)) if beta_exact is None else beta_exact
     for e, (u, v) in enumerate(edges):
-        t = vals[u] / (vals[u] - vals[v])
-        new_V[e] = P.V[u] + t * (P.V[v] - P.V[u])
+        if vals[u] > 0 > vals[v]:
+            t = vals[u] / (vals[u] - vals[v])
+            new_V[e] = P.V[u] + t * (P.V[v] - P.V[u])
+        else:  # the exact signs (tie band) disagree with float64: intersect the edge in rationals
+            new_V[e] = _exact_edge_point(P, u, v, a, beta_exact)
         new_inc[e, :F] = P.inc[u] & P.inc[v]
     new_inc[:, F] = True
-    beta_exact = Fraction(float(beta)) if beta_exact is None else beta_exact
 
     def half(keep, sign):
         G = np.vstack([P.G, sign * a[None, :]])

@@ -24,7 +24,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from .hyperplanes import HyperplaneStatus, layer_switching_sets, switching_hyperplanes
+from .hyperplanes import HyperplaneStatus, layer_switching_sets, pullback_anchors, switching_hyperplanes
 from .network import ConditionedNetwork, Network, as_points
 from .polytope import Polytope, box_polygon, box_polytope, polytope_from_halfspaces, split, vertex_signs
 from .tolerances import AFFINE_MAP_RTOL, FACET_MATCH_TOL, SCREEN_MARGIN_RTOL, WITNESS_MIN_RELATIVE_RADIUS
@@ -161,6 +161,24 @@ def enumerate_regions(net, center, radius, *, stats=None, domain=None):
             stack.append((li + 1, leaves[i:i + _BATCH]))
 
 
+class _AnchoredOffsets:
+    """Exact offsets base_j + a_j·y* (rationals of the float data), computed only where a decision needs them."""
+
+    def __init__(self, base, normals, ystar, index=None):
+        self.base, self.normals, self.ystar = base, normals, [Fraction(float(v)) for v in ystar]
+        self.index = np.arange(len(base)) if index is None else index
+
+    def subset(self, cand) -> "_AnchoredOffsets":
+        out = _AnchoredOffsets.__new__(_AnchoredOffsets)
+        out.base, out.normals, out.ystar, out.index = self.base, self.normals, self.ystar, self.index[cand]
+        return out
+
+    def __getitem__(self, j) -> Fraction:
+        k = int(self.index[j])
+        return Fraction(float(self.base[k])) + sum(Fraction(float(a)) * y for a, y in zip(self.normals[k],
+                                                                                         self.ystar))
+
+
 def _refine_batch(cl, batch, y0, radius, d):
     """Split every cell of ``batch`` by the switching sets of layer ``cl``; yield the next layer's cells."""
     A = np.stack([item[1] for item in batch])  # (C, m, d)
@@ -168,7 +186,14 @@ def _refine_batch(cl, batch, y0, radius, d):
     normals, offsets, status, _ = layer_switching_sets(cl, A, c, np.zeros(d))
     C, n, K = offsets.shape
     flat_n = np.repeat(normals, K, axis=1) if K else np.zeros((C, 0, d))  # (C, nK, d)
-    flat_o = offsets.reshape(C, n * K)
+    # Where the layer's BN anchor pulls back to a point y* of the cell's affine chart (A injective, anchor − c
+    # in range A; C9), every switching set passes through y* exactly in real arithmetic: anchor them there,
+    # with rational offsets base + a·y*, so that concurrent deep hyperplanes stay exactly concurrent.
+    ystar, has_pb = pullback_anchors(A, cl.bn.anchor[None, :] - c)
+    base = cl.bn.switching_offsets(cl.activation.breakpoints_array)[0].reshape(n * K)
+    regular_flat = (status == HyperplaneStatus.REGULAR).reshape(C, n * K)
+    anchored = base[None, :] + np.einsum("cjd,cd->cj", flat_n, ystar)
+    flat_o = np.where(has_pb[:, None] & regular_flat, anchored, offsets.reshape(C, n * K))
     regular = (status == HyperplaneStatus.REGULAR).reshape(C, n * K)
     # C4 screen: a switching set that misses (or only touches) the whole window cannot cut a cell in it
     resid = np.einsum("cjd,d->cj", flat_n, y0) - flat_o
@@ -185,12 +210,13 @@ def _refine_batch(cl, batch, y0, radius, d):
     const_pieces = cl.activation.piece_index(pre_c)
     for ci, (P, _, _, code, flat) in enumerate(batch):
         fn, fo = flat_n[ci], flat_o[ci]
+        exact = _AnchoredOffsets(base, fn, ystar[ci]) if has_pb[ci] else None
         pending = [(P, np.flatnonzero(screened[ci]), sides0[ci])]
         while pending:
             Q, cand, s_here = pending.pop()
             cutting = np.zeros(0, bool)
             if len(cand):
-                sg = vertex_signs(Q, fn[cand], fo[cand])
+                sg = vertex_signs(Q, fn[cand], fo[cand], None if exact is None else exact.subset(cand))
                 pos, neg = (sg > 0).any(axis=0), (sg < 0).any(axis=0)
                 cutting = pos & neg
                 s_here = s_here.copy()
@@ -198,7 +224,7 @@ def _refine_batch(cl, batch, y0, radius, d):
             if cutting.any():
                 j = int(np.flatnonzero(cutting)[0])
                 hj = cand[j]
-                below, above = split(Q, fn[hj], fo[hj], sg[:, j])
+                below, above = split(Q, fn[hj], fo[hj], sg[:, j], None if exact is None else exact[hj])
                 remaining = cand[cutting][1:]
                 s_below, s_above = s_here.copy(), s_here.copy()
                 s_below[hj], s_above[hj] = -1, 1

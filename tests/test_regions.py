@@ -289,3 +289,32 @@ def test_polytope_must_be_bounded():
     net = single_layer([[1.0, 0.0]], [0.0])
     with pytest.raises(WindowError, match="bounded"):
         count_regions(net, polytope=(np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([1.0, 1.0])))
+
+
+def test_deep_concurrent_hyperplanes_inside_a_parent_region_stay_concurrent():
+    # C9 + C5 inside P: layer 2 (ReLU, γ = 1, β = 0) pulls back to 8 planes through x*_P. In float64 the
+    # pulled-back planes are only nearly concurrent; anchoring them at the pull-back keeps them exactly
+    # concurrent, so the count is O3(8, 3) = 58 and not the general-position 93.
+    from numerics.certificates import window_inside_parent_region
+
+    from cpa_theory import leaky_relu
+
+    seen = 0
+    for seed in range(4):
+        rng = np.random.default_rng(seed)
+        d, n2 = 3, 8
+        X = rng.normal(size=(16, d))
+        l1 = Layer(rng.normal(size=(d, d)), rng.normal(size=d), leaky_relu(0.2),
+                   BatchNorm(d, "train", rng.uniform(0.5, 2, d), rng.normal(size=d) * 0.3))
+        l2 = Layer(rng.normal(size=(n2, d)), rng.normal(size=n2), relu(), BatchNorm(n2, "train"))
+        net = Network(d, (l1, l2, Layer(np.ones((1, n2)), np.zeros(1), identity(), None)), X)
+        cond = net.condition()
+        hbar, b1 = cond.layers[1].bn.anchor, cond.layers[0].bn
+        x_star = b1.anchor + np.linalg.solve(b1.gain[:, None] * l1.weight, np.where(hbar > 0, hbar, hbar / 0.2)
+                                             - b1.shift)
+        if not window_inside_parent_region(cond, x_star, 0.02, 1):
+            continue
+        seen += 1
+        res = count_regions(net, x_star, 0.02)
+        assert res.certified and res.regions == 58
+    assert seen >= 2
