@@ -264,6 +264,27 @@ def cmd_prove(args) -> int:
     return EXIT_OK if all(r.ok for r in results) else EXIT_CHECK_FAILED
 
 
+# -- reproduce -----------------------------------------------------------
+def cmd_reproduce(args) -> int:
+    from .reproduce import all_passed, reproduce
+
+    claims = [c.strip() for c in args.claims.split(",") if c.strip()] if args.claims else None
+    log = (lambda *a, **k: None) if args.json else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    entries, data = reproduce(args.out, claims=claims, scale=args.scale, seed=args.seed, progress=not args.json,
+                              log=log)
+    if args.json:
+        print(json.dumps([{k: e[k] for k in ("claim", "status", "negative_control", "seconds")} for e in entries]))
+    else:
+        print(f"{'claim':<6} {'status':<7} {'negative control':<17} {'seconds':>8}  title")
+        for e in entries:
+            print(f"{e['claim']:<6} {e['status']:<7} {e['negative_control']:<17} {e['seconds']:>8.1f}  {e['title']}")
+        if data is not None:
+            print(f"real data: {'all counts certified' if data['certified'] else 'UNCERTIFIED counts'} "
+                  f"({data['seconds']:.1f} s)")
+        print(f"report: {Path(args.out) / 'report.md'}")
+    return EXIT_OK if all_passed(entries, data) else EXIT_CHECK_FAILED
+
+
 # -- parser ----------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="cpa-theory", description=(
@@ -321,6 +342,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--claim", action="append", help="claim id (repeatable), e.g. C3; default all")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.add_argument("--markdown", metavar="FILE", help="also write the derivations as Markdown with LaTeX")
+
+    p = add("reproduce", "check every claim C1-C9 (proofs, certificates, Monte Carlo, exact counts, negative "
+            "controls), train on real data, write a report", "cpa-theory reproduce --scale small --out runs/repro",
+            cmd_reproduce)
+    p.add_argument("--claims", help="comma-separated claim ids, e.g. C5,C7 (default: all, plus the real-data study)")
+    p.add_argument("--scale", default="small", choices=("small", "full"),
+                   help="small: minutes on a laptop CPU (default); full: larger sweeps, for a GPU")
+    p.add_argument("--out", default="runs/reproduce", help="report directory (a rerun resumes it)")
+    p.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
+    p.add_argument("--json", action="store_true", help="print a JSON summary instead of the table")
 
     return parser
 

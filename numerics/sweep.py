@@ -221,6 +221,7 @@ def _count_point(cfg: SweepConfig, keys, point: dict) -> dict:
     row = {"counted_networks": cfg.count_networks}
     for name, x in (("n_bn", n_bn), ("n_plain", n_plain), ("n_lin_bn", lin_bn), ("n_lin_plain", lin_plain)):
         row[f"{name}_mean"], row[f"{name}_ci95"] = mean_ci95(x)
+    row["n_bn_minus_plain_mean"], row["n_bn_minus_plain_ci95"] = mean_ci95(np.asarray(n_bn) - np.asarray(n_plain))
     row["p_n_bn_ge_plain"] = float(np.mean(np.asarray(n_bn) >= np.asarray(n_plain)))
     return row
 

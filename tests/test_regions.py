@@ -297,21 +297,12 @@ def test_deep_concurrent_hyperplanes_inside_a_parent_region_stay_concurrent():
     # concurrent, so the count is O3(8, 3) = 58 and not the general-position 93.
     from numerics.certificates import window_inside_parent_region
 
-    from cpa_theory import leaky_relu
+    from cpa_theory.reproduce.checks import pullback_instance
 
     seen = 0
     for seed in range(4):
-        rng = np.random.default_rng(seed)
-        d, n2 = 3, 8
-        X = rng.normal(size=(16, d))
-        l1 = Layer(rng.normal(size=(d, d)), rng.normal(size=d), leaky_relu(0.2),
-                   BatchNorm(d, "train", rng.uniform(0.5, 2, d), rng.normal(size=d) * 0.3))
-        l2 = Layer(rng.normal(size=(n2, d)), rng.normal(size=n2), relu(), BatchNorm(n2, "train"))
-        net = Network(d, (l1, l2, Layer(np.ones((1, n2)), np.zeros(1), identity(), None)), X)
+        net, x_star = pullback_instance(np.random.default_rng(seed))
         cond = net.condition()
-        hbar, b1 = cond.layers[1].bn.anchor, cond.layers[0].bn
-        x_star = b1.anchor + np.linalg.solve(b1.gain[:, None] * l1.weight, np.where(hbar > 0, hbar, hbar / 0.2)
-                                             - b1.shift)
         if not window_inside_parent_region(cond, x_star, 0.02, 1):
             continue
         seen += 1

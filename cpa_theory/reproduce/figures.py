@@ -1,0 +1,100 @@
+"""Figures of the reproduce report (data first: every figure is drawn from rows already in results)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..plotting import plot_partition, save_figure
+
+__all__ = ["plot_training", "plot_density_radius", "plot_partitions", "plot_offsets"]
+
+_STYLE = {"train": ("tab:blue", "BN, train mode (real batch)"), "eval": ("tab:green", "BN, eval mode"),
+          "plain": ("tab:red", "no BN")}
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_training(rows, out) -> None:
+    plt = _plt()
+    sets = sorted({r["dataset"] for r in rows})
+    fig, axes = plt.subplots(1, len(sets), figsize=(5.5 * len(sets), 4), squeeze=False)
+    for ax, ds in zip(axes[0], sets):
+        for mode, (colour, label) in _STYLE.items():
+            rs = sorted((r for r in rows if r["dataset"] == ds and r["mode"] == mode), key=lambda r: r["step"])
+            if rs:
+                ax.plot([r["step"] for r in rs], [r["D_r"] for r in rs], "o-", color=colour, label=label)
+        radius = next(r["radius"] for r in rows if r["dataset"] == ds)
+        ax.set_xlabel("training step")
+        ax.set_ylabel(f"D_r: mean exact region count, r = {radius:g}")
+        ax.set_title(f"{ds}: local region density at held-out points", fontsize=9)
+        ax.legend(fontsize=7)
+    save_figure(fig, out)
+    plt.close(fig)
+
+
+def plot_density_radius(rows, out) -> None:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for mode, (colour, label) in _STYLE.items():
+        rs = sorted((r for r in rows if r["mode"] == mode), key=lambda r: r["radius"])
+        ax.loglog([r["radius"] for r in rs], [r["D_r"] for r in rs], "o-", color=colour, label=label)
+    ax.set_xlabel("window radius r")
+    ax.set_ylabel("D_r (mean exact region count)")
+    ax.set_title("moons, trained: density vs radius", fontsize=9)
+    ax.legend(fontsize=7)
+    save_figure(fig, out)
+    plt.close(fig)
+
+
+def plot_partitions(extra, out) -> None:
+    plt = _plt()
+    nets, last = extra["nets"], extra["last"]
+    centre = extra["batch"].mean(0)
+    fig, axes = plt.subplots(2, 2, figsize=(10, 10))
+    for i, step in enumerate((0, last)):
+        for j, mode in enumerate(("train", "plain")):
+            plot_partition(axes[i, j], nets[(mode, step)], centre, 1.5,
+                           f"{_STYLE[mode][1]}, step {step}")
+    save_figure(fig, out)
+    plt.close(fig)
+
+
+def _plain_standardized_offsets(net, batch) -> np.ndarray:
+    """(t − b − wᵀx̄)/√(wᵀΣ_B w): where a plain first layer's switching sets sit, in batch-standardised units."""
+    layer = net.layers[0]
+    W, b = layer.weight, layer.bias
+    proj = batch @ W.T
+    s = proj.std(axis=0)
+    t = layer.activation.breakpoints_array
+    return ((t[None, :] - b[:, None] - proj.mean(0)[:, None]) / s[:, None]).ravel()
+
+
+def plot_offsets(extra, out) -> None:
+    plt = _plt()
+    nets, last, batch = extra["nets"], extra["last"], extra["batch"]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, step in zip(axes, (0, last)):
+        tau = switching_tau(nets[("train", step)])
+        plain = _plain_standardized_offsets(nets[("plain", step)], batch)
+        bins = np.linspace(-4, 4, 41)
+        ax.hist(np.clip(tau, -4, 4), bins=bins, alpha=0.6, color="tab:blue", label="BN: τ = (t − β)/γ")
+        ax.hist(np.clip(plain, -4, 4), bins=bins, alpha=0.6, color="tab:red",
+                label="no BN: (t − b − wᵀx̄)/√(wᵀΣw)")
+        ax.set_xlabel("standardised offset of the first-layer switching sets (clipped to ±4)")
+        ax.set_title(f"moons, step {step}", fontsize=9)
+        ax.legend(fontsize=7)
+    save_figure(fig, out)
+    plt.close(fig)
+
+
+def switching_tau(net) -> np.ndarray:
+    from ..hyperplanes import switching_hyperplanes
+
+    return np.asarray(switching_hyperplanes(net).tau).ravel()
