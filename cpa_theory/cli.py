@@ -271,7 +271,7 @@ def cmd_reproduce(args) -> int:
     claims = [c.strip() for c in args.claims.split(",") if c.strip()] if args.claims else None
     log = (lambda *a, **k: None) if args.json else (lambda msg: print(msg, file=sys.stderr, flush=True))
     entries, data = reproduce(args.out, claims=claims, scale=args.scale, seed=args.seed, progress=not args.json,
-                              log=log)
+                              log=log, fresh=args.fresh)
     if args.json:
         print(json.dumps([{k: e[k] for k in ("claim", "status", "negative_control", "seconds")} for e in entries]))
     else:
@@ -351,6 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="small: minutes on a laptop CPU (default); full: larger sweeps, for a GPU")
     p.add_argument("--out", default="runs/reproduce", help="report directory (a rerun resumes it)")
     p.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
+    p.add_argument("--fresh", action="store_true", help="discard an earlier run in --out instead of resuming it")
     p.add_argument("--json", action="store_true", help="print a JSON summary instead of the table")
 
     return parser

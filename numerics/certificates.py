@@ -7,6 +7,8 @@ the point.
 
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +17,31 @@ from cpa_theory.tolerances import CONIC_FEASIBILITY_TOL, LP_FEASIBILITY_TOL
 
 __all__ = ["AffineRange", "affine_range_over_window", "ChebyshevBall", "chebyshev_ball", "centroid_in_window",
            "window_inside_parent_region", "injective"]
+
+
+_BANNER_DONE = False
+
+
+def _silence_highs_banner() -> None:
+    """HiGHS prints a banner on stdout (at C level) when its first instance is built; build that instance with
+    stdout pointed at /dev/null, so that ``--json`` output stays one JSON document."""
+    global _BANNER_DONE
+    if _BANNER_DONE:
+        return
+    _BANNER_DONE = True
+    try:
+        import highspy
+    except ImportError:
+        return
+    sys.stdout.flush()
+    saved, devnull = os.dup(1), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        highspy.Highs()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
 
 
 @dataclass(frozen=True)
@@ -34,6 +61,7 @@ def affine_range_over_window(a, center, radius, p=np.inf) -> AffineRange:
     """
     import cvxpy as cp
 
+    _silence_highs_banner()
     a = np.asarray(a, dtype=np.float64)
     center = np.asarray(center, dtype=np.float64)
     x = cp.Variable(a.shape[0])
@@ -70,6 +98,7 @@ def chebyshev_ball(G, h) -> ChebyshevBall:
     """
     import cvxpy as cp
 
+    _silence_highs_banner()
     G = np.asarray(G, dtype=np.float64)
     h = np.asarray(h, dtype=np.float64)
     norms = np.linalg.norm(G, axis=1)

@@ -96,6 +96,9 @@ def test_cli_reproduce_exit_codes_resume_and_bad_input(tmp_path, capsys, monkeyp
     assert "done earlier" in capsys.readouterr().err
     assert main(["reproduce", "--claims", "C1", "--out", str(out)]) == 2  # another configuration
     assert "another configuration" in capsys.readouterr().err
+    assert main(["reproduce", "--claims", "C1", "--out", str(out), "--fresh", "--json"]) == 0  # replaced
+    assert [r["claim"] for r in json.loads(capsys.readouterr().out)] == ["C1"]
+    assert sorted(p.name for p in (out / "claims").iterdir()) == ["C1.json"]
     assert main(["reproduce", "--claims", "C11", "--out", str(tmp_path / "x")]) == 2
     assert "unknown claim" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:  # argparse's usage error: exit 2 with a message
@@ -114,3 +117,14 @@ def test_full_reproduce_small_scale(tmp_path):
     assert data["certified"]
     for fig in ("phase_diagram.png", *data["figures"]):
         assert (tmp_path / fig).stat().st_size > 1000
+
+
+def test_cli_reproduce_json_stdout_is_one_document_even_with_lp_solvers(tmp_path):
+    # HiGHS prints a banner at C level on first use; --json output must still parse
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", "cpa_theory", "reproduce", "--claims", "C4", "--out",
+                          str(tmp_path / "r"), "--json"], capture_output=True, text=True, cwd=ROOT)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert json.loads(res.stdout)[0]["claim"] == "C4"

@@ -34,7 +34,9 @@ def _header(scale: str, seed: int, ids: list[str], with_data: bool) -> dict:
     import cpa_theory
     from numerics.sweep import _git_revision
 
-    cfg = {"scale": scale, "seed": seed, "claims": ids, "realdata": with_data}
+    # the code's identity is part of the configuration: results of other code are never resumed
+    cfg = {"scale": scale, "seed": seed, "claims": ids, "realdata": with_data, "version": cpa_theory.__version__,
+           "git_revision": _git_revision()}
     return {"config": cfg, "config_hash": hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:16],
             "dtype": "float64", "backend": jax.default_backend(),
             "device": str(jax.devices()[0].device_kind), "devices": len(jax.devices()), "platform": platform.platform(),
@@ -43,13 +45,24 @@ def _header(scale: str, seed: int, ids: list[str], with_data: bool) -> dict:
             "git_revision": _git_revision()}
 
 
-def _prepare(out: Path, header: dict) -> None:
+_OUTPUTS = ("header.json", "claims", "phase", "realdata.json", "results.json", "report.md")
+
+
+def _prepare(out: Path, header: dict, fresh: bool) -> None:
     path = out / "header.json"
+    if fresh and path.exists():  # only what reproduce itself writes is removed
+        import shutil
+
+        for name in _OUTPUTS:
+            p = out / name
+            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+        for png in out.glob("*.png"):
+            png.unlink()
     if path.exists():
         old = json.loads(path.read_text())
         if old.get("config_hash") != header["config_hash"]:
             raise CPAInputError(f"{str(out)!r} holds a reproduce run with another configuration "
-                                f"({old.get('config')}); choose a new --out or delete the directory.")
+                                f"({old.get('config')}); add --fresh to replace it, or choose a new --out.")
         return
     try:
         (out / "claims").mkdir(parents=True, exist_ok=True)
@@ -70,7 +83,7 @@ def _entry(claim, ev, seconds: float) -> dict:
 
 
 def reproduce(out="runs/reproduce", claims=None, scale: str = "small", seed: int = 0, progress: bool = False,
-              log=print) -> tuple[list[dict], dict | None]:
+              log=print, fresh: bool = False) -> tuple[list[dict], dict | None]:
     """Run the selected claims (default all) and, with all claims, the real-data study; write ``out``.
 
     Returns ``(entries, realdata)``: the results.json entries and the real-data study (None when skipped)."""
@@ -85,7 +98,7 @@ def reproduce(out="runs/reproduce", claims=None, scale: str = "small", seed: int
     with_data = claims is None or len(ids) == len(select(None))
     out = Path(out)
     header = _header(scale, seed, ids, with_data)
-    _prepare(out, header)
+    _prepare(out, header, fresh)
     from proofs.registry import select as select_obligations
 
     names = sorted({n for c in chosen for n in (*c.proofs, *c.negative_proofs)})

@@ -31,8 +31,8 @@ SCALES = {
               (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0), "phase_bias_scales": (0.1, 0.3, 1.0, 3.0),
               "phase_radii": (0.2,), "phase_batch_sizes": (16,), "ball_samples": 100_000, "train_steps": 300,
               "digits_steps": 200, "queries": 12},
-    "full": {"nets": 24, "mc_biases": 2000, "phase_networks": 4096, "phase_counted": 32, "phase_distances":
-             tuple(np.round(np.linspace(0.0, 4.0, 17), 3)), "phase_bias_scales": (0.03, 0.1, 0.3, 1.0, 3.0, 10.0),
+    "full": {"nets": 24, "mc_biases": 2000, "phase_networks": 8192, "phase_counted": 8, "phase_distances":
+             tuple(float(v) for v in np.linspace(0.0, 4.0, 9)), "phase_bias_scales": (0.03, 0.1, 0.3, 1.0, 3.0, 10.0),
              "phase_radii": (0.1, 0.2, 0.4), "phase_batch_sizes": (8, 32, 128), "ball_samples": 2_000_000,
              "train_steps": 1000, "digits_steps": 600, "queries": 48},
 }
@@ -392,7 +392,7 @@ def check_c6(ctx: Context) -> Evidence:
 def check_c7(ctx: Context, progress: bool = False) -> Evidence:
     from numerics.sweep import l2_ball_hit_probability
 
-    from .phase import phase_rows, plot_phase
+    from .phase import phase_rows, plot_phase, plot_phase_slices
 
     ev = Evidence()
     rows = phase_rows(ctx, progress=progress)
@@ -400,6 +400,8 @@ def check_c7(ctx: Context, progress: bool = False) -> Evidence:
     fig = ctx.out / "phase_diagram.png"
     plot_phase(rows, fig)
     ev.figures.append(fig.name)
+    if plot_phase_slices(rows, ctx.out / "phase_diagram_slices.png"):
+        ev.figures.append("phase_diagram_slices.png")
     at_centroid = [r for r in rows if r["distance"] == 0.0]
     ev.check("D = 0 (C5): E[h_BN] = n and BN refines more at every bias scale", "monte-carlo",
              all(r["h_bn_mean"] == r["widths"][0] and r["phase"] == "bn" for r in at_centroid),
@@ -591,6 +593,29 @@ def check_c9(ctx: Context) -> Evidence:
     ev.check("deep hitting numbers (JAX, normal A_Pᵀw) = LP truth from the textbook batch computation",
              "certificate", total > 0 and agree == total, windows=total, agreements=agree)
     ev.check("O1 inside P: 1 + h ≤ N ≤ Σ_{k≤d} C(h, k) with the exact counter", "exact-count", o1_ok and total > 0)
+    # d = 1, deep hard-tanh layer inside certified parent intervals: O4 makes the count exact, N = 1 + h_2
+    from ..activations import hardtanh, identity, leaky_relu
+
+    o4 = []
+    for _ in range(ctx.size["nets"]):
+        X1 = rng.normal(size=(12, 1))
+        net1 = Network(1, (Layer(rng.normal(size=(2, 1)), rng.normal(size=2), leaky_relu(0.2), BatchNorm(2, "train")),
+                           Layer(rng.normal(size=(6, 2)), rng.normal(size=6), hardtanh(),
+                                 BatchNorm(6, "train", rng.uniform(0.5, 2, 6) * rng.choice([-1.0, 1.0], 6),
+                                           rng.normal(size=6) * 0.5)),
+                           Layer(np.ones((1, 6)), np.zeros(1), identity(), None)), X1)
+        cond1 = net1.condition()
+        for x0 in X1[:4]:
+            if not window_inside_parent_region(cond1, x0, 0.3, 1):
+                continue
+            A1, c1 = cond1.affine_map(x0, 1)
+            L = cond1.layers[1]
+            offs, _ = L.bn.switching_offsets(L.activation.breakpoints_array)
+            h_deep = int(deep_hit_counts(jnp.asarray(L.weight), jnp.asarray(A1[None]), jnp.asarray(c1[None]),
+                                         jnp.asarray(L.bn.anchor), jnp.asarray(offs), jnp.asarray(x0[None]), 0.3)[0])
+            o4.append((count_regions(net1, x0, 0.3).regions, 1 + h_deep))
+    ev.check("d = 1 inside certified parent intervals (O4): exact count N = 1 + deep hits (JAX kernel)", "exact-count",
+             len(o4) > 0 and all(a == b for a, b in o4), windows=len(o4))
     ev.negative("mutated anchor h(x̄) for the batch mean h̄ mispredicts the hits", mutated_wrong > 0,
                 windows=total, wrong=mutated_wrong)
     return ev

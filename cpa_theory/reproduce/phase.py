@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["phase_rows", "classify", "plot_phase"]
+__all__ = ["phase_rows", "classify", "plot_phase", "plot_phase_slices"]
 
 
 def phase_rows(ctx, progress: bool = False) -> list[dict]:
@@ -83,3 +83,42 @@ def plot_phase(rows: list[dict], out) -> None:
                  "(CI below 0), ○ = inside C5/C6's sufficient condition (D < r and Σ e_k(q) ≤ O3)", fontsize=9)
     save_figure(fig, out)
     plt.close(fig)
+
+
+def plot_phase_slices(rows: list[dict], out) -> bool:
+    """E[h_BN] − E[h_plain] over D × σ_b for every (radius, batch size) slice; False when there is one slice."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..plotting import save_figure
+
+    radii = sorted({r["radius"] for r in rows})
+    sizes = sorted({r["batch_size"] for r in rows})
+    if len(radii) * len(sizes) == 1:
+        return False
+    Ds = sorted({r["distance"] for r in rows})
+    Ss = sorted({r["bias_scale"] for r in rows})
+    fig, axes = plt.subplots(len(radii), len(sizes), figsize=(4 * len(sizes), 3.2 * len(radii)), squeeze=False)
+    for a, rad in enumerate(radii):
+        for b, B in enumerate(sizes):
+            z = np.full((len(Ss), len(Ds)), np.nan)
+            for r in rows:
+                if r["radius"] == rad and r["batch_size"] == B:
+                    z[Ss.index(r["bias_scale"]), Ds.index(r["distance"])] = r["h_bn_mean"] - r["h_plain_mean"]
+            lim = np.log1p(np.nanmax(np.abs(z)) or 1.0)
+            ax = axes[a, b]
+            ax.imshow(np.sign(z) * np.log1p(np.abs(z)), origin="lower", aspect="auto", cmap="RdBu_r", vmin=-lim,
+                      vmax=lim)
+            if (z > 0).any() and (z < 0).any():
+                ax.contour(z, levels=[0.0], colors="k", linewidths=1.0)
+            ax.set_xticks(range(len(Ds)), [f"{d:g}" for d in Ds], fontsize=6)
+            ax.set_yticks(range(len(Ss)), [f"{s:g}" for s in Ss], fontsize=6)
+            ax.set_title(f"r = {rad:g}, B = {B}", fontsize=8)
+    fig.supxlabel("distance D from the centroid")
+    fig.supylabel("bias scale σ_b")
+    fig.suptitle("C7: E[h_BN] − E[h_plain] (red: BN refines more; black: crossover)", fontsize=9)
+    save_figure(fig, out)
+    plt.close(fig)
+    return True
