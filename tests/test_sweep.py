@@ -107,7 +107,9 @@ def run_cli_sweep(cfg_path, out, env=None):
 def test_shard_sweep_on_8_host_devices_matches_one_device(tmp_path):
     code = (
         "import json, jax; from numerics.sweep import SweepConfig, run_point, grid_points;"
-        "cfg = SweepConfig(seed=3, d=2, widths=(16,), networks=100, distances=(0.0, 1.0), bias_scales=(1.0,));"
+        "cfg = SweepConfig(seed=3, d=2, widths=(16, 8), networks=100, distances=(0.0, 1.0), bias_scales=(1.0,),"
+        " activation='hardtanh', gamma={'dist': 'signed_uniform', 'low': 0.5, 'high': 2}, batch_source='moons',"
+        " windows='batch', count_networks=3);"
         "assert len(jax.devices()) == 8, jax.devices();"
         "rows8 = [run_point(cfg, p) for p in grid_points(cfg)];"
         "rows1 = [run_point(cfg, p, devices=jax.devices()[:1]) for p in grid_points(cfg)];"
@@ -119,6 +121,7 @@ def test_shard_sweep_on_8_host_devices_matches_one_device(tmp_path):
     for a, b in zip(rows8, rows1):
         assert a["h_bn_mean"] == b["h_bn_mean"] and a["h_plain_mean"] == b["h_plain_mean"]
         assert a["c6_bound_h_plain"] == pytest.approx(b["c6_bound_h_plain"], rel=1e-12)
+        assert a["n_bn_mean"] == b["n_bn_mean"] and a["n_plain_mean"] == b["n_plain_mean"]
 
 
 def test_sweep_resumes_after_sigkill_without_loss_or_duplicates(tmp_path):
