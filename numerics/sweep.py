@@ -249,6 +249,8 @@ def run_point(cfg: SweepConfig, point: dict, devices=None) -> dict:
     h_bn, h_plain, q, e, dist = (np.asarray(v)[: cfg.networks].astype(np.float64) for v in fn(sharded, *args))
 
     row = dict(point)
+    row["seed"] = cfg.seed
+    row["config_hash"] = cfg.digest()
     for name, x in (("h_bn", h_bn), ("h_plain", h_plain), ("bn_minus_plain", h_bn - h_plain)):
         row[f"{name}_mean"], row[f"{name}_ci95"] = mean_ci95(x)
     row["c6_bound_h_plain"] = float(q.mean())

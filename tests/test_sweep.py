@@ -156,6 +156,8 @@ def test_sweep_resumes_after_sigkill_without_loss_or_duplicates(tmp_path):
     assert len(lines) == len(expected)
     header = json.loads((run / "header.json").read_text())
     assert {"versions", "backend", "dtype", "seed", "git_revision", "config_hash"} <= set(header)
+    assert all(json.loads(line)["config_hash"] == header["config_hash"] and json.loads(line)["seed"] == 2
+               for line in lines)  # tidy rows carry their seed and configuration
 
 
 def test_sweep_refuses_a_run_directory_with_another_configuration(tmp_path):

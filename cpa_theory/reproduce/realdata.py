@@ -95,7 +95,7 @@ def _digits(ctx) -> dict:
     r = DIGITS_RADIUS
     rows = []
     for bn in (True, False):
-        cfg = TrainConfig(widths=(64, 32, 32, 10), batchnorm=bn, steps=steps, checkpoints=(0, steps))
+        cfg = TrainConfig(widths=(64, 32, 32, 10), batchnorm=bn, steps=steps, checkpoints=(0, steps // 4, steps))
         for ck in train(ctx.key(f"digits-{bn}"), Xtr, ytr, cfg):
             for mode, net in checkpoint_networks(ck, cfg, batch).items():
                 cond = net.condition()
