@@ -130,8 +130,9 @@ def enumerate_regions(net, center, radius, *, stats=None, domain=None):
         from .errors import WindowError
 
         raise WindowError(f"exact counting enumerates polytope vertices and supports input dimension <= "
-                          f"{MAX_VERTEX_DIM}; got d = {d}. Use hitting numbers (cpa-theory hits) or count in a "
-                          "low-dimensional slice.")
+                          f"{MAX_VERTEX_DIM}; got d = {d}. For higher d use numerics.lp_regions.count_regions_lp "
+                          "(exact certified counts by LP splitting, for windows with few regions), or hitting "
+                          "numbers (cpa-theory hits).")
     cond._check_defined()
     first = cond.layers[0].bn
     p = first.anchor.copy() if first.mode == "train" else win.center.copy()

@@ -22,9 +22,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cpa_theory.network import ConditionedNetwork, Network, as_points
+from cpa_theory.errors import ShapeError
+from cpa_theory.network import ConditionedNetwork, Network
 from cpa_theory.tolerances import LP_FEASIBILITY_TOL, WITNESS_MIN_RELATIVE_RADIUS
-from cpa_theory.windows import dual_norm, window_slack
+from cpa_theory.windows import Window, dual_norm, window_slack
 
 __all__ = ["LPRegionCount", "count_regions_lp"]
 
@@ -61,9 +62,11 @@ def count_regions_lp(net, center, radius: float, *, max_regions: int = 4096) -> 
     cond = net.condition() if isinstance(net, Network) else net
     if not isinstance(cond, ConditionedNetwork):
         raise TypeError("count_regions_lp needs a Network or ConditionedNetwork")
-    x0 = as_points(center, cond.input_dim, "center")[0]
-    d = cond.input_dim
-    r = float(radius)
+    win = Window(center, radius)  # validates: finite centre, finite r > 0
+    if win.dim != cond.input_dim:
+        raise ShapeError(f"centre has {win.dim} coordinates; the network's input dimension is {cond.input_dim}.")
+    cond._check_defined()
+    x0, d, r = win.center, cond.input_dim, float(win.radius)
     min_rho = WITNESS_MIN_RELATIVE_RADIUS * r
     eye = np.eye(d)
     G0 = np.vstack([eye, -eye])

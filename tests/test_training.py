@@ -1,17 +1,12 @@
-"""numerics.training and numerics.lp_regions against the core."""
+"""numerics.training: the trained function is the core network the counter measures."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cpa_theory import hardtanh, relu
-from cpa_theory.regions import count_regions
 from cpa_theory.tolerances import FORWARD_AGREEMENT_ATOL
-from numerics.lp_regions import count_regions_lp
 from numerics.training import TrainConfig, _forward_train, checkpoint_networks, train
-
-from helpers import random_bn_net
 
 
 @pytest.fixture(scope="module")
@@ -53,22 +48,3 @@ def test_running_statistics_follow_pytorch_semantics():
     z = X @ params[0]["W"].T + params[0]["b"]
     np.testing.assert_allclose(new[0]["mean"], 0.1 * z.mean(0), atol=1e-14)
     np.testing.assert_allclose(new[0]["var"], 0.9 + 0.1 * z.var(0, ddof=1), atol=1e-14)
-
-
-@pytest.mark.parametrize("act", [relu, hardtanh])
-def test_lp_counter_equals_the_vertex_counter(rng, act):
-    for widths in ((2, 6, 5, 1), (3, 5, 4, 1)):
-        net = random_bn_net(rng, widths=widths, gamma="random", beta="random", act=act)
-        for x in net.batch[:2]:
-            lp = count_regions_lp(net, x, 0.6)
-            assert lp.certified and lp.regions == count_regions(net, x, 0.6).regions
-
-
-def test_lp_counter_in_64_dimensions_is_certified_and_bounded(rng):
-    net = random_bn_net(rng, widths=(64, 16, 8, 1), gamma="random", beta="random")
-    res = count_regions_lp(net, net.batch[0], 0.01)
-    assert res.certified and res.regions >= 1
-    codes = net.condition().activation_code(res.witnesses)  # distinct regions
-    assert len({tuple(np.concatenate([c[j] for c in codes])) for j in range(res.regions)}) == res.regions
-    with pytest.raises(RuntimeError, match="max_regions"):
-        count_regions_lp(net, net.batch[0], 5.0, max_regions=4)
