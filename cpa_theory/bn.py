@@ -141,9 +141,11 @@ def batch_statistics(Z) -> tuple[np.ndarray, np.ndarray]:
     return mean, var
 
 
-def bn_scale(var, eps) -> np.ndarray:
-    """s = √(σ² + ε) (0 where σ² + ε = 0, which callers must report as undefined)."""
-    return np.sqrt(np.asarray(var, dtype=np.float64) + eps)
+def bn_scale(var, eps, xp=np):
+    """s = √(σ² + ε) (0 where σ² + ε = 0, which callers must report as undefined); ``xp`` numpy or jax.numpy."""
+    if xp is np:
+        var = np.asarray(var, dtype=np.float64)
+    return xp.sqrt(var + eps)
 
 
 def standardized_offset(t, beta, gamma):

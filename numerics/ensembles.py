@@ -30,7 +30,7 @@ from cpa_theory.errors import CPAInputError
 from cpa_theory.network import Layer, Network
 
 __all__ = ["Distribution", "EnsembleSpec", "BATCH_SOURCES", "WINDOW_PLACEMENTS", "dataset", "draw_batch",
-           "draw_network", "draw_windows", "num_windows", "to_networks", "sample_draws", "sample_networks"]
+           "draw_network", "draw_windows", "num_windows", "to_networks", "sample_draws"]
 
 BATCH_SOURCES = ("gaussian", "moons", "digits")
 WINDOW_PLACEMENTS = ("distance", "centroid", "batch", "heldout", "grid")
@@ -250,10 +250,3 @@ def sample_draws(keys, spec: EnsembleSpec, B: int, bias_scale: float, distance: 
     out = jax.tree_util.tree_map(np.asarray, out)
     return [jax.tree_util.tree_map(lambda a, j=j: a[j], out) for j in range(len(keys))]
 
-
-def sample_networks(key, spec: EnsembleSpec, B: int, bias_scale: float, count: int, distance: float = 0.0):
-    """``count`` draws from one key: a list of (BN network, plain network, draw)."""
-    import jax
-
-    draws = sample_draws(jax.random.split(key, count), spec, B, bias_scale, distance)
-    return [(*to_networks(dr, spec), dr) for dr in draws]

@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cpa_theory.bn import bn_scale, offset_formula
 from cpa_theory.errors import CPAInputError
 from cpa_theory.fileformat import atomic_write_text
 from cpa_theory.windows import dual_norm, hyperplane_residual, window_slack
@@ -162,10 +163,11 @@ def _one_network(key, spec: EnsembleSpec, B, sigma_b, r, D, dtype):
     W, b, g, beta = draw["W"][0], draw["b"][0], draw["gamma"][0], draw["beta"][0]
     batch, X = draw["batch"], draw["centers"]
     xbar = batch.mean(axis=0)
-    s = jnp.sqrt(jnp.mean(((batch - xbar) @ W.T) ** 2, axis=0) + spec.eps)
+    s = bn_scale(jnp.mean(((batch - xbar) @ W.T) ** 2, axis=0), spec.eps, xp=jnp)
     t = jnp.asarray(spec.breakpoints, dtype)
-    # τ = (t − β)/γ; a γ = 0 neuron is constant (no switching set): offset +inf never cuts
-    tau = jnp.where(g[:, None] != 0, (t[None, :] - beta[:, None]) / jnp.where(g == 0, 1.0, g)[:, None], jnp.inf)
+    # τ = (t − β)/γ (the core's formula); a γ = 0 neuron is constant (no switching set): offset +inf never cuts
+    tau = jnp.where(g[:, None] != 0, offset_formula(t[None, :], beta[:, None], jnp.where(g == 0, 1.0, g)[:, None]),
+                    jnp.inf)
     norms = dual_norm(W, np.inf, xp=jnp)[None, :, None]
     slack_bn = window_slack(norms, hyperplane_residual(W, xbar, s[:, None] * tau, X, xp=jnp), r, xp=jnp)
     slack_plain = window_slack(norms, hyperplane_residual(W, jnp.zeros_like(xbar), t[None, :] - b[:, None], X,
