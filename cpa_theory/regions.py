@@ -192,10 +192,9 @@ def _refine_batch(cl, batch, y0, radius, d):
     # with rational offsets base + a·y*, so that concurrent deep hyperplanes stay exactly concurrent.
     ystar, has_pb = pullback_anchors(A, cl.bn.anchor[None, :] - c)
     base = cl.bn.switching_offsets(cl.activation.breakpoints_array)[0].reshape(n * K)
-    regular_flat = (status == HyperplaneStatus.REGULAR).reshape(C, n * K)
-    anchored = base[None, :] + np.einsum("cjd,cd->cj", flat_n, ystar)
-    flat_o = np.where(has_pb[:, None] & regular_flat, anchored, offsets.reshape(C, n * K))
     regular = (status == HyperplaneStatus.REGULAR).reshape(C, n * K)
+    anchored = base[None, :] + np.einsum("cjd,cd->cj", flat_n, ystar)
+    flat_o = np.where(has_pb[:, None] & regular, anchored, offsets.reshape(C, n * K))
     # C4 screen: a switching set that misses (or only touches) the whole window cannot cut a cell in it
     resid = np.einsum("cjd,d->cj", flat_n, y0) - flat_o
     slack = window_slack(dual_norm(flat_n), resid, radius)

@@ -130,7 +130,7 @@ def reproduce(out="runs/reproduce", claims=None, scale: str = "small", seed: int
             log("real data: training MLPs on moons and digits, measuring exact local density …")
             from .realdata import run_realdata
 
-            data = _plain(run_realdata(ctx, progress=progress))
+            data = _plain(run_realdata(ctx))
             data["seconds"] = round(time.perf_counter() - t0, 2)
             atomic_write_text(path, json.dumps(data, indent=1) + "\n")
             log(f"real data: done ({data['seconds']:.1f} s)")

@@ -48,7 +48,7 @@ def _digits_data():
     return dataset("digits"), load_digits().target
 
 
-def _moons(ctx, progress) -> tuple[dict, dict]:
+def _moons(ctx) -> tuple[dict, dict]:
 
     from numerics.training import TrainConfig, checkpoint_networks, train
 
@@ -113,11 +113,11 @@ def _digits(ctx) -> dict:
     return {"rows": rows}
 
 
-def run_realdata(ctx, progress: bool = False) -> dict:
+def run_realdata(ctx) -> dict:
     """The study's data (JSON-ready) and its figures in ``ctx.out``."""
     from .figures import plot_density_radius, plot_offsets, plot_partitions, plot_training
 
-    moons, extra = _moons(ctx, progress)
+    moons, extra = _moons(ctx)
     digits = _digits(ctx)
     out = {"moons": moons, "digits": digits, "figures": []}
     for name, fn in (("density_over_training.png", lambda p: plot_training(moons["rows"] + digits["rows"], p)),
