@@ -175,3 +175,23 @@ def test_sweep_config_rejects_bad_settings():
         SweepConfig.from_dict({"widht": 3})
     with pytest.raises(CPAInputError, match=">= 2"):
         SweepConfig.from_dict({"batch_sizes": [1]})
+
+
+@pytest.mark.gpu
+def test_sweep_on_gpu_matches_cpu():
+    # run with: python -m pytest -m gpu  (on a machine whose JAX sees a GPU)
+    import jax
+
+    gpus = [d for d in jax.devices() if d.platform == "gpu"]
+    assert gpus, "no GPU visible to JAX: this test is for GPU machines (pytest -m gpu)"
+    cfg = SweepConfig(seed=7, d=3, widths=(64,), networks=4096, distances=(0.0, 1.0), bias_scales=(0.3, 3.0),
+                      activation="hardtanh", gamma={"dist": "signed_uniform", "low": 0.5, "high": 2})
+    from numerics.sweep import grid_points
+
+    for p in grid_points(cfg):
+        on_gpu = run_point(cfg, p, devices=gpus)
+        on_cpu = run_point(cfg, p, devices=jax.devices("cpu"))
+        # same keys ⇒ same draws; float64 GPU matmuls may round differently, which can flip only exact near
+        # ties: allow at most 4 flipped (neuron, window) decisions over the 4096 networks
+        for key in ("h_bn_mean", "h_plain_mean"):
+            assert abs(on_gpu[key] - on_cpu[key]) <= 4 / cfg.networks
