@@ -18,10 +18,9 @@ from pathlib import Path
 from ..claims import select
 from ..errors import CPAInputError
 from ..fileformat import atomic_write_text
+from .checks import SCALES, Context, _plain
 
 __all__ = ["reproduce", "all_passed", "SCALES"]
-
-from .checks import SCALES, Context, _plain  # noqa: E402
 
 
 def _header(scale: str, seed: int, ids: list[str], with_data: bool) -> dict:

@@ -213,7 +213,7 @@ def check_c3(ctx: Context) -> Evidence:
         beta = rng.normal(size=n) * 0.3
         eps = 1e-5
         xbar = X.mean(0)
-        s = np.sqrt(np.var((X - xbar) @ W.T, axis=0) + eps)
+        s = np.sqrt(np.var((X - xbar) @ W.T, axis=0) + eps)  # textbook s, independent of the core's bn_scale
         tau = offset_formula(t[None], beta[:, None], gamma[:, None])
         wn = np.linalg.norm(W, axis=1)
         for k in range(t.size):
