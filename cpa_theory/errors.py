@@ -41,3 +41,13 @@ class NetworkFormatError(CPAInputError):
 
 class DegenerateBatchNormError(CPAInputError):
     """BN is undefined: zero batch variance with eps = 0 (s = 0)."""
+
+
+class OutputError(CPAInputError):
+    """An output path cannot be written safely (not a regular file, a directory the toolkit does not own,
+    a run directory locked by another run, ...)."""
+
+
+class CPAInternalError(RuntimeError):
+    """A computation produced something it must never produce (NaN/inf inside a computation, an
+    inconsistent certificate): a bug to report, never bad input. The CLI exits 3."""
