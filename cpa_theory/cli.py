@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -19,6 +20,28 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message):  # argparse's own usage errors are bad input too: exit 2
         self.print_usage(sys.stderr)
         self.exit(EXIT_BAD_INPUT, f"cpa-theory: error: {message} (see --help)\n")
+
+
+_NUMBER = r"(?:(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|inf|infinity|nan)"
+_NUMBER_LIST = re.compile(rf"-{_NUMBER}(?:,[-+]?{_NUMBER})*", re.IGNORECASE)  # "-1.8,-2.3", "-1e-3", "-inf,0"
+
+
+def _glue_negative_values(argv: list[str]) -> list[str]:
+    """``--center -1.8,-2.3`` → ``--center=-1.8,-2.3``: argparse takes a token starting with '-' that is not a
+    plain negative number for an option, so the documented ``--opt X1,X2,...`` form failed for a negative
+    first coordinate (or ``--radius -1e-3``). A long option followed by a number list gets it as its value."""
+    out, i = [], 0
+    while i < len(argv):
+        tok = argv[i]
+        if tok == "--":
+            return out + argv[i:]
+        if tok.startswith("--") and "=" not in tok and i + 1 < len(argv) and _NUMBER_LIST.fullmatch(argv[i + 1]):
+            out.append(f"{tok}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(tok)
+        i += 1
+    return out
 
 
 def _parse_center(text: str) -> list[list[float]]:
@@ -203,6 +226,10 @@ def cmd_plot(args) -> int:
 
     net = load_network(args.network)
     centers, _ = _centers(args, net.input_dim)
+    if len(centers) != 1:
+        from .errors import ShapeError
+
+        raise ShapeError(f"plot draws one window; got {len(centers)} centres: give one --center x1,x2.")
     from .plotting import plot_partition_comparison
 
     plot_partition_comparison(net, centers[0], args.radius, args.out)
@@ -248,9 +275,9 @@ def cmd_prove(args) -> int:
     if args.markdown:
         from proofs.render import results_markdown
 
-        from .fileformat import atomic_write_text
+        from .outputs import write_output
 
-        atomic_write_text(args.markdown, results_markdown(results))
+        write_output(args.markdown, results_markdown(results))
     if args.json:
         print(json.dumps([r.as_json() for r in results]))
     else:
@@ -359,7 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_glue_negative_values(sys.argv[1:] if argv is None else list(argv)))
     if not getattr(args, "command", None):
         parser.print_help()
         return EXIT_BAD_INPUT

@@ -1,14 +1,13 @@
 """The ``cpa-network/1`` JSON file format (INTERFACE.md): load, save, dicts.
 
-Writes are atomic (temporary file in the target folder, then ``os.replace``), so
-a failed or interrupted save never leaves a half-written file.
+Writes go through :func:`cpa_theory.outputs.write_output` (atomic, regular files
+only, umask/mode respected), so a failed or interrupted save never leaves a
+half-written file.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ from .activations import activation_from_spec
 from .bn import DEFAULT_EPS, BatchNorm
 from .errors import CPAInputError, NetworkFormatError, ShapeError
 from .network import Layer, Network
+from .outputs import write_output
 
 __all__ = ["FORMAT", "network_from_dict", "network_to_dict", "load_network", "save_network", "atomic_write_text"]
 
@@ -126,28 +126,10 @@ def load_network(path) -> Network:
 
 
 def atomic_write_text(path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (no half-written file on failure)."""
-    path = Path(path)
-    directory = path.parent if str(path.parent) else Path(".")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    except (FileNotFoundError, NotADirectoryError):
-        raise CPAInputError(f"cannot write {str(path)!r}: folder {str(directory)!r} does not exist; create it.") from None
-    except PermissionError:
-        raise CPAInputError(f"cannot write {str(path)!r}: folder {str(directory)!r} is not writable; choose "
-                            "another output location.") from None
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write ``text`` to ``path`` atomically: :func:`cpa_theory.outputs.write_output` (kept for old callers)."""
+    write_output(path, text)
 
 
 def save_network(net: Network, path) -> None:
     """Write ``net`` as ``cpa-network/1`` JSON, atomically."""
-    atomic_write_text(path, json.dumps(network_to_dict(net), indent=1) + "\n")
+    write_output(path, json.dumps(network_to_dict(net), indent=1) + "\n")

@@ -17,7 +17,7 @@ from .activations import CPAActivation, activation_from_spec
 from .bn import BatchNorm, ConditionedBN, condition_bn
 from .errors import BatchError, DegenerateBatchNormError, NonFiniteError, ShapeError
 
-__all__ = ["Layer", "Network", "ConditionedLayer", "ConditionedNetwork", "as_points"]
+__all__ = ["Layer", "Network", "ConditionedLayer", "ConditionedNetwork", "as_point", "as_points"]
 
 
 def _finite_array(x, what: str, ndim: int) -> np.ndarray:
@@ -46,6 +46,17 @@ def as_points(x, dim: int, what: str = "x") -> np.ndarray:
     if not np.all(np.isfinite(arr)):
         raise NonFiniteError(f"{what} contains NaN or inf; give finite coordinates.")
     return arr
+
+
+def as_point(x, dim: int, what: str = "x", many: str = "") -> np.ndarray:
+    """Validate ONE point: ``(dim,)`` or ``(1, dim)`` → float64 ``(dim,)``. Several points are refused (never
+    silently cut to the first); ``many`` names the function that takes several."""
+    arr = as_points(x, dim, what)
+    if arr.shape[0] != 1:
+        hint = f"; for several use {many}" if many else "; pass one point"
+        raise ShapeError(f"{what} holds {arr.shape[0]} points (shape {np.shape(x)}), but this takes one point "
+                         f"({dim},){hint}.")
+    return arr[0]
 
 
 @dataclass(frozen=True)
@@ -220,7 +231,7 @@ class ConditionedNetwork:
         ``layer`` is the index of the layer whose *input* is wanted (0 gives the identity). The
         pieces are read off the pre-activations at ``x`` (C9's parent region).
         """
-        x = as_points(x, self.input_dim)[0]
+        x = as_point(x, self.input_dim, "x", "affine_map once per point")
         A, c = np.eye(self.input_dim), np.zeros(self.input_dim)
         for l, z in zip(self.layers[:layer], self.preactivations(x)[:layer]):
             pieces = l.activation.piece_index(z[0])

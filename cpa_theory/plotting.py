@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
-
 import numpy as np
 
-from .errors import CPAInputError, ShapeError
+from .errors import ShapeError
 from .hyperplanes import switching_hyperplanes
 from .network import Network
+from .outputs import output_target, write_output
 from .regions import count_regions
 
 __all__ = ["plot_partition", "plot_partition_comparison", "save_figure"]
@@ -59,21 +56,14 @@ def plot_partition(ax, net: Network, center, radius: float, title: str = "") -> 
 
 
 def save_figure(fig, out) -> None:
-    """Save atomically (temporary file, then rename): no half-written PNG."""
-    out = Path(out)
-    folder = out.parent if str(out.parent) else Path(".")
-    if not folder.is_dir():
-        raise CPAInputError(f"cannot write {str(out)!r}: folder {str(folder)!r} does not exist; create it.")
-    if not os.access(folder, os.W_OK):
-        raise CPAInputError(f"cannot write {str(out)!r}: folder {str(folder)!r} is not writable.")
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".png", dir=folder)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=130, bbox_inches="tight")
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """Render ``fig`` to PNG bytes, then :func:`cpa_theory.outputs.write_output` them (atomic, regular files
+    only, umask/mode respected): no half-written PNG, and a device or FIFO is refused before rendering."""
+    import io
+
+    output_target(out)  # refuse /dev/null, a FIFO, a directory, a missing folder before the (slow) rendering
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=130, bbox_inches="tight")
+    write_output(out, buf.getvalue())
 
 
 def plot_partition_comparison(net: Network, center, radius: float, out) -> list[dict]:

@@ -25,7 +25,7 @@ from fractions import Fraction
 import numpy as np
 
 from .hyperplanes import HyperplaneStatus, layer_switching_sets, pullback_anchors, switching_hyperplanes
-from .network import ConditionedNetwork, Network, as_points
+from .network import ConditionedNetwork, Network, as_point
 from .polytope import Polytope, box_polygon, box_polytope, polytope_from_halfspaces, split, vertex_signs
 from .tolerances import AFFINE_MAP_RTOL, FACET_MATCH_TOL, SCREEN_MARGIN_RTOL, WITNESS_MIN_RELATIVE_RADIUS
 from .windows import Window, WindowRelation, dual_norm, window_relations, window_slack
@@ -394,7 +394,8 @@ def count_regions(net, center=None, radius=None, *, keep_regions: bool = False, 
         domain = _polytope_domain(polytope, cond.input_dim)
         center, radius = domain[2], domain[3]
         domain = domain[:2]
-    win = Window(as_points(center, cond.input_dim, "center")[0], radius)
+    win = Window(as_point(center, cond.input_dim, "center",
+                          "density.count_many(net, centers, r) or density.density_functional"), radius)
     stats: dict = {}
     n_regions = n_bad = 0
     regions = [] if keep_regions else None

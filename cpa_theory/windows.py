@@ -138,7 +138,8 @@ class Window:
     def __post_init__(self):
         c = np.asarray(self.center, dtype=np.float64)
         if c.ndim != 1:
-            raise ShapeError(f"window centre must be a vector; got shape {c.shape}.")
+            raise ShapeError(f"a window has one centre, a vector (d,); got shape {c.shape}: for several centres "
+                             "use density.count_many(net, centers, r) or density.density_functional.")
         if not np.all(np.isfinite(c)):
             raise NonFiniteError("window centre contains NaN or inf; give finite coordinates.")
         try:

@@ -20,8 +20,10 @@ plain, giving E[N_BN] and E[N_plain] with confidence intervals.
 
 The network axis is sharded over all visible devices (``jax.sharding``). A run directory holds a header
 (versions, backend, dtype, seed, git revision, configuration hash) and one atomically written file per
-finished grid point; a rerun with the same configuration skips finished points, so a killed run loses
-and duplicates nothing.
+finished grid point, each carrying the configuration hash; a rerun with the same configuration skips
+finished points whose hash matches, so a killed run loses and duplicates nothing. The directory is
+claimed, locked and listed in a manifest by ``cpa_theory.rundir``: a sweep writes only into a new, empty
+or own run directory and never touches a file it did not write.
 """
 
 from __future__ import annotations
@@ -30,20 +32,22 @@ import hashlib
 import itertools
 import json
 import math
+import numbers
 import subprocess
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
 
-from cpa_theory.bn import bn_scale, offset_formula
-from cpa_theory.errors import CPAInputError
-from cpa_theory.fileformat import atomic_write_text
-from cpa_theory.windows import dual_norm, hyperplane_residual, window_slack
+from cpa_theory.bn import BatchNorm, bn_scale, offset_formula
+from cpa_theory.errors import CPAInputError, CPAInternalError
+from cpa_theory.outputs import write_output
+from cpa_theory.rundir import claim_run_dir
+from cpa_theory.windows import Window, dual_norm, hyperplane_residual, window_slack
 
 from .ensembles import Distribution, EnsembleSpec, draw_network, sample_draws, to_networks
 
-__all__ = ["SweepConfig", "grid_points", "run_point", "run_sweep", "l2_ball_hit_probability", "mean_ci95"]
+__all__ = ["SweepConfig", "validate_config", "grid_points", "run_point", "run_sweep", "l2_ball_hit_probability", "mean_ci95"]
 
 _ENSEMBLE_FIELDS = ("d", "widths", "activation", "weight_scale", "gamma", "beta", "eps", "batch_source",
                     "batch_offset", "batch_clusters", "batch_separation", "windows", "heldout", "grid_size")
@@ -90,6 +94,7 @@ class SweepConfig:
             cfg = cls(**kw)
         except TypeError as exc:
             raise CPAInputError(f"bad sweep configuration: {exc}.") from None
+        validate_config(cfg)
         if cfg.dtype not in ("float32", "float64"):
             raise CPAInputError(f"dtype {cfg.dtype!r}: use 'float32' or 'float64'.")
         if cfg.networks < 2 or cfg.count_networks < 0 or cfg.count_networks > cfg.networks:
@@ -117,6 +122,57 @@ class SweepConfig:
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+_GRID_LISTS = {  # name: (whole numbers?, check of one value); the checks are the network-file rules
+    "batch_sizes": (True, lambda v: v >= 2 or "must be >= 2 (train-mode BN needs a batch of two)"),
+    "widths": (True, lambda v: v >= 1 or "must be >= 1"),
+    "radii": (False, lambda v: Window(np.zeros(1), v) and True),  # the window's own rule: finite, > 0
+    "bias_scales": (False, lambda v: v >= 0 or "must be >= 0"),
+    "distances": (False, lambda v: v >= 0 or "must be >= 0"),
+}
+_SCALARS = {"seed": True, "d": True, "networks": True, "count_networks": True, "heldout": True, "grid_size": True,
+            "batch_clusters": True, "weight_scale": False, "eps": False, "batch_offset": False,
+            "batch_separation": False}
+
+
+def _is_number(v, whole: bool) -> bool:
+    if isinstance(v, bool) or not isinstance(v, (numbers.Integral if whole else numbers.Real)):
+        return False
+    return whole or math.isfinite(v)
+
+
+def validate_config(cfg: SweepConfig) -> None:
+    """Refuse a configuration the network-file rules would refuse (CPAInputError, exit 2), before any run
+    directory exists: lists where lists belong, non-empty, finite numbers of the right sign, eps >= 0."""
+    for name, (whole, check) in _GRID_LISTS.items():
+        value = getattr(cfg, name)
+        if not isinstance(value, (list, tuple)):
+            raise CPAInputError(f"sweep setting {name!r} must be a list of numbers, e.g. \"{name}\": [1, 2]; "
+                                f"got {value!r}.")
+        if not value:
+            raise CPAInputError(f"sweep setting {name!r} is empty; give at least one value.")
+        for v in value:
+            if not _is_number(v, whole):
+                kind = "whole numbers" if whole else "finite numbers"
+                raise CPAInputError(f"sweep setting {name!r} must hold {kind}; {v!r} is not one.")
+            try:
+                verdict = check(v)
+            except CPAInputError as exc:
+                raise type(exc)(f"sweep setting {name!r}: {exc}") from None
+            if verdict is not True:
+                raise CPAInputError(f"sweep setting {name!r}: {v!r} {verdict}.")
+    for name, whole in _SCALARS.items():
+        v = getattr(cfg, name)
+        if not _is_number(v, whole):
+            raise CPAInputError(f"sweep setting {name!r} must be a {'whole' if whole else 'finite'} number; got "
+                                f"{v!r}.")
+    if cfg.seed < 0:
+        raise CPAInputError(f"sweep setting 'seed' must be >= 0; got {cfg.seed}.")
+    try:
+        BatchNorm(1, "train", eps=cfg.eps)  # the network files' rule for eps (finite, >= 0)
+    except CPAInputError as exc:
+        raise type(exc)(f"sweep setting 'eps': {exc}") from None
 
 
 def grid_points(cfg: SweepConfig) -> list[dict]:
@@ -290,28 +346,45 @@ def _header(cfg: SweepConfig) -> dict:
             "git_revision": _git_revision()}
 
 
-def run_sweep(cfg: SweepConfig, out, *, progress: bool = False, devices=None) -> list[dict]:
-    """Run (or resume) a sweep into directory ``out``; returns the rows in grid order."""
-    out = Path(out)
-    chunks = out / "chunks"
-    header_path = out / "header.json"
-    if header_path.exists():
-        old = json.loads(header_path.read_text())
-        if old.get("config_hash") != cfg.digest():
-            raise CPAInputError(f"{str(out)!r} holds a sweep with another configuration; choose a new --out or "
-                                "delete the directory.")
-    else:
-        try:
-            chunks.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise CPAInputError(f"cannot create the run directory {str(out)!r} ({exc.strerror}); choose another "
-                                "--out.") from None
-        atomic_write_text(header_path, json.dumps(_header(cfg), indent=1) + "\n")
-    chunks.mkdir(exist_ok=True)
-    for stale in chunks.glob(".*.tmp"):  # left by a run killed in the middle of a write: never a result
-        stale.unlink()
+def run_sweep(cfg: SweepConfig, out, *, progress: bool = False, devices=None, fresh: bool = False) -> list[dict]:
+    """Run (or resume) a sweep into directory ``out``; returns the rows in grid order.
+
+    ``out`` is a run directory (``cpa_theory.rundir``): new, empty, or one an earlier sweep of this
+    configuration made (resumed); ``fresh`` replaces an earlier sweep's files (only those). The
+    configuration is validated before anything is created; every chunk carries the configuration hash
+    and is reused only if it matches."""
+    SweepConfig.from_dict(cfg.to_dict())  # every rule of a config file, before any directory exists
+    with claim_run_dir(out, "sweep", cfg.digest(), fresh=fresh) as run:
+        return _sweep_into(run, cfg, Path(out), progress, devices)
+
+
+def _owned_row(run, path: Path, cfg: SweepConfig) -> dict | None:
+    """A finished chunk of this configuration, or None (absent, or a result of another configuration)."""
+    raw = run.read_owned(path)  # a file the toolkit did not write here is refused, never read or replaced
+    if raw is None:
+        return None
+    try:
+        row = json.loads(raw)
+    except ValueError:
+        raise CPAInputError(f"chunk {str(path)!r} is not valid JSON; delete it to recompute that grid point.") \
+            from None
+    return row if isinstance(row, dict) and row.get("config_hash") == cfg.digest() else None
+
+
+def _json_line(row: dict, what: str) -> str:
+    try:
+        return json.dumps(row, allow_nan=False) + "\n"
+    except ValueError:  # NaN/inf inside a computation is a bug, never written as bare NaN
+        raise CPAInternalError(f"{what} contains NaN or inf: {row}") from None
+
+
+def _sweep_into(run, cfg: SweepConfig, out: Path, progress: bool, devices) -> list[dict]:
+    chunks = run.mkdir("chunks")
+    if run.read_owned(out / "header.json") is None:
+        write_output(out / "header.json", json.dumps(_header(cfg), indent=1) + "\n")
     points = grid_points(cfg)
-    todo = [p for p in points if not (chunks / f"{p['index']:06d}.json").exists()]
+    rows = {p["index"]: _owned_row(run, chunks / f"{p['index']:06d}.json", cfg) for p in points}
+    todo = [p for p in points if rows[p["index"]] is None]
     it = todo
     if progress:
         from rich.progress import track
@@ -319,8 +392,8 @@ def run_sweep(cfg: SweepConfig, out, *, progress: bool = False, devices=None) ->
         it = track(todo, description=f"sweep ({len(points) - len(todo)}/{len(points)} done)")
     for p in it:
         row = run_point(cfg, p, devices=devices)
-        atomic_write_text(chunks / f"{p['index']:06d}.json", json.dumps(row) + "\n")
-    rows = [json.loads((chunks / f"{p['index']:06d}.json").read_text()) for p in points]
-    atomic_write_text(out / "results.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+        write_output(chunks / f"{p['index']:06d}.json", _json_line(row, f"grid point {p['index']}"))
+        rows[p["index"]] = row
+    rows = [rows[p["index"]] for p in points]
+    write_output(out / "results.jsonl", "".join(_json_line(r, "a result row") for r in rows))
     return rows
-

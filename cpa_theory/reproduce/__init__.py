@@ -6,6 +6,8 @@ DIR/phase/         the C7 sweep's run directory (resumable on its own)
 DIR/realdata.json  the real-data study (moons, digits) — written when all claims are selected
 DIR/results.json   the INTERFACE list: {"claim", "status": pass|fail, "negative_control": refuted|not-refuted, …}
 DIR/report.md      claim table, derivations, numbers, figures (PNG files beside it)
+DIR/.cpa-theory-run.jsonl  the manifest of every file above (cpa_theory.rundir): only those are ever
+                   overwritten or, with ``fresh``, removed; a non-empty directory without it is refused
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ import time
 from pathlib import Path
 
 from ..claims import select
-from ..errors import CPAInputError
-from ..fileformat import atomic_write_text
+from ..errors import CPAInputError, OutputError
+from ..outputs import write_output
+from ..rundir import claim_run_dir
 from .checks import SCALES, Context, _plain
 
 __all__ = ["reproduce", "all_passed", "SCALES"]
@@ -44,31 +47,29 @@ def _header(scale: str, seed: int, ids: list[str], with_data: bool) -> dict:
             "git_revision": _git_revision()}
 
 
-_OUTPUTS = ("header.json", "claims", "phase", "realdata.json", "results.json", "report.md")
-
-
-def _prepare(out: Path, header: dict, fresh: bool) -> None:
-    path = out / "header.json"
-    if fresh and path.exists():  # only what reproduce itself writes is removed
-        import shutil
-
-        for name in _OUTPUTS:
-            p = out / name
-            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
-        for png in out.glob("*.png"):
-            png.unlink()
-    if path.exists():
-        old = json.loads(path.read_text())
-        if old.get("config_hash") != header["config_hash"]:
-            raise CPAInputError(f"{str(out)!r} holds a reproduce run with another configuration "
-                                f"({old.get('config')}); add --fresh to replace it, or choose a new --out.")
-        return
+def _prepare(out: Path, header: dict, fresh: bool):
+    """Claim ``out`` (cpa_theory.rundir: only a new, empty or own directory; ``fresh`` removes only the files
+    an earlier run recorded in its manifest) and write the header; returns the locked run directory."""
+    run = claim_run_dir(out, "reproduce", header["config_hash"], fresh=fresh)
     try:
-        (out / "claims").mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CPAInputError(f"cannot create the report directory {str(out)!r} ({exc.strerror}); choose another "
-                            "--out.") from None
-    atomic_write_text(path, json.dumps(header, indent=1) + "\n")
+        run.mkdir("claims")
+        write_output(out / "header.json", json.dumps(header, indent=1) + "\n")
+    except BaseException:
+        run.release(failed=True)
+        raise
+    return run
+
+
+def _load_owned(run, path: Path):
+    """A result file an earlier run of this configuration wrote (None if absent); refuses foreign files."""
+    raw = run.read_owned(path)
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise OutputError(f"{str(path)!r} is not valid JSON; delete it to recompute that result, or add --fresh.") \
+            from None
 
 
 def _entry(claim, ev, seconds: float) -> dict:
@@ -97,7 +98,11 @@ def reproduce(out="runs/reproduce", claims=None, scale: str = "small", seed: int
     with_data = claims is None or len(ids) == len(select(None))
     out = Path(out)
     header = _header(scale, seed, ids, with_data)
-    _prepare(out, header, fresh)
+    with _prepare(out, header, fresh) as run:
+        return _run_claims(run, out, chosen, ids, with_data, header, scale, seed, progress, log)
+
+
+def _run_claims(run, out, chosen, ids, with_data, header, scale, seed, progress, log):
     from proofs.registry import select as select_obligations
 
     names = sorted({n for c in chosen for n in (*c.proofs, *c.negative_proofs)})
@@ -106,23 +111,24 @@ def reproduce(out="runs/reproduce", claims=None, scale: str = "small", seed: int
     entries = []
     for claim in chosen:
         path = out / "claims" / f"{claim.id}.json"
-        if path.exists():
-            entries.append(json.loads(path.read_text()))
+        done = _load_owned(run, path)
+        if done is not None:
+            entries.append(done)
             log(f"{claim.id}: done earlier ({entries[-1]['status']}), skipped")
             continue
         t0 = time.perf_counter()
         log(f"{claim.id}: {claim.title} …")
         ev = claim.check(ctx, progress=progress) if claim.id == "C7" else claim.check(ctx)
         entry = _entry(claim, ev, time.perf_counter() - t0)
-        atomic_write_text(path, json.dumps(entry, indent=1) + "\n")
+        write_output(path, json.dumps(entry, indent=1) + "\n")
         entries.append(entry)
         log(f"{claim.id}: {entry['status']}, negative control {entry['negative_control']} "
             f"({entry['seconds']:.1f} s)")
     data = None
     if with_data:
         path = out / "realdata.json"
-        if path.exists():
-            data = json.loads(path.read_text())
+        data = _load_owned(run, path)
+        if data is not None:
             log("real data: done earlier, skipped")
         else:
             t0 = time.perf_counter()
@@ -131,9 +137,9 @@ def reproduce(out="runs/reproduce", claims=None, scale: str = "small", seed: int
 
             data = _plain(run_realdata(ctx))
             data["seconds"] = round(time.perf_counter() - t0, 2)
-            atomic_write_text(path, json.dumps(data, indent=1) + "\n")
+            write_output(path, json.dumps(data, indent=1) + "\n")
             log(f"real data: done ({data['seconds']:.1f} s)")
-    atomic_write_text(out / "results.json", json.dumps(entries, indent=1) + "\n")
+    write_output(out / "results.json", json.dumps(entries, indent=1) + "\n")
     from .report import write_report
 
     write_report(out, header, entries, data, [proofs[n] for n in names])

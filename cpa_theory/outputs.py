@@ -1,0 +1,179 @@
+"""Writing output files safely: one function every writer of the toolkit goes through.
+
+:func:`write_output` writes ``data`` (str or bytes) to ``path``
+
+* only onto a **regular file** (or a new name): a directory, FIFO, socket or device (``/dev/null``,
+  ``/dev/full``) is refused with :class:`~cpa_theory.errors.OutputError` naming the fix;
+* **through a symbolic link** to an existing regular file (the link stays, the file it points to is
+  replaced: the path the user meant); a dangling link or a link to a non-regular file is refused;
+  inside a run directory (``cpa_theory.rundir``) links are refused outright;
+* **atomically**: a temporary file in the same folder, ``fsync``, then ``os.replace``, so a failed or
+  interrupted write leaves the old file (or nothing) and no temporary file behind;
+* with the **mode the user expects**: a new file gets ``0666 & ~umask`` (the kernel applies the umask
+  when the temporary file is created with 0666), an overwritten file keeps its permission bits.
+
+When ``path`` lies inside a run directory claimed by this process (:func:`cpa_theory.rundir.claim_run_dir`),
+the run directory is asked first: it refuses to overwrite a file it cannot prove it wrote and records the
+new file (its SHA-256) in its manifest before the file appears.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+import stat
+import threading
+from pathlib import Path
+
+from .errors import OutputError
+
+__all__ = ["write_output", "output_target", "temporary_name"]
+
+#: run directories claimed by this process: resolved root → object with ``before_write(target, data) -> tmp``.
+_ACTIVE: dict[str, object] = {}
+_ACTIVE_LOCK = threading.Lock()
+
+
+def _register(roots, run) -> None:
+    """Route writes under ``roots`` (the resolved and the given absolute path of one directory) to ``run``."""
+    with _ACTIVE_LOCK:
+        for root in roots:
+            _ACTIVE[root] = run
+
+
+def _unregister(run) -> None:
+    with _ACTIVE_LOCK:
+        for root in [r for r, v in _ACTIVE.items() if v is run]:
+            del _ACTIVE[root]
+
+
+def _active_run(folder: str):
+    """The innermost claimed run directory containing ``folder`` (a resolved path), or None."""
+    with _ACTIVE_LOCK:
+        if not _ACTIVE:
+            return None
+        best = None
+        for root, run in _ACTIVE.items():
+            if (folder == root or folder.startswith(root.rstrip(os.sep) + os.sep)) and \
+                    (best is None or len(root) > len(best[0])):
+                best = (root, run)
+        return None if best is None else best[1]
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a symbolic link")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def temporary_name(name: str) -> str:
+    """A hidden temporary name beside ``name`` that no person would choose (random, created with O_EXCL)."""
+    return f".{name}.cpa-tmp-{secrets.token_hex(8)}"
+
+
+def output_target(path, *, follow_links: bool = True) -> tuple[Path, int | None]:
+    """Where a write of ``path`` lands and the permission bits to keep: ``(resolved path, mode or None)``.
+
+    ``mode`` is None for a new file. Raises :class:`OutputError` for a target that is not a regular file,
+    a missing or non-directory folder, or (``follow_links=False``) a symbolic link."""
+    path = Path(path)
+    shown = str(path)
+    if not path.name or path.name in (".", ".."):
+        raise OutputError(f"output path {shown!r} names no file; give a file name such as out/result.json.")
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:
+        raise OutputError(f"cannot inspect output path {shown!r} ({exc.strerror}); choose another path.") from None
+    if st is not None and stat.S_ISLNK(st.st_mode):
+        if not follow_links:
+            raise OutputError(f"{shown!r} is a symbolic link inside a run directory; cpa-theory writes only regular "
+                              "files it created there; remove the link or choose a new --out.")
+        real = os.path.realpath(path)
+        try:
+            st = os.stat(real)
+        except OSError:
+            raise OutputError(f"{shown!r} is a symbolic link to {real!r}, which does not exist; fix or remove the "
+                              "link, or give another output path.") from None
+        if not stat.S_ISREG(st.st_mode):
+            raise OutputError(f"{shown!r} links to {real!r}, which is {_kind(st.st_mode)}; give a path to a regular "
+                              "file (e.g. partition.png).")
+        return Path(real), stat.S_IMODE(st.st_mode)
+    folder = os.path.realpath(path.parent if str(path.parent) else ".")
+    if st is not None:
+        if stat.S_ISDIR(st.st_mode):
+            raise OutputError(f"{shown!r} is a directory; give a file name inside it, e.g. "
+                              f"{os.path.join(shown, 'out.png')!r}.")
+        if not stat.S_ISREG(st.st_mode):
+            raise OutputError(f"{shown!r} is {_kind(st.st_mode)}, not a regular file; cpa-theory writes outputs "
+                              "atomically into regular files only: give a file path such as out/partition.png.")
+        return Path(folder) / path.name, stat.S_IMODE(st.st_mode)
+    if not os.path.isdir(folder):
+        what = "does not exist" if not os.path.exists(folder) else "is not a directory"
+        raise OutputError(f"cannot write {shown!r}: folder {str(path.parent)!r} {what}; create it or choose "
+                          "another path.")
+    return Path(folder) / path.name, None
+
+
+def write_output(path, data: str | bytes) -> Path:
+    """Write ``data`` to ``path`` safely (see the module docstring); returns the path written.
+
+    ``data``: ``str`` (written as UTF-8) or ``bytes``. Raises :class:`OutputError` (exit 2) for a target that
+    cannot be written safely; the target is then unchanged and no temporary file remains."""
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    elif not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"write_output takes str or bytes, not {type(data).__name__}")
+    data = bytes(data)
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    # lexically or after resolving links: a folder swapped for a link must not lead a write out of a run
+    run = _active_run(os.path.realpath(folder)) or _active_run(os.path.abspath(folder))
+    target, mode = output_target(path, follow_links=run is None)
+    if run is not None:
+        tmp_name = run.before_write(target, data)  # refuses a file it did not write; records this one first
+    else:
+        tmp_name = temporary_name(target.name)
+    tmp = target.parent / tmp_name
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+    except PermissionError:
+        raise OutputError(f"cannot write {str(path)!r}: folder {str(target.parent)!r} is not writable; choose "
+                          "another output location.") from None
+    except OSError as exc:
+        raise OutputError(f"cannot write {str(path)!r} ({exc.strerror}); choose another output location.") from None
+    try:
+        try:
+            if mode is not None:
+                os.fchmod(fd, mode)  # an overwritten file keeps its permission bits
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, target)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES,
+                                                      errno.EPERM):
+            raise OutputError(f"cannot write {str(path)!r} ({exc.strerror}); free space or choose another output "
+                              "location.") from None
+        raise
+    try:  # make the rename durable; not every file system lets a directory be fsynced
+        dfd = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+    return target
