@@ -251,7 +251,7 @@ def cmd_sweep(args) -> int:
         raise CPAInputError(f"sweep configuration {args.config!r} is not valid JSON ({exc.msg}).") from None
     if not isinstance(doc, dict):
         raise CPAInputError("a sweep configuration is a JSON object of settings (see numerics/sweep.py).")
-    rows = run_sweep(SweepConfig.from_dict(doc), args.out, progress=not args.json)
+    rows = run_sweep(SweepConfig.from_dict(doc), args.out, progress=not args.json, fresh=args.fresh)
     if args.json:
         print(json.dumps(rows))
     else:
@@ -362,6 +362,8 @@ def build_parser() -> argparse.ArgumentParser:
             "cpa-theory sweep examples/sweeps/small.json --out runs/sweep1", cmd_sweep)
     p.add_argument("config", help="JSON object of SweepConfig settings")
     p.add_argument("--out", required=True, help="run directory (a rerun resumes it)")
+    p.add_argument("--fresh", action="store_true", help="replace an earlier sweep in --out (removes only the files "
+                   "cpa-theory wrote there)")
     p.add_argument("--json", action="store_true", help="print the rows as one JSON document")
 
     p = add("prove", "check the symbolic derivations of C1-C4, C8, C9 and refute their negative controls",
