@@ -22,8 +22,9 @@ The rule: **cpa-theory deletes or overwrites only files it can prove it wrote.**
 * **Lock** ``DIR/.cpa-theory-run.lock``: held with ``flock`` (released by the kernel if the process dies,
   so a killed run never leaves a stale lock) and holding ``{"pid", "host"}`` for the message a second run
   gets. The lock file is removed when the run ends.
-* **Failed first attempt**: if the run that created the directory fails before writing any result (only
-  the files named in ``meta``), the directory is removed again, so a corrected rerun starts clean.
+* **Failed first attempt**: if the run that claimed a new or empty directory fails before writing any
+  result (only the files named in ``meta``, no nested run left), its files and manifest are removed again
+  (and the folder, if the run created it), so a corrected rerun starts clean.
 """
 
 from __future__ import annotations
@@ -188,7 +189,8 @@ class RunDir:
 
     def __init__(self, root: Path, kind: str, config_hash: str, lock_fd: int, created: bool, meta=()):
         self.root, self.kind, self.config_hash = root, kind, config_hash
-        self.created, self.meta = created, set(meta)
+        self.created, self.meta = created, set(meta)  # created: this claim made the folder
+        self.new_manifest = False  # this claim made the manifest (a new or empty folder)
         self._lock_fd = lock_fd
         self._mutex = threading.Lock()
         self._manifest_fd = None
@@ -364,7 +366,10 @@ class RunDir:
     def release(self, failed: bool = False) -> None:
         """End the run: on a failed first attempt that wrote only ``meta`` files, remove the directory."""
         outputs._unregister(self)
-        if failed and self.created and self._written <= self.meta:
+        # a first attempt that failed before any result (and before any nested run kept results) is undone,
+        # so that the corrected rerun, usually with another configuration, is not refused
+        if failed and self.new_manifest and self._written <= self.meta and \
+                not any(os.path.lexists(self.root / r) for r in self._runs):
             try:
                 self.remove_owned()
                 self._remove_manifest()
@@ -434,6 +439,7 @@ def claim_run_dir(path, kind: str, config_hash: str, fresh: bool = False, *, met
                 raise OutputError(foreign + ".")
             run = RunDir(root, kind, config_hash, fd, created, meta)
             run._write_header(fresh_manifest=False)
+            run.new_manifest = True
             if parent_run is not None and created:
                 try:
                     parent_run.add_run(root.relative_to(parent_run.root).as_posix())

@@ -98,6 +98,10 @@ def test_failed_first_run_leaves_no_directory_behind(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError):
         rep.reproduce(tmp_path / "r", claims=["C1"], log=lambda m: None)
     assert not (tmp_path / "r").exists()
+    (tmp_path / "empty").mkdir()  # a folder the user made: it stays, empty
+    with pytest.raises(RuntimeError):
+        rep.reproduce(tmp_path / "empty", claims=["C1"], log=lambda m: None)
+    assert list((tmp_path / "empty").iterdir()) == []
 
 
 def test_failed_sweep_leaves_nothing_that_refuses_the_corrected_rerun(tmp_path, monkeypatch):
@@ -121,9 +125,17 @@ def plot(out, *extra):
 
 
 @pytest.mark.parametrize("target", ["/dev/null", "/dev/full"])
-def test_plot_refuses_device_targets(target, capsys):
+def test_plot_refuses_device_targets(target, capsys, monkeypatch):
     if not os.path.exists(target):
         pytest.skip(f"{target} does not exist here")
+    real_replace = os.replace
+
+    def guarded(src, dst, *a, **k):  # a regressed writer must fail this test, not replace the machine's device
+        if os.path.realpath(dst) == target:
+            raise AssertionError(f"tried to replace {target}")
+        return real_replace(src, dst, *a, **k)
+
+    monkeypatch.setattr(os, "replace", guarded)
     assert plot(target) == 2
     assert "not a regular file" in capsys.readouterr().err
     assert stat.S_ISCHR(os.stat(target).st_mode)  # still the device, not replaced by a PNG
@@ -240,10 +252,20 @@ def test_sweep_recomputes_a_chunk_of_another_configuration(tmp_path):
 
 
 def test_a_second_sweep_on_a_locked_directory_is_refused_naming_the_lock(tmp_path, capsys):
+    import socket
+    import subprocess
+    import sys
+
     from numerics.sweep import SweepConfig
 
     out = tmp_path / "run"
     digest = SweepConfig.from_dict(SMALL_SWEEP).digest()
+    out.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (out / LOCK).write_text(json.dumps({"pid": int(dead.stdout), "host": socket.gethostname()}))
+    with claim_run_dir(out, "sweep", digest):  # a killed run's lock file does not block (flock died with it)
+        pass
+    assert not (out / LOCK).exists()
     with claim_run_dir(out, "sweep", digest):  # the first run, still writing
         assert sweep_cli(tmp_path, SMALL_SWEEP, out) == 2
         err = capsys.readouterr().err
