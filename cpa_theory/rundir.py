@@ -113,7 +113,7 @@ def read_manifest(root) -> dict | None:
                 raise ValueError("unknown record")
     except (IndexError, ValueError, TypeError, KeyError, UnicodeDecodeError):
         raise OutputError(f"{bad} (corrupt or truncated); cpa-theory cannot prove which files it wrote in "
-                          f"{str(root)!r}: choose a new --out (and move the old directory's results by hand).") from None
+                          f"{str(root)!r}: choose a new --out (move the old directory's results by hand).") from None
     return out
 
 
@@ -209,10 +209,14 @@ class RunDir:
         except ValueError:
             raise OutputError(f"{str(path)!r} is outside the run directory {str(self.root)!r}.") from None
 
+    def _inside(self, rel: str) -> bool:
+        """``rel``'s folder really is inside the root (not reached through a link someone put there)."""
+        return os.path.realpath((self.root / rel).parent) == str((self.root / rel).parent)
+
     def owns(self, path) -> bool:
         """True iff ``path`` is a regular file whose bytes the manifest records for its path."""
         rel = self.rel(path)
-        return rel in self._files and _file_sha256(self.root / rel) in self._files[rel]
+        return rel in self._files and self._inside(rel) and _file_sha256(self.root / rel) in self._files[rel]
 
     def check_writable(self, path) -> None:
         """Refuse (OutputError) if ``path`` exists and the toolkit cannot prove it wrote it."""
@@ -276,7 +280,7 @@ class RunDir:
         bad = []
         for rel, hashes in self._files.items():
             p = self.root / rel
-            if os.path.lexists(p) and _file_sha256(p) not in hashes:
+            if os.path.lexists(p) and not (self._inside(rel) and _file_sha256(p) in hashes):
                 bad.append(str(p))
         return bad
 
@@ -303,7 +307,7 @@ class RunDir:
                 child.release()  # unlinks the child's lock file; the folder goes below if it is empty
         for rel in list(self._files) + sorted(self._tmps_recorded()):
             p = self.root / rel
-            if rel in self._files and not os.path.lexists(p):
+            if not os.path.lexists(p) or not self._inside(rel):
                 continue
             if rel in self._files or _file_sha256(p) is not None:  # tmps: created by us with O_EXCL
                 try:
@@ -325,7 +329,7 @@ class RunDir:
         """Temporary files of a killed write (recorded names, created with O_EXCL by the toolkit)."""
         for rel in self._tmps_recorded():
             p = self.root / rel
-            if os.path.lexists(p) and not os.path.islink(p):
+            if os.path.lexists(p) and not os.path.islink(p) and self._inside(rel):
                 os.unlink(p)
 
     def _remove_manifest(self) -> None:
@@ -399,14 +403,13 @@ class RunDir:
         self.release(failed=exc_type is not None)
 
 
-def claim_run_dir(path, kind: str, config_hash: str, fresh: bool = False, *, meta=("header.json",),
-                  describe: str = "") -> RunDir:
+def claim_run_dir(path, kind: str, config_hash: str, fresh: bool = False, *, meta=("header.json",)) -> RunDir:
     """Claim run directory ``path`` for a run of ``kind`` with configuration ``config_hash`` (see the module
     docstring); returns a locked :class:`RunDir` (a context manager: leaving it releases the lock).
 
     ``fresh``: discard an earlier run of another (or the same) configuration in a directory the toolkit owns,
-    removing only the files it wrote. ``describe``: what the directory is for, used in messages
-    ("--out", "the report directory"). Raises :class:`OutputError` (exit 2) when the directory is not the
+    removing only the files it wrote. ``meta``: files that are not results (a failed first attempt that wrote
+    only these is undone). Raises :class:`OutputError` (exit 2) when the directory is not the
     toolkit's, belongs to a run of another kind or configuration (without ``fresh``), or is locked."""
     path = Path(path)
     shown = str(path)
@@ -416,8 +419,8 @@ def claim_run_dir(path, kind: str, config_hash: str, fresh: bool = False, *, met
         raise OutputError(f"{shown!r} is a symbolic link; give a real directory as --out.")
     if os.path.lexists(path) and not os.path.isdir(path):
         raise OutputError(f"{shown!r} exists and is not a directory; choose a new --out.")
-    foreign = (f"{shown!r} is not empty and was not made by cpa-theory (no valid {MANIFEST}); it is left "
-               "untouched — choose a new or empty --out")
+    foreign = (f"{shown!r} is not empty and was not made by cpa-theory (no {MANIFEST}; runs of versions before "
+               "run manifests have none either); it is left untouched: choose a new or empty --out")
     if os.path.isdir(path):
         m = read_manifest(path)  # a corrupt manifest is refused here, before anything is created
         if m is None and _entries(path):
@@ -453,7 +456,7 @@ def claim_run_dir(path, kind: str, config_hash: str, fresh: bool = False, *, met
             run = RunDir(root, kind, config_hash, fd, created, meta)
             if old.get("config_hash") != config_hash:
                 if not fresh:
-                    raise OutputError(f"{shown!r} holds a {kind} run with another configuration{describe}; add "
+                    raise OutputError(f"{shown!r} holds a {kind} run with another configuration; add "
                                       "--fresh to replace it (removes only the files cpa-theory wrote there), or "
                                       "choose a new --out.")
                 run.remove_owned()

@@ -47,7 +47,8 @@ from cpa_theory.windows import Window, dual_norm, hyperplane_residual, window_sl
 
 from .ensembles import Distribution, EnsembleSpec, draw_network, sample_draws, to_networks
 
-__all__ = ["SweepConfig", "validate_config", "grid_points", "run_point", "run_sweep", "l2_ball_hit_probability", "mean_ci95"]
+__all__ = ["SweepConfig", "validate_config", "grid_points", "run_point", "run_sweep", "l2_ball_hit_probability",
+           "mean_ci95"]
 
 _ENSEMBLE_FIELDS = ("d", "widths", "activation", "weight_scale", "gamma", "beta", "eps", "batch_source",
                     "batch_offset", "batch_clusters", "batch_separation", "windows", "heldout", "grid_size")
