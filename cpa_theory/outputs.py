@@ -88,6 +88,9 @@ def output_target(path, *, follow_links: bool = True) -> tuple[Path, int | None]
         st = os.lstat(path)
     except FileNotFoundError:
         st = None
+    except NotADirectoryError:  # a component of the folder is a file
+        raise OutputError(f"cannot write {shown!r}: folder {str(path.parent)!r} does not exist (part of it is a "
+                          "file); create the folder or choose another path.") from None
     except OSError as exc:
         raise OutputError(f"cannot inspect output path {shown!r} ({exc.strerror}); choose another path.") from None
     if st is not None and stat.S_ISLNK(st.st_mode):

@@ -175,7 +175,7 @@ def test_save_failure_leaves_previous_file_intact(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr("cpa_theory.fileformat.os.replace", boom)
+    monkeypatch.setattr("cpa_theory.outputs.os.replace", boom)  # every writer goes through outputs.write_output
     with pytest.raises(RuntimeError):
         save_network(net, path)
     assert path.read_text() == before
