@@ -212,6 +212,20 @@ def test_run_directory_refuses_links_and_foreign_files(tmp_path):
     assert not (out / LOCK).exists()
 
 
+def test_fresh_never_follows_a_folder_swapped_for_a_link(tmp_path):
+    out, elsewhere = tmp_path / "run", tmp_path / "elsewhere"
+    with claim_run_dir(out, "sweep", "h1") as run:
+        run.mkdir("chunks")
+        write_output(out / "chunks" / "a.json", "same bytes")
+    elsewhere.mkdir()
+    (elsewhere / "a.json").write_text("same bytes")  # identical bytes, but the user's file in another folder
+    os.rename(out / "chunks", tmp_path / "moved")
+    (out / "chunks").symlink_to(elsewhere)
+    with pytest.raises(OutputError, match="changed after cpa-theory wrote it"):
+        claim_run_dir(out, "sweep", "h2", fresh=True)
+    assert (elsewhere / "a.json").read_text() == "same bytes" and (out / "chunks").is_symlink()
+
+
 # -- item 3: sweeps: configuration hash per chunk, lock ----------------------------------------------
 def sweep_cli(tmp_path, cfg: dict, out: Path, *extra):
     path = tmp_path / "cfg.json"
