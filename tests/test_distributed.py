@@ -1,0 +1,203 @@
+"""Counting past one process (issue #15, issue #11 item 10): exact counts on a Dask cluster equal the
+single-process run byte for byte, a worker killed mid-run loses nothing, the network is sent once per worker
+with one task per chunk of windows, and Ctrl-C during ``count --workers`` cancels the queued work."""
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cpa_theory import save_network
+from cpa_theory.density import count_many, density_functional
+from cpa_theory.errors import CPAInputError
+
+from helpers import random_bn_net
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "bn_relu_2d.json"
+
+needs_dask = pytest.mark.skipif(importlib.util.find_spec("distributed") is None,
+                                reason="dask[distributed] is not installed: pip install -e '.[dask]'")
+
+
+def cli(*args, **kw):
+    return subprocess.Popen([sys.executable, "-m", "cpa_theory", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT, **kw)
+
+
+@pytest.fixture(scope="module")
+def client():
+    if importlib.util.find_spec("distributed") is None:
+        pytest.skip("dask[distributed] is not installed: pip install -e '.[dask]'")
+    from cpa_theory.distributed import dask_client
+
+    with dask_client("local:2") as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def slow_net():
+    """≈ 20 ms per window: long enough to kill a worker in the middle of a run."""
+    rng = np.random.default_rng(11)
+    net = random_bn_net(rng, widths=(2, 16, 16, 1))
+    centers = net.batch.mean(axis=0) + rng.uniform(-1.0, 1.0, size=(160, 2))
+    return net, centers
+
+
+# -- Dask: identical results ---------------------------------------------------------------------------
+@needs_dask
+def test_count_cli_on_a_local_dask_cluster_is_byte_identical_to_one_process(tmp_path):
+    rng = np.random.default_rng(3)
+    centres = tmp_path / "centres.txt"
+    centres.write_text("\n".join(f"{x:.17g},{y:.17g}" for x, y in rng.uniform(-2, 2, size=(40, 2))) + "\n")
+    args = ("count", str(EXAMPLE), "--center", str(centres), "--radius", "0.4", "--json")
+    runs = [cli(*args), cli(*args, "--scheduler", "local:2"), cli(*args, "--workers", "2")]
+    outs = [p.communicate(timeout=240) for p in runs]
+    for p, (_, err) in zip(runs, outs):
+        assert p.returncode == 0, err[-2000:]
+    serial, dask, pool = (o for o, _ in outs)
+    assert len(json.loads(serial)) == 40
+    assert dask == serial and pool == serial  # byte for byte
+
+
+@needs_dask
+def test_count_many_and_density_functional_on_a_client_match_one_process(client, rng):
+    net = random_bn_net(rng, widths=(2, 8, 6, 1))
+    centers = rng.normal(size=(37, 2))
+    serial = count_many(net, centers, 0.3)
+    for chunk in (None, 1, 5, 100):  # ragged last chunks, one-window chunks, a single task
+        assert json.dumps(count_many(net, centers, 0.3, client=client, chunk=chunk)) == json.dumps(serial)
+    on_dask = density_functional(net, centers, 0.3, client=client)
+    assert on_dask.as_json() == density_functional(net, centers, 0.3).as_json()
+    # negative control: the comparison sees a different window set
+    assert json.dumps(count_many(net, centers[::-1], 0.3, client=client)) != json.dumps(serial)
+
+
+@needs_dask
+def test_sweep_exact_counts_on_dask_write_the_same_results(client, tmp_path):
+    from numerics.sweep import SweepConfig, run_sweep
+
+    cfg = SweepConfig(seed=4, d=2, widths=(8,), networks=8, batch_sizes=(8,), bias_scales=(0.5, 2.0),
+                      radii=(0.3,), distances=(0.0, 1.0), count_networks=3)
+    serial = run_sweep(cfg, tmp_path / "serial")
+    dask = run_sweep(cfg, tmp_path / "dask", client=client)
+    assert all("n_bn_mean" in r for r in dask)
+    assert (tmp_path / "dask" / "results.jsonl").read_bytes() == (tmp_path / "serial" / "results.jsonl").read_bytes()
+    assert dask == serial
+
+
+@needs_dask
+def test_one_task_per_network_and_chunk_and_the_network_sent_once(client, rng, monkeypatch):
+    from distributed import get_task_stream
+
+    from cpa_theory.distributed import choose_chunk, count_windows_on
+
+    nets = [random_bn_net(rng, widths=(2, 6, 1)) for _ in range(3)]
+    centers = [rng.normal(size=(m, 2)) for m in (10, 3, 7)]
+    scatters = []
+    real_scatter = client.scatter
+    monkeypatch.setattr(client, "scatter", lambda data, **kw: scatters.append((len(data), kw)) or
+                        real_scatter(data, **kw))
+    with get_task_stream(client) as ts:
+        rows = count_windows_on(client, nets, centers, 0.2, chunk=4)
+    assert [len(r) for r in rows] == [10, 3, 7]
+    assert [[r["center"] for r in rr] for rr in rows] == [c.tolist() for c in centers]  # input order
+    tasks = [t for t in ts.data if t["key"].startswith("_count_chunk")]
+    assert len(tasks) == 3 + 1 + 2  # ⌈10/4⌉ + ⌈3/4⌉ + ⌈7/4⌉
+    assert scatters == [(3, {"broadcast": True, "hash": False})]  # all networks, once, to every worker
+    assert choose_chunk(10**5, 4) == 64 and choose_chunk(10, 4) == 1 and choose_chunk(100, 2) == 13
+
+
+# -- Dask: a worker killed mid-run ---------------------------------------------------------------------
+@needs_dask
+def test_a_worker_killed_mid_run_loses_nothing(client, slow_net):
+    from distributed import Client
+
+    net, centers = slow_net
+    serial = count_many(net, centers, 0.5)
+    client.wait_for_workers(2)
+    seen = {}
+
+    def killer():
+        # a second client on the same cluster: watch the scheduler, then SIGKILL a busy worker's process
+        with Client(client.scheduler.address) as watcher:
+            deadline = time.time() + 60
+            while time.time() < deadline:
+                state = watcher.run_on_scheduler(
+                    lambda dask_scheduler: ({k: [t.key for t in ws.processing] for k, ws in
+                                             dask_scheduler.workers.items()},
+                                            sum(t.state == "memory" and str(t.key).startswith("_count_chunk")
+                                                for t in dask_scheduler.tasks.values())))
+                processing, finished = state
+                busy = [w for w, keys in processing.items() if keys]
+                if finished >= 3 and busy:
+                    pid = watcher.run(os.getpid, workers=[busy[0]])[busy[0]]
+                    os.kill(pid, signal.SIGKILL)
+                    seen.update(pid=pid, finished=finished, running=len(processing[busy[0]]), worker=busy[0])
+                    return
+                time.sleep(0.01)
+
+    thread = threading.Thread(target=killer)
+    thread.start()
+    rows = count_many(net, centers, 0.5, client=client, chunk=4)  # 40 tasks of ≈ 80 ms
+    thread.join()
+    assert seen, "the worker was not killed during the run"
+    assert 3 <= seen["finished"] < 40 and seen["running"] >= 1  # killed mid-run, while counting a chunk
+    with pytest.raises(ProcessLookupError):
+        os.kill(seen["pid"], 0)  # that process is gone
+    assert json.dumps(rows) == json.dumps(serial)  # nothing lost, nothing duplicated, same order
+    client.wait_for_workers(2)  # the nanny restarts the worker for the next test
+
+
+@needs_dask
+def test_scheduler_argument_errors_are_one_line_exit_2():
+    from cpa_theory.distributed import dask_client
+
+    for bad in ("local:0", "local:x", "local:100000"):
+        p = cli("count", str(EXAMPLE), "--center", "0,0", "--radius", "0.2", "--scheduler", bad)
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 2 and "local:N" in err and len(err.strip().splitlines()) == 1, err
+    with pytest.raises(CPAInputError, match="cannot reach a Dask scheduler"):
+        with dask_client("tcp://127.0.0.1:9", timeout=1):
+            pass
+
+
+# -- Ctrl-C during count --workers (issue #11 item 10) ---------------------------------------------------
+def test_ctrl_c_during_count_workers_cancels_the_queue_and_exits_130_promptly(tmp_path):
+    psutil = pytest.importorskip("psutil", reason="psutil (installed with the dask extra) finds the pool workers")
+
+    rng = np.random.default_rng(5)
+    net = random_bn_net(rng, widths=(3, 12, 12, 1))  # ≈ 0.1 s per window: 600 windows ≈ 30 s on 2 workers
+    path = tmp_path / "net.json"
+    save_network(net, path)
+    centres = tmp_path / "centres.txt"
+    centres.write_text("\n".join(",".join(f"{v:.17g}" for v in row)
+                                 for row in net.batch.mean(axis=0) + rng.uniform(-1, 1, size=(600, 3))) + "\n")
+    proc = cli("count", str(path), "--center", str(centres), "--radius", "0.5", "--workers", "2", "--json")
+    parent = psutil.Process(proc.pid)
+    deadline = time.time() + 60
+    while time.time() < deadline:  # wait until both pool workers are counting
+        kids = [k for k in parent.children() if k.cpu_times().user > 0.3]
+        if len(kids) >= 2:
+            break
+        time.sleep(0.1)
+    assert len(kids) >= 2, "the worker pool did not start"
+    workers = parent.children()
+    t0 = time.time()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    elapsed = time.time() - t0
+    assert proc.returncode == 130, err[-2000:]
+    assert elapsed < 5, f"took {elapsed:.1f} s after Ctrl-C"
+    assert "interrupted" in err and "Traceback" not in err
+    assert out == ""  # nothing half-printed
+    gone, alive = psutil.wait_procs(workers, timeout=5)
+    assert not alive  # no orphaned worker keeps counting
