@@ -65,7 +65,8 @@ def dask_client(scheduler: str, *, timeout: float = 20.0):
     """A ``distributed.Client`` for ``scheduler``, closed on exit.
 
     ``scheduler``: ``"local:N"`` starts a ``LocalCluster`` of N single-threaded worker processes (with
-    nannies, so a killed worker is restarted) listening on 127.0.0.1 only, shut down on exit; anything else
+    nannies, so a killed worker is restarted) listening on 127.0.0.1 only (its status page too, on a free
+    port: the scheduler always serves one), shut down on exit; anything else
     is the address of a running scheduler (``tcp://HOST:8786``), which is left running.
     """
     if not isinstance(scheduler, str) or not scheduler.strip():
@@ -74,7 +75,7 @@ def dask_client(scheduler: str, *, timeout: float = 20.0):
     if scheduler.startswith("local:"):
         n = _local_workers(scheduler)
         with distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                      dashboard_address=None, silence_logs=logging.ERROR) as cluster, \
+                                      dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR) as cluster, \
                 distributed.Client(cluster) as client:
             yield client
         return
