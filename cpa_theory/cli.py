@@ -181,14 +181,14 @@ def cmd_count(args) -> int:
         from .distributed import dask_client
 
         with dask_client(args.scheduler) as client:
-            rows = count_many(net, centers, args.radius, client=client, progress=progress)
+            rows = count_many(net, centers, args.radius, client=client, progress=progress, out=args.out)
     elif args.workers and args.workers > 1 and len(centers) > 1:
         from .density import worker_pool
 
         with worker_pool(args.workers) as executor:  # Ctrl-C cancels the queued windows and stops the workers
-            rows = count_many(net, centers, args.radius, executor=executor, progress=progress)
+            rows = count_many(net, centers, args.radius, executor=executor, progress=progress, out=args.out)
     else:
-        rows = count_many(net, centers, args.radius, progress=progress)
+        rows = count_many(net, centers, args.radius, progress=progress, out=args.out)
     out = rows[0] if single else rows
 
     def table(o):
@@ -334,6 +334,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, help="processes for many centres (default 1)")
     p.add_argument("--scheduler", metavar="ADDRESS", help="count on a Dask cluster: a scheduler address "
                    "(tcp://HOST:8786) or local:N for N local worker processes (pip install -e '.[dask]')")
+    p.add_argument("--out", metavar="DIR", help="resumable run directory: finished chunks of windows are kept "
+                   "there and a rerun of the same command counts only the rest")
     p.add_argument("--json", action="store_true", help="print one JSON document")
 
     p = add("plot", "draw a 2-D window's partition: train-mode BN vs the same weights without BN (PNG)",

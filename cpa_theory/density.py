@@ -44,7 +44,7 @@ def _conditioned(net) -> ConditionedNetwork:
 
 
 def count_many(net, centers, radius: float, *, executor: Executor | None = None, client=None,
-               linear: bool = True, progress: bool = False, chunk: int | None = None) -> list[dict]:
+               linear: bool = True, progress: bool = False, chunk: int | None = None, out=None) -> list[dict]:
     """Count regions in W(c, r) for every centre; results (``RegionCount.as_json()``) in the order of ``centers``.
 
     Args:
@@ -52,6 +52,8 @@ def count_many(net, centers, radius: float, *, executor: Executor | None = None,
         executor: any ``concurrent.futures.Executor`` (e.g. :func:`worker_pool`); ``None``: this process.
         client: a ``dask.distributed.Client``: count on its cluster (:func:`cpa_theory.distributed.count_windows_on`).
         chunk: windows per task (executor: ``EXECUTOR_CHUNK``; Dask: chosen from the cluster size).
+        out: a run directory (``Network`` only): every finished chunk is written there at once, and a rerun
+            with the same network, centres, radius and ``linear`` counts only the windows not yet written.
     If interrupted (Ctrl-C) while waiting, the queued tasks are cancelled before the interrupt propagates.
     """
     if executor is not None and client is not None:
@@ -60,34 +62,141 @@ def count_many(net, centers, radius: float, *, executor: Executor | None = None,
         raise CPAInputError("give either executor= or client=, not both.")
     cond = _conditioned(net)
     centers = as_points(centers, cond.input_dim, "centers")
-    if client is not None:
+    run = None if out is None else _CountRun(out, net, centers, radius, linear)
+    todo = np.arange(len(centers)) if run is None else np.array(run.missing(), dtype=np.int64)
+    found: dict[int, dict] = {} if run is None else run.rows
+
+    def finished(idx, rows):  # a chunk of windows came back: keep it (and write it when resumable)
+        found.update(zip(idx.tolist(), rows))
+        if run is not None:
+            run.write(idx, rows)
+
+    if len(todo) and client is not None:
         from .distributed import count_windows_on
 
-        return count_windows_on(client, [cond], [centers], radius, linear=linear, chunk=chunk, progress=progress)[0]
-    if executor is None:
-        return [count_regions(cond, c, radius, linear=linear).as_json()
-                for c in _progress(centers, progress, "counting windows")]
-    step = chunk or EXECUTOR_CHUNK
-    futures = [executor.submit(_count_chunk, cond, centers[i:i + step], radius, linear)
-               for i in range(0, len(centers), step)]
-    rows: list[dict] = []
+        count_windows_on(client, [cond], [centers[todo]], radius, linear=linear, chunk=chunk, progress=progress,
+                         on_chunk=lambda j, lo, hi, rows: finished(todo[lo:hi], rows))
+    elif len(todo) and executor is not None:
+        _count_on_executor(executor, cond, centers, todo, radius, linear, chunk or EXECUTOR_CHUNK, progress,
+                           finished)
+    elif len(todo):
+        step = chunk or (EXECUTOR_CHUNK if run is not None else 1)
+        for lo in _progress(range(0, len(todo), step), progress, "counting windows"):
+            idx = todo[lo:lo + step]
+            finished(idx, _count_chunk(cond, centers[idx], radius, linear))
+    rows = [found[i] for i in range(len(centers))]
+    if run is not None:
+        run.finish(rows)
+    return rows
+
+
+def _count_on_executor(executor, cond, centers, todo, radius, linear, step, progress, finished) -> None:
+    """Chunks of ``step`` windows as executor tasks; ``finished(indices, rows)`` as each one completes."""
+    from concurrent.futures import as_completed
+
+    futures = {executor.submit(_count_chunk, cond, centers[todo[lo:lo + step]], radius, linear): todo[lo:lo + step]
+               for lo in range(0, len(todo), step)}
     try:
-        for f in _progress(futures, progress, "counting chunks of windows"):
-            rows.extend(f.result())
+        for f in _progress(as_completed(futures), progress, "counting chunks of windows", total=len(futures)):
+            finished(futures[f], f.result())
     except BaseException:
         for f in futures:  # Ctrl-C or a failed chunk: do not run what is still queued
             f.cancel()
         raise
-    return rows
 
 
-def _progress(seq, on: bool, what: str):
+class _CountRun:
+    """A resumable run directory of ``count_many`` (``out=``): ``header.json`` (format, configuration hash,
+    versions) and ``chunks/NNNNNNNNN.json`` (the rows of a chunk of windows, keyed by window index, with the
+    configuration hash), each written atomically the moment the chunk is done; ``results.jsonl`` at the end.
+
+    The configuration hash covers the network document, the centres (their float64 bytes), the radius and
+    ``linear``: a rerun with any of them changed is refused, never mixed. A directory that holds anything but
+    such a run is refused too (nothing the toolkit did not write is touched).
+    # TODO(merge): switch to the run-directory ownership / locking API of cpa_theory/outputs.py (issue #11).
+    """
+
+    FORMAT = "cpa-count-run/1"
+
+    def __init__(self, out, net, centers: np.ndarray, radius: float, linear: bool):
+        import hashlib
+        import json
+        from pathlib import Path
+
+        from .errors import CPAInputError, OutputError
+        from .fileformat import atomic_write_text, network_to_dict
+
+        if not isinstance(net, Network):
+            raise CPAInputError("out= (a resumable run directory) needs a Network, not a ConditionedNetwork.")
+        self.dir, self._json, self._write_text = Path(out), json, atomic_write_text
+        h = hashlib.sha256(json.dumps(network_to_dict(net), sort_keys=True).encode())
+        h.update(np.ascontiguousarray(centers, dtype=np.float64).tobytes())
+        h.update(json.dumps([float(radius), bool(linear)]).encode())
+        self.hash, self.n = h.hexdigest()[:16], len(centers)
+        self.chunks = self.dir / "chunks"
+        header = self.dir / "header.json"
+        if self.dir.exists() and not self.dir.is_dir():
+            raise OutputError(f"--out {str(self.dir)!r} is a file; give a directory for the resumable count.")
+        if header.is_file():
+            try:
+                old = json.loads(header.read_text())
+            except (ValueError, UnicodeDecodeError):
+                raise OutputError(f"{str(header)!r} is not a count run header; choose a new --out.") from None
+            if not isinstance(old, dict) or old.get("format") != self.FORMAT:
+                raise OutputError(f"{str(self.dir)!r} holds something other than a count run; choose a new --out.")
+            if old.get("config_hash") != self.hash:
+                raise CPAInputError(f"{str(self.dir)!r} holds a count of another network, centres, radius or "
+                                    "linear setting; choose a new --out.")
+        else:
+            if self.dir.is_dir() and any(self.dir.iterdir()):
+                raise OutputError(f"{str(self.dir)!r} is not empty and holds no count run; choose a new or empty "
+                                  "--out.")
+            try:
+                self.chunks.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise OutputError(f"cannot create the run directory {str(self.dir)!r} ({exc.strerror}); choose "
+                                  "another --out.") from None
+            import cpa_theory
+
+            atomic_write_text(header, json.dumps({"format": self.FORMAT, "config_hash": self.hash, "windows": self.n,
+                                                  "radius": float(radius), "linear": bool(linear),
+                                                  "versions": {"cpa_theory": cpa_theory.__version__,
+                                                               "numpy": np.__version__}}, indent=1) + "\n")
+        self.chunks.mkdir(exist_ok=True)
+        for stale in self.chunks.glob(".*.json.*.tmp"):  # our own temporary files, left by a killed write
+            stale.unlink()
+        self.rows: dict[int, dict] = {}
+        for path in sorted(self.chunks.glob("*.json")):
+            try:
+                doc = json.loads(path.read_text())
+                ok = (isinstance(doc, dict) and doc.get("config_hash") == self.hash
+                      and len(doc["indices"]) == len(doc["rows"])
+                      and all(isinstance(i, int) and 0 <= i < self.n for i in doc["indices"]))
+            except (ValueError, UnicodeDecodeError, KeyError, TypeError):
+                ok = False
+            if not ok:
+                raise OutputError(f"chunk {str(path)!r} is corrupt or from another count; choose a new --out.")
+            self.rows.update(zip(doc["indices"], doc["rows"]))
+
+    def missing(self) -> list[int]:
+        return [i for i in range(self.n) if i not in self.rows]
+
+    def write(self, idx, rows) -> None:
+        idx = [int(i) for i in idx]
+        doc = {"config_hash": self.hash, "indices": idx, "rows": rows}
+        self._write_text(self.chunks / f"{idx[0]:09d}.json", self._json.dumps(doc) + "\n")
+
+    def finish(self, rows) -> None:
+        self._write_text(self.dir / "results.jsonl", "".join(self._json.dumps(r) + "\n" for r in rows))
+
+
+def _progress(seq, on: bool, what: str, total: int | None = None):
     if not on:
         return seq
     from rich.console import Console
     from rich.progress import track
 
-    return track(seq, description=what, transient=True, console=Console(stderr=True))
+    return track(seq, description=what, transient=True, console=Console(stderr=True), total=total)
 
 
 @dataclass(frozen=True)
@@ -154,18 +263,20 @@ def worker_pool(max_workers: int | None = None):
     try:
         yield executor
     except BaseException:
-        executor.shutdown(wait=False, cancel_futures=True)
-        _stop_workers(executor)
+        _stop(executor)
         raise
     executor.shutdown()
 
 
-def _stop_workers(executor: ProcessPoolExecutor) -> None:
-    """Terminate the pool's worker processes (the tasks they are running are abandoned)."""
+def _stop(executor: ProcessPoolExecutor) -> None:
+    """Cancel the queued tasks and terminate the pool's worker processes (running tasks are abandoned)."""
     if hasattr(executor, "terminate_workers"):  # Python ≥ 3.14
         executor.terminate_workers()
         return
     # before 3.14 the pool offers no public way to stop a running task: terminate its processes directly
-    for proc in list((getattr(executor, "_processes", None) or {}).values()):
+    # (taken before shutdown(), which forgets them)
+    procs = list((getattr(executor, "_processes", None) or {}).values())
+    executor.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:
         if proc.is_alive():
             proc.terminate()

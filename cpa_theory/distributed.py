@@ -94,7 +94,7 @@ def choose_chunk(n_windows: int, n_threads: int) -> int:
 
 
 def count_windows_on(client, nets, centers, radius: float, *, linear: bool = True, chunk: int | None = None,
-                     progress: bool = False) -> list[list[dict]]:
+                     progress: bool = False, on_chunk=None) -> list[list[dict]]:
     """Exact certified counts of every network in its windows, on the Dask cluster of ``client``.
 
     Args:
@@ -104,6 +104,8 @@ def count_windows_on(client, nets, centers, radius: float, *, linear: bool = Tru
         radius: window radius r > 0 (ℓ∞ windows W(c, r), as ``regions.count_regions``).
         linear: also count maximal linear regions (N_lin).
         chunk: windows per task (default :func:`choose_chunk` of the total and the cluster's threads).
+        on_chunk: called as ``on_chunk(j, lo, hi, rows)`` in this process as each chunk (network j, its
+            centres lo:hi) comes back, in completion order (e.g. to write it to a resumable run directory).
     Returns:
         per network, the list of ``RegionCount.as_json()`` rows in the order of its centres.
     """
@@ -136,14 +138,16 @@ def count_windows_on(client, nets, centers, radius: float, *, linear: bool = Tru
             if fut.status == "finished":
                 done[job] = fut.result()
                 bar.advance(job[2] - job[1])
+                if on_chunk is not None:
+                    on_chunk(*job, done[job])
                 continue
             if fut.status == "error" and not isinstance(fut.exception(), distributed.KilledWorker):
                 fut.result()  # an error of the computation itself (bad input, internal error): raise it here
             # the chunk's worker died (KilledWorker) or its network copy was lost (cancelled): resubmit
             attempts[job] += 1
             if attempts[job] > MAX_RESUBMITS:
-                raise RuntimeError(f"a chunk of windows lost its worker {attempts[job]} times; the cluster is "
-                                   "unstable (see the Dask worker logs).")
+                raise RuntimeError(f"a chunk of windows lost its worker more than {MAX_RESUBMITS} times; the "
+                                   "cluster is unstable (see the Dask worker logs).")
             j = job[0]
             if shared[j].status != "finished":  # no copy of the network is left on any worker
                 shared[j] = client.scatter(nets[j], broadcast=True, hash=False)

@@ -48,7 +48,7 @@ def slow_net():
     """≈ 20 ms per window: long enough to kill a worker in the middle of a run."""
     rng = np.random.default_rng(11)
     net = random_bn_net(rng, widths=(2, 16, 16, 1))
-    centers = net.batch.mean(axis=0) + rng.uniform(-1.0, 1.0, size=(160, 2))
+    centers = net.batch.mean(axis=0) + rng.uniform(-1.0, 1.0, size=(120, 2))
     return net, centers
 
 
@@ -59,13 +59,15 @@ def test_count_cli_on_a_local_dask_cluster_is_byte_identical_to_one_process(tmp_
     centres = tmp_path / "centres.txt"
     centres.write_text("\n".join(f"{x:.17g},{y:.17g}" for x, y in rng.uniform(-2, 2, size=(40, 2))) + "\n")
     args = ("count", str(EXAMPLE), "--center", str(centres), "--radius", "0.4", "--json")
-    runs = [cli(*args), cli(*args, "--scheduler", "local:2"), cli(*args, "--workers", "2")]
+    runs = [cli(*args), cli(*args, "--scheduler", "local:2", "--out", str(tmp_path / "run")),
+            cli(*args, "--workers", "2")]
     outs = [p.communicate(timeout=240) for p in runs]
     for p, (_, err) in zip(runs, outs):
         assert p.returncode == 0, err[-2000:]
     serial, dask, pool = (o for o, _ in outs)
     assert len(json.loads(serial)) == 40
     assert dask == serial and pool == serial  # byte for byte
+    assert [json.loads(x) for x in (tmp_path / "run" / "results.jsonl").read_text().splitlines()] == json.loads(serial)
 
 
 @needs_dask
@@ -85,8 +87,8 @@ def test_count_many_and_density_functional_on_a_client_match_one_process(client,
 def test_sweep_exact_counts_on_dask_write_the_same_results(client, tmp_path):
     from numerics.sweep import SweepConfig, run_sweep
 
-    cfg = SweepConfig(seed=4, d=2, widths=(8,), networks=8, batch_sizes=(8,), bias_scales=(0.5, 2.0),
-                      radii=(0.3,), distances=(0.0, 1.0), count_networks=3)
+    cfg = SweepConfig(seed=4, d=2, widths=(8,), networks=8, batch_sizes=(8,), bias_scales=(0.5,),
+                      radii=(0.3,), distances=(0.0, 1.0), count_networks=2)
     serial = run_sweep(cfg, tmp_path / "serial")
     dask = run_sweep(cfg, tmp_path / "dask", client=client)
     assert all("n_bn_mean" in r for r in dask)
@@ -116,45 +118,138 @@ def test_one_task_per_network_and_chunk_and_the_network_sent_once(client, rng, m
     assert choose_chunk(10**5, 4) == 64 and choose_chunk(10, 4) == 1 and choose_chunk(100, 2) == 13
 
 
-# -- Dask: a worker killed mid-run ---------------------------------------------------------------------
-@needs_dask
-def test_a_worker_killed_mid_run_loses_nothing(client, slow_net):
-    from distributed import Client
+# -- resumable count run directories ----------------------------------------------------------------------
+def _interrupted_run(net, centers, out, monkeypatch, after: int):
+    """count_many into ``out``, interrupted (Ctrl-C) at the ``after``-th window."""
+    import cpa_theory.density as density
 
+    real, calls = density.count_regions, []
+
+    def flaky(*a, **kw):
+        calls.append(1)
+        if len(calls) > after:
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+
+    monkeypatch.setattr(density, "count_regions", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        count_many(net, centers, 0.3, out=out, chunk=4)
+    monkeypatch.setattr(density, "count_regions", real)
+
+
+def test_count_run_directory_resumes_without_recounting_or_mixing(tmp_path, rng, monkeypatch):
+    import cpa_theory.density as density
+    from cpa_theory.errors import OutputError
+
+    net = random_bn_net(rng, widths=(2, 8, 6, 1))
+    centers = rng.normal(size=(30, 2))
+    ref = count_many(net, centers, 0.3)
+    run = tmp_path / "run"
+    _interrupted_run(net, centers, run, monkeypatch, after=13)
+    assert len(list((run / "chunks").glob("*.json"))) == 3  # 3 finished chunks of 4 windows were kept
+    assert not (run / "results.jsonl").exists()
+    real, calls = density.count_regions, []
+    monkeypatch.setattr(density, "count_regions", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    rows = count_many(net, centers, 0.3, out=run)
+    assert len(calls) == 30 - 12  # only the windows not yet written
+    assert json.dumps(rows) == json.dumps(ref)
+    assert [json.loads(x) for x in (run / "results.jsonl").read_text().splitlines()] == ref
+    calls.clear()
+    assert count_many(net, centers, 0.3, out=run) == ref and not calls  # finished: nothing recounted
+    # never mixed: other windows, another radius, a foreign or corrupt directory are refused
+    with pytest.raises(CPAInputError, match="another network, centres, radius"):
+        count_many(net, centers, 0.31, out=run)
+    with pytest.raises(CPAInputError, match="another network, centres, radius"):
+        count_many(net, centers[:-1], 0.3, out=run)
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    with pytest.raises(OutputError, match="not empty"):
+        count_many(net, centers, 0.3, out=foreign)
+    assert (foreign / "notes.txt").read_text() == "keep me" and len(list(foreign.iterdir())) == 1
+    next((run / "chunks").glob("*.json")).write_text('{"config_hash": "x"}')
+    with pytest.raises(OutputError, match="corrupt or from another count"):
+        count_many(net, centers, 0.3, out=run)
+
+
+@needs_dask
+def test_a_count_interrupted_in_one_process_resumes_on_dask(client, tmp_path, rng, monkeypatch):
+    net = random_bn_net(rng, widths=(2, 8, 6, 1))
+    centers = rng.normal(size=(25, 2))
+    _interrupted_run(net, centers, tmp_path / "run", monkeypatch, after=9)
+    rows = count_many(net, centers, 0.3, out=tmp_path / "run", client=client)
+    assert json.dumps(rows) == json.dumps(count_many(net, centers, 0.3))
+    assert len((tmp_path / "run" / "results.jsonl").read_text().splitlines()) == 25
+
+
+# -- Dask: a worker killed mid-run ---------------------------------------------------------------------
+class Killer(threading.Thread):
+    """Watches a run directory from a second client; once ``after`` chunks are written, SIGKILLs the process
+    of a worker that is counting."""
+
+    def __init__(self, address, run, after=3):
+        super().__init__()
+        self.address, self.run_dir, self.after, self.seen, self.stop = address, run, after, {}, threading.Event()
+
+    def run(self):
+        from distributed import Client
+
+        with Client(self.address) as watcher:
+            while not self.stop.is_set():
+                chunks = self.run_dir / "chunks"
+                written = len(list(chunks.glob("*.json"))) if chunks.is_dir() else 0
+                if written >= self.after:
+                    processing = watcher.run_on_scheduler(lambda dask_scheduler: {
+                        k: len(ws.processing) for k, ws in dask_scheduler.workers.items()})
+                    busy = [w for w, n in processing.items() if n]
+                    if busy:
+                        pid = watcher.run(os.getpid, workers=[busy[0]])[busy[0]]
+                        os.kill(pid, signal.SIGKILL)
+                        self.seen.update(pid=pid, written=written, running=processing[busy[0]])
+                        return
+                time.sleep(0.02)
+
+
+def _count_while_killing(client, net, centers, run):
+    killer = Killer(client.scheduler.address, run)
+    killer.start()
+    try:
+        rows = count_many(net, centers, 0.5, client=client, chunk=4, out=run)  # ≈ 80 ms per task
+    finally:
+        killer.stop.set()
+        killer.join()
+    seen = killer.seen
+    assert seen, "the worker was not killed during the run"
+    n_chunks = -(-len(centers) // 4)
+    assert 3 <= seen["written"] < n_chunks and seen["running"] >= 1  # killed mid-run, while counting a chunk
+    with pytest.raises(ProcessLookupError):
+        os.kill(seen["pid"], 0)  # that process is gone
+    assert len(list((run / "chunks").glob("*.json"))) == n_chunks
+    print("killed mid-run:", seen)
+    return rows
+
+
+@needs_dask
+def test_a_worker_killed_mid_run_loses_nothing(client, slow_net, tmp_path):
     net, centers = slow_net
     serial = count_many(net, centers, 0.5)
     client.wait_for_workers(2)
-    seen = {}
-
-    def killer():
-        # a second client on the same cluster: watch the scheduler, then SIGKILL a busy worker's process
-        with Client(client.scheduler.address) as watcher:
-            deadline = time.time() + 60
-            while time.time() < deadline:
-                state = watcher.run_on_scheduler(
-                    lambda dask_scheduler: ({k: [t.key for t in ws.processing] for k, ws in
-                                             dask_scheduler.workers.items()},
-                                            sum(t.state == "memory" and str(t.key).startswith("_count_chunk")
-                                                for t in dask_scheduler.tasks.values())))
-                processing, finished = state
-                busy = [w for w, keys in processing.items() if keys]
-                if finished >= 3 and busy:
-                    pid = watcher.run(os.getpid, workers=[busy[0]])[busy[0]]
-                    os.kill(pid, signal.SIGKILL)
-                    seen.update(pid=pid, finished=finished, running=len(processing[busy[0]]), worker=busy[0])
-                    return
-                time.sleep(0.01)
-
-    thread = threading.Thread(target=killer)
-    thread.start()
-    rows = count_many(net, centers, 0.5, client=client, chunk=4)  # 40 tasks of ≈ 80 ms
-    thread.join()
-    assert seen, "the worker was not killed during the run"
-    assert 3 <= seen["finished"] < 40 and seen["running"] >= 1  # killed mid-run, while counting a chunk
-    with pytest.raises(ProcessLookupError):
-        os.kill(seen["pid"], 0)  # that process is gone
+    rows = _count_while_killing(client, net, centers, tmp_path / "run")
     assert json.dumps(rows) == json.dumps(serial)  # nothing lost, nothing duplicated, same order
     client.wait_for_workers(2)  # the nanny restarts the worker for the next test
+
+
+@needs_dask
+def test_the_only_worker_killed_mid_run_loses_nothing_either(slow_net, tmp_path):
+    # with one worker its copy of the network dies with it: the chunks are resubmitted, the network sent again
+    from cpa_theory.distributed import dask_client
+
+    net, centers = slow_net
+    centers = centers[:48]
+    serial = count_many(net, centers, 0.5)
+    with dask_client("local:1") as one:
+        rows = _count_while_killing(one, net, centers, tmp_path / "run")
+    assert json.dumps(rows) == json.dumps(serial)
 
 
 @needs_dask
@@ -175,12 +270,13 @@ def test_ctrl_c_during_count_workers_cancels_the_queue_and_exits_130_promptly(tm
     psutil = pytest.importorskip("psutil", reason="psutil (installed with the dask extra) finds the pool workers")
 
     rng = np.random.default_rng(5)
-    net = random_bn_net(rng, widths=(3, 12, 12, 1))  # ≈ 0.1 s per window: 600 windows ≈ 30 s on 2 workers
+    # ≈ 0.3 s per window: a task (8 windows) runs for seconds, the 160 windows ≈ 25 s on 2 workers
+    net = random_bn_net(rng, widths=(3, 16, 16, 1))
     path = tmp_path / "net.json"
     save_network(net, path)
     centres = tmp_path / "centres.txt"
     centres.write_text("\n".join(",".join(f"{v:.17g}" for v in row)
-                                 for row in net.batch.mean(axis=0) + rng.uniform(-1, 1, size=(600, 3))) + "\n")
+                                 for row in net.batch.mean(axis=0) + rng.uniform(-1, 1, size=(160, 3))) + "\n")
     proc = cli("count", str(path), "--center", str(centres), "--radius", "0.5", "--workers", "2", "--json")
     parent = psutil.Process(proc.pid)
     deadline = time.time() + 60
@@ -196,8 +292,8 @@ def test_ctrl_c_during_count_workers_cancels_the_queue_and_exits_130_promptly(tm
     out, err = proc.communicate(timeout=120)
     elapsed = time.time() - t0
     assert proc.returncode == 130, err[-2000:]
-    assert elapsed < 5, f"took {elapsed:.1f} s after Ctrl-C"
+    assert elapsed < 3, f"took {elapsed:.1f} s after Ctrl-C"  # neither the queue nor the running tasks
     assert "interrupted" in err and "Traceback" not in err
     assert out == ""  # nothing half-printed
-    gone, alive = psutil.wait_procs(workers, timeout=5)
+    gone, alive = psutil.wait_procs(workers, timeout=2)
     assert not alive  # no orphaned worker keeps counting
