@@ -87,8 +87,9 @@ def test_count_many_and_density_functional_on_a_client_match_one_process(client,
 def test_sweep_exact_counts_on_dask_write_the_same_results(client, tmp_path):
     from numerics.sweep import SweepConfig, run_sweep
 
-    cfg = SweepConfig(seed=4, d=2, widths=(8,), networks=8, batch_sizes=(8,), bias_scales=(0.5,),
-                      radii=(0.3,), distances=(0.0, 1.0), count_networks=2)
+    from test_multiprocess_jax import CFG  # the same shapes: one JIT compilation serves both test files
+
+    cfg = SweepConfig(**CFG)
     serial = run_sweep(cfg, tmp_path / "serial")
     dask = run_sweep(cfg, tmp_path / "dask", client=client)
     assert all("n_bn_mean" in r for r in dask)
@@ -256,10 +257,13 @@ def test_the_only_worker_killed_mid_run_loses_nothing_either(slow_net, tmp_path)
 def test_scheduler_argument_errors_are_one_line_exit_2():
     from cpa_theory.distributed import dask_client
 
-    for bad in ("local:0", "local:x", "local:100000"):
-        p = cli("count", str(EXAMPLE), "--center", "0,0", "--radius", "0.2", "--scheduler", bad)
-        _, err = p.communicate(timeout=120)
-        assert p.returncode == 2 and "local:N" in err and len(err.strip().splitlines()) == 1, err
+    p = cli("count", str(EXAMPLE), "--center", "0,0", "--radius", "0.2", "--scheduler", "local:0")
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 2 and "local:N" in err and len(err.strip().splitlines()) == 1, err
+    for bad in ("local:x", "local:100000", "local:-1", ""):
+        with pytest.raises(CPAInputError, match="local:N"):
+            with dask_client(bad):
+                pass
     with pytest.raises(CPAInputError, match="cannot reach a Dask scheduler"):
         with dask_client("tcp://127.0.0.1:9", timeout=1):
             pass
