@@ -62,6 +62,10 @@ def count_many(net, centers, radius: float, *, executor: Executor | None = None,
         raise CPAInputError("give either executor= or client=, not both.")
     cond = _conditioned(net)
     centers = as_points(centers, cond.input_dim, "centers")
+    if out is not None and len(centers):
+        from .windows import Window
+
+        Window(centers[0], radius)  # a bad radius is refused before the run directory is created
     run = None if out is None else _CountRun(out, net, centers, radius, linear)
     todo = np.arange(len(centers)) if run is None else np.array(run.missing(), dtype=np.int64)
     found: dict[int, dict] = {} if run is None else run.rows

@@ -168,6 +168,9 @@ def test_count_run_directory_resumes_without_recounting_or_mixing(tmp_path, rng,
     with pytest.raises(OutputError, match="not empty"):
         count_many(net, centers, 0.3, out=foreign)
     assert (foreign / "notes.txt").read_text() == "keep me" and len(list(foreign.iterdir())) == 1
+    with pytest.raises(CPAInputError):
+        count_many(net, centers, -0.3, out=tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()  # refused before anything was created
     next((run / "chunks").glob("*.json")).write_text('{"config_hash": "x"}')
     with pytest.raises(OutputError, match="corrupt or from another count"):
         count_many(net, centers, 0.3, out=run)
