@@ -299,7 +299,7 @@ def test_ctrl_c_during_count_workers_cancels_the_queue_and_exits_130_promptly(tm
     out, err = proc.communicate(timeout=120)
     elapsed = time.time() - t0
     assert proc.returncode == 130, err[-2000:]
-    assert elapsed < 3, f"took {elapsed:.1f} s after Ctrl-C"  # neither the queue nor the running tasks
+    assert elapsed < 4, f"took {elapsed:.1f} s after Ctrl-C"  # waits for neither the queue nor running tasks
     assert "interrupted" in err and "Traceback" not in err
     assert out == ""  # nothing half-printed
     gone, alive = psutil.wait_procs(workers, timeout=2)
