@@ -199,16 +199,22 @@ def cmd_count(args) -> int:
     net = load_network(args.network)
     centers, single = _centers(args, net.input_dim)
     Window(centers[0], args.radius)  # validates the radius with a clear message
-    executor = None
-    if args.workers and args.workers > 1 and len(centers) > 1:
-        from .density import default_executor
+    progress = len(centers) > 1 and not args.json
+    if args.scheduler:  # a Dask cluster (issue #15): an address, or local:N
+        from .distributed import dask_client
 
-        executor = default_executor(args.workers)
-    try:
-        rows = count_many(net, centers, args.radius, executor=executor, progress=len(centers) > 1 and not args.json)
-    finally:
-        if executor is not None:
-            executor.shutdown()
+        with dask_client(args.scheduler) as client:
+            rows = count_many(net, centers, args.radius, client=client, progress=progress, out=args.out,
+                               fresh=args.fresh)
+    elif args.workers and args.workers > 1 and len(centers) > 1:
+        from .density import worker_pool
+
+        with worker_pool(args.workers) as executor:  # Ctrl-C cancels the queued windows and stops the workers
+            rows = count_many(net, centers, args.radius, executor=executor, progress=progress, out=args.out,
+                               fresh=args.fresh)
+    else:
+        rows = count_many(net, centers, args.radius, progress=progress, out=args.out,
+                               fresh=args.fresh)
     out = rows[0] if single else rows
 
     def table(o):
@@ -251,7 +257,14 @@ def cmd_sweep(args) -> int:
         raise CPAInputError(f"sweep configuration {args.config!r} is not valid JSON ({exc.msg}).") from None
     if not isinstance(doc, dict):
         raise CPAInputError("a sweep configuration is a JSON object of settings (see numerics/sweep.py).")
-    rows = run_sweep(SweepConfig.from_dict(doc), args.out, progress=not args.json, fresh=args.fresh)
+    cfg = SweepConfig.from_dict(doc)
+    if args.scheduler:  # the exact counts (count_networks) on a Dask cluster (issue #15)
+        from .distributed import dask_client
+
+        with dask_client(args.scheduler) as client:
+            rows = run_sweep(cfg, args.out, progress=not args.json, fresh=args.fresh, client=client)
+    else:
+        rows = run_sweep(cfg, args.out, progress=not args.json, fresh=args.fresh)
     if args.json:
         print(json.dumps(rows))
     else:
@@ -349,6 +362,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="window centre x1,x2,... (repeatable) or a file of centres")
     p.add_argument("--radius", type=_parse_radius, required=True, help="window radius r > 0")
     p.add_argument("--workers", type=int, default=1, help="processes for many centres (default 1)")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="count on a Dask cluster: a scheduler address "
+                   "(tcp://HOST:8786) or local:N for N local worker processes (pip install -e '.[dask]')")
+    p.add_argument("--out", metavar="DIR", help="resumable run directory: finished chunks of windows are kept "
+                   "there and a rerun of the same command counts only the rest")
+    p.add_argument("--fresh", action="store_true", help="with --out: replace an earlier count of other settings "
+                   "(removes only the files cpa-theory wrote there)")
     p.add_argument("--json", action="store_true", help="print one JSON document")
 
     p = add("plot", "draw a 2-D window's partition: train-mode BN vs the same weights without BN (PNG)",
@@ -365,6 +384,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fresh", action="store_true", help="replace an earlier sweep in --out (removes only the files "
                    "cpa-theory wrote there)")
     p.add_argument("--json", action="store_true", help="print the rows as one JSON document")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="exact counts (count_networks) on a Dask cluster: a scheduler address "
+                   "(tcp://HOST:8786) or local:N for N local worker processes (pip install -e '.[dask]')")
 
     p = add("prove", "check the symbolic derivations of C1-C4, C8, C9 and refute their negative controls",
             "cpa-theory prove --claim C3 --json", cmd_prove)

@@ -4,7 +4,7 @@
 The rule: **cpa-theory deletes or overwrites only files it can prove it wrote.**
 
 * **Manifest** ``DIR/.cpa-theory-run.jsonl`` (created by the toolkit with ``O_EXCL`` in an empty or new
-  directory). Line 1: ``{"format": "cpa-theory-run/1", "kind": "sweep" | "reproduce", "config_hash": …}``.
+  directory). Line 1: ``{"format": "cpa-theory-run/1", "kind": "sweep" | "reproduce" | "count", "config_hash": …}``.
   Every later line is appended (and fsynced) *before* the file it describes appears:
   ``{"file": "chunks/000003.json", "sha256": …, "tmp": ".000003.json.cpa-tmp-…"}`` (a file and the random
   temporary name it is written through), ``{"dir": "claims"}`` (a folder it created) or

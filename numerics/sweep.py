@@ -252,31 +252,34 @@ def _point_kernel(spec: EnsembleSpec, B, dtype):
     return _KERNELS[key]
 
 
-def _count_point(cfg: SweepConfig, keys, point: dict) -> dict:
-    """E[N] by the exact counter for the first ``count_networks`` networks (float64 draws of the same keys)."""
+def _count_point(cfg: SweepConfig, keys, point: dict, client=None) -> dict:
+    """E[N] by the exact counter for the first ``count_networks`` networks (float64 draws of the same keys),
+    in this process or, with a Dask ``client``, on its cluster (one task per network × chunk of windows)."""
     from cpa_theory.regions import count_regions
 
     spec = cfg.spec
     D = 0.0 if point["distance"] is None else point["distance"]
     draws = sample_draws(keys[: cfg.count_networks], spec, point["batch_size"], point["bias_scale"], D)
+    nets, centers = [], []  # BN and plain network of every counted draw, conditioned once each
+    for j in range(cfg.count_networks):
+        bn_net, plain_net = to_networks(draws[j], spec)
+        nets += [bn_net.condition(), plain_net.condition()]
+        centers += [draws[j]["centers"]] * 2
+    if client is not None:
+        from cpa_theory.distributed import count_windows_on
+
+        counts = count_windows_on(client, nets, centers, point["radius"])
+    else:
+        counts = [[count_regions(net, x0, point["radius"]).as_json() for x0 in c] for net, c in zip(nets, centers)]
     n_bn, n_plain, lin_bn, lin_plain = [], [], [], []
     for j in range(cfg.count_networks):
-        one = draws[j]
-        bn_net, plain_net = to_networks(one, spec)
-        per = {"bn": [], "plain": [], "lbn": [], "lplain": []}
-        for x0 in one["centers"]:
-            c_bn = count_regions(bn_net, x0, point["radius"])
-            c_pl = count_regions(plain_net, x0, point["radius"])
-            if not (c_bn.certified and c_pl.certified):
-                raise RuntimeError(f"uncertified count at grid point {point['index']}, network {j}")
-            per["bn"].append(c_bn.regions)
-            per["plain"].append(c_pl.regions)
-            per["lbn"].append(c_bn.linear_regions)
-            per["lplain"].append(c_pl.linear_regions)
-        n_bn.append(np.mean(per["bn"]))
-        n_plain.append(np.mean(per["plain"]))
-        lin_bn.append(np.mean(per["lbn"]))
-        lin_plain.append(np.mean(per["lplain"]))
+        c_bn, c_pl = counts[2 * j], counts[2 * j + 1]
+        if not all(c["certified"] for c in c_bn + c_pl):
+            raise RuntimeError(f"uncertified count at grid point {point['index']}, network {j}")
+        n_bn.append(np.mean([c["regions"] for c in c_bn]))
+        n_plain.append(np.mean([c["regions"] for c in c_pl]))
+        lin_bn.append(np.mean([c["linear_regions"] for c in c_bn]))
+        lin_plain.append(np.mean([c["linear_regions"] for c in c_pl]))
     row = {"counted_networks": cfg.count_networks}
     for name, x in (("n_bn", n_bn), ("n_plain", n_plain), ("n_lin_bn", lin_bn), ("n_lin_plain", lin_plain)):
         row[f"{name}_mean"], row[f"{name}_ci95"] = mean_ci95(x)
@@ -285,8 +288,31 @@ def _count_point(cfg: SweepConfig, keys, point: dict) -> dict:
     return row
 
 
-def run_point(cfg: SweepConfig, point: dict, devices=None) -> dict:
-    """All networks of one grid point, the network axis sharded over ``devices`` (default: all)."""
+def _global_keys(keys, sharding):
+    """The PRNG keys as one global array laid out by ``sharding``. Every process holds the same ``keys`` and
+    supplies the shards of its own devices, so this works when the mesh spans several JAX processes (where
+    ``jax.device_put`` of a host array onto non-addressable devices is refused)."""
+    import jax
+
+    data = np.asarray(jax.random.key_data(keys))
+    arr = jax.make_array_from_callback(data.shape, sharding, lambda idx: data[idx])
+    return jax.random.wrap_key_data(arr, impl=jax.random.key_impl(keys))
+
+
+def _to_host(x) -> np.ndarray:
+    """A (possibly multi-process) global array as one numpy array on every process."""
+    import jax
+
+    if jax.process_count() == 1:
+        return np.asarray(x)
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
+def run_point(cfg: SweepConfig, point: dict, devices=None, client=None) -> dict:
+    """All networks of one grid point, the network axis sharded over ``devices`` (default: all, of every JAX
+    process); the exact counts (``count_networks``) on the Dask cluster of ``client`` when given."""
     import jax
     import jax.numpy as jnp
     from jax.sharding import Mesh, NamedSharding, PartitionSpec
@@ -300,12 +326,12 @@ def run_point(cfg: SweepConfig, point: dict, devices=None) -> dict:
     key = jax.random.fold_in(jax.random.key(cfg.seed), point["index"])
     keys = jax.random.split(key, total)
     mesh = Mesh(np.array(devices), ("nets",))
-    sharded = jax.device_put(keys, NamedSharding(mesh, PartitionSpec("nets")))
+    sharded = _global_keys(keys, NamedSharding(mesh, PartitionSpec("nets")))
     spec = cfg.spec
     fn = _point_kernel(spec, point["batch_size"], dtype)
     D = 0.0 if point["distance"] is None else point["distance"]
     args = (jnp.asarray(point["bias_scale"], dtype), jnp.asarray(point["radius"], dtype), jnp.asarray(D, dtype))
-    h_bn, h_plain, q, e, dist = (np.asarray(v)[: cfg.networks].astype(np.float64) for v in fn(sharded, *args))
+    h_bn, h_plain, q, e, dist = (_to_host(v)[: cfg.networks].astype(np.float64) for v in fn(sharded, *args))
 
     row = dict(point)
     row["seed"] = cfg.seed
@@ -323,7 +349,7 @@ def run_point(cfg: SweepConfig, point: dict, devices=None) -> dict:
     row["widths"] = list(spec.widths)
     row["breakpoints_per_neuron"] = len(spec.breakpoints)
     if cfg.count_networks:
-        row.update(_count_point(cfg, keys, point))
+        row.update(_count_point(cfg, keys, point, client=client))
     return row
 
 
@@ -347,16 +373,71 @@ def _header(cfg: SweepConfig) -> dict:
             "git_revision": _git_revision()}
 
 
-def run_sweep(cfg: SweepConfig, out, *, progress: bool = False, devices=None, fresh: bool = False) -> list[dict]:
+def _from_process_0(data: np.ndarray) -> np.ndarray:
+    """``data`` as JAX process 0 holds it, on every process (identity with one process)."""
+    import jax
+
+    if jax.process_count() == 1:
+        return data
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.broadcast_one_to_all(data))
+
+
+def _text_from_process_0(text: str) -> str:
+    """Process 0's ``text`` on every JAX process (length first, then the UTF-8 bytes)."""
+    raw = np.frombuffer(text.encode(), dtype=np.uint8)
+    n = int(_from_process_0(np.array([raw.size], dtype=np.int64))[0])
+    return _from_process_0(raw if raw.size == n else np.zeros(n, dtype=np.uint8)).tobytes().decode()
+
+
+def _share_todo(points: list[dict], todo: list[dict]) -> list[dict]:
+    """Process 0's list of unfinished grid points, on every process: all must run the same points, in the
+    same order, because each point's kernel is one computation over the global mesh."""
+    mask = np.zeros(len(points), dtype=bool)
+    mask[[p["index"] for p in todo]] = True
+    mask = _from_process_0(mask)
+    return [p for p in points if mask[p["index"]]]
+
+
+def _share_rows(rows: list[dict]) -> list[dict]:
+    """Process 0's final rows (read from its run directory), on every process."""
+    import jax
+
+    if jax.process_count() == 1:
+        return rows
+    text = "".join(json.dumps(r) + "\n" for r in rows)
+    return [json.loads(line) for line in _text_from_process_0(text).splitlines()]
+
+
+def _run_sweep_follower(cfg: SweepConfig, *, devices=None, client=None) -> list[dict]:
+    """``run_sweep`` on JAX processes other than 0: compute the points process 0 names, write nothing."""
+    points = grid_points(cfg)
+    for p in _share_todo(points, []):
+        run_point(cfg, p, devices=devices, client=client)
+    return _share_rows([])
+
+
+def run_sweep(cfg: SweepConfig, out, *, progress: bool = False, devices=None, fresh: bool = False,
+              client=None) -> list[dict]:
     """Run (or resume) a sweep into directory ``out``; returns the rows in grid order.
 
     ``out`` is a run directory (``cpa_theory.rundir``): new, empty, or one an earlier sweep of this
     configuration made (resumed); ``fresh`` replaces an earlier sweep's files (only those). The
     configuration is validated before anything is created; every chunk carries the configuration hash
-    and is reused only if it matches."""
+    and is reused only if it matches.
+
+    ``client``: a Dask client for the exact counts (``count_networks``). Under several JAX processes
+    (``jax.distributed.initialize``) every process calls this with the same arguments: all compute every
+    grid point (the network axis sharded over the global mesh), only process 0 touches ``out``, and it
+    tells the others which points are left and what the final rows are."""
+    import jax
+
     SweepConfig.from_dict(cfg.to_dict())  # every rule of a config file, before any directory exists
+    if jax.process_index() != 0:
+        return _run_sweep_follower(cfg, devices=devices, client=client)
     with claim_run_dir(out, "sweep", cfg.digest(), fresh=fresh) as run:
-        return _sweep_into(run, cfg, Path(out), progress, devices)
+        return _sweep_into(run, cfg, Path(out), progress, devices, client)
 
 
 def _owned_row(run, path: Path, cfg: SweepConfig) -> dict | None:
@@ -379,22 +460,23 @@ def _json_line(row: dict, what: str) -> str:
         raise CPAInternalError(f"{what} contains NaN or inf: {row}") from None
 
 
-def _sweep_into(run, cfg: SweepConfig, out: Path, progress: bool, devices) -> list[dict]:
+def _sweep_into(run, cfg: SweepConfig, out: Path, progress: bool, devices, client) -> list[dict]:
     chunks = run.mkdir("chunks")
     if run.read_owned(out / "header.json") is None:
         write_output(out / "header.json", json.dumps(_header(cfg), indent=1) + "\n")
     points = grid_points(cfg)
     rows = {p["index"]: _owned_row(run, chunks / f"{p['index']:06d}.json", cfg) for p in points}
-    todo = [p for p in points if rows[p["index"]] is None]
+    todo = _share_todo(points, [p for p in points if rows[p["index"]] is None])
     it = todo
     if progress:
         from rich.progress import track
 
         it = track(todo, description=f"sweep ({len(points) - len(todo)}/{len(points)} done)")
     for p in it:
-        row = run_point(cfg, p, devices=devices)
+        row = run_point(cfg, p, devices=devices, client=client)
         write_output(chunks / f"{p['index']:06d}.json", _json_line(row, f"grid point {p['index']}"))
         rows[p["index"]] = row
     rows = [rows[p["index"]] for p in points]
     write_output(out / "results.jsonl", "".join(_json_line(r, "a result row") for r in rows))
-    return rows
+    return _share_rows(rows)
+
