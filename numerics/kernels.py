@@ -16,10 +16,35 @@ import numpy as np
 
 from cpa_theory.windows import dual_norm, hyperplane_residual, window_slack
 
-__all__ = ["normalize_hyperplanes", "hit_counts", "deep_hit_counts", "TRACE_COUNT"]
+__all__ = ["ensure_x64", "normalize_hyperplanes", "window_hits_dense", "hit_counts", "deep_hit_counts",
+           "TRACE_COUNT"]
 
-#: how many times the kernel has been traced (tests assert no recompilation for repeated shapes)
-TRACE_COUNT = {"hit_counts": 0}
+#: how many times each jitted kernel has been traced (tests assert no recompilation for repeated shapes):
+#: ``hit_counts`` here, ``sweep_point`` for the sweep's per-point kernel (numerics.sweep)
+TRACE_COUNT = {"hit_counts": 0, "sweep_point": 0}
+
+
+def ensure_x64() -> None:
+    """THE float64 switch of the JAX layer: everything that certifies runs in float64 (THEORY §6). Called
+    explicitly by every entry point that needs it (sweeps with float64 or exact counts, reproduce)."""
+    import jax
+
+    if not jax.config.jax_enable_x64:
+        jax.config.update("jax_enable_x64", True)
+
+
+def window_hits_dense(normals, anchor, offsets, centers, radius, norms=None, xp=None):
+    """THE C4 kernel body: per window, the number of (neuron, breakpoint) hyperplanes aᵀ(x − p) = c that cut
+    the open ℓ∞ box W(x0, r), i.e. |aᵀ(x0 − p) − c| < r‖a‖₁ (the core's ``hyperplane_residual`` and
+    ``window_slack``). normals (n, d), anchor (d,), offsets (n, K), centers (M, d) → (M,) counts.
+    ``norms``: the dual norms (default ‖a‖₁; pass 1.0 for hyperplanes normalised by
+    :func:`normalize_hyperplanes`). Pure and jittable (``xp`` jax.numpy, the default) or numpy."""
+    if xp is None:
+        import jax.numpy as xp
+    if norms is None:
+        norms = dual_norm(normals, np.inf, xp=xp)[None, :, None]
+    slack = window_slack(norms, hyperplane_residual(normals, anchor, offsets, centers, xp=xp), radius, xp=xp)
+    return xp.sum(slack > 0, axis=(1, 2))
 
 
 def normalize_hyperplanes(normals, offsets, p=np.inf):
@@ -43,9 +68,8 @@ def _hits_impl(unit_normals, unit_offsets, anchor, centers, radius, chunk):
     blocks = padded.reshape(-1, chunk, d)
 
     def one_block(block):
-        resid = hyperplane_residual(unit_normals, anchor, unit_offsets, block, xp=jnp)  # (chunk, N, K)
-        slack = window_slack(1.0, resid, radius, xp=jnp)
-        return jnp.sum(slack > 0, axis=(1, 2), dtype=jnp.int32)
+        return window_hits_dense(unit_normals, anchor, unit_offsets, block, radius, norms=1.0,
+                                 xp=jnp).astype(jnp.int32)
 
     return jax.lax.map(one_block, blocks).reshape(-1)[:M]
 
