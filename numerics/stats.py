@@ -91,12 +91,10 @@ def crossover(D, diff, *, boot: int = 1000, seed: int = 0) -> dict:
     root = _root(D, diff.mean(axis=1))
     rng = np.random.default_rng(seed)
     nets = diff.shape[1]
-    roots = []
-    for _ in range(boot):
-        idx = rng.integers(0, nets, nets)
-        rb = _root(D, diff[:, idx].mean(axis=1))
-        if rb is not None:
-            roots.append(rb)
+    # a bootstrap resample is a multinomial weighting of the networks: all resampled means in one product
+    weights = rng.multinomial(nets, np.full(nets, 1.0 / nets), size=boot).T / nets  # (nets, boot)
+    means = diff @ weights  # (nD, boot)
+    roots = [rb for rb in (_root(D, means[:, k]) for k in range(boot)) if rb is not None]
     ci = [float(np.percentile(roots, 2.5)), float(np.percentile(roots, 97.5))] if len(roots) >= 0.95 * boot \
         else None  # too many resamples without a sign change: no interval
     bracket = None
@@ -122,8 +120,11 @@ def attach_crossovers(rows: list[dict], boot: int = 1000) -> list[dict]:
         sl = sorted(sl, key=lambda r: r["distance"])
         D = [r["distance"] for r in sl]
         out = {"h": crossover(D, [np.subtract(r["h_bn_samples"], r["h_plain_samples"]) for r in sl], boot=boot)}
-        if all("n_bn_samples" in r for r in sl):
+        if all("n_bn_samples" in r for r in sl):  # exact certified counts
             out["N"] = crossover(D, [np.subtract(r["n_bn_samples"], r["n_plain_samples"]) for r in sl], boot=boot)
+        if all("n_euler_bn_samples" in r for r in sl):  # Euler counts over every network (d = 2)
+            out["N_euler"] = crossover(D, [np.subtract(r["n_euler_bn_samples"], r["n_euler_plain_samples"])
+                                           for r in sl], boot=boot)
         for r in sl:
             r["crossover"] = out
     return rows

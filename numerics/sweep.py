@@ -45,7 +45,7 @@ from cpa_theory.errors import CPAInputError, CPAInternalError
 from cpa_theory.fileformat import atomic_write_text
 
 from .ensembles import Distribution, EnsembleSpec, draw_network, sample_draws, to_networks
-from .kernels import TRACE_COUNT, ensure_x64, window_hits_dense
+from .kernels import TRACE_COUNT, ensure_x64, euler_regions_2d, window_hits_dense
 from .stats import attach_crossovers, mean_ci95, t_test_p
 
 __all__ = ["SweepConfig", "grid_points", "run_point", "run_sweep", "mean_ci95"]
@@ -163,7 +163,19 @@ def _one_network(key, spec: EnsembleSpec, B, sigma_b, r, D, dtype):
     K = len(spec.breakpoints)
     q = jnp.where(sigma_b > 0, cf.c6_q(jnp.sum(jnp.abs(W), axis=1), r, density, K, xp=jnp), float(K))
     dist = jnp.mean(jnp.linalg.norm(X - xbar, axis=1))
-    return h_bn, h_plain, cf.c6_bound_h(q, xp=jnp), cf.c6_bound_n(q, spec.d, xp=jnp), dist
+    if _euler_applies(spec):  # d = 2, one hidden layer, one breakpoint: E[N] for every network by Euler's formula
+        off = (s[:, None] * tau)[:, 0]
+        live = jnp.isfinite(off)
+        n_bn = jnp.mean(euler_regions_2d(jnp.where(live[:, None], W, 0.0), jnp.where(live, W @ xbar + off, 1.0),
+                                         (xbar, live & (off == 0)), X, r, xp=jnp))
+        n_plain = jnp.mean(euler_regions_2d(W, t[0] - b, (xbar, jnp.zeros(W.shape[0], bool)), X, r, xp=jnp))
+    else:
+        n_bn = n_plain = jnp.asarray(jnp.nan, dtype)
+    return h_bn, h_plain, cf.c6_bound_h(q, xp=jnp), cf.c6_bound_n(q, spec.d, xp=jnp), dist, n_bn, n_plain
+
+
+def _euler_applies(spec: EnsembleSpec) -> bool:
+    return spec.d == 2 and len(spec.widths) == 1 and len(spec.breakpoints) == 1
 
 
 _KERNELS: dict = {}
@@ -253,7 +265,8 @@ def run_point(cfg: SweepConfig, point: dict, devices=None) -> dict:
     fn = _point_kernel(spec, point["batch_size"], dtype)
     D = 0.0 if point["distance"] is None else point["distance"]
     args = (jnp.asarray(point["bias_scale"], dtype), jnp.asarray(point["radius"], dtype), jnp.asarray(D, dtype))
-    h_bn, h_plain, q, e, dist = (np.asarray(v)[: cfg.networks].astype(np.float64) for v in fn(sharded, *args))
+    h_bn, h_plain, q, e, dist, nb, npl = (np.asarray(v)[: cfg.networks].astype(np.float64)
+                                          for v in fn(sharded, *args))
 
     row = dict(point)
     row["seed"] = cfg.seed
@@ -272,6 +285,11 @@ def run_point(cfg: SweepConfig, point: dict, devices=None) -> dict:
     row["widths"] = list(spec.widths)
     row["breakpoints_per_neuron"] = len(spec.breakpoints)
     row["h_bn_samples"], row["h_plain_samples"] = _samples(h_bn), _samples(h_plain)
+    if _euler_applies(spec):  # E[N] over all networks (Euler's formula, generic lines; certified on the counted)
+        for name, x in (("n_euler_bn", nb), ("n_euler_plain", npl), ("n_euler_bn_minus_plain", nb - npl)):
+            row[f"{name}_mean"], row[f"{name}_ci95"] = mean_ci95(x)
+        row["n_euler_bn_minus_plain_p"] = t_test_p(nb - npl)
+        row["n_euler_bn_samples"], row["n_euler_plain_samples"] = _samples(nb), _samples(npl)
     if cfg.count_networks:
         row.update(_count_point(cfg, keys, point))
     return row

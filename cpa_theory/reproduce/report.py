@@ -31,13 +31,17 @@ def write_report(out, header: dict, entries: list[dict], data: dict | None, proo
          f"backend {header['backend']} ({header['device']}, {header['devices']} device(s)), git "
          f"`{header['git_revision'][:12]}`; versions: "
          + ", ".join(f"{k} {v}" for k, v in header["versions"].items()) + ".", "",
-         "## Claims", "", "| claim | status | negative control | seconds | statement |", "|---|---|---|---|---|"]
+         "## Claims", "", "| claim | status | negative control | evidence (kind, with numbers) | seconds |",
+         "|---|---|---|---|---|"]
     for e in entries:
-        L.append(f"| **{e['claim']}** {e['title']} | {e['status']} | {e['negative_control']} | {e['seconds']:.1f} | "
-                 f"{e['statement']} |")
+        kind = "; ".join(e.get("evidence", [])) or "—"
+        L.append(f"| **{e['claim']}** {e['title']} | {e['status']} | {e['negative_control']} | {kind} | "
+                 f"{e['seconds']:.1f} |")
     L.append("")
     for e in entries:
         L += [f"## {e['claim']} — {e['title']}", "", f"**Statement.** {e['statement']}", "",
+              "**Verdict.** " + ("pass" if e["status"] == "pass" else "FAIL") + ": "
+              + ("; ".join(e.get("evidence", [])) or "—") + ".", "",
               "**Assumptions.** " + "; ".join(e["assumptions"]), "", "| check | kind | result | details |",
               "|---|---|---|---|"]
         for c in e["checks"]:
