@@ -95,7 +95,8 @@ CLAIMS: tuple[Claim, ...] = (
           "distance D > r: P(hit) = I_{(r/D)²}(1/2, (d−1)/2), 1 for D ≤ r.",
           ("w uniform in direction, β = 0 for the closed form",),
           (), (),
-          "phase diagrams for h (Monte Carlo, 3 settings) and N (exact counts), Holm-corrected cell verdicts, "
+          "phase diagrams for h and N (3 settings; N by Euler counts over every network, certified network by "
+          "network by the exact counter), Holm-corrected cell verdicts, "
           "crossover D*_h and D*_N with bootstrap CIs; D*_h and every cell against the d = 2 box closed forms; "
           "sweep hits against textbook corner tests; the N-vs-h disagreement at the centroid",
           "the mutated closed form I_{(r/D)²}(1/2, d/2) is rejected; 'BN always refines more' (h), 'BN refines "

@@ -23,6 +23,40 @@ def _details(item: dict) -> str:
     return "; ".join(f"{k} = {_fmt(v)}" for k, v in item.items() if k not in skip)
 
 
+def _ci(c) -> str:
+    return "—" if not c else f"[{c[0]:.3f}, {c[1]:.3f}]"
+
+
+def _num(v) -> str:
+    return "none on the grid" if v is None else f"{v:.3f}"
+
+
+def _c7_tables(num: dict) -> list[str]:
+    """C7's crossover distances (h and N) and the N-vs-h disagreement, as tables with the setting."""
+    L = [f"**Crossover distances** ({num.get('setting', '')}; D* = where E[BN] − E[no BN] turns ≤ 0, linear "
+         "interpolation between grid points, 95 % percentile bootstrap over networks):", "",
+         "| setting | σ_b | D*_h (Monte Carlo) | 95 % CI | exact D*_h (closed form) | exact, interpolated on the grid |",
+         "|---|---|---|---|---|---|"]
+    for t in num["crossovers_h"]:
+        L.append(f"| {t['setting']} | {t['sigma_b']:g} | {_num(t['D_star_h'])} | {_ci(t['ci95'])} | "
+                 f"{_num(t['exact_D_star_h'])} | {_num(t['exact_on_grid'])} |")
+    L += ["", "| setting | σ_b | D*_N | 95 % CI | D*_h | 95 % CI | N_BN at D = 0 | E[N_plain] at D = 0 | "
+          "E[h_plain] at D = 0 | N verdict at D = 0 |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for t in num["crossovers_N"]:
+        L.append(f"| {t['setting']} | {t['sigma_b']:g} | {_num(t['D_star_N'])} | {_ci(t['ci95_N'])} | "
+                 f"{_num(t['D_star_h'])} | {_ci(t['ci95_h'])} | {t['N_BN_at_0']:.1f} | {t['E_N_plain_at_0']:.1f} | "
+                 f"{t['E_h_plain_at_0']:.1f} | {t['verdict_N_at_0']} |")
+    ex = num["example"]
+    L += ["", f"**Where BN refines LESS by N even at the centroid** (THEORY's example; {ex['setting']}, d = 2, "
+          f"n = 32, r = 0.2, B = 16, D = 0, σ_b = 0.1, {ex['networks']} networks): E[h_BN] = {ex['E_h_BN']:.0f} > "
+          f"E[h_plain] = {ex['E_h_plain']:.2f} {_ci(ex['E_h_plain_ci95'])}, but N_BN = {ex['N_BN']:.0f} < "
+          f"E[N_plain] = {ex['E_N_plain']:.1f} {_ci(ex['E_N_plain_ci95'])}; difference CI "
+          f"{_ci(ex['N_difference_ci95'])}. Exact certified counts on the first {ex['counted_networks']} networks: "
+          f"E[N_plain] = {ex['counted_E_N_plain']:.1f}, difference t₇ CI {_ci(ex['counted_N_difference_ci95_t7'])}. "
+          "Rows of the N table with verdict 'plain' at D = 0 are the other places where this happens.", ""]
+    return L
+
+
 def write_report(out, header: dict, entries: list[dict], data: dict | None, proofs: list) -> None:
     from proofs.render import result_markdown
 
@@ -34,7 +68,7 @@ def write_report(out, header: dict, entries: list[dict], data: dict | None, proo
          "## Claims", "", "| claim | status | negative control | evidence (kind, with numbers) | seconds |",
          "|---|---|---|---|---|"]
     for e in entries:
-        kind = "; ".join(e.get("evidence", [])) or "—"
+        kind = ("; ".join(e.get("evidence", [])) or "—").replace("|", "\\|")  # a pipe would end the cell
         L.append(f"| **{e['claim']}** {e['title']} | {e['status']} | {e['negative_control']} | {kind} | "
                  f"{e['seconds']:.1f} |")
     L.append("")
@@ -50,6 +84,8 @@ def write_report(out, header: dict, entries: list[dict], data: dict | None, proo
         for n in e["negatives"]:
             L.append(f"| {n['name']} | {'refuted' if n['refuted'] else '**NOT refuted**'} | {_details(n)} |")
         L.append("")
+        if e["claim"] == "C7" and "crossovers_h" in e.get("numbers", {}):
+            L += _c7_tables(e["numbers"])
         for fig in e["figures"]:
             L += [f"![{e['claim']}]({fig})", ""]
         L += [f"Tests: {', '.join(e['tests'])}", ""]
