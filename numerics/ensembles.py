@@ -266,8 +266,9 @@ def sample_draws(keys, spec: EnsembleSpec, B: int, bias_scale: float, distance: 
     import jax
     import jax.numpy as jnp
 
-    if not jax.config.jax_enable_x64:
-        jax.config.update("jax_enable_x64", True)
+    from .kernels import ensure_x64
+
+    ensure_x64()
     cache = (repr(spec), int(B))
     if cache not in _SAMPLERS:
         _SAMPLERS[cache] = jax.jit(jax.vmap(lambda k, sb, dist: draw_network(k, spec, B, sb, dist, jnp.float64),

@@ -53,6 +53,11 @@ def plot_density_radius(rows, out) -> None:
         if all("D_r_ci95" in r for r in rs):  # counts are ≥ 1: clip the band's lower end there (log axis)
             ax.fill_between(radii, [max(r["D_r_ci95"][0], 1.0) for r in rs], [r["D_r_ci95"][1] for r in rs],
                             color=colour, alpha=0.18, lw=0)
+    radii = sorted({r["radius"] for r in rows})
+    ax.set_xticks(radii, [f"{v:g}" for v in radii])
+    ax.minorticks_off()
+    ax.set_yticks([1, 2, 5, 10, 20, 50, 100], ["1", "2", "5", "10", "20", "50", "100"])
+    ax.set_ylim(bottom=1)
     ax.set_xlabel("window radius r")
     ax.set_ylabel("D_r (mean exact region count; band: 95 % t interval over held-out points)", fontsize=8)
     ax.set_title("moons, trained: density vs radius", fontsize=9)
@@ -101,10 +106,11 @@ def plot_offsets(extra, out) -> None:
             ax.bar(centres + off, counts, width=0.1, color=colour, alpha=0.8, label=label)
         ax.axvline(-4.2, color="grey", lw=0.6, ls=":")
         ax.axvline(4.2, color="grey", lw=0.6, ls=":")
-        ax.set_xlabel("standardised offset of the first-layer switching sets (outer bars: beyond ±4)")
         ax.set_ylabel("number of (neuron, breakpoint) switching sets")
         ax.set_title(f"moons, step {step}", fontsize=9)
         ax.legend(fontsize=7)
+    fig.supxlabel("standardised offset of the first-layer switching sets, in units of the batch sd of wᵀx "
+                  "(outer bars: beyond ±4)", fontsize=9)
     save_figure(fig, out)
     plt.close(fig)
 

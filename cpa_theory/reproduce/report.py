@@ -86,6 +86,17 @@ def write_report(out, header: dict, entries: list[dict], data: dict | None, proo
         L.append("")
         if e["claim"] == "C7" and "crossovers_h" in e.get("numbers", {}):
             L += _c7_tables(e["numbers"])
+        if e["claim"] == "C9" and "abs_delta_random" in e.get("numbers", {}):
+            num = e["numbers"]
+            L += ["**Transfer defect |δ_w| = |wᵀy⊥|/s** (layer-2 neurons, per certified parent region):", "",
+                  "| networks | exact transfer certified | min | 10 % | median | 90 % | max |", "|---|---|---|---|---|---|---|"]
+            for name, key, ex in (("random, width 8 > d = 2", "abs_delta_random", "exact_transfer_random"),
+                                  (f"trained on moons (accuracy {num['trained_accuracy']:.2f}), width 16",
+                                   "abs_delta_trained", "exact_transfer_trained")):
+                q = num[key]
+                L.append(f"| {name} | {num[ex][0]} of {num[ex][1]} parent regions | {q['min']:.3g} | {q['q10']:.3g} | "
+                         f"{q['median']:.3g} | {q['q90']:.3g} | {q['max']:.3g} |")
+            L.append("")
         for fig in e["figures"]:
             L += [f"![{e['claim']}]({fig})", ""]
         L += [f"Tests: {', '.join(e['tests'])}", ""]
