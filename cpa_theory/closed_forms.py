@@ -24,7 +24,7 @@ import math
 
 import numpy as np
 
-from .errors import CPAInputError, ShapeError, WindowError
+from .errors import CPAInputError, ShapeError
 
 __all__ = ["o1_bounds", "o2_all_vertices_inside", "o3", "o4", "distinct_hyperplanes", "gaussian_density_bound",
            "c6_q", "c6_bound_h", "c6_bound_n", "elementary_symmetric", "expected_plain_hits_gaussian",

@@ -151,7 +151,8 @@ def check_c9(ctx: Context) -> Evidence:
             rows.append({"hits_general": g["hits_general"], "hits_textbook": g["hits_textbook"], "hits_core": h_core,
                          "pullback_error": float(np.linalg.norm(y_core[0] - g["x_star"])
                                                  / (1 + np.linalg.norm(g["x_star"]))),
-                         "N": res.regions, "euler": 1 + g["hits_general"] + crossings, "hits_no_defect": g["hits_no_defect"], "o1": [lo, hi],
+                         "N": res.regions, "euler": 1 + g["hits_general"] + crossings,
+                         "hits_no_defect": g["hits_no_defect"], "o1": [lo, hi],
                          "certified": res.certified, "max_abs_delta": float(np.max(np.abs(g["delta"])))})
     # square first layers: exact transfer certified, C5 inside P (N = O3 at the pull-back)
     sq = []

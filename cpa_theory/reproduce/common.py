@@ -31,11 +31,13 @@ _D_COUNTED = (0.0, 0.25, 0.6)
 
 #: problem sizes per scale; "full" is meant for a GPU or a long CPU run
 SCALES = {
-    "small": {"nets": 6, "mc_biases": 4000, "mc_counts": 150, "c9_train_steps": 100, "phase_networks": 1024, "phase_counted": 8,
+    "small": {"nets": 6, "mc_biases": 4000, "mc_counts": 150, "c9_train_steps": 100, "phase_networks": 1024,
+              "phase_counted": 8,
               "phase_distances": _D_SMALL, "phase_bias_scales": (0.1, 0.3, 1.0, 3.0),
               "counted_bias_scales": (0.1, 1.0), "counted_distances": _D_COUNTED, "example_counted": 8,
               "ball_samples": 100_000, "train_steps": 300, "digits_steps": 200, "queries": 12},
-    "full": {"nets": 24, "mc_biases": 20000, "mc_counts": 1000, "c9_train_steps": 600, "phase_networks": 16384, "phase_counted": 32,
+    "full": {"nets": 24, "mc_biases": 20000, "mc_counts": 1000, "c9_train_steps": 600, "phase_networks": 16384,
+             "phase_counted": 32,
              "phase_distances": tuple(float(v) for v in np.round(np.arange(0.0, 6.01, 0.05), 4)),
              "phase_bias_scales": (0.03, 0.1, 0.3, 1.0, 3.0, 10.0), "counted_bias_scales": (0.1, 0.3, 1.0, 3.0),
              "counted_distances": (0.0, 0.1, 0.25, 0.4, 0.6, 1.0, 1.5),
