@@ -153,8 +153,8 @@ def markdown_table() -> str:
     for c in CLAIMS:
         proof = ", ".join(c.proofs) + (f"; refuted: {', '.join(c.negative_proofs)}" if c.negative_proofs else "") \
             if c.proofs else "—"
-        rows.append(f"| **{c.id}** {c.title} | {c.statement} | {proof} | {c.evidence} | {c.negative_control} | "
-                    f"{c.mutation} |")
+        cells = [f"**{c.id}** {c.title}", c.statement, proof, c.evidence, c.negative_control, c.mutation]
+        rows.append("| " + " | ".join(x.replace("|", "\\|") for x in cells) + " |")  # |x| must not end a cell
     return "\n".join(rows) + "\n"
 
 

@@ -18,9 +18,13 @@ def _fmt(v) -> str:
     return str(v)
 
 
+def _cell(text: str) -> str:
+    return str(text).replace("|", "\\|")  # a pipe inside a table cell would end it
+
+
 def _details(item: dict) -> str:
     skip = {"name", "kind", "passed", "refuted"}
-    return "; ".join(f"{k} = {_fmt(v)}" for k, v in item.items() if k not in skip)
+    return _cell("; ".join(f"{k} = {_fmt(v)}" for k, v in item.items() if k not in skip))
 
 
 def _ci(c) -> str:
@@ -79,10 +83,10 @@ def write_report(out, header: dict, entries: list[dict], data: dict | None, proo
               "**Assumptions.** " + "; ".join(e["assumptions"]), "", "| check | kind | result | details |",
               "|---|---|---|---|"]
         for c in e["checks"]:
-            L.append(f"| {c['name']} | {c['kind']} | {'pass' if c['passed'] else '**FAIL**'} | {_details(c)} |")
+            L.append(f"| {_cell(c['name'])} | {c['kind']} | {'pass' if c['passed'] else '**FAIL**'} | {_details(c)} |")
         L += ["", "| negative control (must be rejected) | result | details |", "|---|---|---|"]
         for n in e["negatives"]:
-            L.append(f"| {n['name']} | {'refuted' if n['refuted'] else '**NOT refuted**'} | {_details(n)} |")
+            L.append(f"| {_cell(n['name'])} | {'refuted' if n['refuted'] else '**NOT refuted**'} | {_details(n)} |")
         L.append("")
         if e["claim"] == "C7" and "crossovers_h" in e.get("numbers", {}):
             L += _c7_tables(e["numbers"])
