@@ -37,8 +37,8 @@ CLAIMS: tuple[Claim, ...] = (
           "ẑ(x) = γ u(x) + β with u(x) = wᵀ(x − x̄)/s: the raw bias b cancels, ∂ẑ/∂b ≡ 0.",
           ("train-mode BN conditioned on a batch, B ≥ 2",),
           ("C1", "C1-unbiased"), ("C1-neg",),
-          "textbook batch forward (z = Wx + b over the batch, μ, biased σ², raw b included) = core forward on random deep "
-          "networks; redrawing every raw bias leaves both unchanged",
+          "textbook batch forward (z = Wx + b over the batch, μ, biased σ², raw b included) = core forward on "
+          "random deep networks; redrawing every raw bias leaves both unchanged",
           "eval-mode BN (running statistics): the same bias redraw changes the textbook outputs",
           ("tests/test_bn.py", "tests/test_proofs.py", "tests/test_reproduce.py"),
           "cpa_theory.reproduce.checks_bn:check_c1", "σ² with the unbiased divisor in the core (B − 1)"),

@@ -39,7 +39,8 @@ def _c7_tables(num: dict) -> list[str]:
     """C7's crossover distances (h and N) and the N-vs-h disagreement, as tables with the setting."""
     L = [f"**Crossover distances** ({num.get('setting', '')}; D* = where E[BN] − E[no BN] turns ≤ 0, linear "
          "interpolation between grid points, 95 % percentile bootstrap over networks):", "",
-         "| setting | σ_b | D*_h (Monte Carlo) | 95 % CI | exact D*_h (closed form) | exact, interpolated on the grid |",
+         "| setting | σ_b | D*_h (Monte Carlo) | 95 % CI | exact D*_h (closed form) | exact, interpolated on the "
+         "grid |",
          "|---|---|---|---|---|---|"]
     for t in num["crossovers_h"]:
         L.append(f"| {t['setting']} | {t['sigma_b']:g} | {_num(t['D_star_h'])} | {_ci(t['ci95'])} | "
@@ -93,7 +94,8 @@ def write_report(out, header: dict, entries: list[dict], data: dict | None, proo
         if e["claim"] == "C9" and "abs_delta_random" in e.get("numbers", {}):
             num = e["numbers"]
             L += ["**Transfer defect |δ_w| = |wᵀy⊥|/s** (layer-2 neurons, per certified parent region):", "",
-                  "| networks | exact transfer certified | min | 10 % | median | 90 % | max |", "|---|---|---|---|---|---|---|"]
+                  "| networks | exact transfer certified | min | 10 % | median | 90 % | max |",
+                  "|---|---|---|---|---|---|---|"]
             for name, key, ex in (("random, width 8 > d = 2", "abs_delta_random", "exact_transfer_random"),
                                   (f"trained on moons (accuracy {num['trained_accuracy']:.2f}), width 16",
                                    "abs_delta_trained", "exact_transfer_trained")):
