@@ -1,9 +1,11 @@
 """The claims registry: one object per THEORY claim C1–C9, linking every kind of evidence.
 
 Each :class:`Claim` names its statement and assumptions, the symbolic obligations that prove it
-(``proofs/``) and those that must be refuted (its symbolic negative controls), the numeric check that
-``cpa-theory reproduce`` runs (``cpa_theory.reproduce.checks``), what that check's negative control is, and
-the tests that exercise it. The README's claim table is generated from here (:func:`markdown_table`).
+(``proofs/``) and those that must be refuted (its symbolic negative controls), WHERE the numeric check that
+``cpa-theory reproduce`` runs lives (a dotted name, ``module:function``: the registry imports nothing from
+``reproduce/``; ``cpa_theory.reproduce.check_function`` resolves it), what that check's negative control is,
+the mutation of the implementation that makes the check fail, and the tests that exercise it. The README's
+claim table is generated from here (:func:`markdown_table`; ``python -m cpa_theory.claims``).
 """
 
 from __future__ import annotations
@@ -26,13 +28,8 @@ class Claim:
     evidence: str  # what the numeric check measures (certificates, Monte Carlo, exact counts)
     negative_control: str  # what the same check must reject
     tests: tuple[str, ...]
-
-    @property
-    def check(self):
-        """The numeric check: ``check(ctx) -> Evidence`` (imported lazily: it needs JAX and cvxpy)."""
-        from .reproduce import checks
-
-        return getattr(checks, f"check_{self.id.lower()}")
+    check_ref: str = ""  # "module:function" of the numeric check (resolved by cpa_theory.reproduce)
+    mutation: str = ""  # a mutation of the implementation that makes the check fail (tests/test_reproduce.py)
 
 
 CLAIMS: tuple[Claim, ...] = (
@@ -40,78 +37,95 @@ CLAIMS: tuple[Claim, ...] = (
           "ẑ(x) = γ u(x) + β with u(x) = wᵀ(x − x̄)/s: the raw bias b cancels, ∂ẑ/∂b ≡ 0.",
           ("train-mode BN conditioned on a batch, B ≥ 2",),
           ("C1", "C1-unbiased"), ("C1-neg",),
-          "random deep networks: outputs at random points unchanged when every raw bias is redrawn",
-          "eval-mode BN (running statistics): the same bias redraw changes the outputs",
-          ("tests/test_bn.py", "tests/test_proofs.py", "tests/test_reproduce.py")),
+          "textbook batch forward (z = Wx + b over the batch, μ, biased σ², raw b included) = core forward on "
+          "random deep networks; redrawing every raw bias leaves both unchanged",
+          "eval-mode BN (running statistics): the same bias redraw changes the textbook outputs",
+          ("tests/test_bn.py", "tests/test_proofs.py", "tests/test_reproduce.py"),
+          "cpa_theory.reproduce.checks_bn:check_c1", "σ² with the unbiased divisor in the core (B − 1)"),
     Claim("C2", "reference hyperplane through the centroid",
           "H_ref = {x : wᵀ(x − x̄) = 0} passes through x̄ (ẑ(x̄) = β).",
           ("train-mode BN", "γ ≠ 0, w ≠ 0"),
           ("C2", "C2-unbiased"), ("C2-neg", "C2-neg-running-mean"),
-          "direct batch formula z = Wx + b, μ, σ² at x̄ gives ẑ = β for every neuron (batch far from 0)",
+          "textbook and core: ẑ(x̄) = β for every neuron (batch far from 0); the core's H_ref contains x̄",
           "eval-mode BN with a running mean other than the batch's: ẑ(x̄) ≠ β",
-          ("tests/test_bn.py", "tests/test_proofs.py", "tests/test_reproduce.py")),
+          ("tests/test_bn.py", "tests/test_proofs.py", "tests/test_reproduce.py"),
+          "cpa_theory.reproduce.checks_bn:check_c2", "the core's BN anchor at the origin instead of x̄"),
     Claim("C3", "parallel translates at standardised offsets",
           "{ẑ = t_k} = {u = τ_k}, τ_k = (t_k − β)/γ, at signed distance sτ_k/‖w‖₂ from x̄; τ_k independent of "
           "b, w and the batch; γ < 0 flips the pieces.",
           ("train-mode BN", "γ ≠ 0"),
           ("C3",), ("C3-neg", "C3-unbiased-neg"),
-          "points placed at distance sτ_k/‖w‖₂ along w have ẑ = t_k (direct batch formula); τ unchanged under "
-          "new b, w, batch",
+          "points on the core's switching hyperplanes have textbook ẑ = t_k; τ unchanged under new b, w, batch",
           "the mutated offset τ = t − β (no division by γ) misplaces the switching sets",
-          ("tests/test_bn.py", "tests/test_windows.py", "tests/test_reproduce.py")),
+          ("tests/test_bn.py", "tests/test_windows.py", "tests/test_reproduce.py"),
+          "cpa_theory.reproduce.checks_bn:check_c3", "τ without /γ in the core's offset formula"),
     Claim("C4", "exact ℓ∞ window criterion",
           "aᵀx = c meets W(x0, r) iff |aᵀx0 − c| ≤ r‖a‖₁, cuts int W iff strict; BN: |u(x0) − τ| ≤ r‖w‖₁/s.",
           ("a ≠ 0", "r > 0"),
-          ("C4",), ("C4-neg",),
-          "criterion vs LP ranges of aᵀx over the window (cvxpy + HiGHS) on random hyperplanes of a BN layer",
+          ("C4", "C4-holder"), ("C4-neg",),
+          "core criterion vs LP/conic ranges of aᵀx over the box (HiGHS) and the ℓ2 ball (Clarabel) on random "
+          "hyperplanes of BN layers; sympy derives the box maximum coordinate-wise and the ℓp form by Hölder",
           "the mutated criterion with ‖a‖₂ in place of ‖a‖₁ disagrees with the LP",
-          ("tests/test_windows.py", "tests/test_proofs.py", "tests/test_reproduce.py")),
+          ("tests/test_windows.py", "tests/test_proofs.py", "tests/test_reproduce.py"),
+          "cpa_theory.reproduce.checks_window:check_c4", "the core's window criterion with ‖·‖₂"),
     Claim("C5", "centroid in the window: maximal hitting",
           "single breakpoint, β = t, γ ≠ 0, w ≠ 0, x̄ ∈ int W ⇒ h_BN = n; generic normals ⇒ N_BN = "
           "2 Σ_{k<d} C(n−1, k) (O3).",
           ("single-breakpoint activation", "β = t", "x̄ ∈ int W (certified)", "generic normals (certified)"),
           (), (),
           "certificates (x̄ ∈ int W exactly, every d-subset of normals of full rank exactly), then exact "
-          "certified counts N_BN = O3 and h_BN = n",
+          "certified counts N_BN = O3 and textbook h_BN = n; O1 counts distinct hyperplanes (w, 2w, −w: N = 2)",
           "windows outside the hypothesis (x̄ ∉ W, or β ≠ t): the same check finds N_BN ≠ O3",
-          ("tests/test_regions.py", "tests/test_sweep.py", "tests/test_reproduce.py")),
+          ("tests/test_regions.py", "tests/test_sweep.py", "tests/test_reproduce.py"),
+          "cpa_theory.reproduce.checks_refinement:check_c5", "O3 off by one (closed_forms.o3)"),
     Claim("C6", "expected refinement (sufficient condition)",
           "E[h_plain] ≤ Σ q_i, E[N_plain] ≤ Σ_{k≤d} e_k(q), q_i = min(1, 2r‖w_i‖₁ p_i); where "
           "Σ e_k(q) ≤ O3, E[N_plain] ≤ N_BN.",
           ("independent raw biases with densities ≤ p_i", "C5's hypotheses for the N_BN side"),
           (), (),
-          "2r‖w‖₁ certified by LP ranges; Monte Carlo over biases with exact counts: E[N_plain] (95 % CI) ≤ "
-          "bound ≤ N_BN",
-          "the mutated bound q_i = r‖w_i‖₁ p_i (factor 2 dropped) is violated by the Monte Carlo mean",
-          ("tests/test_sweep.py", "tests/test_reproduce.py")),
+          "exact Gaussian E[h_plain] (closed form, confirmed by Monte Carlo) ≤ Σq on instances where the bound is "
+          "within a few % of it; E[N_plain] by exact counts (t interval) ≤ Σ e_k(q) and ≤ N_BN where Σ e_k(q) is "
+          "just below O3",
+          "a bound 5 % too small is refuted by the exact E[h_plain]",
+          ("tests/test_sweep.py", "tests/test_closed_forms.py", "tests/test_reproduce.py"),
+          "cpa_theory.reproduce.checks_refinement:check_c6", "the C6 bound 5 % too small (closed_forms.c6_q)"),
     Claim("C7", "where refinement fails: the phase diagram",
           "far from the centroid BN's hyperplanes miss the window; there is a crossover distance beyond which "
-          "the network without BN refines more; ℓ2 ball at distance D > r: P(hit) = I_{(r/D)²}(1/2, (d−1)/2).",
+          "the network without BN refines more — by hits h and by regions N, which can disagree; ℓ2 ball at "
+          "distance D > r: P(hit) = I_{(r/D)²}(1/2, (d−1)/2), 1 for D ≤ r.",
           ("w uniform in direction, β = 0 for the closed form",),
           (), (),
-          "phase diagram over distance × bias scale (× radius × batch size): Monte Carlo hits with CIs, exact "
-          "counts on a slice; closed form vs Monte Carlo",
-          "the mutated closed form I_{(r/D)²}(1/2, d/2) is rejected by the Monte Carlo; 'BN always refines "
-          "more' is refuted by the far points (negative control of C5/C6)",
-          ("tests/test_sweep.py", "tests/test_reproduce.py")),
+          "phase diagrams for h and N (3 settings; N by Euler counts over every network, certified network by "
+          "network by the exact counter), Holm-corrected cell verdicts, "
+          "crossover D*_h and D*_N with bootstrap CIs; D*_h and every cell against the d = 2 box closed forms; "
+          "sweep hits against textbook corner tests; the N-vs-h disagreement at the centroid",
+          "the mutated closed form I_{(r/D)²}(1/2, d/2) is rejected; 'BN always refines more' (h), 'BN refines "
+          "more at the centroid, hence by N' and 'D* does not depend on the direction' are refuted",
+          ("tests/test_sweep.py", "tests/test_closed_forms.py", "tests/test_reproduce.py"),
+          "cpa_theory.reproduce.checks_refinement:check_c7", "the sweep kernel with the ℓ2 dual norm"),
     Claim("C8", "general CPA activations",
           "K breakpoints give K parallel hyperplanes at τ_k = (t_k − β)/γ spaced s(t_{k+1} − t_k)/(|γ|‖w‖₂); "
           "each obeys C4; C5–C7 carry over with K per neuron.",
           ("continuous piecewise-affine φ", "γ ≠ 0"),
           ("C8",), ("C8-neg", "C8-neg-scale"),
-          "hard-tanh, leaky ReLU, a spline: spacing formula vs the computed hyperplanes; exact counts in d = 1 "
-          "equal 1 + hits (O4); Monte Carlo E[h_plain] ≤ Σ K·q_i",
+          "spacing MEASURED by locating ẑ = t_k along w (textbook forward passes + brentq) vs the formula and the "
+          "core's hyperplanes; exact d = 1 counts = 1 + measured breakpoints (O4); exact E[h_plain] ≤ Σ K·q_i",
           "the mutated spacing with γ in place of |γ| (or ‖w‖₁ for ‖w‖₂) does not match",
-          ("tests/test_activations.py", "tests/test_proofs.py", "tests/test_reproduce.py")),
+          ("tests/test_activations.py", "tests/test_proofs.py", "tests/test_reproduce.py"),
+          "cpa_theory.reproduce.checks_window:check_c8", "τ without /γ in the core's offset formula"),
     Claim("C9", "transfer inside parent regions (depth)",
           "on a parent region P (h = A_P x + c_P) a layer-ℓ switching set has normal A_Pᵀw; for W ⊆ P it meets W "
-          "iff |wᵀ(A_P x0 + c_P − h̄) − sτ| ≤ r‖A_Pᵀw‖₁; the reference passes through the pull-back x*_P.",
-          ("W ⊆ P (certified)", "A_P injective, h̄ − c_P ∈ range A_P for the pull-back"),
-          ("C9",), ("C9-neg", "C9-neg-range"),
-          "deep networks: W ⊆ P certified, A_P injective certified; deep hitting numbers (JAX) = exact counter; "
-          "C5 inside P: N = O3 at the pull-back x*_P",
-          "the mutated layer anchor h(x̄) in place of the batch mean h̄ mispredicts the exact counts",
-          ("tests/test_network.py", "tests/test_sweep.py", "tests/test_proofs.py", "tests/test_reproduce.py")),
+          "iff |wᵀ(A_P x0 + c_P − h̄) − sτ| ≤ r‖A_Pᵀw‖₁; in general it is a translate through the least-squares "
+          "pull-back x*_P at offset τ + δ_w, δ_w = wᵀy⊥/s (exact transfer iff δ_w = 0).",
+          ("W ⊆ P (certified)", "general case: least-squares pull-back x*_P, effective offset τ + δ_w",
+           "exact transfer (δ_w = 0) only where h̄ − c_P ∈ range A_P is certified"),
+          ("C9", "C9-general"), ("C9-neg", "C9-neg-range"),
+          "width-8 deep networks, W ⊆ P certified: general criterion = textbook corner hits = core deep hits; exact "
+          "counts = Euler count of the general-case lines; δ_w distribution on random and trained networks; exact "
+          "transfer (N = O3 at x*_P) only on square first layers where it is certified",
+          "'transfer is exact' on wide layers is refuted (δ_w ≠ 0); dropping δ_w mispredicts the hits",
+          ("tests/test_network.py", "tests/test_sweep.py", "tests/test_proofs.py", "tests/test_reproduce.py"),
+          "cpa_theory.reproduce.checks_depth:check_c9", "the pull-back with Aᵀ in place of A's pseudo-inverse"),
 )
 
 _BY_ID = {c.id: c for c in CLAIMS}
@@ -134,12 +148,13 @@ def select(ids=None) -> list[Claim]:
 
 def markdown_table() -> str:
     """The README's claim table."""
-    rows = ["| claim | statement | proof (sympy) | numeric evidence | negative control |",
-            "|---|---|---|---|---|"]
+    rows = ["| claim | statement | proof (sympy) | numeric evidence | negative control | mutation that fails it |",
+            "|---|---|---|---|---|---|"]
     for c in CLAIMS:
         proof = ", ".join(c.proofs) + (f"; refuted: {', '.join(c.negative_proofs)}" if c.negative_proofs else "") \
             if c.proofs else "—"
-        rows.append(f"| **{c.id}** {c.title} | {c.statement} | {proof} | {c.evidence} | {c.negative_control} |")
+        cells = [f"**{c.id}** {c.title}", c.statement, proof, c.evidence, c.negative_control, c.mutation]
+        rows.append("| " + " | ".join(x.replace("|", "\\|") for x in cells) + " |")  # |x| must not end a cell
     return "\n".join(rows) + "\n"
 
 

@@ -8,8 +8,11 @@ reproducible from (seed, grid index, network index) and identical on any number 
   1-output identity layer. BN (train mode) sits on every hidden layer of the BN network; the plain network
   has the same weights and biases and no BN.
 * **Batches** (:func:`draw_batch`): Gaussian clusters at chosen offsets, or points of scikit-learn's bundled
-  datasets (``moons``, ``digits``, standardised once), sampled without replacement.
-* **Windows** (:func:`draw_windows`): at the centroid, at a distance D from it (uniform direction), at every
+  datasets (``moons``, ``digits``, standardised once), sampled without replacement; ``batch_centroid="origin"``
+  recentres the drawn batch so that x̄ = 0 (the no-BN biases are centred at the origin, so this separates
+  the window's distance from the centroid from its distance from the origin).
+* **Windows** (:func:`draw_windows`): at the centroid, at a distance D from it (``window_direction``: a uniformly
+  random direction per network, or one fixed direction u — an ℓ∞ box is not rotation invariant), at every
   batch point, at held-out points (fresh draws of the same source, or dataset points outside the batch),
   or on a regular grid spanning the batch's bounding box.
 
@@ -103,8 +106,25 @@ class EnsembleSpec:
     windows: str = "distance"
     heldout: int = 8
     grid_size: int = 5
+    window_direction: object = "random"  # "random" (uniform) or a fixed (d,) direction [u_1, …, u_d]
+    batch_centroid: str = "random"  # "random" (as drawn) or "origin" (the drawn batch recentred exactly)
 
     def __post_init__(self):
+        if self.batch_centroid not in ("random", "origin"):
+            raise CPAInputError(f"batch_centroid {self.batch_centroid!r}: use 'random' (the drawn batch) or "
+                                "'origin' (the drawn batch recentred so that its centroid is the origin).")
+        if self.batch_centroid == "origin" and self.batch_offset != 0:
+            raise CPAInputError("batch_centroid 'origin' recentres the batch, so batch_offset must be 0.")
+        if not (isinstance(self.window_direction, str) and self.window_direction == "random"):
+            try:
+                u = np.asarray(self.window_direction, np.float64)
+            except (TypeError, ValueError):
+                u = np.zeros(0)
+            if isinstance(self.window_direction, str) or u.shape != (self.d,) or not np.all(np.isfinite(u)) \
+                    or not np.any(u != 0):
+                raise CPAInputError(f"window_direction {self.window_direction!r}: use 'random' or a list of "
+                                    f"{self.d} finite numbers, not all 0 (e.g. [1, 0] for the first axis).")
+            object.__setattr__(self, "window_direction", tuple(float(v) for v in u))
         if self.batch_source not in BATCH_SOURCES:
             raise CPAInputError(f"batch_source {self.batch_source!r}: use one of {list(BATCH_SOURCES)}.")
         if self.batch_source in _DATASET_DIM and self.d != _DATASET_DIM[self.batch_source]:
@@ -185,7 +205,10 @@ def draw_windows(key, spec: EnsembleSpec, batch, heldout, distance, dtype):
     if spec.windows == "centroid":
         return xbar[None]
     if spec.windows == "distance":
-        u = jax.random.normal(key, (spec.d,), dtype)
+        if spec.window_direction == "random":
+            u = jax.random.normal(key, (spec.d,), dtype)
+        else:
+            u = jnp.asarray(spec.window_direction, dtype)
         return (xbar + distance * u / jnp.linalg.norm(u))[None]
     if spec.windows == "batch":
         return batch
@@ -214,6 +237,9 @@ def draw_network(key, spec: EnsembleSpec, B: int, bias_scale, distance, dtype):
     extra = spec.heldout if spec.windows == "heldout" else 0
     points = draw_batch(k_batch, spec, B, dtype, extra)
     batch, held = points[:B], points[B:]
+    if spec.batch_centroid == "origin":  # exact recentring of the drawn batch (held-out points move with it)
+        shift = batch.mean(axis=0)
+        batch, held = batch - shift, held - shift
     centers = draw_windows(k_win, spec, batch, held, distance, dtype)
     return {"W": Ws, "b": bs, "gamma": gs, "beta": betas, "batch": batch, "centers": centers}
 
@@ -240,8 +266,9 @@ def sample_draws(keys, spec: EnsembleSpec, B: int, bias_scale: float, distance: 
     import jax
     import jax.numpy as jnp
 
-    if not jax.config.jax_enable_x64:
-        jax.config.update("jax_enable_x64", True)
+    from .kernels import ensure_x64
+
+    ensure_x64()
     cache = (repr(spec), int(B))
     if cache not in _SAMPLERS:
         _SAMPLERS[cache] = jax.jit(jax.vmap(lambda k, sb, dist: draw_network(k, spec, B, sb, dist, jnp.float64),

@@ -11,10 +11,13 @@ core's C4 criterion (``cpa_theory.windows``) at every window of the draw:
     h_BN    = #{(i, k) : |w_iᵀ(x0 − x̄) − s_i τ_ik| < r‖w_i‖₁},   τ_ik = (t_k − β_i)/γ_i
     h_plain = #{(i, k) : |w_iᵀx0 + b_i − t_k|      < r‖w_i‖₁}
 
-Each network contributes the mean over its windows; rows report means over networks with 95 % confidence
-intervals (normal approximation, networks are the independent units), the C6 bounds Σ_i K·q_i on E[h_plain]
-and Σ_{k≤d} e_k(K·q) on E[N_plain] (one hidden layer), and for D > r the exact ℓ2-ball probability
-I_{(r/D)²}(1/2, (d−1)/2) of C7. With ``count_networks > 0`` the first that many networks of every point are
+Each network contributes the mean over its windows; rows report means over networks with Student-t 95 %
+confidence intervals and t-test p-values (networks are the independent units; ``numerics.stats``), the
+per-network values (for the crossover bootstrap), and the C6 bounds Σ_i K·q_i on E[h_plain] and
+Σ_{k≤d} e_k(K·q) on E[N_plain] (one hidden layer; ``cpa_theory.closed_forms``). Every distance of a
+(B, σ_b, r) slice uses the same networks (common random numbers), and ``run_sweep`` adds to each row of a
+slice its ``crossover``: D*_h (and D*_N with counts) with a bootstrap CI over networks.
+With ``count_networks > 0`` the first that many networks of every point are
 also counted exactly (certified regions, ``cpa_theory.regions``; always float64) at every window, BN and
 plain, giving E[N_BN] and E[N_plain] with confidence intervals.
 
@@ -39,19 +42,22 @@ from pathlib import Path
 
 import numpy as np
 
+from cpa_theory import closed_forms as cf
 from cpa_theory.bn import BatchNorm, bn_scale, offset_formula
 from cpa_theory.errors import CPAInputError, CPAInternalError
 from cpa_theory.outputs import write_output
 from cpa_theory.rundir import claim_run_dir
-from cpa_theory.windows import Window, dual_norm, hyperplane_residual, window_slack
+from cpa_theory.windows import Window
 
 from .ensembles import Distribution, EnsembleSpec, draw_network, sample_draws, to_networks
+from .kernels import TRACE_COUNT, ensure_x64, euler_regions_2d, window_hits_dense
+from .stats import attach_crossovers, mean_ci95, t_test_p
 
-__all__ = ["SweepConfig", "validate_config", "grid_points", "run_point", "run_sweep", "l2_ball_hit_probability",
-           "mean_ci95"]
+__all__ = ["SweepConfig", "validate_config", "grid_points", "run_point", "run_sweep", "mean_ci95"]
 
 _ENSEMBLE_FIELDS = ("d", "widths", "activation", "weight_scale", "gamma", "beta", "eps", "batch_source",
-                    "batch_offset", "batch_clusters", "batch_separation", "windows", "heldout", "grid_size")
+                    "batch_offset", "batch_clusters", "batch_separation", "windows", "heldout", "grid_size",
+                    "window_direction", "batch_centroid")
 
 
 @dataclass(frozen=True)
@@ -77,6 +83,8 @@ class SweepConfig:
     windows: str = "distance"
     heldout: int = 8
     grid_size: int = 5
+    window_direction: object = "random"
+    batch_centroid: str = "random"
     count_networks: int = 0
 
     @classmethod
@@ -161,7 +169,7 @@ def validate_config(cfg: SweepConfig) -> None:
                 verdict = check(v)
             except CPAInputError as exc:
                 raise type(exc)(f"sweep setting {name!r}: {exc}") from None
-            if verdict is not True:
+            if isinstance(verdict, str):  # a check returns True (numpy bools too) or the reason
                 raise CPAInputError(f"sweep setting {name!r}: {v!r} {verdict}.")
     for name, whole in _SCALARS.items():
         v = getattr(cfg, name)
@@ -177,43 +185,24 @@ def validate_config(cfg: SweepConfig) -> None:
 
 
 def grid_points(cfg: SweepConfig) -> list[dict]:
-    """The grid in a fixed order; windows not placed by distance have no distance axis (``distance: None``)."""
+    """The grid in a fixed order; windows not placed by distance have no distance axis (``distance: None``).
+
+    ``slice`` numbers the (B, σ_b, r) combinations: every distance of a slice draws the SAME networks, batches
+    and window directions (common random numbers), so E[BN] − E[plain] along D is a per-network curve and the
+    crossover distance D* has a bootstrap over networks (``numerics.stats.crossover``)."""
     distances = cfg.distances if cfg.windows == "distance" else (None,)
-    return [{"index": i, "batch_size": B, "bias_scale": sb, "radius": r, "distance": D}
-            for i, (B, sb, r, D) in enumerate(itertools.product(cfg.batch_sizes, cfg.bias_scales, cfg.radii,
-                                                                 distances))]
-
-
-def l2_ball_hit_probability(r: float, D: float, d: int) -> float:
-    """C7: P(a hyperplane through x̄ with uniform normal meets the ℓ2 ball of radius r at distance D > r)."""
-    from scipy.special import betainc
-
-    if d == 1:
-        return 0.0
-    return float(betainc(0.5, (d - 1) / 2.0, (r / D) ** 2))
-
-
-def mean_ci95(x) -> tuple[float, list[float]]:
-    """Mean and a normal-approximation 95 % confidence interval of independent samples."""
-    x = np.asarray(x, np.float64)
-    mean = float(x.mean())
-    half = 1.96 * float(x.std(ddof=1)) / math.sqrt(len(x)) if len(x) > 1 else float("inf")
-    return mean, [mean - half, mean + half]
-
-
-def _elementary_symmetric(q, order: int):
-    """e_0 … e_order of the entries of q (jnp), by the product Π(1 + q_i t) truncated at t^order."""
-    import jax
-    import jax.numpy as jnp
-
-    def step(e, qi):
-        return e.at[1:].add(qi * e[:-1]), None
-
-    e0 = jnp.zeros(order + 1, q.dtype).at[0].set(1.0)
-    return jax.lax.scan(step, e0, q)[0]
+    out = []
+    for i, (B, sb, r, D) in enumerate(itertools.product(cfg.batch_sizes, cfg.bias_scales, cfg.radii, distances)):
+        out.append({"index": i, "slice": i // len(distances), "batch_size": B, "bias_scale": sb, "radius": r,
+                    "distance": D})
+    return out
 
 
 def _one_network(key, spec: EnsembleSpec, B, sigma_b, r, D, dtype):
+    """One network of a grid point: (h_BN, h_plain, Σ K·q_i, Σ_{k≤d} e_k(K·q), distance of the window from x̄).
+
+    Hits are THE C4 kernel (``numerics.kernels.window_hits_dense``), averaged over the draw's windows; the
+    C6 bounds come from ``cpa_theory.closed_forms``."""
     import jax.numpy as jnp
 
     draw = draw_network(key, spec, B, sigma_b, D, dtype)
@@ -225,31 +214,51 @@ def _one_network(key, spec: EnsembleSpec, B, sigma_b, r, D, dtype):
     # τ = (t − β)/γ (the core's formula); a γ = 0 neuron is constant (no switching set): offset +inf never cuts
     tau = jnp.where(g[:, None] != 0, offset_formula(t[None, :], beta[:, None], jnp.where(g == 0, 1.0, g)[:, None]),
                     jnp.inf)
-    norms = dual_norm(W, np.inf, xp=jnp)[None, :, None]
-    slack_bn = window_slack(norms, hyperplane_residual(W, xbar, s[:, None] * tau, X, xp=jnp), r, xp=jnp)
-    slack_plain = window_slack(norms, hyperplane_residual(W, jnp.zeros_like(xbar), t[None, :] - b[:, None], X,
-                                                          xp=jnp), r, xp=jnp)
-    h_bn = jnp.mean(jnp.sum(slack_bn > 0, axis=(1, 2)))
-    h_plain = jnp.mean(jnp.sum(slack_plain > 0, axis=(1, 2)))
+    h_bn = jnp.mean(window_hits_dense(W, xbar, s[:, None] * tau, X, r, xp=jnp))
+    h_plain = jnp.mean(window_hits_dense(W, jnp.zeros_like(xbar), t[None, :] - b[:, None], X, r, xp=jnp))
     density = 1.0 / (jnp.maximum(sigma_b, jnp.finfo(dtype).tiny) * jnp.sqrt(2.0 * jnp.pi))
-    q = len(spec.breakpoints) * jnp.where(sigma_b > 0, jnp.minimum(1.0, 2.0 * r * norms[0, :, 0] * density), 1.0)
-    e = _elementary_symmetric(q, spec.d)
+    K = len(spec.breakpoints)
+    q = jnp.where(sigma_b > 0, cf.c6_q(jnp.sum(jnp.abs(W), axis=1), r, density, K, xp=jnp), float(K))
     dist = jnp.mean(jnp.linalg.norm(X - xbar, axis=1))
-    return h_bn, h_plain, jnp.sum(q), jnp.sum(e), dist
+    if _euler_applies(spec):  # d = 2, one hidden layer, one breakpoint: E[N] for every network by Euler's formula
+        off = (s[:, None] * tau)[:, 0]
+        live = jnp.isfinite(off)
+        n_bn = jnp.mean(euler_regions_2d(jnp.where(live[:, None], W, 0.0), jnp.where(live, W @ xbar + off, 1.0),
+                                         (xbar, live & (off == 0)), X, r, xp=jnp))
+        n_plain = jnp.mean(euler_regions_2d(W, t[0] - b, (xbar, jnp.zeros(W.shape[0], bool)), X, r, xp=jnp))
+    else:
+        n_bn = n_plain = jnp.asarray(jnp.nan, dtype)
+    return h_bn, h_plain, cf.c6_bound_h(q, xp=jnp), cf.c6_bound_n(q, spec.d, xp=jnp), dist, n_bn, n_plain
+
+
+def _euler_applies(spec: EnsembleSpec) -> bool:
+    return spec.d == 2 and len(spec.widths) == 1 and len(spec.breakpoints) == 1
 
 
 _KERNELS: dict = {}
 
 
 def _point_kernel(spec: EnsembleSpec, B, dtype):
-    """The jitted, vmapped kernel for one (ensemble, B, dtype): compiled once, reused for every (σ_b, r, D)."""
+    """The jitted, vmapped kernel for one (ensemble, B, dtype): compiled once, reused for every (σ_b, r, D)
+    (``TRACE_COUNT["sweep_point"]`` counts its traces; tests assert it does not recompile)."""
     import jax
 
     key = (repr(spec), B, dtype)  # repr: the activation may be a (unhashable) spline dict
+
+    def one(k, sb, r, D):
+        return _one_network(k, spec, B, sb, r, D, dtype)
+
+    def traced(keys, sb, r, D):
+        TRACE_COUNT["sweep_point"] += 1  # Python side effect: runs once per trace
+        return jax.vmap(one, in_axes=(0, None, None, None))(keys, sb, r, D)
+
     if key not in _KERNELS:
-        one = lambda k, sb, r, D: _one_network(k, spec, B, sb, r, D, dtype)  # noqa: E731
-        _KERNELS[key] = jax.jit(jax.vmap(one, in_axes=(0, None, None, None)))
+        _KERNELS[key] = jax.jit(traced)
     return _KERNELS[key]
+
+
+def _samples(x) -> list:
+    return [round(float(v), 6) for v in x]
 
 
 def _count_point(cfg: SweepConfig, keys, point: dict, client=None) -> dict:
@@ -275,7 +284,7 @@ def _count_point(cfg: SweepConfig, keys, point: dict, client=None) -> dict:
     for j in range(cfg.count_networks):
         c_bn, c_pl = counts[2 * j], counts[2 * j + 1]
         if not all(c["certified"] for c in c_bn + c_pl):
-            raise RuntimeError(f"uncertified count at grid point {point['index']}, network {j}")
+            raise CPAInternalError(f"uncertified count at grid point {point['index']}, network {j}")
         n_bn.append(np.mean([c["regions"] for c in c_bn]))
         n_plain.append(np.mean([c["regions"] for c in c_pl]))
         lin_bn.append(np.mean([c["linear_regions"] for c in c_bn]))
@@ -283,8 +292,11 @@ def _count_point(cfg: SweepConfig, keys, point: dict, client=None) -> dict:
     row = {"counted_networks": cfg.count_networks}
     for name, x in (("n_bn", n_bn), ("n_plain", n_plain), ("n_lin_bn", lin_bn), ("n_lin_plain", lin_plain)):
         row[f"{name}_mean"], row[f"{name}_ci95"] = mean_ci95(x)
-    row["n_bn_minus_plain_mean"], row["n_bn_minus_plain_ci95"] = mean_ci95(np.asarray(n_bn) - np.asarray(n_plain))
-    row["p_n_bn_ge_plain"] = float(np.mean(np.asarray(n_bn) >= np.asarray(n_plain)))
+    diff = np.asarray(n_bn) - np.asarray(n_plain)
+    row["n_bn_minus_plain_mean"], row["n_bn_minus_plain_ci95"] = mean_ci95(diff)
+    row["n_bn_minus_plain_p"] = t_test_p(diff)
+    row["p_n_bn_ge_plain"] = float(np.mean(diff >= 0))
+    row["n_bn_samples"], row["n_plain_samples"] = _samples(n_bn), _samples(n_plain)
     return row
 
 
@@ -312,18 +324,23 @@ def _to_host(x) -> np.ndarray:
 
 def run_point(cfg: SweepConfig, point: dict, devices=None, client=None) -> dict:
     """All networks of one grid point, the network axis sharded over ``devices`` (default: all, of every JAX
-    process); the exact counts (``count_networks``) on the Dask cluster of ``client`` when given."""
+    process); the exact counts (``count_networks``) on the Dask cluster of ``client`` when given.
+
+    Confidence intervals are Student-t (``numerics.stats.mean_ci95``); ``*_p`` is the two-sided t-test
+    p-value of "no difference" (Holm-adjust a family of them with ``numerics.stats.holm``); the per-network
+    values are kept (``*_samples``) for the crossover bootstrap."""
     import jax
     import jax.numpy as jnp
     from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
     dtype = jnp.float64 if cfg.dtype == "float64" else jnp.float32
-    if (dtype == jnp.float64 or cfg.count_networks) and not jax.config.jax_enable_x64:
-        jax.config.update("jax_enable_x64", True)
+    if dtype == jnp.float64 or cfg.count_networks:
+        ensure_x64()
     devices = list(jax.devices()) if devices is None else list(devices)
     n_dev = len(devices)
     total = math.ceil(cfg.networks / n_dev) * n_dev  # pad to a multiple of the device count
-    key = jax.random.fold_in(jax.random.key(cfg.seed), point["index"])
+    # common random numbers: the key depends on the (B, σ_b, r) slice, not on the distance
+    key = jax.random.fold_in(jax.random.key(cfg.seed), point.get("slice", point["index"]))
     keys = jax.random.split(key, total)
     mesh = Mesh(np.array(devices), ("nets",))
     sharded = _global_keys(keys, NamedSharding(mesh, PartitionSpec("nets")))
@@ -331,23 +348,31 @@ def run_point(cfg: SweepConfig, point: dict, devices=None, client=None) -> dict:
     fn = _point_kernel(spec, point["batch_size"], dtype)
     D = 0.0 if point["distance"] is None else point["distance"]
     args = (jnp.asarray(point["bias_scale"], dtype), jnp.asarray(point["radius"], dtype), jnp.asarray(D, dtype))
-    h_bn, h_plain, q, e, dist = (_to_host(v)[: cfg.networks].astype(np.float64) for v in fn(sharded, *args))
+    h_bn, h_plain, q, e, dist, nb, npl = (_to_host(v)[: cfg.networks].astype(np.float64)
+                                          for v in fn(sharded, *args))
 
     row = dict(point)
     row["seed"] = cfg.seed
     row["config_hash"] = cfg.digest()
     for name, x in (("h_bn", h_bn), ("h_plain", h_plain), ("bn_minus_plain", h_bn - h_plain)):
         row[f"{name}_mean"], row[f"{name}_ci95"] = mean_ci95(x)
+    row["bn_minus_plain_p"] = t_test_p(h_bn - h_plain)
     row["c6_bound_h_plain"] = float(q.mean())
     row["c6_bound_n_plain"] = float(e.mean()) if len(spec.widths) == 1 else None
     row["p_bn_refines_more"] = float(np.mean(h_bn > h_plain))
     row["mean_distance_to_centroid"] = float(dist.mean())
-    r = point["radius"]
-    row["l2_ball_exact_p"] = (l2_ball_hit_probability(r, D, cfg.d)
-                              if cfg.windows == "distance" and D > r else None)
+    row["window_direction"] = spec.window_direction if isinstance(spec.window_direction, str) \
+        else list(spec.window_direction)
+    row["batch_centroid"] = spec.batch_centroid
     row["networks"] = cfg.networks
     row["widths"] = list(spec.widths)
     row["breakpoints_per_neuron"] = len(spec.breakpoints)
+    row["h_bn_samples"], row["h_plain_samples"] = _samples(h_bn), _samples(h_plain)
+    if _euler_applies(spec):  # E[N] over all networks (Euler's formula, generic lines; certified on the counted)
+        for name, x in (("n_euler_bn", nb), ("n_euler_plain", npl), ("n_euler_bn_minus_plain", nb - npl)):
+            row[f"{name}_mean"], row[f"{name}_ci95"] = mean_ci95(x)
+        row["n_euler_bn_minus_plain_p"] = t_test_p(nb - npl)
+        row["n_euler_bn_samples"], row["n_euler_plain_samples"] = _samples(nb), _samples(npl)
     if cfg.count_networks:
         row.update(_count_point(cfg, keys, point, client=client))
     return row
@@ -477,6 +502,7 @@ def _sweep_into(run, cfg: SweepConfig, out: Path, progress: bool, devices, clien
         write_output(chunks / f"{p['index']:06d}.json", _json_line(row, f"grid point {p['index']}"))
         rows[p["index"]] = row
     rows = [rows[p["index"]] for p in points]
+    rows = attach_crossovers(rows)  # D*_h and D*_N with bootstrap CIs per slice (needs the distance axis)
     write_output(out / "results.jsonl", "".join(_json_line(r, "a result row") for r in rows))
     return _share_rows(rows)
 

@@ -82,7 +82,38 @@ def _c9_neg():
     return Derivation(steps, {"x*_1 - x*_2": goal}, {})
 
 
+xs = sp.MatrixSymbol("xstar", dd, 1)  # least-squares pull-back
+yp = sp.MatrixSymbol("yperp", m, 1)  # residual of the pull-back
+s_, tau_ = sp.Symbol("s", positive=True), sp.Symbol("tau", real=True)
+
+
+def _c9_general():
+    """General case: h̄ − c = A x* + y⊥ (least squares: Aᵀy⊥ = 0), no range assumption."""
+    decomposition = {hbar: A * xs + yp + c}
+    lhs = (wv.T * (A * xv + c - hbar) - sp.Matrix([[s_ * tau_]])).subs(decomposition)
+    delta = (wv.T * yp) / s_
+    rhs = (wv.T * A * (xv - xs)) - sp.Matrix([[s_]]) * (sp.Matrix([[tau_]]) + delta)
+    y_lsq = hbar - c - A * pullback  # the residual of the least-squares pull-back x* = (AᵀA)⁻¹Aᵀ(h̄ − c)
+    goals = {
+        "switching set: w.(A x + c - hbar) - s tau = w.A(x - x*) - s(tau + delta_w)": lhs - rhs,
+        "normal equations: A^T (hbar - c - A x*_lsq) = 0": A.T * y_lsq,
+        "range case: y_perp = 0 when hbar = A y + c": y_lsq.subs(in_range),
+    }
+    steps = [Step("least squares: x* = (AᵀA)⁻¹Aᵀ(h̄ − c), y⊥ = h̄ − c − A x*; normal equations Aᵀy⊥ = 0", pullback),
+             Step("substitute h̄ = A x* + y⊥ + c into the switching set wᵀ(A x + c − h̄) = sτ"),
+             Step("⇒ wᵀA(x − x*) = s(τ + δ_w), δ_w = wᵀy⊥/s: a translate of the hyperplane through x* at the "
+                  "effective standardised offset τ + δ_w", delta),
+             Step("exact transfer iff δ_w = 0 for every neuron, e.g. y⊥ = 0 (h̄ − c ∈ range A)"),
+             Step("C4 inside P with the effective offset: |(Aᵀw)ᵀ(x0 − x*) − s(τ + δ_w)| ≤ r‖Aᵀw‖₁, the same as "
+                  "|wᵀ(A x0 + c − h̄) − sτ| ≤ r‖Aᵀw‖₁")]
+    return Derivation(steps, goals, {m: (2, 3), dd: (1, 2)})
+
+
 OBLIGATIONS = [
+    Obligation("C9-general", "general case (no range assumption): on P the layer switching set is "
+               "w.A_P(x - x*_P) = s(tau + delta_w) with the least-squares pull-back x*_P and the transfer defect "
+               "delta_w = w.y_perp/s; exact transfer iff delta_w = 0",
+               ("A_P injective (A^T A invertible)", "s > 0", "gamma != 0"), _c9_general, family="depth"),
     Obligation("C9", "inside a parent region P with h = A_P x + c_P: normal A_P^T w, the layer's raw bias cancels, "
                "and for injective A_P with hbar - c_P in range(A_P) the reference hyperplane passes through the "
                "unique pull-back x*_P; C4 holds with w -> A_P^T w",

@@ -106,3 +106,16 @@ def test_sweep_counted_regions_match_hits_on_a_single_layer():
         row = run_point(cfg, p)
         assert row["n_bn_mean"] == pytest.approx(1 + row["h_bn_mean"])
         assert row["n_plain_mean"] == pytest.approx(1 + row["h_plain_mean"])
+
+
+def test_fixed_window_direction_and_origin_centroid():
+    spec = EnsembleSpec(d=3, widths=(4,), window_direction=(0.0, 2.0, 0.0), batch_centroid="origin",
+                        batch_offset=0.0)
+    draw = draw_network(KEY, spec, 8, 0.5, 1.5, jnp.float64)
+    xbar = np.asarray(draw["batch"]).mean(0)
+    assert np.max(np.abs(xbar)) < 1e-14  # the drawn batch recentred: x̄ = 0 up to rounding
+    np.testing.assert_allclose(np.asarray(draw["centers"][0]) - xbar, [0.0, 1.5, 0.0], atol=1e-14)
+    free = draw_network(KEY, EnsembleSpec(d=3, widths=(4,)), 8, 0.5, 1.5, jnp.float64)
+    assert np.max(np.abs(np.asarray(free["batch"]).mean(0))) > 1e-3  # the default keeps the random centroid
+    with pytest.raises(CPAInputError):
+        EnsembleSpec(d=3, window_direction=(1.0, 0.0))

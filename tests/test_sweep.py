@@ -16,7 +16,9 @@ from cpa_theory import BatchNorm, Layer, Network, hardtanh, switching_hyperplane
 from cpa_theory.tolerances import FLOAT32_DECISION_RTOL
 from cpa_theory.windows import dual_norm, hyperplane_residual, window_slack
 from numerics.kernels import TRACE_COUNT, deep_hit_counts, hit_counts, normalize_hyperplanes
-from numerics.sweep import SweepConfig, l2_ball_hit_probability, run_point, run_sweep
+from cpa_theory.closed_forms import box_bn_hit_probability_2d, box_plain_hit_probability_2d, l2_ball_hit_probability
+from cpa_theory.errors import CPAInputError
+from numerics.sweep import SweepConfig, grid_points, run_point, run_sweep
 
 from helpers import random_bn_net
 
@@ -80,11 +82,59 @@ def test_sweep_deep_kernel_matches_pullback_criterion(rng):
 
 def test_sweep_C5_window_at_centroid_is_hit_by_every_neuron_and_C6_bound_holds():
     cfg = SweepConfig(seed=1, d=3, widths=(32,), networks=64, distances=(0.0, 3.0), bias_scales=(0.5,))
-    rows = [run_point(cfg, p) for p in __import__("numerics.sweep", fromlist=["grid_points"]).grid_points(cfg)]
+    rows = [run_point(cfg, p) for p in grid_points(cfg)]
     assert rows[0]["h_bn_mean"] == 32  # C5: every BN hyperplane passes through x̄ ∈ int W
     assert rows[0]["h_plain_mean"] <= rows[0]["c6_bound_h_plain"] + 1e-9
     # negative control (C7): far from the centroid BN no longer refines maximally
     assert rows[1]["h_bn_mean"] < 32
+
+
+def test_production_sweep_kernel_compiles_once_per_ensemble_and_batch_size():
+    cfg = SweepConfig(seed=4, d=2, widths=(8,), networks=16, distances=(0.0, 0.7), bias_scales=(0.2, 0.9),
+                      radii=(0.1, 0.3))
+    pts = grid_points(cfg)
+    run_point(cfg, pts[0])
+    before = TRACE_COUNT["sweep_point"]
+    for p in pts[1:]:  # other σ_b, r, D: the same compiled kernel
+        run_point(cfg, p)
+    assert TRACE_COUNT["sweep_point"] == before
+
+
+def test_sweep_axis_direction_and_origin_centroid_match_the_box_closed_forms():
+    # d = 2, ReLU, β = 0, window along e_1, centroid exactly at the origin: the THEORY C7 setting with closed forms
+    cfg = SweepConfig(seed=5, d=2, widths=(16,), networks=2000, distances=(0.0, 0.3, 0.6, 1.2), bias_scales=(0.3,),
+                      radii=(0.2,), window_direction=(1.0, 0.0), batch_centroid="origin")
+    rows = [run_point(cfg, p) for p in grid_points(cfg)]
+    for r in rows:
+        p_bn = box_bn_hit_probability_2d(0.2, r["distance"], "axis")
+        p_pl = box_plain_hit_probability_2d(0.2, r["distance"], 0.3, np.sqrt(1 / 2), "axis")
+        for key, p in (("h_bn", p_bn), ("h_plain", p_pl)):
+            se = np.sqrt(16 * p * (1 - p) / 2000) + 1e-12  # ≥ the sd of a mean of 16 (dependent) Bernoullis
+            assert abs(r[f"{key}_mean"] - 16 * p) < 5 * max(se, (r[f"{key}_ci95"][1] - r[f"{key}_ci95"][0]) / 3.92)
+        assert r["batch_centroid"] == "origin" and r["window_direction"] == [1.0, 0.0]
+    # the random-direction closed form differs at D = 0.6 (the box is not rotation invariant)
+    assert abs(box_bn_hit_probability_2d(0.2, 0.6, "random") - box_bn_hit_probability_2d(0.2, 0.6, "axis")) > 0.01
+
+
+def test_sweep_rows_carry_crossover_estimates(tmp_path):
+    cfg = SweepConfig(seed=6, d=2, widths=(16,), networks=256, distances=tuple(np.round(np.arange(0, 1.6, 0.1), 2)),
+                      bias_scales=(0.3,), radii=(0.2,), window_direction=(1.0, 0.0), batch_centroid="origin")
+    rows = run_sweep(cfg, tmp_path / "s")
+    cr = rows[0]["crossover"]["h"]
+    assert all(r["crossover"] is rows[0]["crossover"] or r["crossover"] == rows[0]["crossover"] for r in rows)
+    assert cr["D_star"] is not None and cr["ci95"][0] <= cr["D_star"] <= cr["ci95"][1]
+    from cpa_theory.closed_forms import box_crossover_2d
+
+    exact = box_crossover_2d(0.2, 0.3, np.sqrt(1 / 2), "axis")
+    assert cr["ci95"][0] - 0.01 <= exact <= cr["ci95"][1] + 0.01  # + linear interpolation bias on a 0.1 grid
+
+
+@pytest.mark.parametrize("bad", [{"window_direction": [1.0]}, {"window_direction": [0, 0]},
+                                 {"window_direction": "axis"}, {"batch_centroid": "mean"},
+                                 {"batch_centroid": "origin", "batch_offset": 3.0}])
+def test_sweep_setting_keys_are_validated(bad):
+    with pytest.raises(CPAInputError):
+        SweepConfig.from_dict({"d": 2, **bad})
 
 
 def test_sweep_l2_exact_formula_matches_monte_carlo():

@@ -29,10 +29,14 @@ def plot_training(rows, out) -> None:
         for mode, (colour, label) in _STYLE.items():
             rs = sorted((r for r in rows if r["dataset"] == ds and r["mode"] == mode), key=lambda r: r["step"])
             if rs:
-                ax.plot([r["step"] for r in rs], [r["D_r"] for r in rs], "o-", color=colour, label=label)
+                steps = [r["step"] for r in rs]
+                ax.plot(steps, [r["D_r"] for r in rs], "o-", color=colour, label=label)
+                if all("D_r_ci95" in r for r in rs):
+                    ax.fill_between(steps, [max(r["D_r_ci95"][0], 1.0) for r in rs], [r["D_r_ci95"][1] for r in rs],
+                                    color=colour, alpha=0.18, lw=0)
         radius = next(r["radius"] for r in rows if r["dataset"] == ds)
         ax.set_xlabel("training step")
-        ax.set_ylabel(f"D_r: mean exact region count, r = {radius:g}")
+        ax.set_ylabel(f"D_r: mean exact region count, r = {radius:g}\n(band: 95 % t interval over held-out points)")
         ax.set_title(f"{ds}: local region density at held-out points", fontsize=9)
         ax.legend(fontsize=7)
     save_figure(fig, out)
@@ -44,9 +48,18 @@ def plot_density_radius(rows, out) -> None:
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for mode, (colour, label) in _STYLE.items():
         rs = sorted((r for r in rows if r["mode"] == mode), key=lambda r: r["radius"])
-        ax.loglog([r["radius"] for r in rs], [r["D_r"] for r in rs], "o-", color=colour, label=label)
+        radii = [r["radius"] for r in rs]
+        ax.loglog(radii, [r["D_r"] for r in rs], "o-", color=colour, label=label)
+        if all("D_r_ci95" in r for r in rs):  # counts are ≥ 1: clip the band's lower end there (log axis)
+            ax.fill_between(radii, [max(r["D_r_ci95"][0], 1.0) for r in rs], [r["D_r_ci95"][1] for r in rs],
+                            color=colour, alpha=0.18, lw=0)
+    radii = sorted({r["radius"] for r in rows})
+    ax.set_xticks(radii, [f"{v:g}" for v in radii])
+    ax.minorticks_off()
+    ax.set_yticks([1, 2, 5, 10, 20, 50, 100], ["1", "2", "5", "10", "20", "50", "100"])
+    ax.set_ylim(bottom=1)
     ax.set_xlabel("window radius r")
-    ax.set_ylabel("D_r (mean exact region count)")
+    ax.set_ylabel("D_r (mean exact region count; band: 95 % t interval over held-out points)", fontsize=8)
     ax.set_title("moons, trained: density vs radius", fontsize=9)
     ax.legend(fontsize=7)
     save_figure(fig, out)
@@ -83,13 +96,21 @@ def plot_offsets(extra, out) -> None:
     for ax, step in zip(axes, (0, last)):
         tau = switching_tau(nets[("train", step)])
         plain = _plain_standardized_offsets(nets[("plain", step)], batch)
-        bins = np.linspace(-4, 4, 41)
-        ax.hist(np.clip(tau, -4, 4), bins=bins, alpha=0.6, color="tab:blue", label="BN: τ = (t − β)/γ")
-        ax.hist(np.clip(plain, -4, 4), bins=bins, alpha=0.6, color="tab:red",
-                label="no BN: (t − b − wᵀx̄)/√(wᵀΣw)")
-        ax.set_xlabel("standardised offset of the first-layer switching sets (clipped to ±4)")
+        # bins of width 0.2 centred on multiples of 0.2 (so τ = 0 at init sits in the middle of the centre bin);
+        # the two outer bins collect everything beyond ±4 (marked)
+        edges = np.r_[-np.inf, np.arange(-4.1, 4.11, 0.2), np.inf]
+        centres = np.r_[-4.3, np.arange(-4.0, 4.01, 0.2), 4.3]
+        for vals, colour, label, off in ((tau, "tab:blue", "BN: τ = (t − β)/γ", -0.05),
+                                         (plain, "tab:red", "no BN: (t − b − wᵀx̄)/√(wᵀΣ_B w)", 0.05)):
+            counts, _ = np.histogram(np.asarray(vals, float), bins=edges)
+            ax.bar(centres + off, counts, width=0.1, color=colour, alpha=0.8, label=label)
+        ax.axvline(-4.2, color="grey", lw=0.6, ls=":")
+        ax.axvline(4.2, color="grey", lw=0.6, ls=":")
+        ax.set_ylabel("number of (neuron, breakpoint) switching sets")
         ax.set_title(f"moons, step {step}", fontsize=9)
         ax.legend(fontsize=7)
+    fig.supxlabel("standardised offset of the first-layer switching sets, in units of the batch sd of wᵀx "
+                  "(outer bars: beyond ±4)", fontsize=9)
     save_figure(fig, out)
     plt.close(fig)
 

@@ -1,124 +1,158 @@
-"""C7: the BN-vs-no-BN phase diagram over distance from the centroid × bias scale (× radius × batch size).
+"""C7: the BN-vs-no-BN phase diagrams, for both measures of refinement (hits h and regions N).
 
-The data are a resumable sweep (``numerics.sweep``) in ``DIR/phase``: E[h_BN] − E[h_plain] with 95 %
-confidence intervals at every grid point, exact counts E[N] on the first few networks of every point. A
-point is classified ``bn`` (BN refines more, CI above 0), ``plain`` (CI below 0: the refinement claim
-fails there) or ``tie``, on the hitting numbers (``phase``) and on the exact counts (``phase_N``). Points
-inside the sufficient condition of C5/C6 are marked: D < r (so x̄ ∈ int W) and the bias-density bound
-E[N_plain] ≤ Σ_{k≤d} e_k(q) ≤ O3 = N_BN.
+Three settings of the window and the batch (THEORY C7 "Settings"), d = 2, n = 32 ReLU neurons (β = 0, γ = 1),
+w ~ N(0, I/2), r = 0.2, B = 16, each a resumable sweep (``numerics.sweep``) in ``DIR/phase/<setting>``:
+
+* ``axis-origin``:   window centre x̄ + D·e_1, batch recentred so that x̄ = 0 (closed forms exist:
+  ``closed_forms.box_*_2d``),
+* ``random-origin``: uniformly random direction, x̄ = 0 (closed forms exist),
+* ``random-random``: random direction, x̄ the drawn batch's mean (the setting of THEORY's example).
+
+The sweeps use many networks: E[h] by the C4 kernel and E[N] by Euler's formula for a line arrangement in
+the window (N = 1 + h + Σ_p (m_p − 1), ``numerics.kernels.euler_regions_2d``); ``counted`` re-counts the first
+networks of a few cells with the exact certified counter (N must equal the Euler count network by network,
+and gives t₇ intervals on its own); ``example`` is THEORY's example point (random-random, D = 0, σ_b = 0.1)
+with exact counts. Every cell gets Holm-corrected verdicts for h and N (``numerics.stats.cell_verdicts``);
+every σ_b slice gets D*_h and D*_N with bootstrap CIs over networks (``numerics.stats.crossover``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["phase_rows", "classify", "plot_phase", "plot_phase_slices"]
+__all__ = ["SETTINGS", "phase_runs", "annotate", "plot_phase"]
+
+SETTINGS = {"axis-origin": {"window_direction": (1.0, 0.0), "batch_centroid": "origin"},
+            "random-origin": {"window_direction": "random", "batch_centroid": "origin"},
+            "random-random": {"window_direction": "random", "batch_centroid": "random"}}
+WEIGHT_SD = float(np.sqrt(0.5))  # w ~ N(0, weight_scale²/fan_in) with fan_in = d = 2
 
 
-def phase_rows(ctx, progress: bool = False) -> list[dict]:
-    from numerics.sweep import SweepConfig, run_sweep
+def _cfg(ctx, setting: str, **kw):
+    from numerics.sweep import SweepConfig
 
     size = ctx.size
-    cfg = SweepConfig(seed=ctx.seed, d=2, widths=(32,), networks=size["phase_networks"],
-                      count_networks=size["phase_counted"], batch_sizes=size["phase_batch_sizes"],
-                      bias_scales=size["phase_bias_scales"], radii=size["phase_radii"],
-                      distances=size["phase_distances"])
-    rows = run_sweep(cfg, ctx.out / "phase", progress=progress)
-    from .checks import o3
+    base = dict(seed=ctx.seed, d=2, widths=(32,), networks=size["phase_networks"], batch_sizes=(16,),
+                bias_scales=size["phase_bias_scales"], radii=(0.2,), distances=size["phase_distances"],
+                **SETTINGS[setting])
+    base.update(kw)
+    return SweepConfig(**base)
 
-    for r in rows:
-        r["phase"] = classify(r["bn_minus_plain_ci95"])
-        r["phase_N"] = classify(r["n_bn_minus_plain_ci95"]) if "n_bn_minus_plain_ci95" in r else None
-        r["inside_sufficient_condition"] = bool(r["distance"] < r["radius"]
-                                                and r["c6_bound_n_plain"] <= o3(r["widths"][0], cfg.d))
+
+def phase_runs(ctx, progress: bool = False) -> dict:
+    """{"h": {setting: rows}, "counted": rows, "example": rows} (rows annotated with Holm verdicts)."""
+    from numerics.sweep import run_sweep
+
+    size = ctx.size
+    out = {"h": {}}
+    for name in SETTINGS:
+        out["h"][name] = annotate(run_sweep(_cfg(ctx, name), ctx.out / "phase" / name, progress=progress))
+    # the same networks count (and spec) as the hit sweeps: the compiled kernels are reused
+    counted = _cfg(ctx, "axis-origin", count_networks=size["phase_counted"],
+                   bias_scales=size["counted_bias_scales"], distances=size["counted_distances"])
+    out["counted"] = annotate(run_sweep(counted, ctx.out / "phase" / "counted", progress=progress))
+    example = _cfg(ctx, "random-random", networks=size["phase_networks"], count_networks=size["example_counted"],
+                   bias_scales=(0.1,), distances=(0.0,))
+    out["example"] = run_sweep(example, ctx.out / "phase" / "example", progress=progress)
+    return out
+
+
+def annotate(rows: list[dict]) -> list[dict]:
+    """Holm-corrected verdicts per cell: ``phase`` (h) and ``phase_N`` (exact counts), 'bn' / 'plain' / 'tie'."""
+    from numerics.stats import cell_verdicts
+
+    verdicts, padj = cell_verdicts([np.subtract(r["h_bn_samples"], r["h_plain_samples"]) for r in rows])
+    for r, v, p in zip(rows, verdicts, padj):
+        r["phase"], r["p_holm"] = v, float(p)
+    for prefix, key in (("n_", "phase_N_counted"), ("n_euler_", "phase_N")):
+        if all(f"{prefix}bn_samples" in r for r in rows):
+            verdicts, padj = cell_verdicts([np.subtract(r[f"{prefix}bn_samples"], r[f"{prefix}plain_samples"])
+                                            for r in rows])
+            for r, v, p in zip(rows, verdicts, padj):
+                r[key], r[f"p_holm_{key}"] = v, float(p)
     return rows
 
 
-def classify(ci) -> str:
-    lo, hi = ci
-    return "bn" if lo > 0 else "plain" if hi < 0 else "tie"
-
-
-def plot_phase(rows: list[dict], out) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ..plotting import save_figure
-
-    r0, b0 = rows[0]["radius"], rows[0]["batch_size"]
-    sl = [r for r in rows if r["radius"] == r0 and r["batch_size"] == b0]
-    Ds = sorted({r["distance"] for r in sl})
-    Ss = sorted({r["bias_scale"] for r in sl})
-    diff = np.full((len(Ss), len(Ds)), np.nan)
-    ndiff = np.full((len(Ss), len(Ds)), np.nan)
-    for r in sl:
-        i, j = Ss.index(r["bias_scale"]), Ds.index(r["distance"])
-        diff[i, j] = r["h_bn_mean"] - r["h_plain_mean"]
-        if "n_bn_mean" in r:
-            ndiff[i, j] = r["n_bn_mean"] - r["n_plain_mean"]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    for ax, z, title in ((axes[0], diff, "E[h_BN] − E[h_plain] (Monte Carlo)"),
-                         (axes[1], ndiff, "E[N_BN] − E[N_plain] (exact counts, few networks)")):
-        lim = np.nanmax(np.abs(z)) or 1.0
-        im = ax.imshow(np.sign(z) * np.log1p(np.abs(z)), origin="lower", aspect="auto", cmap="RdBu_r",
-                       vmin=-np.log1p(lim), vmax=np.log1p(lim))
-        if z is diff and np.isfinite(z).all() and (z > 0).any() and (z < 0).any():
-            ax.contour(z, levels=[0.0], colors="k", linewidths=1.2)  # the crossover curve
-        ax.set_xticks(range(len(Ds)), [f"{d:g}" for d in Ds])
-        ax.set_yticks(range(len(Ss)), [f"{s:g}" for s in Ss])
-        ax.set_xlabel("distance D of the window centre from the centroid")
-        ax.set_ylabel("bias scale σ_b")
-        ax.set_title(title, fontsize=9)
-        fig.colorbar(im, ax=ax, label="sign · log(1 + |difference|)")
-    for r in sl:
-        i, j = Ss.index(r["bias_scale"]), Ds.index(r["distance"])
-        for ax, key in ((axes[0], "phase"), (axes[1], "phase_N")):
-            if r.get(key) == "plain":
-                ax.plot(j, i, "kx", markersize=8)
-            if r["inside_sufficient_condition"]:
-                ax.plot(j, i, "o", mfc="none", mec="gold", markersize=10)
-    fig.suptitle(f"C7 phase diagram (d = 2, n = 32, r = {r0:g}, B = {b0}); × = no-BN refines more "
-                 "(CI below 0), ○ = inside C5/C6's sufficient condition (D < r and Σ e_k(q) ≤ O3)", fontsize=9)
-    save_figure(fig, out)
-    plt.close(fig)
-
-
-def plot_phase_slices(rows: list[dict], out) -> bool:
-    """E[h_BN] − E[h_plain] over D × σ_b for every (radius, batch size) slice; False when there is one slice."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ..plotting import save_figure
-
-    radii = sorted({r["radius"] for r in rows})
-    sizes = sorted({r["batch_size"] for r in rows})
-    if len(radii) * len(sizes) == 1:
-        return False
+def _grid(rows, key):
     Ds = sorted({r["distance"] for r in rows})
     Ss = sorted({r["bias_scale"] for r in rows})
-    fig, axes = plt.subplots(len(radii), len(sizes), figsize=(4 * len(sizes), 3.2 * len(radii)), squeeze=False)
-    for a, rad in enumerate(radii):
-        for b, B in enumerate(sizes):
-            z = np.full((len(Ss), len(Ds)), np.nan)
-            for r in rows:
-                if r["radius"] == rad and r["batch_size"] == B:
-                    z[Ss.index(r["bias_scale"]), Ds.index(r["distance"])] = r["h_bn_mean"] - r["h_plain_mean"]
-            lim = np.log1p(np.nanmax(np.abs(z)) or 1.0)
-            ax = axes[a, b]
-            ax.imshow(np.sign(z) * np.log1p(np.abs(z)), origin="lower", aspect="auto", cmap="RdBu_r", vmin=-lim,
-                      vmax=lim)
-            if (z > 0).any() and (z < 0).any():
-                ax.contour(z, levels=[0.0], colors="k", linewidths=1.0)
-            ax.set_xticks(range(len(Ds)), [f"{d:g}" for d in Ds], fontsize=6)
-            ax.set_yticks(range(len(Ss)), [f"{s:g}" for s in Ss], fontsize=6)
-            ax.set_title(f"r = {rad:g}, B = {B}", fontsize=8)
-    fig.supxlabel("distance D from the centroid")
-    fig.supylabel("bias scale σ_b")
-    fig.suptitle("C7: E[h_BN] − E[h_plain] (red: BN refines more; black: crossover)", fontsize=9)
+    z = np.full((len(Ss), len(Ds)), np.nan)
+    for r in rows:
+        if key in r and r[key] is not None:
+            z[Ss.index(r["bias_scale"]), Ds.index(r["distance"])] = r[key]
+    return np.asarray(Ds), np.asarray(Ss), z
+
+
+def _edges(v, log=False):
+    v = np.asarray(v, float)
+    if log:
+        lv = np.log10(v)
+        mid = (lv[1:] + lv[:-1]) / 2
+        step = (lv[1] - lv[0]) if len(lv) > 1 else 0.5
+        return 10 ** np.r_[lv[0] - step / 2, mid, lv[-1] + step / 2]
+    mid = (v[1:] + v[:-1]) / 2
+    return np.r_[v[0] - (mid[0] - v[0]) if len(v) > 1 else v[0] - 0.5, mid, v[-1] + (v[-1] - mid[-1])
+                 if len(v) > 1 else v[-1] + 0.5]
+
+
+def _panel(fig, ax, rows, mean_key, phase_key, cross_key, title, exact=None):
+    from matplotlib.colors import TwoSlopeNorm
+
+    Ds, Ss, z = _grid(rows, mean_key)
+    lim = float(np.nanmax(np.abs(z))) or 1.0
+    mesh = ax.pcolormesh(_edges(Ds), _edges(Ss, log=True), z, cmap="RdBu_r", shading="flat",
+                         norm=TwoSlopeNorm(0.0, -lim, lim))
+    fig.colorbar(mesh, ax=ax, label="E[BN] − E[no BN]  (red: BN refines more)")
+    ax.set_yscale("log")
+    for verdict, marker, label in (("plain", "x", "no-BN refines more (Holm, 5 %)"),
+                                   ("tie", ".", "no significant difference")):
+        pts = [(r["distance"], r["bias_scale"]) for r in rows if r.get(phase_key) == verdict]
+        if pts:
+            ax.plot(*zip(*pts), marker, color="k", ms=5 if marker == "x" else 3, ls="none", label=label)
+    cr = []
+    for s in sorted({r["bias_scale"] for r in rows}):
+        c = next(r for r in rows if r["bias_scale"] == s).get("crossover", {}).get(cross_key)
+        if c and c["D_star"] is not None:
+            lo, hi = c["ci95"] if c["ci95"] else (c["D_star"], c["D_star"])
+            cr.append((c["D_star"], s, c["D_star"] - lo, hi - c["D_star"]))
+    if cr:
+        D_, S_, el, eh = map(np.asarray, zip(*cr))
+        ax.errorbar(D_, S_, xerr=[el, eh], fmt="o-", color="gold", mec="k", capsize=3,
+                    label="crossover D* (95 % bootstrap CI)")
+    if exact:
+        ax.plot([e[0] for e in exact], [e[1] for e in exact], "k--", lw=1.2, label="exact D*_h (closed form)")
+    ax.set_xlabel("distance D of the window centre from the batch centroid")
+    ax.set_ylabel("bias scale σ_b (no-BN biases ~ N(0, σ_b²))")
+    ax.set_yticks(Ss, [f"{v:g}" for v in Ss])
+    ax.minorticks_off()
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=6.5, loc="lower right", framealpha=0.9)
+
+
+def plot_phase(runs: dict, exact_axis: list, out) -> None:
+    """2 × 2 panels: hits h and regions N, for the axis-origin setting (with the exact D*_h curve) and the
+    random-random setting (THEORY's example)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..plotting import save_figure
+
+    fig, axes = plt.subplots(2, 2, figsize=(15, 10.5))
+    nets = runs["h"]["axis-origin"][0]["networks"]
+    _panel(fig, axes[0, 0], runs["h"]["axis-origin"], "bn_minus_plain_mean", "phase", "h",
+           f"hits h ({nets} networks per cell): window along e₁, centroid at the origin", exact=exact_axis)
+    _panel(fig, axes[0, 1], runs["h"]["axis-origin"], "n_euler_bn_minus_plain_mean", "phase_N", "N_euler",
+           "regions N (Euler count = exact count for generic lines): e₁, origin")
+    _panel(fig, axes[1, 0], runs["h"]["random-random"], "bn_minus_plain_mean", "phase", "h",
+           "hits h: random direction, random batch centroid")
+    _panel(fig, axes[1, 1], runs["h"]["random-random"], "n_euler_bn_minus_plain_mean", "phase_N", "N_euler",
+           "regions N: random direction, random batch centroid")
+    fig.suptitle(f"C7 phase diagrams, d = 2, n = 32 ReLU (β = 0), r = 0.2, B = 16, {nets} networks per cell.\n"
+                 "Colour: E[BN] − E[no BN]; unmarked: BN refines more, × no-BN refines more, · no significant "
+                 "difference (Holm-corrected t-tests over networks).\nGold: crossover distance D* where the "
+                 "difference turns ≤ 0 (95 % bootstrap CI over networks); no gold point: no crossover on the grid "
+                 "(BN refines LESS by N already at D = 0 for small σ_b).", fontsize=9)
     save_figure(fig, out)
     plt.close(fig)
-    return True

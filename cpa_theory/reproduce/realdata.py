@@ -40,6 +40,13 @@ def _moons_data():
     return (X - X.mean(0)) / X.std(0), y
 
 
+def _ci(values) -> list:
+    """Student-t 95 % interval of the mean over query points (the queries are the independent units)."""
+    from numerics.stats import mean_ci95
+
+    return mean_ci95(values)[1]
+
+
 def _digits_data():
     from sklearn.datasets import load_digits
 
@@ -67,6 +74,7 @@ def _moons(ctx) -> tuple[dict, dict]:
                 rows.append({"dataset": "moons", "step": ck.step, "mode": mode, "loss": ck.loss,
                              "accuracy": ck.accuracy, "radius": MOONS_RADIUS,
                              "D_r": float(np.mean([c.regions for c in counts])),
+                             "D_r_ci95": _ci([c.regions for c in counts]),
                              "D_r_linear": float(np.mean([c.linear_regions for c in counts])),
                              "hits_layer1": float(np.mean([c.hits for c in counts])),
                              "certified": all(c.certified for c in counts)})
@@ -77,6 +85,7 @@ def _moons(ctx) -> tuple[dict, dict]:
         for r in MOONS_RADII:
             counts = [count_regions(nets_at[(mode, last)], q, r) for q in Q]
             by_radius.append({"mode": mode, "radius": r, "D_r": float(np.mean([c.regions for c in counts])),
+                              "D_r_ci95": _ci([c.regions for c in counts]),
                               "per_volume": float(np.mean([c.regions for c in counts])) / (2 * r) ** 2,
                               "certified": all(c.certified for c in counts)})
     extra = {"nets": nets_at, "batch": batch, "queries": Q, "last": last, "by_radius": by_radius}
@@ -109,6 +118,7 @@ def _digits(ctx) -> dict:
                              "fraction_inside_parent": float(inside.mean()),
                              "hits_layer2_inside_parent": float(np.mean(h2)) if h2 else None,
                              "D_r": float(np.mean([c.regions for c in counts])),
+                             "D_r_ci95": _ci([c.regions for c in counts]),
                              "certified": all(c.certified for c in counts)})
     return {"rows": rows}
 

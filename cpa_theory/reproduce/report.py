@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from ..fileformat import atomic_write_text
+from ..outputs import write_output
 
 __all__ = ["write_report"]
 
@@ -18,9 +18,48 @@ def _fmt(v) -> str:
     return str(v)
 
 
+def _cell(text: str) -> str:
+    return str(text).replace("|", "\\|")  # a pipe inside a table cell would end it
+
+
 def _details(item: dict) -> str:
     skip = {"name", "kind", "passed", "refuted"}
-    return "; ".join(f"{k} = {_fmt(v)}" for k, v in item.items() if k not in skip)
+    return _cell("; ".join(f"{k} = {_fmt(v)}" for k, v in item.items() if k not in skip))
+
+
+def _ci(c) -> str:
+    return "—" if not c else f"[{c[0]:.3f}, {c[1]:.3f}]"
+
+
+def _num(v) -> str:
+    return "none on the grid" if v is None else f"{v:.3f}"
+
+
+def _c7_tables(num: dict) -> list[str]:
+    """C7's crossover distances (h and N) and the N-vs-h disagreement, as tables with the setting."""
+    L = [f"**Crossover distances** ({num.get('setting', '')}; D* = where E[BN] − E[no BN] turns ≤ 0, linear "
+         "interpolation between grid points, 95 % percentile bootstrap over networks):", "",
+         "| setting | σ_b | D*_h (Monte Carlo) | 95 % CI | exact D*_h (closed form) | exact, interpolated on the "
+         "grid |",
+         "|---|---|---|---|---|---|"]
+    for t in num["crossovers_h"]:
+        L.append(f"| {t['setting']} | {t['sigma_b']:g} | {_num(t['D_star_h'])} | {_ci(t['ci95'])} | "
+                 f"{_num(t['exact_D_star_h'])} | {_num(t['exact_on_grid'])} |")
+    L += ["", "| setting | σ_b | D*_N | 95 % CI | D*_h | 95 % CI | N_BN at D = 0 | E[N_plain] at D = 0 | "
+          "E[h_plain] at D = 0 | N verdict at D = 0 |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for t in num["crossovers_N"]:
+        L.append(f"| {t['setting']} | {t['sigma_b']:g} | {_num(t['D_star_N'])} | {_ci(t['ci95_N'])} | "
+                 f"{_num(t['D_star_h'])} | {_ci(t['ci95_h'])} | {t['N_BN_at_0']:.1f} | {t['E_N_plain_at_0']:.1f} | "
+                 f"{t['E_h_plain_at_0']:.1f} | {t['verdict_N_at_0']} |")
+    ex = num["example"]
+    L += ["", f"**Where BN refines LESS by N even at the centroid** (THEORY's example; {ex['setting']}, d = 2, "
+          f"n = 32, r = 0.2, B = 16, D = 0, σ_b = 0.1, {ex['networks']} networks): E[h_BN] = {ex['E_h_BN']:.0f} > "
+          f"E[h_plain] = {ex['E_h_plain']:.2f} {_ci(ex['E_h_plain_ci95'])}, but N_BN = {ex['N_BN']:.0f} < "
+          f"E[N_plain] = {ex['E_N_plain']:.1f} {_ci(ex['E_N_plain_ci95'])}; difference CI "
+          f"{_ci(ex['N_difference_ci95'])}. Exact certified counts on the first {ex['counted_networks']} networks: "
+          f"E[N_plain] = {ex['counted_E_N_plain']:.1f}, difference t₇ CI {_ci(ex['counted_N_difference_ci95_t7'])}. "
+          "Rows of the N table with verdict 'plain' at D = 0 are the other places where this happens.", ""]
+    return L
 
 
 def write_report(out, header: dict, entries: list[dict], data: dict | None, proofs: list) -> None:
@@ -31,21 +70,39 @@ def write_report(out, header: dict, entries: list[dict], data: dict | None, proo
          f"backend {header['backend']} ({header['device']}, {header['devices']} device(s)), git "
          f"`{header['git_revision'][:12]}`; versions: "
          + ", ".join(f"{k} {v}" for k, v in header["versions"].items()) + ".", "",
-         "## Claims", "", "| claim | status | negative control | seconds | statement |", "|---|---|---|---|---|"]
+         "## Claims", "", "| claim | status | negative control | evidence (kind, with numbers) | seconds |",
+         "|---|---|---|---|---|"]
     for e in entries:
-        L.append(f"| **{e['claim']}** {e['title']} | {e['status']} | {e['negative_control']} | {e['seconds']:.1f} | "
-                 f"{e['statement']} |")
+        kind = ("; ".join(e.get("evidence", [])) or "—").replace("|", "\\|")  # a pipe would end the cell
+        L.append(f"| **{e['claim']}** {e['title']} | {e['status']} | {e['negative_control']} | {kind} | "
+                 f"{e['seconds']:.1f} |")
     L.append("")
     for e in entries:
         L += [f"## {e['claim']} — {e['title']}", "", f"**Statement.** {e['statement']}", "",
+              "**Verdict.** " + ("pass" if e["status"] == "pass" else "FAIL") + ": "
+              + ("; ".join(e.get("evidence", [])) or "—") + ".", "",
               "**Assumptions.** " + "; ".join(e["assumptions"]), "", "| check | kind | result | details |",
               "|---|---|---|---|"]
         for c in e["checks"]:
-            L.append(f"| {c['name']} | {c['kind']} | {'pass' if c['passed'] else '**FAIL**'} | {_details(c)} |")
+            L.append(f"| {_cell(c['name'])} | {c['kind']} | {'pass' if c['passed'] else '**FAIL**'} | {_details(c)} |")
         L += ["", "| negative control (must be rejected) | result | details |", "|---|---|---|"]
         for n in e["negatives"]:
-            L.append(f"| {n['name']} | {'refuted' if n['refuted'] else '**NOT refuted**'} | {_details(n)} |")
+            L.append(f"| {_cell(n['name'])} | {'refuted' if n['refuted'] else '**NOT refuted**'} | {_details(n)} |")
         L.append("")
+        if e["claim"] == "C7" and "crossovers_h" in e.get("numbers", {}):
+            L += _c7_tables(e["numbers"])
+        if e["claim"] == "C9" and "abs_delta_random" in e.get("numbers", {}):
+            num = e["numbers"]
+            L += ["**Transfer defect |δ_w| = |wᵀy⊥|/s** (layer-2 neurons, per certified parent region):", "",
+                  "| networks | exact transfer certified | min | 10 % | median | 90 % | max |",
+                  "|---|---|---|---|---|---|---|"]
+            for name, key, ex in (("random, width 8 > d = 2", "abs_delta_random", "exact_transfer_random"),
+                                  (f"trained on moons (accuracy {num['trained_accuracy']:.2f}), width 16",
+                                   "abs_delta_trained", "exact_transfer_trained")):
+                q = num[key]
+                L.append(f"| {name} | {num[ex][0]} of {num[ex][1]} parent regions | {q['min']:.3g} | {q['q10']:.3g} | "
+                         f"{q['median']:.3g} | {q['q90']:.3g} | {q['max']:.3g} |")
+            L.append("")
         for fig in e["figures"]:
             L += [f"![{e['claim']}]({fig})", ""]
         L += [f"Tests: {', '.join(e['tests'])}", ""]
@@ -68,4 +125,4 @@ def write_report(out, header: dict, entries: list[dict], data: dict | None, proo
     if proofs:
         L += ["## Symbolic derivations", ""]
         L += [result_markdown(p) for p in proofs]
-    atomic_write_text(out / "report.md", "\n".join(L) + "\n")
+    write_output(out / "report.md", "\n".join(L) + "\n")

@@ -1,0 +1,144 @@
+"""Checks of the window criterion C4 and of general CPA activations C8.
+
+C4: the core's criterion (``windows.window_relations``) against the range of aᵀx over the window computed by
+cvxpy LPs (HiGHS for the ℓ∞ box and ℓ1, Clarabel for ℓ2) — ℓ∞ is the paper's box, ℓ2 is the Hölder form.
+C8: the spacing of the K parallel switching sets MEASURED geometrically — ẑ = t_k located along the normal
+by forward passes of the textbook batch computation and root finding — against the statement's formula
+and against the core's hyperplanes; O4 in d = 1 from the located breakpoints; C6 with K per neuron against
+the exact E[h_plain].
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import closed_forms as cf
+from ..hyperplanes import switching_hyperplanes
+from ..regions import count_regions
+from ..tolerances import LP_FEASIBILITY_TOL
+from ..windows import WindowRelation, dual_norm, window_relations
+from . import oracles_textbook as tb
+from .common import Context, Evidence, random_mlp, symbolic
+
+__all__ = ["check_c4", "check_c8"]
+
+
+def check_c4(ctx: Context) -> Evidence:
+    from numerics.certificates import affine_range_over_window
+
+    from ..activations import hardtanh
+
+    ev = Evidence()
+    symbolic(ev, ctx, ("C4", "C4-holder"), ("C4-neg",))
+    rng = ctx.rng("C4")
+    stats = {p: {"agree": 0, "total": 0, "l2_mutant_disagree": 0} for p in (np.inf, 2.0)}
+    for j in range(ctx.size["nets"]):
+        d = 2 + j % 4
+        net = random_mlp(rng, (d, 12, 1), hardtanh(), gamma="random", beta="random")
+        hp = switching_hyperplanes(net)
+        x0 = net.batch.mean(0) + rng.normal(size=d) * 0.7
+        r = float(rng.uniform(0.1, 0.8))
+        for p in (np.inf, 2.0):
+            rel = window_relations(hp, x0[None], r, p)[0]  # the core's decision
+            resid = (x0 - hp.anchor) @ hp.normals.T
+            # mutated statement: ‖a‖₂ for the box, ‖a‖_∞ for the ℓ2 ball (neither is the dual norm)
+            mut_norm = dual_norm(hp.normals, 2.0) if p == np.inf else np.max(np.abs(hp.normals), 1)
+            for i in range(hp.normals.shape[0]):
+                rng_lp = affine_range_over_window(hp.normals[i], x0, r, p)
+                for k in range(hp.offsets.shape[1]):
+                    c = hp.normals[i] @ hp.anchor + hp.offsets[i, k]
+                    margin = 10 * LP_FEASIBILITY_TOL * (1 + abs(c))
+                    lp_cut = rng_lp.minimum + margin < c < rng_lp.maximum - margin
+                    lp_miss = c < rng_lp.minimum - margin or c > rng_lp.maximum + margin
+                    if not (lp_cut or lp_miss):
+                        continue  # within the solver's tolerance of a touch: the LP cannot decide
+                    st = stats[p]
+                    st["total"] += 1
+                    st["agree"] += int((rel[i, k] == WindowRelation.CUTS) == lp_cut)
+                    mut_cut = abs(resid[i] - hp.offsets[i, k]) < r * mut_norm[i]
+                    st["l2_mutant_disagree"] += int(mut_cut != lp_cut)
+    box, ball = stats[np.inf], stats[2.0]
+    ev.check("ℓ∞ box: core criterion = LP range of aᵀx (cvxpy/HiGHS) on every decidable pair", "certificate",
+             box["agree"] == box["total"] > 0, pairs=box["total"], agreements=box["agree"])
+    ev.check("ℓ2 ball (Hölder, dual norm ‖a‖₂): core criterion = conic range (cvxpy/Clarabel)", "certificate",
+             ball["agree"] == ball["total"] > 0, pairs=ball["total"], agreements=ball["agree"])
+    ev.negative("‖a‖₂ in place of ‖a‖₁ for the box (and ‖a‖_∞ for the ball) disagrees with the LP",
+                box["l2_mutant_disagree"] > 0 and ball["l2_mutant_disagree"] > 0,
+                box_disagreements=box["l2_mutant_disagree"], ball_disagreements=ball["l2_mutant_disagree"])
+    ev.says(f"certified against LP ranges on {box['total']} (box) + {ball['total']} (ℓ2 ball) hyperplane/window "
+            "pairs, all agreeing")
+    return ev
+
+
+def _c8_activations():
+    from ..activations import hardtanh, leaky_relu, relu6, spline
+
+    return {"hardtanh": hardtanh(), "relu6": relu6(), "leaky_relu": leaky_relu(0.2),
+            "spline": spline([-1.0, 0.5, 2.0], [0.0, 1.0, 0.5], 0.0, 1.0)}
+
+
+def check_c8(ctx: Context) -> Evidence:
+    ev = Evidence()
+    symbolic(ev, ctx, ("C8",), ("C8-neg", "C8-neg-scale"))
+    rng = ctx.rng("C8")
+    worst_formula, worst_core, mutated_gamma, mutated_signed, o4, pairs = 0.0, 0.0, np.inf, 0.0, [], 0
+    for name, act in _c8_activations().items():
+        t = act.breakpoints_array
+        for _ in range(ctx.size["nets"]):
+            net = random_mlp(rng, (3, 10, 1), act, gamma="random", beta="random")
+            hp = switching_hyperplanes(net)
+            L, X = net.layers[0], net.batch
+            xbar = X.mean(0)
+            s = np.sqrt(((X - xbar) @ L.weight.T).var(0) + L.batchnorm.eps)  # textbook s
+            for i in range(L.weight.shape[0]):
+                w = L.weight[i]
+                u = w / np.linalg.norm(w)
+                f = lambda x, i=i: tb.layer_preactivation(net, x[None], 0)[0, i]  # noqa: E731
+                lam = np.array([tb.locate_level(f, tk, xbar, u) for tk in t])  # measured positions along ŵ
+                core = (hp.anchor - xbar) @ u + hp.offsets[i] / np.linalg.norm(w)  # core's positions
+                worst_core = max(worst_core, float(np.max(np.abs(lam - core)) / (1 + np.max(np.abs(lam)))))
+                g = L.batchnorm.gamma[i]
+                for k in range(t.size - 1):
+                    pairs += 1
+                    want = s[i] * (t[k + 1] - t[k]) / (abs(g) * np.linalg.norm(w))
+                    got = abs(lam[k + 1] - lam[k])
+                    worst_formula = max(worst_formula, abs(got - want) / want)
+                    mutated_gamma = min(mutated_gamma, abs(got - s[i] * (t[k + 1] - t[k]) / (abs(g) * np.abs(w).sum()))
+                                        / want)
+                    mutated_signed = max(mutated_signed, abs(got - want * abs(g) / g) / want)
+            # O4 in d = 1: N = 1 + distinct breakpoint locations strictly inside the window, located by roots
+            net1 = random_mlp(rng, (1, 6, 1), act, gamma="random", beta="random")
+            x0, r = net1.batch.mean(0) + rng.normal(size=1) * 0.3, float(rng.uniform(0.2, 1.0))
+            roots = []
+            for i in range(6):
+                f1 = lambda x, i=i: tb.layer_preactivation(net1, x[None], 0)[0, i]  # noqa: E731
+                roots += [x0[0] + tb.locate_level(f1, tk, x0, np.ones(1)) for tk in t]
+            inside = np.unique(np.round([q for q in roots if abs(q - x0[0]) < r], 12))
+            o4.append((count_regions(net1, x0, r).regions, cf.o4(len(inside))))
+    tol = 1e-8
+    ev.check("measured spacing (ẑ = t_k located along ŵ by textbook forward passes + brentq) = "
+             "s(t_{k+1} − t_k)/(|γ|‖w‖₂)", "instances", worst_formula <= tol, max_relative_error=worst_formula,
+             spacings=pairs)
+    ev.check("core's hyperplanes sit where ẑ = t_k is measured", "instances", worst_core <= tol,
+             max_relative_error=worst_core)
+    ev.check("d = 1 (O4): exact count = 1 + distinct measured breakpoints inside W, every activation",
+             "exact-count", all(a == b for a, b in o4), instances=len(o4), pairs=o4)
+    # C6 with K breakpoints per neuron (hard-tanh, K = 2): exact E[h_plain] ≤ Σ K·q_i
+    from ..activations import hardtanh
+
+    rows = []
+    for sigma_b in (0.5, 2.0):
+        W = rng.normal(size=(24, 3)) / np.sqrt(3)
+        x0, r = rng.normal(size=3) * 0.2, 0.1
+        exact = cf.expected_plain_hits_gaussian(W, 0.0, x0, r, hardtanh().breakpoints_array, sigma_b)
+        q = cf.c6_q(np.abs(W).sum(1), r, cf.gaussian_density_bound(sigma_b), breakpoints=2)
+        rows.append({"sigma_b": sigma_b, "exact_E_h_plain": exact, "bound_sum_Kq": float(cf.c6_bound_h(q))})
+    ev.check("C6 with K = 2 per neuron (hard-tanh): exact E[h_plain] ≤ Σ K·q_i", "closed-form",
+             all(r_["exact_E_h_plain"] <= r_["bound_sum_Kq"] for r_ in rows), rows=rows)
+    ev.negative("mutated spacing with ‖w‖₁ for ‖w‖₂: does not match the measured spacing",
+                mutated_gamma > tol, min_relative_error=mutated_gamma)
+    ev.negative("mutated spacing with γ for |γ| (signed): does not match for γ < 0", mutated_signed > tol,
+                max_relative_error=mutated_signed)
+    ev.says(f"verified on {pairs} measured spacings (4 activations, γ of both signs) and {len(o4)} exact d = 1 "
+            "counts")
+    return ev

@@ -1,0 +1,114 @@
+"""INDEPENDENT TEXTBOOK ORACLES for the claim checks (kept together, labelled as such).
+
+Nothing here calls the code under test (``bn.condition_bn``, ``hyperplanes``, ``windows``, the counter, the
+JAX kernels): each oracle recomputes its quantity the way a textbook would, from the raw parameters of a
+:class:`~cpa_theory.network.Network` (weights, RAW biases b, γ, β, ε, the batch):
+
+* :func:`batch_forward` — the PyTorch ``BatchNorm1d`` semantics written out: per layer z = W h + b over the
+  batch AND at the query points, μ = mean z, σ² = mean (z − μ)² (biased divisor), ẑ = γ(z − μ)/√(σ² + ε) + β
+  (train), or with running statistics (eval), then φ. The raw bias b is used (C1's evidence).
+* :func:`corner_cut` — does the affine function v ↦ ẑ(v) take values on both sides of t strictly inside an
+  ℓ∞ box? For an affine function the extremes over the box are attained at its 2^d corners, so this is
+  decided by forward passes at the corners (no dual norm, no window criterion).
+* :func:`locate_level` — the point where ẑ = t along a line, by bracketing and ``brentq`` on forward
+  passes (C8's geometric spacing).
+* :func:`lstsq_pullback` — x*_P = argmin ‖A x − y‖₂ by ``numpy.linalg.lstsq`` (C9).
+* :func:`segment_crossings_2d` — pairwise intersection points of lines inside an open square (the Euler count
+  N = 1 + h + #crossings of a generic line arrangement in a convex window, d = 2).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+__all__ = ["batch_forward", "layer_preactivation", "corner_cut", "box_corners", "locate_level",
+           "lstsq_pullback", "segment_crossings_2d"]
+
+
+def _bn(z, Zb, layer, mode_override=None):
+    bn = layer.batchnorm
+    if bn is None:
+        return z
+    mode = mode_override or bn.mode
+    if mode == "train":
+        mu = Zb.sum(axis=0) / Zb.shape[0]
+        var = ((Zb - mu) ** 2).sum(axis=0) / Zb.shape[0]  # biased: divide by B, not B − 1
+    else:
+        mu, var = bn.running_mean, bn.running_var
+    return bn.gamma * (z - mu) / np.sqrt(var + bn.eps) + bn.beta
+
+
+def layer_preactivation(net, x, layer: int) -> np.ndarray:
+    """ẑ of ``layer`` at points ``x`` (M, d) by the textbook batch computation (raw biases included)."""
+    h, H = np.atleast_2d(np.asarray(x, np.float64)), net.batch
+    for i, L in enumerate(net.layers):
+        z = h @ L.weight.T + L.bias
+        Zb = None if H is None else H @ L.weight.T + L.bias
+        zh = _bn(z, Zb, L)
+        if i == layer:
+            return zh
+        h = L.activation(zh)
+        H = None if H is None else L.activation(_bn(Zb, Zb, L))
+    raise IndexError(layer)
+
+
+def batch_forward(net, x) -> np.ndarray:
+    """f(x) of the realised function, by the textbook batch computation (raw biases included)."""
+    h, H = np.atleast_2d(np.asarray(x, np.float64)), net.batch
+    for L in net.layers:
+        z = h @ L.weight.T + L.bias
+        Zb = None if H is None else H @ L.weight.T + L.bias
+        h = L.activation(_bn(z, Zb, L))
+        H = None if H is None else L.activation(_bn(Zb, Zb, L))
+    return h
+
+
+def box_corners(x0, r) -> np.ndarray:
+    """The 2^d corners of the ℓ∞ box W(x0, r): (2^d, d)."""
+    x0 = np.asarray(x0, np.float64)
+    return np.array([x0 + r * np.array(s) for s in itertools.product((-1.0, 1.0), repeat=x0.size)])
+
+
+def corner_cut(values_at_corners, t) -> np.ndarray:
+    """Given an AFFINE function's values at the box corners ((2^d, n) array), does the level set {· = t} cut
+    the open box? (min < t < max; the extremes of an affine function over a box are at corners.) → (n,) bool."""
+    v = np.asarray(values_at_corners)
+    return (v.min(axis=0) < t) & (t < v.max(axis=0))
+
+
+def locate_level(f, t: float, start, direction, span: float = 1e3, xtol: float = 1e-13) -> float:
+    """Signed parameter λ with f(start + λ·direction) = t (f affine and non-constant along the line):
+    bracket by doubling, then ``scipy.optimize.brentq`` on forward passes."""
+    from scipy.optimize import brentq
+
+    start, direction = np.asarray(start, np.float64), np.asarray(direction, np.float64)
+    g = lambda lam: float(f(start + lam * direction)) - t  # noqa: E731
+    lo, hi = -1.0, 1.0
+    while np.sign(g(lo)) == np.sign(g(hi)):
+        lo, hi = 2 * lo, 2 * hi
+        if hi > span:
+            raise ValueError("level not bracketed")
+    return float(brentq(g, lo, hi, xtol=xtol, rtol=4 * np.finfo(float).eps, maxiter=500))
+
+
+def lstsq_pullback(A, y) -> tuple[np.ndarray, np.ndarray]:
+    """(x*, y⊥): least-squares x* = argmin ‖A x − y‖₂ and the residual y⊥ = y − A x*."""
+    x, *_ = np.linalg.lstsq(np.asarray(A, np.float64), np.asarray(y, np.float64), rcond=None)
+    return x, y - A @ x
+
+
+def segment_crossings_2d(normals, rhs, x0, r) -> int:
+    """Number of pairwise intersection points of the lines a_iᵀx = c_i strictly inside the open square
+    W(x0, r) (parallel pairs never meet). Used with the Euler count N = 1 + h + #crossings (generic lines)."""
+    A, c = np.asarray(normals, np.float64), np.asarray(rhs, np.float64)
+    count = 0
+    for i, j in itertools.combinations(range(len(c)), 2):
+        M = np.stack([A[i], A[j]])
+        det = np.linalg.det(M)
+        if abs(det) <= 1e-12 * np.linalg.norm(A[i]) * np.linalg.norm(A[j]):
+            continue
+        p = np.linalg.solve(M, np.array([c[i], c[j]]))
+        count += int(np.all(np.abs(p - x0) < r))
+    return count
