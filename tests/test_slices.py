@@ -1,0 +1,148 @@
+"""Exact counts on affine slices (issue #14 item 3): slice = explicitly composed low-dimensional network."""
+
+import jax
+import numpy as np
+import pytest
+
+from cpa_theory.activations import identity, relu
+from cpa_theory.bn import BatchNorm, batch_statistics
+from cpa_theory.convnet import ConvNetwork
+from cpa_theory.errors import ShapeError
+from cpa_theory.layers import (Activation, AvgPool, BatchNormND, Conv, Flatten, Linear, MaxPool, Residual,
+                               UnsupportedLayerError)
+from cpa_theory.network import Layer, Network
+from cpa_theory.regions import count_regions
+from cpa_theory.slices import (count_on_slice, random_slice, slice_from_basis, slice_network,
+                               slice_through_points)
+
+
+def _mlp(rng, d=5, widths=(6, 5), B=12):
+    layers, m = [], d
+    for n in widths:
+        bn = BatchNorm(n, "train", rng.normal(1, 0.3, n), rng.normal(0, 0.3, n))
+        layers.append(Layer(rng.normal(size=(n, m)), rng.normal(size=n), relu(), bn))
+        m = n
+    layers.append(Layer(rng.normal(size=(2, m)), rng.normal(size=2), identity(), None))
+    return Network(d, tuple(layers), rng.normal(size=(B, d)) + 1.0)
+
+
+def _composed_by_hand(net, x0, V):
+    """The slice network built independently: first layer W V, W x0 + b; train-mode BN replaced by eval-mode BN
+    whose running statistics are the batch statistics of the ORIGINAL network (bn.py's eval formula)."""
+    cond = net.condition()
+    out = []
+    for i, l in enumerate(net.layers):
+        z = cond.batch_inputs(i) @ l.weight.T + l.bias  # the original batch at this layer
+        bn = None
+        if l.batchnorm is not None:
+            mean, var = batch_statistics(z)
+            bn = BatchNorm(l.out_dim, "eval", l.batchnorm.gamma, l.batchnorm.beta, l.batchnorm.eps, mean, var)
+        W, b = (l.weight @ V, l.weight @ x0 + l.bias) if i == 0 else (l.weight, l.bias)
+        out.append(Layer(W, b, l.activation, bn))
+    return Network(V.shape[1], tuple(out))
+
+
+def test_slice_count_equals_explicitly_composed_network(rng):
+    net = _mlp(rng)
+    sl = slice_through_points(net.batch[0], net.batch[3], net.batch[7], margin=0.2)
+    res = count_on_slice(net, sl, keep_regions=True)
+    ref = count_regions(_composed_by_hand(net, sl.x0, sl.V), np.zeros(2), sl.radius)
+    assert res.certified and ref.certified
+    assert res.regions == ref.regions > 10
+    # every region's witness, mapped back into input space, has the region's activation code in the ORIGINAL
+    # (train-mode conditioned) network
+    cond = net.condition()
+    for reg in res.region_list:
+        code = cond.activation_code(sl.embed(reg.witness))
+        assert tuple(tuple(c[0]) for c in code) == tuple(tuple(c) for c in reg.code)
+
+
+def test_slice_points_and_forward(rng):
+    net = _mlp(rng)
+    p = net.batch[[1, 2, 5]]
+    sl = slice_through_points(*p, margin=0.1)
+    assert np.allclose(sl.embed(sl.points), p)  # the three points lie on the slice
+    assert np.max(np.abs(sl.points)) * 1.1 == pytest.approx(sl.radius)
+    t = rng.uniform(-sl.radius, sl.radius, size=(20, 2))
+    np.testing.assert_allclose(slice_network(net, sl).forward(t), net.forward(sl.embed(t)), atol=1e-10)
+    with pytest.raises(ShapeError, match="collinear"):
+        slice_through_points(p[0], p[1], 2 * p[1] - p[0])
+
+
+def test_random_slice_is_orthonormal_and_keyed(rng):
+    x0 = rng.normal(size=7)
+    a = random_slice(x0, 3, key=jax.random.key(1))
+    b = random_slice(x0, 3, key=jax.random.key(1))
+    c = random_slice(x0, 3, key=jax.random.key(2))
+    np.testing.assert_allclose(a.V.T @ a.V, np.eye(3), atol=1e-12)
+    assert np.array_equal(a.V, b.V) and not np.allclose(a.V, c.V)
+    with pytest.raises(ShapeError):
+        slice_from_basis(x0, rng.normal(size=(7, 5)))
+
+
+def _full_kernel_pair(rng, L=6, C=5, H=4, B=10):
+    """A conv net whose kernel covers the whole input, and the equivalent dense MLP (same batch)."""
+    W1, b1 = rng.normal(size=(C, 1, L)), rng.normal(size=C)
+    W2, b2 = rng.normal(size=(H, C)), rng.normal(size=H)
+    W3, b3 = rng.normal(size=(1, H)), rng.normal(size=1)
+    g1, be1, g2, be2 = rng.normal(1, .3, C), rng.normal(0, .3, C), rng.normal(1, .3, H), rng.normal(0, .3, H)
+    batch = rng.normal(size=(B, L)) + 0.5
+    conv = ConvNetwork((1, L), (Conv(W1, b1), BatchNormND(BatchNorm(C, "train", g1, be1)), Activation(relu()),
+                                Flatten(), Linear(W2, b2), BatchNormND(BatchNorm(H, "train", g2, be2)),
+                                Activation(relu()), Linear(W3, b3)), batch.reshape(B, 1, L))
+    dense = Network(L, (Layer(W1[:, 0, :], b1, relu(), BatchNorm(C, "train", g1, be1)),
+                        Layer(W2, b2, relu(), BatchNorm(H, "train", g2, be2)), Layer(W3, b3, identity())), batch)
+    return conv, dense
+
+
+def test_full_kernel_conv_equals_dense_mlp_count(rng):
+    conv, dense = _full_kernel_pair(rng)
+    x = rng.normal(size=(4, 6))
+    np.testing.assert_allclose(conv.condition().forward(x).reshape(4, -1), dense.forward(x), atol=1e-12)
+    for k, seed in ((2, 0), (3, 1)):
+        sl = random_slice(dense.batch.mean(axis=0), k, key=jax.random.key(seed), radius=1.5)
+        a, b = count_on_slice(conv, sl), count_on_slice(dense, sl)
+        assert a.certified and b.certified and a.regions == b.regions > 1
+
+
+def test_identity_slice_equals_direct_count(rng):
+    conv, dense = _full_kernel_pair(rng, L=2)
+    c = dense.batch[0]
+    direct = count_regions(dense, c, 0.8)
+    via = count_on_slice(conv, slice_from_basis(c, np.eye(2), 0.8))
+    assert direct.regions == via.regions and direct.linear_regions == via.linear_regions
+
+
+def test_small_cnn_slice_matches_conditioned_forward(rng):
+    B = 8
+    batch = rng.normal(size=(B, 1, 6, 6))
+    net = ConvNetwork((1, 6, 6), (
+        Conv(rng.normal(size=(2, 1, 3, 3)), rng.normal(size=2), padding=1),
+        BatchNormND(BatchNorm(2, "train", [1.2, 0.7], [0.1, -0.2])), Activation(relu()), AvgPool(2),
+        Conv(rng.normal(size=(3, 2, 3, 3)), rng.normal(size=3)), BatchNormND(BatchNorm(3, "train")),
+        Activation(relu()), Flatten(), Linear(rng.normal(size=(2, 3)))), batch)
+    sl = slice_through_points(batch[0], batch[1], batch[2])
+    sn = slice_network(net, sl)
+    t = rng.uniform(-sl.radius, sl.radius, size=(30, 2))
+    np.testing.assert_allclose(sn.forward(t), net.condition().forward(sl.embed(t)).reshape(30, -1), atol=1e-10)
+    res = count_on_slice(net, sl)
+    assert res.certified and res.regions > 1
+
+
+def test_slice_refuses_maxpool_and_nonaffine_residual(rng):
+    batch = rng.normal(size=(4, 1, 4, 4))
+    mp = ConvNetwork((1, 4, 4), (Conv(rng.normal(size=(2, 1, 3, 3)), padding=1), Activation(relu()), MaxPool(2)),
+                     batch)
+    with pytest.raises(UnsupportedLayerError, match="MaxPool"):
+        slice_network(mp, slice_through_points(*batch[:3].reshape(3, -1)))
+    res = ConvNetwork((1, 4, 4), (Residual((Conv(rng.normal(size=(1, 1, 3, 3)), padding=1), Activation(relu()))),),
+                      batch)
+    with pytest.raises(UnsupportedLayerError, match="Residual"):
+        slice_network(res, slice_through_points(*batch[:3].reshape(3, -1)))
+    # an affine residual block (no activation inside) is fine: y = x + conv(x)
+    aff = ConvNetwork((1, 4, 4), (Residual((Conv(rng.normal(size=(1, 1, 3, 3)), padding=1),)), Activation(relu())),
+                      batch)
+    sl = slice_through_points(*batch[:3].reshape(3, -1))
+    t = rng.uniform(-1, 1, size=(5, 2))
+    np.testing.assert_allclose(slice_network(aff, sl).forward(t),
+                               aff.condition().forward(sl.embed(t)).reshape(5, -1), atol=1e-12)
