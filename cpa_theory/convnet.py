@@ -65,6 +65,13 @@ class CAffine:
     def push(self, x, t):
         return self(x), self.linear(t)
 
+    def jax(self, x):
+        import jax.numpy as jnp
+
+        z = x if self.op is None else self.op.jax_linear(x)
+        shape = (1, -1) + (1,) * (z.ndim - 2)
+        return z * jnp.asarray(self.gain).reshape(shape) - jnp.asarray(self.offset).reshape(shape)
+
 
 @dataclass(frozen=True)
 class CLinearOp:
@@ -78,6 +85,9 @@ class CLinearOp:
     def push(self, x, t):
         return self.op.linear(x), self.op.linear(t)
 
+    def jax(self, x):
+        return self.op.jax_forward(x)
+
 
 @dataclass(frozen=True)
 class CActivation:
@@ -90,6 +100,11 @@ class CActivation:
         slope = np.asarray(self.activation.slopes)[self.activation.piece_index(x)]
         return self.activation(x), t * slope
 
+    def jax(self, x):
+        import jax.numpy as jnp
+
+        return self.activation(x, xp=jnp)
+
 
 @dataclass(frozen=True)
 class CMaxPool:
@@ -100,6 +115,9 @@ class CMaxPool:
 
     def push(self, x, t):
         return self.op(x), self.op.select(t, self.op.piece(x))
+
+    def jax(self, x):
+        return self.op.jax_forward(x)
 
 
 @dataclass(frozen=True)
@@ -118,6 +136,15 @@ def _run(ops, x, record=None):
         if record is not None and isinstance(op, (CActivation, CMaxPool)):
             record.append(x)
         x = op(x)
+    return x
+
+
+def _run_jax(ops, x):
+    for op in ops:
+        if isinstance(op, CResidual):
+            x = _run_jax(op.body, x) + (x if op.shortcut is None else _run_jax(op.shortcut, x))
+        else:
+            x = op.jax(x)
     return x
 
 
@@ -291,6 +318,12 @@ class ConditionedConvNetwork:
     def forward(self, x) -> np.ndarray:
         """f(x) for ``x`` ``(M, *input_shape)`` or ``(M, d)`` → ``(M, *output_shape)``."""
         return _run(self.ops, _as_inputs(x, self.input_shape))
+
+    def forward_jax(self, x):
+        """The same function in JAX (jit- and grad-traceable; float64 when jax_enable_x64 is on)."""
+        import jax.numpy as jnp
+
+        return _run_jax(self.ops, jnp.asarray(x).reshape(-1, *self.input_shape))  # traceable: no numpy validation
 
     def preactivations(self, x) -> list:
         """Inputs of every CPA layer (activations and max-pools) in execution order (residual: body, then

@@ -148,6 +148,12 @@ class Conv:
 
     def jax_forward(self, x):
         """The same map in JAX (``jax.lax.conv_general_dilated``), for JAX-traced pipelines."""
+        import jax.numpy as jnp
+
+        return self.jax_linear(x) + jnp.asarray(self.bias).reshape((1, -1) + (1,) * self.nd)
+
+    def jax_linear(self, x):
+        """W ⋆ x without bias in JAX."""
         import jax
         import jax.numpy as jnp
 
@@ -156,7 +162,7 @@ class Conv:
                                          [(p, p) for p in self.padding], rhs_dilation=self.dilation,
                                          dimension_numbers=spec, feature_group_count=self.groups,
                                          precision=jax.lax.Precision.HIGHEST)
-        return z + jnp.asarray(self.bias).reshape((1, -1) + (1,) * self.nd)
+        return z
 
 
 @dataclass(frozen=True)
@@ -184,6 +190,11 @@ class Linear:
 
     def linear(self, x) -> np.ndarray:
         return np.asarray(x, dtype=np.float64) @ self.weight.T
+
+    def jax_linear(self, x):
+        import jax.numpy as jnp
+
+        return x @ jnp.asarray(self.weight).T
 
     def __call__(self, x) -> np.ndarray:
         return self.linear(x) + self.bias
@@ -242,6 +253,13 @@ class AvgPool:
         n = int(np.prod(in_shape))
         return self.linear(np.eye(n).reshape(n, *in_shape)).reshape(n, -1).T
 
+    def jax_forward(self, x):
+        import jax
+
+        s = jax.lax.reduce_window(x, 0.0, jax.lax.add, (1, 1, *self.kernel), (1, 1, *self.stride),
+                                  [(0, 0), (0, 0), *[(p, p) for p in self.padding]])
+        return s / float(np.prod(self.kernel))
+
 
 def _adaptive_bins(n_in: int, n_out: int):
     # PyTorch: bin i covers [floor(i n_in / n_out), ceil((i+1) n_in / n_out)).
@@ -267,6 +285,15 @@ class AdaptiveAvgPool:
             axis = 2 + ax
             bins = _adaptive_bins(x.shape[axis], n_out)
             x = np.stack([np.take(x, range(a, b), axis=axis).mean(axis=axis) for a, b in bins], axis=axis)
+        return x
+
+    def jax_forward(self, x):
+        import jax.numpy as jnp
+
+        for ax, n_out in enumerate(self.output_size):
+            axis = 2 + ax
+            bins = _adaptive_bins(x.shape[axis], n_out)
+            x = jnp.stack([jnp.take(x, jnp.arange(a, b), axis=axis).mean(axis=axis) for a, b in bins], axis=axis)
         return x
 
     __call__ = linear
@@ -308,6 +335,13 @@ class MaxPool:
     def __call__(self, x) -> np.ndarray:
         return self._windows(x, -np.inf).max(axis=-1)
 
+    def jax_forward(self, x):
+        import jax
+
+        return jax.lax.reduce_window(x, -np.inf, jax.lax.max, (1, 1, *self.kernel), (1, 1, *self.stride),
+                                     [(0, 0), (0, 0), *[(p, p) for p in self.padding]],
+                                     window_dilation=(1, 1, *self.dilation))
+
     def select(self, t, piece) -> np.ndarray:
         """The linear map of the piece ``piece`` applied to tangents ``t`` ``(k, C, *S)`` (zero padding)."""
         w = self._windows(t, 0.0)
@@ -326,6 +360,9 @@ class Flatten:
         return np.asarray(x).reshape(np.shape(x)[0], -1)
 
     __call__ = linear
+
+    def jax_forward(self, x):
+        return x.reshape(x.shape[0], -1)
 
     def as_matrix(self, in_shape) -> np.ndarray:
         return np.eye(int(np.prod(in_shape)))

@@ -278,3 +278,23 @@ def test_convnetwork_needs_batch_for_train_bn():
     net = from_torch_convnet(model, torch.randn(4, 1, 8, 8)).network
     with pytest.raises(BatchError):
         ConvNetwork(net.input_shape, net.layers)
+
+
+def test_jax_forward_equals_numpy_forward():
+    import jax
+
+    from cpa_theory.tolerances import FORWARD_AGREEMENT_ATOL
+
+    gen = torch.Generator().manual_seed(12)
+    batch = torch.randn(6, 1, 8, 8, generator=gen)
+    x = np.random.default_rng(0).normal(size=(4, 1, 8, 8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DropoutIgnoredWarning)
+        nets = [from_torch_convnet(_resnet(), batch).network, from_torch_convnet(_cnn(), batch).network]
+    nets.append(ConvNetwork((2, 9), (Conv(np.ones((3, 2, 3)), None, 2, 1), MaxPool(2, nd=1)), None))
+    for net in nets:
+        cond = net.condition()
+        xs = x if net.input_shape == (1, 8, 8) else x.reshape(4, -1)[:, :18].reshape(4, 2, 9)
+        ref = cond.forward(xs)
+        got = np.asarray(jax.jit(cond.forward_jax)(xs))
+        np.testing.assert_allclose(got, ref, rtol=0, atol=FORWARD_AGREEMENT_ATOL * max(1.0, np.abs(ref).max()))
