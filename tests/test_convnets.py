@@ -298,3 +298,47 @@ def test_jax_forward_equals_numpy_forward():
         ref = cond.forward(xs)
         got = np.asarray(jax.jit(cond.forward_jax)(xs))
         np.testing.assert_allclose(got, ref, rtol=0, atol=FORWARD_AGREEMENT_ATOL * max(1.0, np.abs(ref).max()))
+
+
+def test_maxpool_pieces_exact_lp_vs_fine_grid_2d():
+    """Max-pool is CPA with switching sets {z_i = z_j} in a pool: in a 2-D input, the pieces (argmax per pool)
+    found on a fine grid are exactly those an LP certifies (max t with z_i ≥ z_j + t inside W, t > 0), and on
+    each piece the network equals the affine map read off by affine_map_at (the selected entry's map)."""
+    from itertools import product
+
+    from scipy.optimize import linprog
+
+    rng = np.random.default_rng(3)
+    conv = Conv(rng.normal(size=(2, 1, 2)), rng.normal(size=2) * 0.5, 1, 1)
+    net = ConvNetwork((1, 2), (conv, MaxPool(3, 1, nd=1))).condition()
+    r = 2.0
+    # z of pool c, entry i, as an affine function of x: rows of the conv matrix
+    M = conv.as_matrix((1, 2)).reshape(2, 3, 2)
+    b = np.repeat(conv.bias[:, None], 3, axis=1)
+    exact = set()
+    for code in product(range(3), range(3)):
+        A_ub, b_ub = [], []
+        for c, i in enumerate(code):
+            for j in range(3):
+                if j != i:  # z_j − z_i + t ≤ 0
+                    A_ub.append([*(M[c, j] - M[c, i]), 1.0])
+                    b_ub.append(b[c, i] - b[c, j])
+        res = linprog([0, 0, -1.0], A_ub=A_ub, b_ub=b_ub, bounds=[(-r, r), (-r, r), (None, 1.0)], method="highs")
+        if res.status == 0 and -res.fun > 1e-9:
+            exact.add(code)
+    g = np.linspace(-r, r, 401)
+    pts = np.stack(np.meshgrid(g, g), -1).reshape(-1, 2)
+    (pre,) = net.preactivations(pts)
+    pieces = MaxPool(3, 1, nd=1).piece(pre)[:, :, 0]  # (N, 2)
+    grid = {tuple(p) for p in pieces}
+    assert grid == exact and len(exact) >= 3, (grid, exact)
+    # brute force: the piece is the argmax of the explicit pool entries
+    np.testing.assert_array_equal(pieces, np.argmax(pre, axis=2))
+    # on each piece the map is affine and equals affine_map_at of a member; other pieces' maps differ
+    f = net.forward(pts).reshape(len(pts), -1)
+    for code in exact:
+        members = np.flatnonzero((pieces == code).all(axis=1))
+        A, c0 = net.affine_map_at(pts[members[len(members) // 2]])
+        np.testing.assert_allclose(pts[members] @ A.T + c0, f[members], atol=1e-10)
+        others = np.flatnonzero(~(pieces == code).all(axis=1))
+        assert np.max(np.abs(pts[others] @ A.T + c0 - f[others])) > 1e-3
