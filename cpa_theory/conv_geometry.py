@@ -21,6 +21,7 @@ import numpy as np
 from .bn import BatchNorm
 from .convnet import ConvNetwork
 from .layers import BatchNormND, Conv
+from .tolerances import C10_ZERO_DISTANCE_RTOL
 
 __all__ = ["ReferenceGeometry", "reference_distances", "torch_reference_check", "digits_c10"]
 
@@ -93,8 +94,9 @@ def digits_c10(*, key, n_images: int = 128, channels: int = 4, kernel: int = 3, 
     ``constant_centroid=True`` is the negative control: the batch plus its negatives 1 − x has the constant
     centroid 0.5·1, so with ``padding=0`` every reference set passes through x̄ (distance 0 up to rounding).
 
-    Returns a dict: ``distances`` (C, H', W'), ``median``, ``max``, ``min``, ``frac_nonzero`` (> 1e-9 relative to
-    the image norm), ``torch_max_abs_diff`` (None without torch), ``centroid_norm``.
+    Returns a dict: ``distances`` (C, H', W'), ``median``, ``max``, ``min``, ``frac_nonzero`` (above
+    ``C10_ZERO_DISTANCE_RTOL`` relative to the centroid's norm), ``torch_max_abs_diff`` (None without torch),
+    ``centroid_norm``, ``n_batch``.
     """
     import jax
 
@@ -120,5 +122,6 @@ def digits_c10(*, key, n_images: int = 128, channels: int = 4, kernel: int = 3, 
         diff = None
     dist = geo.distance
     return {"distances": dist, "median": float(np.nanmedian(dist)), "max": float(np.nanmax(dist)),
-            "min": float(np.nanmin(dist)), "frac_nonzero": float(np.mean(dist > 1e-9 * max(scale, 1.0))),
+            "min": float(np.nanmin(dist)),
+            "frac_nonzero": float(np.mean(dist > C10_ZERO_DISTANCE_RTOL * max(scale, 1.0))),
             "torch_max_abs_diff": diff, "centroid_norm": scale, "n_batch": int(batch.shape[0])}

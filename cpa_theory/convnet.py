@@ -252,6 +252,7 @@ class ConvNetwork:
     input_shape: tuple
     layers: tuple
     batch: np.ndarray | None = None
+    output_shape: tuple = field(init=False, default=())
 
     def __post_init__(self):
         shape = tuple(int(a) for a in self.input_shape)
@@ -331,6 +332,23 @@ class ConditionedConvNetwork:
         rec: list = []
         _run(self.ops, _as_inputs(x, self.input_shape), rec)
         return rec
+
+    def activation_code(self, x) -> tuple:
+        """Piece of every CPA unit, in the order of :meth:`preactivations`: activation piece indices, and for
+        max-pools the argmax within each window (first maximum on ties). A tuple of int arrays ``(M, *shape)``."""
+        kinds: list = []
+
+        def walk(ops):
+            for op in ops:
+                if isinstance(op, CResidual):
+                    walk(op.body)
+                    walk(op.shortcut or ())
+                elif isinstance(op, (CActivation, CMaxPool)):
+                    kinds.append(op)
+        walk(self.ops)
+        rec = self.preactivations(x)
+        return tuple(op.activation.piece_index(z) if isinstance(op, CActivation) else op.op.piece(z)
+                     for op, z in zip(kinds, rec))
 
     def affine_map_at(self, x) -> tuple[np.ndarray, np.ndarray]:
         """The local affine map (A ``(n_out, d)``, c ``(n_out,)``) with f(y) = A y + c on the piece of ``x``

@@ -30,6 +30,7 @@ from .convnet import CActivation, CMaxPool, ConditionedConvNetwork, ConvNetwork,
 from .errors import ShapeError, WindowError
 from .layers import UnsupportedLayerError
 from .network import ConditionedNetwork, Layer, Network
+from .tolerances import SLICE_BASIS_RTOL
 
 __all__ = ["Slice", "slice_through_points", "random_slice", "slice_from_basis", "slice_network", "count_on_slice"]
 
@@ -83,7 +84,7 @@ class Slice:
 
 def _orthonormal(D) -> np.ndarray:
     Q, R = np.linalg.qr(D)
-    if np.min(np.abs(np.diag(R))) <= 1e-12 * max(1.0, np.max(np.abs(R))):
+    if np.min(np.abs(np.diag(R))) <= SLICE_BASIS_RTOL * max(1.0, np.max(np.abs(R))):
         raise ShapeError("the slice directions are (numerically) dependent: the points are collinear or repeated; "
                          "choose points that span a plane.")
     return Q * np.sign(np.diag(R))  # keep the orientation of the given differences

@@ -330,6 +330,7 @@ def test_maxpool_pieces_exact_lp_vs_fine_grid_2d():
     pts = np.stack(np.meshgrid(g, g), -1).reshape(-1, 2)
     (pre,) = net.preactivations(pts)
     pieces = MaxPool(3, 1, nd=1).piece(pre)[:, :, 0]  # (N, 2)
+    np.testing.assert_array_equal(net.activation_code(pts)[0][:, :, 0], pieces)
     grid = {tuple(p) for p in pieces}
     assert grid == exact and len(exact) >= 3, (grid, exact)
     # brute force: the piece is the argmax of the explicit pool entries
