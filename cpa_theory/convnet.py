@@ -280,6 +280,19 @@ class ConvNetwork:
     def input_dim(self) -> int:
         return int(np.prod(self.input_shape))
 
+    def without_batchnorm(self) -> "ConvNetwork":
+        """The same weights and raw biases with every BatchNorm removed (the no-BN comparison)."""
+        def strip(layers):
+            out = []
+            for op in layers:
+                if isinstance(op, BatchNormND):
+                    continue
+                if isinstance(op, Residual):
+                    op = Residual(strip(op.body), None if op.shortcut is None else strip(op.shortcut))
+                out.append(op)
+            return tuple(out)
+        return ConvNetwork(self.input_shape, strip(self.layers), self.batch)
+
     def condition(self, batch=None) -> "ConditionedConvNetwork":
         """Freeze train-mode BN on ``batch`` (default: the network's own)."""
         net = self if batch is None else ConvNetwork(self.input_shape, self.layers, batch)

@@ -95,11 +95,11 @@ def test_conv_matches_torch_and_matrix_and_jax(v):
 
 
 def _cnn(bn=True):
+    torch.manual_seed(3)  # before building: the same weights with and without BN
     layers = [nn.Conv2d(1, 3, 3, padding=1), nn.BatchNorm2d(3) if bn else nn.Identity(), nn.ReLU(),
               nn.Conv2d(3, 4, 3, stride=2, groups=1), nn.BatchNorm2d(4) if bn else nn.Identity(), nn.LeakyReLU(0.1),
               nn.AvgPool2d(2, padding=1), nn.Flatten(), nn.Linear(16, 6), nn.BatchNorm1d(6) if bn else nn.Identity(),
               nn.Hardtanh(), nn.Linear(6, 3)]
-    torch.manual_seed(3)
     return _randomise_bn(nn.Sequential(*layers), torch.Generator().manual_seed(4))
 
 
@@ -343,3 +343,11 @@ def test_maxpool_pieces_exact_lp_vs_fine_grid_2d():
         np.testing.assert_allclose(pts[members] @ A.T + c0, f[members], atol=1e-10)
         others = np.flatnonzero(~(pieces == code).all(axis=1))
         assert np.max(np.abs(pts[others] @ A.T + c0 - f[others])) > 1e-3
+
+
+def test_without_batchnorm_equals_torch_without_bn():
+    x = torch.randn(3, 1, 8, 8, generator=torch.Generator().manual_seed(13))
+    with_bn = from_torch_convnet(_cnn(), x).network.without_batchnorm()
+    ref = _cnn(bn=False).eval()
+    with torch.no_grad():
+        _assert_close(with_bn.condition().forward(x.numpy()), ref(x).numpy())
