@@ -146,3 +146,22 @@ def test_slice_refuses_maxpool_and_nonaffine_residual(rng):
     t = rng.uniform(-1, 1, size=(5, 2))
     np.testing.assert_allclose(slice_network(aff, sl).forward(t),
                                aff.condition().forward(sl.embed(t)).reshape(5, -1), atol=1e-12)
+
+
+def test_slice_density_mean_ci_and_parallel_equal_serial(rng):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cpa_theory.slices import slice_density
+
+    net = _mlp(rng)
+    centres = net.batch[:5]
+    a = slice_density(net, centres, radius=0.5, key=jax.random.key(3))
+    with ThreadPoolExecutor(2) as ex:
+        b = slice_density(net, centres, radius=0.5, key=jax.random.key(3), executor=ex)
+    assert np.array_equal(a["counts"], b["counts"]) and a["certified"]
+    # each count is the count on that centre's slice
+    keys = jax.random.split(jax.random.key(3), 5)
+    assert a["counts"][2] == count_on_slice(net, random_slice(centres[2], 2, key=keys[2], radius=0.5)).regions
+    lo, hi = a["ci"]
+    assert a["mean"] == pytest.approx(a["counts"].mean()) and lo <= a["mean"] <= hi
+    assert hi - lo > 0 or np.ptp(a["counts"]) == 0
