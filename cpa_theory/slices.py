@@ -13,10 +13,14 @@ are *materialised as dense matrices* between consecutive activations. This is ex
 (8×8 digits); the resulting network carries no BN (its BN is already conditioned), so counting it counts the
 training-time function, not a network re-normalised on a batch of slice coordinates.
 
-Limits of the dense ``cpa-network/1`` form (one activation per layer, layers in sequence): max-pooling and
-residual blocks with an activation inside their body cannot be expressed; :func:`slice_network` refuses them
-with :class:`cpa_theory.layers.UnsupportedLayerError` (supported: sequential conv nets without MaxPool, and
-any dense :class:`Network`).
+Residual blocks: the dense form has one activation per layer and layers in sequence, so a block's input
+(needed again at its addition) is *carried* through the activations of its body by extra neurons whose
+pre-activations stay strictly inside one affine piece of φ over the whole slice window (rigorous interval
+bounds with wide margins). They never switch inside the window, so they add no region there: counts in
+W(0, r) are exact, and the returned network equals the original one on the window (up to rounding) — not
+outside it. Max-pooling cannot be written this way without splitting its pieces (max through ReLUs adds the
+switching sets of the losing pairs), so :func:`slice_network` refuses it with
+:class:`cpa_theory.layers.UnsupportedLayerError`.
 """
 
 from __future__ import annotations
@@ -154,38 +158,139 @@ def _push_affine(ops, v, T):
     return v, T
 
 
+def _phi_range(act, lo, hi):
+    """Exact range of the CPA activation over [lo, hi] (elementwise): extremes at the ends or at breakpoints."""
+    cand = [act(lo), act(hi)]
+    for t in act.breakpoints:
+        inside = (lo < t) & (t < hi)
+        val = np.where(inside, act(np.full_like(lo, t)), np.nan)
+        cand.append(val)
+    C = np.stack(cand)
+    return np.nanmin(C, axis=0), np.nanmax(C, axis=0)
+
+
+def _carry_params(act, lo, hi):
+    """Per element (λ, c, a, β): z = p/λ + c stays strictly inside one piece of φ with slope a ≠ 0 (intercept β)
+    for every p in [lo, hi], so p = λ(φ(z) − β)/a − λc exactly there. Margins are generous (bounds are loose)."""
+    t, a, icpt = act.breakpoints, act.slopes, act.intercepts()
+    span = hi - lo + 1.0
+    if not t:
+        return np.ones_like(lo), np.zeros_like(lo), a[0], icpt[0]
+    if a[-1] != 0:  # right unbounded piece: z = p + c > t_K
+        return np.ones_like(lo), t[-1] - lo + span, a[-1], icpt[-1]
+    if a[0] != 0:  # left unbounded piece: z = p + c < t_1
+        return np.ones_like(lo), t[0] - hi - span, a[0], icpt[0]
+    k = next(i for i in range(1, len(a) - 1) if a[i] != 0)  # a bounded piece with slope ≠ 0 (φ not constant)
+    width = t[k] - t[k - 1]
+    lam = 8.0 * span / width  # |z − midpoint| ≤ (hi − lo)/(2λ) < width/16
+    return lam, (t[k] + t[k - 1]) / 2 - (lo + hi) / (2 * lam), a[k], icpt[k]
+
+
+class _Affine:
+    """h = v + Σ_i u_i T_i: a tensor as an affine function of the last emitted layer's output u."""
+
+    def __init__(self, v, T):
+        self.v, self.T = v, T
+
+    def bounds(self, u_lo, u_hi):
+        mid, rad = (u_lo + u_hi) / 2, (u_hi - u_lo) / 2
+        T = self.T.reshape(self.T.shape[0], -1)
+        c = self.v.reshape(-1) + mid @ T
+        r = rad @ np.abs(T)
+        slack = 1e-9 * (np.abs(c) + r + 1.0)  # float64 rounding of the interval sums, with wide headroom
+        return c - r - slack, c + r + slack
+
+
+class _SliceBuilder:
+    """Composes the conditioned ops with the slice map into dense layers. Tensors needed after an activation
+    (the inputs and partial outputs of enclosing residual blocks) are *carried* through that layer by neurons
+    that stay on one affine piece of φ over the whole slice window (interval bounds), so they add no switching
+    set inside the window and the activation regions counted there are exactly those of the network."""
+
+    def __init__(self, sl: Slice, shape):
+        self.layers = []
+        self.u_lo, self.u_hi = -np.full(sl.k, sl.radius), np.full(sl.k, sl.radius)
+        self.pending: list[_Affine] = []
+        self.h = _Affine(sl.x0.reshape(1, *shape), sl.V.T.reshape(sl.k, *shape))
+        self.dirty = True
+
+    def emit(self, act):
+        h = self.h
+        n_u = h.T.shape[0]
+        Ws, bs, lo_all, hi_all = [h.T.reshape(n_u, -1).T], [h.v.reshape(-1)], [], []
+        zlo, zhi = h.bounds(self.u_lo, self.u_hi)
+        lo_all.append(zlo), hi_all.append(zhi)
+        carry = []
+        for p in self.pending:
+            plo, phi = p.bounds(self.u_lo, self.u_hi)
+            lam, c, a, beta = _carry_params(act, plo, phi)
+            Ws.append(p.T.reshape(n_u, -1).T / lam[:, None])
+            bs.append(p.v.reshape(-1) / lam + c)
+            lo_all.append(plo / lam + c), hi_all.append(phi / lam + c)
+            carry.append((p, lam, c, a, beta))
+        W, b = np.concatenate(Ws), np.concatenate(bs)
+        self.layers.append(Layer(W, b, act, None))
+        ylo, yhi = _phi_range(act, np.concatenate(lo_all), np.concatenate(hi_all))
+        self.u_lo, self.u_hi = ylo, yhi
+        n = W.shape[0]
+        eye = np.eye(n)
+        off = h.T[0].size
+        self.h = _Affine(np.zeros((1, *h.T.shape[1:])), eye[:, :off].reshape(n, *h.T.shape[1:]))
+        new_pending = []
+        for p, lam, c, a, beta in carry:
+            m = p.T[0].size
+            sel = eye[:, off:off + m]  # u → carried z
+            off += m
+            # p = λ(u_z − β)/a − λc
+            v = (-lam * beta / a - lam * c).reshape(1, *p.T.shape[1:])
+            T = (sel * (lam / a)[None, :]).reshape(n, *p.T.shape[1:])
+            new_pending.append(_Affine(v, T))
+        self.pending = new_pending
+        self.dirty = False
+
+    def run(self, ops, prefix=""):
+        for i, op in enumerate(ops):
+            if isinstance(op, CMaxPool):
+                raise UnsupportedLayerError(
+                    f"{prefix}layer {i} (MaxPool): max-pooling is not expressible in the dense cpa-network/1 form "
+                    "(one activation per layer; writing max through ReLUs splits a max-pool piece into several "
+                    "codes), so slices support networks without MaxPool; use AvgPool.")
+            if isinstance(op, CActivation):
+                self.emit(op.activation)
+                continue
+            if isinstance(op, CResidual):
+                if not _has_cpa([op]):
+                    self.h = _Affine(*_push_affine([op], self.h.v, self.h.T))
+                    self.dirty = True
+                    continue
+                entry = self.h
+                self.pending.append(entry)
+                self.run(op.body, f"{prefix}layer {i} body: ")
+                entry = self.pending.pop()
+                body_out = self.h
+                if op.shortcut is None:
+                    short = entry
+                else:
+                    self.pending.append(body_out)
+                    self.h = entry
+                    self.run(op.shortcut, f"{prefix}layer {i} shortcut: ")
+                    short, body_out = self.h, self.pending.pop()
+                self.h = _Affine(body_out.v + short.v, body_out.T + short.T)
+                self.dirty = True
+                continue
+            self.h = _Affine(*_push_affine([op], self.h.v, self.h.T))
+            self.dirty = True
+
+
 def _conv_slice(cond: ConditionedConvNetwork, sl: Slice) -> Network:
     if sl.x0.shape[0] != cond.input_dim:
         raise ShapeError(f"slice lives in dimension {sl.x0.shape[0]}; the network's input has {cond.input_dim}.")
-    shape = cond.input_shape
-    v = sl.x0.reshape(1, *shape)
-    T = sl.V.T.reshape(sl.k, *shape)  # column j of the composed map, as a tangent image
-    layers = []
-    pending = True  # an affine map since the last activation that has not been emitted
-    for i, op in enumerate(cond.ops):
-        if isinstance(op, CMaxPool):
-            raise UnsupportedLayerError(f"layer {i} (MaxPool): max-pooling is not expressible in the dense "
-                                        "cpa-network/1 form (one activation per layer), so slices support networks "
-                                        "without MaxPool for now; use AvgPool or count with the conv network's own "
-                                        "engine when it exists.")
-        if isinstance(op, CResidual) and _has_cpa([op]):
-            raise UnsupportedLayerError(f"layer {i} (Residual): a residual block with an activation inside its body "
-                                        "is not expressible in the dense cpa-network/1 form; slices support "
-                                        "sequential networks (and residual blocks that are affine).")
-        if isinstance(op, CActivation):
-            n_in = T.shape[0]
-            W = T.reshape(n_in, -1).T
-            layers.append(Layer(W, v.reshape(-1), op.activation, None))
-            n = W.shape[0]
-            v = np.zeros((1, *T.shape[1:]))
-            T = np.eye(n).reshape(n, *T.shape[1:])
-            pending = False
-            continue
-        v, T = _push_affine([op], v, T)
-        pending = True
-    if pending or not layers:
-        layers.append(Layer(T.reshape(T.shape[0], -1).T, v.reshape(-1), identity(), None))
-    return Network(sl.k, tuple(layers))
+    b = _SliceBuilder(sl, cond.input_shape)
+    b.run(cond.ops)
+    if b.dirty or not b.layers:
+        h = b.h
+        b.layers.append(Layer(h.T.reshape(h.T.shape[0], -1).T, h.v.reshape(-1), identity(), None))
+    return Network(sl.k, tuple(b.layers))
 
 
 def slice_network(net, sl: Slice) -> Network:

@@ -129,23 +129,63 @@ def test_small_cnn_slice_matches_conditioned_forward(rng):
     assert res.certified and res.regions > 1
 
 
-def test_slice_refuses_maxpool_and_nonaffine_residual(rng):
+def test_slice_refuses_maxpool(rng):
     batch = rng.normal(size=(4, 1, 4, 4))
     mp = ConvNetwork((1, 4, 4), (Conv(rng.normal(size=(2, 1, 3, 3)), padding=1), Activation(relu()), MaxPool(2)),
                      batch)
     with pytest.raises(UnsupportedLayerError, match="MaxPool"):
         slice_network(mp, slice_through_points(*batch[:3].reshape(3, -1)))
-    res = ConvNetwork((1, 4, 4), (Residual((Conv(rng.normal(size=(1, 1, 3, 3)), padding=1), Activation(relu()))),),
-                      batch)
-    with pytest.raises(UnsupportedLayerError, match="Residual"):
-        slice_network(res, slice_through_points(*batch[:3].reshape(3, -1)))
-    # an affine residual block (no activation inside) is fine: y = x + conv(x)
-    aff = ConvNetwork((1, 4, 4), (Residual((Conv(rng.normal(size=(1, 1, 3, 3)), padding=1),)), Activation(relu())),
-                      batch)
-    sl = slice_through_points(*batch[:3].reshape(3, -1))
-    t = rng.uniform(-1, 1, size=(5, 2))
-    np.testing.assert_allclose(slice_network(aff, sl).forward(t),
-                               aff.condition().forward(sl.embed(t)).reshape(5, -1), atol=1e-12)
+
+
+def _resnet(rng, act2):
+    from cpa_theory.activations import leaky_relu
+
+    B = 6
+    batch = rng.normal(size=(B, 1, 4, 4))
+    bn = lambda c: BatchNormND(BatchNorm(c, "train", rng.normal(1, .2, c), rng.normal(0, .2, c)))  # noqa: E731
+    return ConvNetwork((1, 4, 4), (
+        Conv(rng.normal(size=(2, 1, 3, 3)), rng.normal(size=2), padding=1), bn(2), Activation(relu()),
+        Residual((Conv(rng.normal(size=(2, 2, 3, 3)), None, padding=1), bn(2), Activation(leaky_relu(0.1)),
+                  Conv(rng.normal(size=(2, 2, 3, 3)) * 0.5, None, padding=1))),
+        Activation(relu()),
+        Residual((Conv(rng.normal(size=(3, 2, 3, 3)), None, padding=1), bn(3), Activation(act2)),
+                 (Conv(rng.normal(size=(3, 2, 1, 1))),)),
+        AvgPool(2), Flatten(), Linear(rng.normal(size=(2, 12)), rng.normal(size=2))), batch)
+
+
+def _code_bytes(net, X):
+    codes = np.concatenate([c.reshape(len(X), -1) for c in net.condition().activation_code(X)], axis=1)
+    return [row.tobytes() for row in codes.astype(np.int8)]
+
+
+@pytest.mark.parametrize("act2", ["hardtanh", "relu"])
+def test_residual_slice_is_exact_on_the_window(rng, act2):
+    """Residual blocks on slices: block inputs are carried through the body's activations by neurons that never
+    switch inside the window. (1) the slice network equals the conv network on the window; (2) on a 1-D slice
+    the exact count equals the number of runs of distinct activation codes of the ORIGINAL network on a fine
+    grid; (3) on a 2-D slice the regions' witnesses carry pairwise distinct original codes (no region is split
+    by a carried neuron) and every code seen on a grid is one of them."""
+    net = _resnet(rng, act2)
+    cond = net.condition()
+    sl = slice_through_points(*net.batch[:3].reshape(3, -1), margin=0.1)
+    sn = slice_network(net, sl)
+    t = rng.uniform(-sl.radius, sl.radius, size=(50, 2))
+    ref = cond.forward(sl.embed(t)).reshape(50, -1)
+    np.testing.assert_allclose(sn.forward(t), ref, atol=1e-9 * max(1.0, np.abs(ref).max()))
+    line = random_slice(net.batch.mean(axis=0).ravel(), 1, key=jax.random.key(4), radius=2.0)
+    n1 = count_on_slice(net, line)
+    g = np.linspace(-2.0, 2.0, 40001)[:, None]
+    codes = np.concatenate([c.reshape(len(g), -1) for c in cond.activation_code(line.embed(g))], axis=1)
+    runs = 1 + int(np.count_nonzero(np.any(codes[1:] != codes[:-1], axis=1)))
+    assert n1.certified and n1.regions == runs > 3
+    sl = slice_from_basis(sl.x0, sl.V, 0.3 * sl.radius)  # a smaller window keeps the test fast
+    res = count_on_slice(net, sl, keep_regions=True)
+    wit = np.stack([r.witness for r in res.region_list])
+    wcodes = _code_bytes(net, sl.embed(wit))
+    assert res.certified and len(set(wcodes)) == len(wcodes) == res.regions > 10
+    gg = np.linspace(-sl.radius, sl.radius, 120)
+    grid = np.stack(np.meshgrid(gg, gg), -1).reshape(-1, 2)
+    assert set(_code_bytes(net, sl.embed(grid))) <= set(wcodes)
 
 
 def test_slice_density_mean_ci_and_parallel_equal_serial(rng):
