@@ -363,15 +363,20 @@ class ConditionedConvNetwork:
         return tuple(op.activation.piece_index(z) if isinstance(op, CActivation) else op.op.piece(z)
                      for op, z in zip(kinds, rec))
 
-    def affine_map_at(self, x) -> tuple[np.ndarray, np.ndarray]:
+    def affine_map_at(self, x, chunk: int = 512) -> tuple[np.ndarray, np.ndarray]:
         """The local affine map (A ``(n_out, d)``, c ``(n_out,)``) with f(y) = A y + c on the piece of ``x``
-        (one point). The Jacobian is pushed through the operators (tangent batch of d basis vectors)."""
+        (one point). The Jacobian is pushed through the operators as tangent images, ``chunk`` basis vectors at
+        a time (memory ~ chunk × the widest layer, never a dense per-layer matrix)."""
         x = _as_inputs(x, self.input_shape)
         if x.shape[0] != 1:
             raise ShapeError("affine_map_at takes one point.")
         d = self.input_dim
-        y, t = _push(self.ops, x, np.eye(d).reshape(d, *self.input_shape))
-        A = t.reshape(d, -1).T
+        cols, y = [], None
+        for start in range(0, d, max(1, int(chunk))):
+            basis = np.eye(d)[start:start + chunk].reshape(-1, *self.input_shape)
+            y, t = _push(self.ops, x, basis)
+            cols.append(t.reshape(len(basis), -1))
+        A = np.concatenate(cols).T
         c = y.reshape(-1) - A @ x.reshape(-1)
         return A, c
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from .activations import CPAActivation, activation_from_spec
 from .bn import BatchNorm
-from .errors import CPAInputError, ShapeError
+from .errors import CPAInputError, NonFiniteError, ShapeError
 
 __all__ = ["Conv", "Linear", "BatchNormND", "AvgPool", "AdaptiveAvgPool", "MaxPool", "Flatten", "Activation",
            "Residual", "UnsupportedLayerError", "window_view"]
@@ -29,6 +29,12 @@ __all__ = ["Conv", "Linear", "BatchNormND", "AvgPool", "AdaptiveAvgPool", "MaxPo
 
 class UnsupportedLayerError(CPAInputError):
     """A layer (or a layer option) that cpa_theory cannot represent as a CPA operator; the message names it."""
+
+
+def _finite(arr, what: str) -> np.ndarray:
+    if not np.all(np.isfinite(arr)):
+        raise NonFiniteError(f"{what} contains NaN or inf; give finite values.")
+    return arr
 
 
 def _tuple(v, n: int, what: str) -> tuple[int, ...]:
@@ -77,8 +83,8 @@ class Conv:
         if w.ndim not in (3, 4):
             raise ShapeError(f"conv weight must be (C_out, C_in/groups, k) or (C_out, C_in/groups, kh, kw); got {w.shape}.")
         nd = w.ndim - 2
-        object.__setattr__(self, "weight", w)
-        b = np.zeros(w.shape[0]) if self.bias is None else np.asarray(self.bias, dtype=np.float64)
+        object.__setattr__(self, "weight", _finite(w, "conv weight"))
+        b = np.zeros(w.shape[0]) if self.bias is None else _finite(np.asarray(self.bias, dtype=np.float64), "conv bias")
         if b.shape != (w.shape[0],):
             raise ShapeError(f"conv bias has shape {b.shape}; it needs one entry per output channel ({w.shape[0]},).")
         object.__setattr__(self, "bias", b)
@@ -176,10 +182,10 @@ class Linear:
         w = np.asarray(self.weight, dtype=np.float64)
         if w.ndim != 2:
             raise ShapeError(f"linear weight must be 2-D (out x in); got {w.shape}.")
-        b = np.zeros(w.shape[0]) if self.bias is None else np.asarray(self.bias, dtype=np.float64)
+        b = np.zeros(w.shape[0]) if self.bias is None else _finite(np.asarray(self.bias, dtype=np.float64), "linear bias")
         if b.shape != (w.shape[0],):
             raise ShapeError(f"linear bias has shape {b.shape}; need ({w.shape[0]},).")
-        object.__setattr__(self, "weight", w)
+        object.__setattr__(self, "weight", _finite(w, "linear weight"))
         object.__setattr__(self, "bias", b)
 
     def out_shape(self, in_shape) -> tuple:

@@ -296,7 +296,10 @@ def _conv_slice(cond: ConditionedConvNetwork, sl: Slice) -> Network:
 def slice_network(net, sl: Slice) -> Network:
     """The network restricted to the slice, as a dense :class:`Network` of input dimension k (no BN: train-mode
     statistics are those of the original batch, frozen before composing). ``net``: :class:`Network`,
-    :class:`ConditionedNetwork`, :class:`ConvNetwork` or :class:`ConditionedConvNetwork`."""
+    :class:`ConditionedNetwork`, :class:`ConvNetwork` or :class:`ConditionedConvNetwork`.
+
+    With residual blocks the result equals the network on the slice window [−r, r]^k only (carried neurons, see
+    the module docstring); count it in that window (:func:`count_on_slice`)."""
     if isinstance(net, Network):
         net = net.condition()
     if isinstance(net, ConvNetwork):

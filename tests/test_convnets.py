@@ -217,7 +217,7 @@ def test_affine_map_at_equals_torch_jacobian():
         warnings.simplefilter("ignore", DropoutIgnoredWarning)
         cond = from_torch_convnet(model, batch).network.condition()
     x = torch.randn(1, 1, 8, 8, generator=gen)
-    A, c = cond.affine_map_at(x.numpy())
+    A, c = cond.affine_map_at(x.numpy(), chunk=7)  # chunks that do not divide d = 64
     np.testing.assert_allclose(A @ x.numpy().reshape(-1) + c, cond.forward(x.numpy())[0], atol=1e-10)
     # the Jacobian by central differences inside the piece (the map is affine there)
     xs = x.numpy().reshape(-1)
@@ -351,3 +351,14 @@ def test_without_batchnorm_equals_torch_without_bn():
     ref = _cnn(bn=False).eval()
     with torch.no_grad():
         _assert_close(with_bn.condition().forward(x.numpy()), ref(x).numpy())
+
+
+def test_layers_refuse_nonfinite_and_unknown_layers():
+    from cpa_theory.errors import NonFiniteError, ShapeError
+
+    with pytest.raises(NonFiniteError, match="conv weight"):
+        Conv(np.full((1, 1, 2, 2), np.nan))
+    with pytest.raises(ShapeError, match="groups"):
+        Conv(np.ones((3, 1, 2, 2)), groups=2)
+    with pytest.raises(UnsupportedLayerError, match="not a cpa_theory layer"):
+        ConvNetwork((1, 4, 4), (object(),))
