@@ -362,3 +362,18 @@ def test_layers_refuse_nonfinite_and_unknown_layers():
         Conv(np.ones((3, 1, 2, 2)), groups=2)
     with pytest.raises(UnsupportedLayerError, match="not a cpa_theory layer"):
         ConvNetwork((1, 4, 4), (object(),))
+
+
+def test_state_dict_file_is_read_weights_only(tmp_path):
+    model, other = _cnn(), _cnn()
+    with torch.no_grad():
+        other[0].weight.mul_(2.0)
+    path = tmp_path / "sd.pt"
+    torch.save(other.state_dict(), path)
+    net = from_torch_convnet(model, input_shape=(1, 8, 8), state_dict=path).network
+    np.testing.assert_array_equal(net.layers[0].weight, other[0].weight.detach().numpy())
+    torch.save({"w": object()}, tmp_path / "evil.pt")  # not loadable with weights_only=True
+    from cpa_theory.errors import NetworkFormatError
+
+    with pytest.raises(NetworkFormatError):
+        from_torch_convnet(model, input_shape=(1, 8, 8), state_dict=tmp_path / "evil.pt")
