@@ -68,3 +68,11 @@ SCREEN_MARGIN_RTOL = 1e-9
 #: Two region facets are "the same hyperplane, opposite sides" (adjacency for N_lin) when their unit
 #: normals and offsets agree to this; their shared (d−1)-ball must be at least this wide too.
 FACET_MATCH_TOL = 1e-9
+
+#: Slice bases (issue #14): directions are "dependent" (collinear points) when a diagonal entry of R in the QR
+#: factorisation is below this times max |R| (float64 QR is backward stable to ~1e-16 · d; headroom for d <= 1e4).
+SLICE_BASIS_RTOL = 1e-12
+
+#: C10 distances on images: a reference set "passes through x̄" when its distance is below this times
+#: max(1, ‖x̄‖₂) (the distance is a ratio of float64 dot products of length <= 1e3: rounding ~1e-13 relative).
+C10_ZERO_DISTANCE_RTOL = 1e-9
