@@ -1,4 +1,4 @@
-"""The claims registry: one object per THEORY claim C1–C9, linking every kind of evidence.
+"""The claims registry: one object per THEORY claim C1–C10, linking every kind of evidence.
 
 Each :class:`Claim` names its statement and assumptions, the symbolic obligations that prove it
 (``proofs/``) and those that must be refuted (its symbolic negative controls), WHERE the numeric check that
@@ -126,6 +126,22 @@ CLAIMS: tuple[Claim, ...] = (
           "'transfer is exact' on wide layers is refuted (δ_w ≠ 0); dropping δ_w mispredicts the hits",
           ("tests/test_network.py", "tests/test_sweep.py", "tests/test_proofs.py", "tests/test_reproduce.py"),
           "cpa_theory.reproduce.checks_depth:check_c9", "the pull-back with Aᵀ in place of A's pseudo-inverse"),
+    Claim("C10", "BatchNorm2d recentres at the mean patch, not at the centroid (convolutions)",
+          "after a conv, train-mode BatchNorm2d gives ẑ_{c,p} = γ_c w_cᵀ(P_p x − m̄)/s_c + β_c (m̄: mean patch over "
+          "batch × positions): the raw bias cancels per channel (C10a); the reference set of (c, p) passes through "
+          "x̄ iff w_cᵀ(P_p x̄ − m̄) = 0, i.e. not in general (C10b); C4 holds per neuron with a = γ_c P_pᵀw_c/s_c "
+          "(C10c).",
+          ("train-mode BatchNorm2d conditioned on a batch, B ≥ 2", "γ_c ≠ 0", "zero padding (border patches)"),
+          ("C10a", "C10b", "C10b-stationary", "C10c"), ("C10a-neg", "C10b-neg", "C10c-neg"),
+          "textbook loops over positions (conv with raw b, statistics over batch × positions) and torch "
+          "BatchNorm2d vs the core's conv network on scikit-learn digits: outputs, bias redraw, offsets "
+          "w_cᵀ(P_p x̄ − m̄), the foot of the perpendicular from x̄ has ẑ = β, normals γ_c P_pᵀw_c/s_c; "
+          "distances of the reference sets from x̄; a constant centroid image puts every reference through x̄",
+          "'every reference set passes through x̄' (C2 verbatim) is refuted on digits; eval mode moves with the "
+          "bias; s from one position's batch (BatchNorm1d per position) mismatches the normals",
+          ("tests/test_proofs_c10.py", "tests/test_conv_geometry.py", "tests/test_convnets.py",
+           "tests/test_reproduce.py"),
+          "cpa_theory.reproduce.checks_conv:check_c10", "σ² of BatchNorm2d with the unbiased divisor in the core"),
 )
 
 _BY_ID = {c.id: c for c in CLAIMS}

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +22,7 @@ from .convnet import ConvNetwork
 from .errors import CPAInputError, NetworkFormatError, OutputError
 from .fileformat import FORMAT as FORMAT_V1
 from .fileformat import atomic_write_text, network_from_dict
+from .outputs import write_output
 from .layers import (Activation, AdaptiveAvgPool, AvgPool, BatchNormND, Conv, Flatten, Linear, MaxPool, Residual)
 from .network import Network
 
@@ -260,13 +259,5 @@ def save_convnet(net, path, *, sidecar: bool = False) -> None:
         doc["arrays"] = npz.name
         buf = io.BytesIO()
         np.savez(buf, **store)
-        fd, tmp = tempfile.mkstemp(prefix=f".{npz.name}.", suffix=".tmp", dir=npz.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(buf.getvalue())
-            os.replace(tmp, npz)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        write_output(npz, buf.getvalue())  # atomic, regular files only, mode kept
     atomic_write_text(path, json.dumps(doc, indent=1) + "\n")

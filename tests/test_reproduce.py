@@ -29,7 +29,7 @@ def test_registry_does_not_import_from_reproduce():
 
 def test_registry_has_every_claim_with_evidence_and_a_negative_control():
     ids = [c.id for c in registry.CLAIMS]
-    assert ids == [f"C{i}" for i in range(1, 10)]
+    assert ids == [f"C{i}" for i in range(1, 11)]
     for c in registry.CLAIMS:
         assert c.statement and c.assumptions and c.evidence and c.negative_control and c.tests
         assert callable(check_function(c)) and c.mutation
@@ -224,3 +224,24 @@ def test_cli_reproduce_json_stdout_is_one_document_even_with_lp_solvers(tmp_path
                           str(tmp_path / "r"), "--json"], capture_output=True, text=True, cwd=ROOT)
     assert res.returncode == 0, res.stderr[-2000:]
     assert json.loads(res.stdout)[0]["claim"] == "C4"
+
+
+def test_C10_check_fails_when_the_core_bn2d_uses_the_unbiased_variance(tmp_path, monkeypatch):
+    import cpa_theory.convnet as convnet
+
+    real = convnet.condition_bn
+
+    def unbiased(weight, bias, bn, batch_inputs=None):
+        out = real(weight, bias, bn, batch_inputs)
+        if out.mode != "train":
+            return out
+        B = batch_inputs.shape[0]  # batch × positions for a conv
+        var = np.var(np.asarray(batch_inputs) @ np.asarray(weight).T, axis=0) * B / (B - 1)
+        s = np.sqrt(var + bn.eps)
+        return replace(out, scale=s, gain=bn.gamma / s)
+
+    assert all(_run(tmp_path, "C10").values())  # the unmutated core passes every C10 check
+    monkeypatch.setattr(convnet, "condition_bn", unbiased)
+    checks = _run(tmp_path, "C10")
+    assert not checks["core conv + BN2d forward = textbook loops (statistics over batch × positions, raw b included)"]
+    assert not checks["C10c: the core's normals = γ_c P_pᵀ w_c / s_c (s_c over batch × positions)"]

@@ -13,6 +13,8 @@ JAX kernels): each oracle recomputes its quantity the way a textbook would, from
 * :func:`locate_level` — the point where ẑ = t along a line, by bracketing and ``brentq`` on forward
   passes (C8's geometric spacing).
 * :func:`lstsq_pullback` — x*_P = argmin ‖A x − y‖₂ by ``numpy.linalg.lstsq`` (C9).
+* :func:`conv2d_patches`, :func:`batchnorm2d_train`, :func:`conv_reference_offsets` — a 2-D convolution and
+  train-mode BatchNorm2d with explicit loops over positions (C10).
 * :func:`segment_crossings_2d` — pairwise intersection points of lines inside an open square (the Euler count
   N = 1 + h + #crossings of a generic line arrangement in a convex window, d = 2).
 """
@@ -24,7 +26,8 @@ import itertools
 import numpy as np
 
 __all__ = ["batch_forward", "layer_preactivation", "corner_cut", "box_corners", "locate_level",
-           "lstsq_pullback", "segment_crossings_2d"]
+           "lstsq_pullback", "segment_crossings_2d", "conv2d_patches", "batchnorm2d_train",
+           "conv_reference_offsets"]
 
 
 def _bn(z, Zb, layer, mode_override=None):
@@ -112,3 +115,40 @@ def segment_crossings_2d(normals, rhs, x0, r) -> int:
         p = np.linalg.solve(M, np.array([c[i], c[j]]))
         count += int(np.all(np.abs(p - x0) < r))
     return count
+
+
+# -- C10: a 2-D convolution and BatchNorm2d written out with loops over positions ------------------------------
+
+def conv2d_patches(x, kh: int, kw: int) -> np.ndarray:
+    """Patches of images ``x`` ``(B, C, H, W)`` for a stride-1, unpadded ``kh × kw`` convolution, by explicit
+    loops over positions: ``(B, H', W', C·kh·kw)`` (channel-major, as the weight ``(C_out, C, kh, kw)`` ravels)."""
+    B, C, H, W = x.shape
+    out = np.empty((B, H - kh + 1, W - kw + 1, C * kh * kw))
+    for i in range(H - kh + 1):
+        for j in range(W - kw + 1):
+            out[:, i, j] = x[:, :, i:i + kh, j:j + kw].reshape(B, -1)
+    return out
+
+
+def batchnorm2d_train(x, weight, bias, gamma, beta, eps) -> np.ndarray:
+    """Conv (stride 1, no padding, raw bias included) then train-mode BatchNorm2d, statistics over the batch AND
+    the positions (biased variance): PyTorch's semantics, written out. Returns ``(B, C_out, H', W')``."""
+    C_out, _, kh, kw = weight.shape
+    P = conv2d_patches(x, kh, kw)
+    z = P @ weight.reshape(C_out, -1).T + bias  # (B, H', W', C_out)
+    mu = z.mean(axis=(0, 1, 2))
+    var = ((z - mu) ** 2).mean(axis=(0, 1, 2))
+    return np.moveaxis(gamma * (z - mu) / np.sqrt(var + eps) + beta, -1, 1)
+
+
+def conv_reference_offsets(x, weight) -> tuple[np.ndarray, np.ndarray]:
+    """C10b by loops: for every channel c and position p, w_cᵀ(P_p x̄ − m̄) with m̄ the mean patch over batch ×
+    positions, and ‖P_pᵀ w_c‖₂ (= ‖w_c‖₂ without padding). Returns ``(offset, norm)`` each ``(C_out, H', W')``."""
+    C_out, _, kh, kw = weight.shape
+    P = conv2d_patches(x, kh, kw)
+    mbar = P.reshape(-1, P.shape[-1]).mean(axis=0)
+    Pbar = conv2d_patches(x.mean(axis=0, keepdims=True), kh, kw)[0]  # patches of the centroid image
+    Wf = weight.reshape(C_out, -1)
+    offset = np.moveaxis((Pbar - mbar) @ Wf.T, -1, 0)
+    norm = np.broadcast_to(np.linalg.norm(Wf, axis=1)[:, None, None], offset.shape)
+    return offset, norm
