@@ -68,3 +68,9 @@ SCREEN_MARGIN_RTOL = 1e-9
 #: Two region facets are "the same hyperplane, opposite sides" (adjacency for N_lin) when their unit
 #: normals and offsets agree to this; their shared (d−1)-ball must be at least this wide too.
 FACET_MATCH_TOL = 1e-9
+
+#: Window radii accepted (``inputs.check_radius``), relative to s = max(1, ‖x0‖∞): lo·s ≤ r ≤ hi·s. Below lo
+#: the box x0 ± r is a few thousand float64 ulps (eps 2.2e-16) wide around its centre: measured on the example
+#: network, witnesses stop certifying below ~1e-15·s. Above hi the network's O(1)-scale hyperplanes are resolved
+#: to less than 1e-12 of the window (and r = 1e300 overflowed the vertex arithmetic).
+WINDOW_RADIUS_RELATIVE_RANGE = (1e-12, 1e12)

@@ -173,6 +173,11 @@ def window_relations(hyperplanes: SwitchingHyperplanes, centers, radius, p=np.in
     Degenerate switching sets (status not REGULAR) never cut: they are MISSES.
     Near ties are re-decided exactly (rational arithmetic).
     """
+    if not isinstance(hyperplanes, SwitchingHyperplanes):
+        from .errors import ArgumentTypeError
+
+        raise ArgumentTypeError(f"window_relations / window_hits need switching hyperplanes; got "
+                                f"{type(hyperplanes).__name__}. Compute them with switching_hyperplanes(net).")
     Window(np.zeros(hyperplanes.normals.shape[1]), radius, p)  # validates radius and p
     centers = _centers(centers, hyperplanes.normals.shape[1])
     norms = dual_norm(hyperplanes.normals, p)
