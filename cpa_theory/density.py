@@ -48,9 +48,9 @@ def count_many(net: Network, centers, radius: float, *, executor: Executor | Non
 def _progress(seq, on: bool, what: str):
     if not on:
         return seq
-    from rich.progress import track
+    from .progress import track  # stderr only, only on a terminal
 
-    return track(seq, description=what, transient=True)
+    return track(seq, what, unit="windows counted")
 
 
 @dataclass(frozen=True)

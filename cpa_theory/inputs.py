@@ -270,14 +270,14 @@ def check_positive_int(value, what: str, error=CPAInputError) -> int:
     return int(check_number(value, what, error, integer=True, minimum=1))
 
 
-def check_output_path(path, what: str = "output file") -> Path:
+def check_output_path(path, what: str = "output file", suffix: str = "") -> Path:
     """An output path that can be written: not a directory, in an existing folder."""
     if isinstance(path, bool) or not isinstance(path, (str, os.PathLike)):
         raise OutputError(f"{what}: expected a file path; got {type(path).__name__}.")
     p = Path(path)
     if str(path).endswith(os.sep) or p.is_dir():
         raise OutputError(f"{what} {_display(path)} is a directory; give a file name, e.g. "
-                          f"{_display(p / ('out' + (p.suffix or '.png')))}.")
+                          f"{_display(p / ('out' + (suffix or p.suffix or '.png')))}.")
     folder = p.parent if str(p.parent) else Path(".")
     if not folder.is_dir():
         raise OutputError(f"cannot write {_display(path)}: folder {_display(folder)} does not exist; create it.")

@@ -39,6 +39,8 @@ import numpy as np
 from cpa_theory.bn import bn_scale, offset_formula
 from cpa_theory.errors import CPAInputError
 from cpa_theory.fileformat import atomic_write_text
+from cpa_theory.inputs import read_json
+from cpa_theory.progress import interrupts_deferred, track
 from cpa_theory.windows import dual_norm, hyperplane_residual, window_slack
 
 from .ensembles import Distribution, EnsembleSpec, draw_network, sample_draws, to_networks
@@ -76,6 +78,9 @@ class SweepConfig:
 
     @classmethod
     def from_dict(cls, doc: dict) -> "SweepConfig":
+        from cpa_theory.inputs import check_sweep_doc
+
+        check_sweep_doc(doc)  # lists where lists belong, numbers (not "1.0" or true) where numbers belong
         doc = dict(doc)
         if "width" in doc:  # one hidden layer of this width (the first configuration format)
             if "widths" in doc:
@@ -248,7 +253,8 @@ def run_point(cfg: SweepConfig, point: dict, devices=None) -> dict:
     fn = _point_kernel(spec, point["batch_size"], dtype)
     D = 0.0 if point["distance"] is None else point["distance"]
     args = (jnp.asarray(point["bias_scale"], dtype), jnp.asarray(point["radius"], dtype), jnp.asarray(D, dtype))
-    h_bn, h_plain, q, e, dist = (np.asarray(v)[: cfg.networks].astype(np.float64) for v in fn(sharded, *args))
+    with interrupts_deferred():  # Ctrl-C during an XLA compile crashes the interpreter at exit: let it finish
+        h_bn, h_plain, q, e, dist = (np.asarray(v)[: cfg.networks].astype(np.float64) for v in fn(sharded, *args))
 
     row = dict(point)
     row["seed"] = cfg.seed
@@ -296,7 +302,7 @@ def run_sweep(cfg: SweepConfig, out, *, progress: bool = False, devices=None) ->
     chunks = out / "chunks"
     header_path = out / "header.json"
     if header_path.exists():
-        old = json.loads(header_path.read_text())
+        old = read_json(header_path, "sweep header", fix="the run directory is damaged: choose a new --out")
         if old.get("config_hash") != cfg.digest():
             raise CPAInputError(f"{str(out)!r} holds a sweep with another configuration; choose a new --out or "
                                 "delete the directory.")
@@ -312,15 +318,13 @@ def run_sweep(cfg: SweepConfig, out, *, progress: bool = False, devices=None) ->
         stale.unlink()
     points = grid_points(cfg)
     todo = [p for p in points if not (chunks / f"{p['index']:06d}.json").exists()]
-    it = todo
-    if progress:
-        from rich.progress import track
-
-        it = track(todo, description=f"sweep ({len(points) - len(todo)}/{len(points)} done)")
-    for p in it:
+    # stderr only, only on a terminal; the label counts finished grid points
+    for p in track(todo, "sweep", total=len(points), done=len(points) - len(todo), unit="points done",
+                   requested=progress):
         row = run_point(cfg, p, devices=devices)
         atomic_write_text(chunks / f"{p['index']:06d}.json", json.dumps(row) + "\n")
-    rows = [json.loads((chunks / f"{p['index']:06d}.json").read_text()) for p in points]
+    rows = [read_json(chunks / f"{p['index']:06d}.json", "sweep chunk", fix="delete that chunk to recompute its grid "
+                      "point") for p in points]
     atomic_write_text(out / "results.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     return rows
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from ..claims import select
 from ..errors import CPAInputError
 from ..fileformat import atomic_write_text
+from ..inputs import read_json
 from .checks import SCALES, Context, _plain
 
 __all__ = ["reproduce", "all_passed", "SCALES"]
@@ -58,7 +59,7 @@ def _prepare(out: Path, header: dict, fresh: bool) -> None:
         for png in out.glob("*.png"):
             png.unlink()
     if path.exists():
-        old = json.loads(path.read_text())
+        old = read_json(path, "run header", fix="the report directory is damaged: choose a new --out")
         if old.get("config_hash") != header["config_hash"]:
             raise CPAInputError(f"{str(out)!r} holds a reproduce run with another configuration "
                                 f"({old.get('config')}); add --fresh to replace it, or choose a new --out.")
@@ -107,7 +108,7 @@ def reproduce(out="runs/reproduce", claims=None, scale: str = "small", seed: int
     for claim in chosen:
         path = out / "claims" / f"{claim.id}.json"
         if path.exists():
-            entries.append(json.loads(path.read_text()))
+            entries.append(read_json(path, "finished claim", fix="delete that file to recompute the claim"))
             log(f"{claim.id}: done earlier ({entries[-1]['status']}), skipped")
             continue
         t0 = time.perf_counter()
@@ -122,7 +123,7 @@ def reproduce(out="runs/reproduce", claims=None, scale: str = "small", seed: int
     if with_data:
         path = out / "realdata.json"
         if path.exists():
-            data = json.loads(path.read_text())
+            data = read_json(path, "real-data result", fix="delete that file to recompute the study")
             log("real data: done earlier, skipped")
         else:
             t0 = time.perf_counter()
