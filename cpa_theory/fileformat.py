@@ -94,7 +94,8 @@ def network_to_dict(net: Network) -> dict:
     if not isinstance(net, Network):
         from .errors import ArgumentTypeError
 
-        raise ArgumentTypeError(f"save / network_to_dict need a cpa_theory Network; got {type(net).__name__}.")
+        raise ArgumentTypeError(f"save / network_to_dict need a cpa_theory Network; got {type(net).__name__}. "
+                                "Pass the Network built with cpa.Network(...) or loaded with cpa.load(path).")
     layers = []
     for layer in net.layers:
         bn = layer.batchnorm

@@ -127,7 +127,7 @@ def switching_hyperplanes(net, layer: int = 0, affine=None, anchor=None) -> Swit
 
         check_network(net, "switching_hyperplanes")  # a typed error (also a TypeError)
     if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) or not 0 <= layer < len(net.layers):
-        raise ShapeError(f"layer {layer} does not exist; the network has layers 0..{len(net.layers) - 1}.")
+        raise ShapeError(f"layer {layer!r} does not exist; give an integer layer index in 0..{len(net.layers) - 1}.")
     cl = net.layers[layer]
     W, bn = cl.weight, cl.bn
     d = net.input_dim

@@ -146,7 +146,7 @@ def from_flax(variables, activations, batch=None, eps: float = 1e-5) -> Network:
     unknown = [k for k in names if not re.fullmatch(r"(Dense|BatchNorm)_\d+", k)]
     if unknown:
         raise CPAInputError(f"unsupported Flax modules {unknown[:5]}: from_flax reads Dense_k and BatchNorm_k "
-                            "(k = 0, 1, ...) only.")
+                            "(k = 0, 1, ...) only; rename or convert the other modules.")
     dense = sorted((k for k in names if k.startswith("Dense_")), key=lambda k: int(k.split("_")[1]))
     for name in dense:
         if not isinstance(params[name], Mapping) or "kernel" not in params[name]:

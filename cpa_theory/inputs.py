@@ -243,8 +243,10 @@ def check_radius(radius, center=None, dim: int | None = None) -> float:
     """A window radius the toolkit can compute with: a finite number with
     ``lo·s <= r <= hi·s``, ``s = max(1, ‖center‖∞)`` and ``(lo, hi)`` from the tolerance table, and (given
     ``dim``) a window volume ``(2r)^dim`` that float64 represents (its inverse too)."""
-    r = check_number(radius, "radius", WindowError)
-    if not r > 0:
+    if isinstance(radius, (bool, np.bool_)) or not isinstance(radius, (int, float, np.integer, np.floating)):
+        check_number(radius, "radius", WindowError)  # raises: not a number
+    r = float(radius)
+    if not (math.isfinite(r) and r > 0):
         raise WindowError(f"radius must be a finite number > 0; got {radius!r}.")
     scale = 1.0
     if center is not None:
