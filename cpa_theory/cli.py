@@ -196,7 +196,7 @@ def cmd_info(args) -> int:
         if anchor_kind == "batch centroid":
             print(f"first-layer anchor (batch centroid x̄): {np.round(hp.anchor, 6).tolist()}")
         else:
-            print("first-layer anchor: the origin (no train-mode BN in layer 0, so no batch centroid)")
+            print("first-layer anchor: the origin (layer 0 has no train-mode BN)")
         print(f"{'neuron':>6} {'t_k':>8} {'status':>14} {'offset':>12} {'dist':>12}" + (f" {'tau':>10}" if hp.tau is not None else ""))
         lines = []
         for r in o["first_layer_hyperplanes"]:
