@@ -290,3 +290,61 @@ def test_cli_json_is_real_json(capsys):
         code, out, err = run_main(capsys, *argv)
         assert code in (0, 1), err
         strict(out)
+
+
+def _eval_and_plain_copies(net):
+    import numpy as np
+
+    from cpa_theory import BatchNorm, Layer, Network
+
+    layers = []
+    for l in net.layers:
+        bn = l.batchnorm
+        if bn is not None:
+            n = bn.num_features
+            bn = BatchNorm(n, "eval", bn.gamma, bn.beta, bn.eps, running_mean=np.full(n, 0.1), running_var=np.ones(n))
+        layers.append(Layer(l.weight, l.bias, l.activation, bn))
+    return Network(2, tuple(layers)), net.without_batchnorm()
+
+
+def test_plot_figure_titles_say_the_bn_mode_used_with_labels_legend_and_no_warnings(monkeypatch):
+    import warnings
+
+    import cpa_theory.plotting as plotting
+    from cpa_theory import load_network
+
+    figures = []
+    monkeypatch.setattr(plotting, "save_figure", lambda fig, out: figures.append(fig))
+    net = load_network(EXAMPLE)
+    eval_net, plain = _eval_and_plain_copies(net)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib warnings (glyphs, layout) fail the test
+        for n in (net, eval_net, plain):
+            plotting.plot_partition_comparison(n, [0.92, -0.43], 0.6, "unused.png")
+    titles = [[ax.get_title() for ax in fig.axes] for fig in figures]
+    assert "train-mode BN conditioned on its batch, B = 16" in titles[0][0]
+    assert "eval-mode BN" in titles[1][0] and "batch" not in titles[1][0]
+    assert "no BN" in titles[2][0] and "batch" not in titles[2][0] and "no BN" in titles[2][1]
+    for fig in figures:
+        for ax in fig.axes:
+            assert ax.get_xlabel() and ax.get_ylabel() and ax.get_legend() is not None
+    legend = [t.get_text() for t in figures[0].axes[0].get_legend().get_texts()]
+    assert any("centroid" in t for t in legend) and any("switching" in t for t in legend)
+
+
+def test_region_colours_are_a_function_of_the_affine_map():
+    import numpy as np
+
+    from cpa_theory import load_network
+    from cpa_theory.plotting import _gradient_scale, _map_colours
+    from cpa_theory.regions import count_regions
+
+    regions = count_regions(load_network(EXAMPLE), [0.92, -0.43], 0.6, keep_regions=True).region_list
+    colours = np.array(_map_colours(regions, _gradient_scale(regions)))
+    maps = [np.round(np.asarray(r.out_A, float)[0], 9).tobytes() for r in regions]
+    for i in range(len(regions)):
+        for j in range(len(regions)):
+            assert (maps[i] == maps[j]) <= bool(np.allclose(colours[i], colours[j]))
+    assert len({c.tobytes() for c in colours}) > 1
+    again = np.array(_map_colours(regions, _gradient_scale(regions)))
+    assert np.array_equal(colours, again)  # no randomness
