@@ -142,6 +142,8 @@ class Window:
         if not np.all(np.isfinite(c)):
             raise NonFiniteError("window centre contains NaN or inf; give finite coordinates.")
         try:
+            if isinstance(self.radius, (str, bytes, bool, np.bool_)):  # "0.5" and True are not radii
+                raise TypeError
             r = float(self.radius)
         except (TypeError, ValueError):
             raise WindowError(f"radius must be a number; got {self.radius!r}.") from None

@@ -499,6 +499,7 @@ def _api_cases():
         "count_regions(None)": lambda: count_regions(None, [0, 0], 0.5),
         "count_regions(net, c, '0.5')": lambda: count_regions(net, [0, 0], "0.5"),
         "count_regions(net, c, 1e300)": lambda: count_regions(net, [0, 0], 1e300),
+        "window_hits(hp, c, '0.5')": lambda: cpa.window_hits(cpa.switching_hyperplanes(net), [0, 0], "0.5"),
         "count_regions_lp(max_regions=0)": lambda: count_regions_lp(net, [0, 0], 0.5, max_regions=0),
         "count_regions_lp(None)": lambda: count_regions_lp(None, [0, 0], 0.5),
         "count_regions_lp(max_regions='x')": lambda: count_regions_lp(net, [0, 0], 0.5, max_regions="x"),
