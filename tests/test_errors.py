@@ -557,3 +557,20 @@ def test_strict_json_reader_limits():
         with pytest.raises(CPAInputError, match=fix):
             parse_json(text, "test input")
     assert parse_json('{"a": [1, 2.5, "x"]}', "ok") == {"a": [1, 2.5, "x"]}
+
+
+def test_pickled_state_dict_refusal_does_not_pass_on_torchs_unsafe_suggestion(tmp_path):
+    torch = pytest.importorskip("torch")
+    from cpa_theory.importers import load_torch_state_dict
+
+    class Payload:
+        pass
+
+    path = tmp_path / "evil.pt"
+    torch.save({"0.weight": Payload()}, path)
+    with pytest.raises(NetworkFormatError, match="pickled Python objects") as info:
+        load_torch_state_dict(path)
+    msg = str(info.value)
+    assert "weights_only=False" not in msg and "can still be loaded" not in msg and "\x1b" not in msg
+    with pytest.raises(NetworkFormatError, match="not a regular file"):
+        load_torch_state_dict("/dev/zero")  # read through inputs.py: never read forever
