@@ -559,15 +559,16 @@ def test_strict_json_reader_limits():
     assert parse_json('{"a": [1, 2.5, "x"]}', "ok") == {"a": [1, 2.5, "x"]}
 
 
+class _Payload:  # an arbitrary (picklable) object inside a state dict
+    pass
+
+
 def test_pickled_state_dict_refusal_does_not_pass_on_torchs_unsafe_suggestion(tmp_path):
     torch = pytest.importorskip("torch")
     from cpa_theory.importers import load_torch_state_dict
 
-    class Payload:
-        pass
-
     path = tmp_path / "evil.pt"
-    torch.save({"0.weight": Payload()}, path)
+    torch.save({"0.weight": _Payload()}, path)
     with pytest.raises(NetworkFormatError, match="pickled Python objects") as info:
         load_torch_state_dict(path)
     msg = str(info.value)
