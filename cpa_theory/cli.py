@@ -512,6 +512,8 @@ def main(argv=None) -> int:
         return args.func(args)
     except KeyboardInterrupt:
         print("cpa-theory: interrupted", file=sys.stderr)
+        if argv is None:  # the command line itself (not a caller in this process)
+            _end_after_interrupt()
         return 130
     except BrokenPipeError:  # e.g. piped into `head`: not an error of ours
         sys.stdout = open(os.devnull, "w")
@@ -536,6 +538,24 @@ def main(argv=None) -> int:
         traceback.print_exception(caught)
     print(f"cpa-theory: {_one_line(line)}", file=sys.stderr)
     return code
+
+
+def _end_after_interrupt() -> None:
+    """End the process with 130 now, skipping interpreter shutdown, when JAX is loaded.
+
+    An interrupted jitted call leaves XLA compiling on its own thread pool, and a normal shutdown then crashes
+    in that thread (segfault, seen with Ctrl-C during `reproduce`'s JAX work). The sweep holds Ctrl-C until its
+    JAX call returns (``progress.interrupts_deferred``); this is the net for every other JAX call. By now every
+    ``with``/``finally`` block has run and results are written atomically, so nothing is lost by not shutting down.
+    """
+    if "jax" not in sys.modules:
+        return
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(130)
 
 
 def _internal_line(exc) -> str:
