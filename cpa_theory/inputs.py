@@ -211,7 +211,9 @@ def check_numbers(x, what: str, error=CPAInputError) -> None:
         elif isinstance(node, np.ndarray):
             check_numbers(node, what, error)
         elif isinstance(node, (bool, np.bool_)) or not isinstance(node, (int, float, np.integer, np.floating)):
-            kind = "a boolean" if isinstance(node, (bool, np.bool_)) else f"{short(node, 30)} ({type(node).__name__})"
+            # the kind only, never the value: it may come from a file the user did not mean to show
+            kind = ("a boolean" if isinstance(node, (bool, np.bool_)) else "a string" if isinstance(node, str)
+                    else f"a {type(node).__name__}")
             raise error(f"{what} must hold numbers; it contains {kind}. Write plain numbers such as 1.0 "
                         "(not \"1.0\", not true).")
 
