@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ActivationError
+from .inputs import check_number, check_numbers, short
 
 __all__ = [
     "CPAActivation",
@@ -35,13 +36,25 @@ __all__ = [
 
 
 def _finite_floats(values, what: str) -> tuple[float, ...]:
+    """A flat list of finite numbers (a nested list is refused, not flattened)."""
+    if not isinstance(values, (list, tuple, np.ndarray)):
+        raise ActivationError(f"{what} must be a list of numbers; got {short(values, 30)}.")
+    check_numbers(values, what, ActivationError)
     try:
-        arr = np.asarray(values, dtype=np.float64).reshape(-1)
-    except (TypeError, ValueError) as exc:
-        raise ActivationError(f"{what} must be a list of numbers; got {values!r}.") from exc
+        arr = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ActivationError(f"{what} must be a flat list of numbers; got {short(values)}.") from None
+    if arr.ndim != 1:
+        raise ActivationError(f"{what} must be a flat list of numbers; got a nested list of shape {arr.shape}.")
     if not np.all(np.isfinite(arr)):
-        raise ActivationError(f"{what} contains NaN or inf ({values!r}); give finite numbers.")
+        raise ActivationError(f"{what} contains NaN or inf; give finite numbers.")
     return tuple(float(v) for v in arr)
+
+
+def _finite_scalar(value, what: str) -> float:
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]
+    return check_number(value, what + " (one number)", ActivationError)
 
 
 @dataclass(frozen=True)
@@ -65,7 +78,7 @@ class CPAActivation:
     def __post_init__(self):
         t = _finite_floats(self.breakpoints, f"{self.name}: breakpoints")
         a = _finite_floats(self.slopes, f"{self.name}: slopes")
-        v = _finite_floats([self.value_at_first], f"{self.name}: value")
+        v = (_finite_scalar(self.value_at_first, f"{self.name}: value"),)
         if len(a) != len(t) + 1:
             raise ActivationError(
                 f"{self.name}: need len(slopes) = len(breakpoints) + 1, got {len(a)} and {len(t)}."
@@ -155,7 +168,7 @@ def relu() -> CPAActivation:
 
 
 def leaky_relu(negative_slope: float = 0.01) -> CPAActivation:
-    a = _finite_floats([negative_slope], "leaky_relu: negative_slope")[0]
+    a = _finite_scalar(negative_slope, "leaky_relu: negative_slope")
     if a == 1.0:
         raise ActivationError(
             "leaky_relu: negative_slope = 1 makes it the identity (no breakpoint); use "
@@ -189,8 +202,8 @@ def spline(breakpoints, values, left_slope: float, right_slope: float) -> CPAAct
     """A continuous linear spline through ``(t_k, values_k)`` with two end slopes."""
     t = _finite_floats(breakpoints, "cpa: breakpoints")
     v = _finite_floats(values, "cpa: values")
-    (a0,) = _finite_floats([left_slope], "cpa: left_slope")
-    (aK,) = _finite_floats([right_slope], "cpa: right_slope")
+    a0 = _finite_scalar(left_slope, "cpa: left_slope")
+    aK = _finite_scalar(right_slope, "cpa: right_slope")
     if len(t) == 0:
         raise ActivationError("cpa: give at least one breakpoint (for none use 'identity').")
     if len(v) != len(t):
@@ -231,6 +244,9 @@ def activation_from_spec(spec) -> CPAActivation:
         )
     if isinstance(spec, dict):
         name = spec.get("name")
+        if not isinstance(name, str):
+            raise ActivationError(f"activation 'name' must be a string such as \"relu\" or \"cpa\"; got "
+                                  f"{short(name, 30)}.")
         if name == "leaky_relu":
             return leaky_relu(spec.get("negative_slope", 0.01))
         if name == "cpa":
@@ -244,4 +260,4 @@ def activation_from_spec(spec) -> CPAActivation:
             f"unknown activation name {name!r}; use 'relu', 'identity', 'hardtanh', 'relu6', "
             "'hardsigmoid', 'abs', 'leaky_relu' or 'cpa'."
         )
-    raise ActivationError(f"activation must be a name or an object; got {spec!r}.")
+    raise ActivationError(f"activation must be a name or an object; got {short(spec, 40)}.")

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import BatchError, BatchNormError, DegenerateBatchNormError, NonFiniteError, ShapeError
+from .inputs import as_float_array, check_number, short
 
 __all__ = [
     "BatchNorm",
@@ -46,10 +47,7 @@ BN_MODES = ("train", "eval")
 
 
 def _vector(x, n: int, what: str) -> np.ndarray:
-    try:
-        arr = np.asarray(x, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise BatchNormError(f"{what} must be a list of {n} numbers; got {x!r}.") from exc
+    arr = as_float_array(x, f"{what} (a list of {n} numbers)", BatchNormError)
     if arr.ndim == 0:
         arr = np.full(n, float(arr))
     if arr.shape != (n,):
@@ -76,15 +74,14 @@ class BatchNorm:
     running_var: np.ndarray | None = None
 
     def __post_init__(self):
-        n = self.num_features
-        if self.mode not in BN_MODES:
-            raise BatchNormError(f"unknown BN mode {self.mode!r}; use 'train' or 'eval'.")
+        n = check_number(self.num_features, "BatchNorm num_features (the layer's neuron count)", BatchNormError,
+                         integer=True, minimum=1)
+        object.__setattr__(self, "num_features", n)
+        if not isinstance(self.mode, str) or self.mode not in BN_MODES:
+            raise BatchNormError(f"unknown BN mode {short(self.mode, 30)}; use 'train' or 'eval'.")
         gamma = np.ones(n) if self.gamma is None else _vector(self.gamma, n, "batchnorm.gamma")
         beta = np.zeros(n) if self.beta is None else _vector(self.beta, n, "batchnorm.beta")
-        try:
-            eps = float(self.eps)
-        except (TypeError, ValueError) as exc:
-            raise BatchNormError(f"batchnorm.eps must be a number; got {self.eps!r}.") from exc
+        eps = check_number(self.eps, "batchnorm.eps", BatchNormError) if not isinstance(self.eps, float) else self.eps
         if not np.isfinite(eps) or eps < 0:
             raise BatchNormError(f"batchnorm.eps = {self.eps!r}; it must be finite and >= 0 (PyTorch default 1e-5).")
         object.__setattr__(self, "gamma", gamma)
@@ -144,7 +141,8 @@ def batch_statistics(Z) -> tuple[np.ndarray, np.ndarray]:
 def bn_scale(var, eps, xp=np):
     """s = √(σ² + ε) (0 where σ² + ε = 0, which callers must report as undefined); ``xp`` numpy or jax.numpy."""
     if xp is np:
-        var = np.asarray(var, dtype=np.float64)
+        var = as_float_array(var, "var", BatchNormError)
+        eps = check_number(eps, "eps", BatchNormError) if not isinstance(eps, (float, np.floating)) else eps
     return xp.sqrt(var + eps)
 
 
@@ -154,13 +152,14 @@ def standardized_offset(t, beta, gamma):
     Depends on (t, β, γ) only. γ = 0 raises: the neuron is constant and has no
     switching set (``switching_hyperplanes`` reports it with status ``constant``).
     """
-    gamma = np.asarray(gamma, dtype=np.float64)
+    t, beta = as_float_array(t, "t", BatchNormError), as_float_array(beta, "beta", BatchNormError)
+    gamma = as_float_array(gamma, "gamma", BatchNormError)
     if np.any(gamma == 0):
         raise DegenerateBatchNormError(
             "γ = 0: the BN neuron is constant and has no switching hyperplane, so τ is undefined. "
             "Use switching_hyperplanes(), which reports such neurons with status 'constant', or set γ != 0."
         )
-    return offset_formula(np.asarray(t, dtype=np.float64), np.asarray(beta, dtype=np.float64), gamma)
+    return offset_formula(t, beta, gamma)
 
 
 def standardized_coordinate(w, x, centroid, s):

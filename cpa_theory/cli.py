@@ -17,9 +17,8 @@ EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # argparse's own usage errors are bad input too: exit 2
-        self.print_usage(sys.stderr)
-        self.exit(EXIT_BAD_INPUT, f"cpa-theory: error: {message} (see --help)\n")
+    def error(self, message):  # argparse's own usage errors are bad input too: exit 2, one line (no usage dump)
+        self.exit(EXIT_BAD_INPUT, f"cpa-theory: error: {_one_line(message)} (see --help)\n")
 
 
 _NUMBER = r"(?:(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|inf|infinity|nan)"
@@ -44,48 +43,78 @@ def _glue_negative_values(argv: list[str]) -> list[str]:
     return out
 
 
-def _parse_center(text: str) -> list[list[float]]:
-    """A centre "x1,x2,..." or a file of centres (one per line, or a JSON list of lists)."""
-    from .errors import CPAInputError
+#: error lines are cut here: a message must fit a terminal line or two, whatever the input was
+_MAX_MESSAGE = 400
 
-    path = Path(text)
-    if path.is_file():
-        content = path.read_text().strip()
+
+def _one_line(text) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 1] + "…"
+
+
+def _parse_center(text: str) -> tuple[list[list[float]], bool]:
+    """A centre "x1,x2,..." or a file of centres (one per line, or a JSON list of lists).
+
+    Returns ``(rows, from_file)``. File contents are never quoted in messages (a wrong path such as
+    /etc/passwd must not be echoed)."""
+    from .errors import InputFileError
+    from .inputs import check_numbers, parse_json, read_user_text, short
+
+    if os.path.lexists(text):
+        shown = short(text, 120)
+        content = read_user_text(text, "centre file").strip()
+        if not content:
+            raise InputFileError(f"centre file {shown} is empty; give one centre per line (x1,x2,...) or a JSON "
+                                 "list of lists.")
         if content.startswith("["):
-            try:
-                rows = json.loads(content)
-            except json.JSONDecodeError as exc:
-                raise CPAInputError(f"centre file {text!r} is not valid JSON ({exc.msg}); give a list of lists "
-                                    "or one comma-separated centre per line.") from None
-            if rows and not isinstance(rows[0], list):
+            rows = parse_json(content, f"centre file {shown}")
+            if not isinstance(rows, list) or not rows:
+                raise InputFileError(f"centre file {shown} holds an empty list; give at least one centre, e.g. "
+                                     "[[0.5, -1.0]].")
+            if not any(isinstance(r, list) for r in rows):
                 rows = [rows]
-        else:
-            rows = [line.replace(",", " ").split() for line in content.splitlines() if line.strip()]
+            for i, row in enumerate(rows):
+                if not isinstance(row, list) or not row:
+                    raise InputFileError(f"centre file {shown}: entry {i} is not a non-empty list of numbers; give "
+                                         "a JSON list of lists such as [[0.5, -1.0], [1, 2]].")
+                check_numbers(row, f"centre file {shown}, entry {i},", InputFileError)
+            return [[float(v) for v in row] for row in rows], True
         out = []
-        for row in rows:
+        for lineno, line in enumerate(content.splitlines(), start=1):
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
             try:
-                out.append([float(v) for v in row])
-            except (TypeError, ValueError):
-                raise CPAInputError(f"centre file {text!r} has a non-numeric row {row!r}.") from None
-        return out
+                out.append([float(v) for v in line.replace(",", " ").split()])
+            except ValueError:
+                raise InputFileError(f"centre file {shown}, line {lineno}, is not comma- or space-separated "
+                                     "numbers; give one centre per line (x1,x2,...).") from None
+        if not out:
+            raise InputFileError(f"centre file {shown} holds no centres; give one centre per line (x1,x2,...).")
+        return out, True
     try:
-        return [[float(v) for v in text.split(",")]]
+        return [[float(v) for v in text.split(",")]], False
     except ValueError:
-        raise CPAInputError(f"--center {text!r} is neither numbers like 0.5,-1 nor an existing file of centres.") from None
+        raise InputFileError(f"--center {short(text, 60)} is neither numbers like 0.5,-1 nor an existing file of "
+                             "centres.") from None
 
 
 def _centers(args, dim: int):
     import numpy as np
 
     from .errors import NonFiniteError, ShapeError
+    from .inputs import short
 
-    rows = [row for text in args.center for row in _parse_center(text)]
+    rows, files = [], 0
+    for text in args.center:
+        got, from_file = _parse_center(text)
+        rows.extend(got)
+        files += from_file
     for row in rows:
         if len(row) != dim:
-            raise ShapeError(f"centre {row} has {len(row)} coordinates; the network's input dimension is {dim}.")
+            raise ShapeError(f"centre {short(row)} has {len(row)} coordinates; the network's input dimension is {dim}.")
         if not all(np.isfinite(row)):
-            raise NonFiniteError(f"centre {row} contains NaN or inf; give finite coordinates.")
-    single = len(args.center) == 1 and not Path(args.center[0]).is_file()
+            raise NonFiniteError(f"centre {short(row)} contains NaN or inf; give finite coordinates.")
+    single = len(args.center) == 1 and not files
     return np.asarray(rows, dtype=np.float64), single
 
 
@@ -96,14 +125,59 @@ def _parse_radius(text: str) -> float:
         raise argparse.ArgumentTypeError(f"radius {text!r} is not a number") from None
 
 
+def _parse_workers(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--workers {text!r} is not a whole number") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"--workers must be >= 1 (got {n}); use 1 to count in this process")
+    return n
+
+
+def _parse_seed(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seed {text!r} is not a whole number") from None
+    if not 0 <= n < 2**32:
+        raise argparse.ArgumentTypeError(f"--seed must be in 0..2^32-1 (got {n}); give a non-negative seed")
+    return n
+
+
+def _check_radius(args, centers) -> float:
+    """The radius in the range the toolkit computes with (see ``inputs.check_radius``)."""
+    from .inputs import check_radius
+
+    import numpy as np
+
+    return check_radius(args.radius, np.abs(centers).max(axis=0) if len(centers) else None, centers.shape[1])
+
+
+def _dump(obj) -> str:
+    """The one JSON printer: real JSON only (NaN or infinity in a result is a bug, exit 3)."""
+    from .errors import CPAInternalError
+
+    try:
+        return json.dumps(obj, allow_nan=False)
+    except ValueError:
+        raise CPAInternalError("a result holds NaN or infinity, which JSON cannot carry") from None
+
+
 def _print(obj, as_json: bool, table) -> None:
     if as_json:
-        print(json.dumps(obj))
+        print(_dump(obj))
     else:
         table(obj)
 
 
 # -- info ----------------------------------------------------------------
+def _bn_label(bn) -> str:
+    if bn is None:
+        return "no BN"
+    return "BN train (batch statistics)" if bn.mode == "train" else "BN eval (running statistics)"
+
+
 def cmd_info(args) -> int:
     import numpy as np
 
@@ -111,40 +185,48 @@ def cmd_info(args) -> int:
     from .hyperplanes import HyperplaneStatus, switching_hyperplanes
 
     net = load_network(args.network)
-    cond = net.condition()
-    hp = switching_hyperplanes(cond, 0)
+    hp = switching_hyperplanes(net.condition(), 0)
     layers = []
     for i, layer in enumerate(net.layers):
         bn = layer.batchnorm
         layers.append({"layer": i, "in": layer.in_dim, "out": layer.out_dim,
                        "batchnorm": None if bn is None else bn.mode,
                        "activation": layer.activation.name, "breakpoints": list(layer.activation.breakpoints)})
-    neurons = []
-    for i in range(hp.num_neurons):
-        for k in range(hp.breakpoints.size):
-            row = {"neuron": i, "breakpoint": float(hp.breakpoints[k]),
-                   "status": HyperplaneStatus(hp.status[i, k]).name.lower(),
-                   "offset": float(hp.offsets[i, k]), "distance_from_anchor": float(hp.signed_distances()[i, k])}
-            if hp.tau is not None:
-                row["tau"] = float(hp.tau[i, k])
-                row["s"] = float(hp.scale[i])
-            neurons.append(row)
+    # whole arrays once (a row loop calling signed_distances() per row was quadratic in the width)
+    status = [HyperplaneStatus(v).name.lower() for v in range(len(HyperplaneStatus))]
+    dist = hp.signed_distances()
+    n, K = hp.offsets.shape
+    cols = {"neuron": np.repeat(np.arange(n), K).tolist(), "breakpoint": np.tile(hp.breakpoints, n).tolist(),
+            "status": [status[v] for v in np.asarray(hp.status).reshape(-1)],
+            "offset": hp.offsets.reshape(-1).tolist(), "distance_from_anchor": dist.reshape(-1).tolist()}
+    if hp.tau is not None:
+        cols["tau"] = hp.tau.reshape(-1).tolist()
+        cols["s"] = np.repeat(hp.scale, K).tolist()
+    neurons = [dict(zip(cols, vals)) for vals in zip(*cols.values())]
+    first_bn = net.layers[0].batchnorm
+    anchor_kind = "batch centroid" if first_bn is not None and first_bn.mode == "train" else "origin"
     out = {"input_dim": net.input_dim, "widths": list(net.widths), "layers": layers,
            "batch_size": None if net.batch is None else int(net.batch.shape[0]),
-           "anchor": hp.anchor.tolist(), "first_layer_hyperplanes": neurons}
+           "anchor": hp.anchor.tolist(), "anchor_kind": anchor_kind, "first_layer_hyperplanes": neurons}
 
     def table(o):
-        print(f"input_dim {o['input_dim']}, widths {o['widths']}, batch size {o['batch_size']}")
-        for l in o["layers"]:
-            print(f"  layer {l['layer']}: {l['in']} -> {l['out']}, BN {l['batchnorm']}, {l['activation']} "
+        batch = f", batch of {o['batch_size']} points" if o["batch_size"] is not None else ", no batch"
+        print(f"input_dim {o['input_dim']}, widths {o['widths']}{batch}")
+        for l, layer in zip(o["layers"], net.layers):
+            print(f"  layer {l['layer']}: {l['in']} -> {l['out']}, {_bn_label(layer.batchnorm)}, {l['activation']} "
                   f"(breakpoints {l['breakpoints']})")
-        print(f"first-layer anchor (batch centroid in train mode): {np.round(hp.anchor, 6).tolist()}")
+        if anchor_kind == "batch centroid":
+            print(f"first-layer anchor (batch centroid x̄): {np.round(hp.anchor, 6).tolist()}")
+        else:
+            print("first-layer anchor: the origin (layer 0 has no train-mode BN)")
         print(f"{'neuron':>6} {'t_k':>8} {'status':>14} {'offset':>12} {'dist':>12}" + (f" {'tau':>10}" if hp.tau is not None else ""))
+        lines = []
         for r in o["first_layer_hyperplanes"]:
             line = f"{r['neuron']:>6} {r['breakpoint']:>8.3g} {r['status']:>14} {r['offset']:>12.5g} {r['distance_from_anchor']:>12.5g}"
             if "tau" in r:
                 line += f" {r['tau']:>10.4g}"
-            print(line)
+            lines.append(line)
+        print("\n".join(lines))
 
     _print(out, args.json, table)
     return EXIT_OK
@@ -158,7 +240,8 @@ def cmd_hits(args) -> int:
 
     net = load_network(args.network)
     centers, single = _centers(args, net.input_dim)
-    Window(centers[0], args.radius, args.p)  # validates radius / p with a clear message
+    _check_radius(args, centers)
+    Window(centers[0], args.radius, args.p)  # validates p with a clear message
     hp = switching_hyperplanes(net.condition(), 0)
     rel = window_relations(hp, centers, args.radius, args.p)
     rel32 = _float32_relations(hp, centers, args.radius, args.p)
@@ -191,36 +274,69 @@ def _float32_relations(hp, centers, radius, p):
 
 
 # -- count ---------------------------------------------------------------
+def _mean_ci95(values) -> tuple[float, float, float]:
+    """Mean and a t-based 95 % confidence interval (windows are the independent units)."""
+    import math
+
+    import numpy as np
+    from scipy.stats import t
+
+    x = np.asarray(values, dtype=np.float64)
+    mean = float(x.mean())
+    if x.size < 2:
+        return mean, mean, mean
+    half = float(t.ppf(0.975, x.size - 1)) * float(x.std(ddof=1)) / math.sqrt(x.size)
+    return mean, mean - half, mean + half
+
+
+#: the text table lists at most this many windows (all of them are in --json)
+_MAX_ROWS_SHOWN = 20
+
+
 def cmd_count(args) -> int:
     from .density import count_many
     from .fileformat import load_network
-    from .windows import Window
 
     net = load_network(args.network)
     centers, single = _centers(args, net.input_dim)
-    Window(centers[0], args.radius)  # validates the radius with a clear message
-    progress = len(centers) > 1 and not args.json
+    _check_radius(args, centers)
+    workers = args.workers
+    cpus = os.cpu_count() or 1
+    if workers > cpus:
+        print(f"cpa-theory: note: --workers {workers} is more than the {cpus} CPUs here; using {cpus}.",
+              file=sys.stderr)
+        workers = cpus
+    workers = min(workers, len(centers))
+    progress = len(centers) > 1
     if args.scheduler:  # a Dask cluster (issue #15): an address, or local:N
         from .distributed import dask_client
 
         with dask_client(args.scheduler) as client:
             rows = count_many(net, centers, args.radius, client=client, progress=progress, out=args.out,
-                               fresh=args.fresh)
-    elif args.workers and args.workers > 1 and len(centers) > 1:
+                              fresh=args.fresh)
+    elif workers > 1:
         from .density import worker_pool
 
-        with worker_pool(args.workers) as executor:  # Ctrl-C cancels the queued windows and stops the workers
+        with worker_pool(workers) as executor:  # Ctrl-C cancels the queued windows and stops the workers
             rows = count_many(net, centers, args.radius, executor=executor, progress=progress, out=args.out,
-                               fresh=args.fresh)
+                              fresh=args.fresh)
     else:
-        rows = count_many(net, centers, args.radius, progress=progress, out=args.out,
-                               fresh=args.fresh)
+        rows = count_many(net, centers, args.radius, progress=progress, out=args.out, fresh=args.fresh)
     out = rows[0] if single else rows
 
     def table(o):
-        for r in rows:
+        for r in rows[:_MAX_ROWS_SHOWN]:
             print(f"centre {r['center']}  r={r['radius']}  regions {r['regions']}  linear regions "
                   f"{r['linear_regions']}  first-layer hits {r['hits']}  certified {r['certified']}")
+        if len(rows) > _MAX_ROWS_SHOWN:
+            print(f"… {len(rows) - _MAX_ROWS_SHOWN} more windows (--json lists all)")
+        if len(rows) > 1:
+            n = len(rows)
+            print(f"over {n} windows of radius {args.radius:g} (95 % CIs, t with {n - 1} df; certified "
+                  f"{sum(r['certified'] for r in rows)}/{n}):")
+            for key, name in (("regions", "D_r = mean N"), ("linear_regions", "mean N_lin"), ("hits", "mean h")):
+                m, lo, hi = _mean_ci95([r[key] for r in rows])
+                print(f"  {name:<13} {m:>9.4g}   [{lo:.4g}, {hi:.4g}]")
 
     _print(out, args.json, table)
     return EXIT_OK if all(r["certified"] for r in rows) else EXIT_CHECK_FAILED
@@ -229,13 +345,16 @@ def cmd_count(args) -> int:
 # -- plot ----------------------------------------------------------------
 def cmd_plot(args) -> int:
     from .fileformat import load_network
+    from .inputs import check_output_path
 
+    check_output_path(args.out, "--out", ".png")  # before any work: a directory or a missing folder is bad input
     net = load_network(args.network)
     centers, _ = _centers(args, net.input_dim)
     if len(centers) != 1:
         from .errors import ShapeError
 
         raise ShapeError(f"plot draws one window; got {len(centers)} centres: give one --center x1,x2.")
+    _check_radius(args, centers)
     from .plotting import plot_partition_comparison
 
     plot_partition_comparison(net, centers[0], args.radius, args.out)
@@ -247,26 +366,20 @@ def cmd_plot(args) -> int:
 def cmd_sweep(args) -> int:
     from numerics.sweep import SweepConfig, run_sweep
 
-    from .errors import CPAInputError
+    from .errors import ConfigError
+    from .inputs import read_json
 
-    try:
-        doc = json.loads(Path(args.config).read_text())
-    except FileNotFoundError:
-        raise CPAInputError(f"sweep configuration {args.config!r} does not exist; check the path.") from None
-    except json.JSONDecodeError as exc:
-        raise CPAInputError(f"sweep configuration {args.config!r} is not valid JSON ({exc.msg}).") from None
-    if not isinstance(doc, dict):
-        raise CPAInputError("a sweep configuration is a JSON object of settings (see numerics/sweep.py).")
+    doc = read_json(args.config, "sweep configuration", ConfigError)
     cfg = SweepConfig.from_dict(doc)
     if args.scheduler:  # the exact counts (count_networks) on a Dask cluster (issue #15)
         from .distributed import dask_client
 
         with dask_client(args.scheduler) as client:
-            rows = run_sweep(cfg, args.out, progress=not args.json, fresh=args.fresh, client=client)
+            rows = run_sweep(cfg, args.out, progress=True, fresh=args.fresh, client=client)
     else:
-        rows = run_sweep(cfg, args.out, progress=not args.json, fresh=args.fresh)
+        rows = run_sweep(cfg, args.out, progress=True, fresh=args.fresh)
     if args.json:
-        print(json.dumps(rows))
+        print(_dump(rows))
     else:
         counted = any("n_bn_mean" in r for r in rows)
         extra = f" {'E[N_BN]':>8} {'E[N_plain]':>10}" if counted else ""
@@ -281,10 +394,20 @@ def cmd_sweep(args) -> int:
 
 
 # -- prove ---------------------------------------------------------------
+def _claim_ids(values) -> list[str] | None:
+    """Claim ids from repeatable options that may hold comma lists ("C1,C3" or "C1 C3")."""
+    ids = [c.strip() for v in values or () for c in v.replace(" ", ",").split(",") if c.strip()]
+    return ids or None
+
+
 def cmd_prove(args) -> int:
     from proofs.registry import run
 
-    results = run(args.claim)
+    if args.markdown:
+        from .inputs import check_output_path
+
+        check_output_path(args.markdown, "--markdown", ".md")  # before the proofs run
+    results = run(_claim_ids(args.claim))
     if args.markdown:
         from proofs.render import results_markdown
 
@@ -292,7 +415,7 @@ def cmd_prove(args) -> int:
 
         write_output(args.markdown, results_markdown(results))
     if args.json:
-        print(json.dumps([r.as_json() for r in results]))
+        print(_dump([r.as_json() for r in results]))
     else:
         print(f"{'claim':<22} {'status':<8} {'expected':<9} {'seconds':>8}  statement")
         for r in results:
@@ -306,14 +429,15 @@ def cmd_prove(args) -> int:
 
 # -- reproduce -----------------------------------------------------------
 def cmd_reproduce(args) -> int:
+    from .progress import show_progress
     from .reproduce import all_passed, reproduce
 
-    claims = [c.strip() for c in args.claims.split(",") if c.strip()] if args.claims else None
+    claims = _claim_ids([args.claims]) if args.claims else None
     log = (lambda *a, **k: None) if args.json else (lambda msg: print(msg, file=sys.stderr, flush=True))
-    entries, data = reproduce(args.out, claims=claims, scale=args.scale, seed=args.seed, progress=not args.json,
+    entries, data = reproduce(args.out, claims=claims, scale=args.scale, seed=args.seed, progress=show_progress(),
                               log=log, fresh=args.fresh)
     if args.json:
-        print(json.dumps([{k: e[k] for k in ("claim", "status", "negative_control", "seconds")} for e in entries]))
+        print(_dump([{k: e[k] for k in ("claim", "status", "negative_control", "seconds")} for e in entries]))
     else:
         print(f"{'claim':<6} {'status':<7} {'negative control':<17} {'seconds':>8}  title")
         for e in entries:
@@ -331,13 +455,17 @@ def build_parser() -> argparse.ArgumentParser:
         "Training-time BatchNorm and the local affine-region partition of piecewise-affine networks "
         "(arXiv 2605.04946)."), formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example:\n  cpa-theory hits examples/bn_relu_2d.json --center 0.2,0.1 --radius 0.5 --json")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors (exit codes unchanged)")
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"cpa-theory {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     def add(name, help_, example, func):
         p = sub.add_parser(name, help=help_, description=help_, epilog=f"example:\n  {example}",
                            formatter_class=argparse.RawDescriptionHelpFormatter)
-        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors")
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show tracebacks on errors (exit codes unchanged)")
         p.set_defaults(func=func)
         return p
 
@@ -355,13 +483,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--p", type=float, default=float("inf"), help="window norm (default inf: the l-inf box)")
     p.add_argument("--json", action="store_true", help="print one JSON document")
 
-    p = add("count", "exact certified region counts N, N_lin and first-layer hits in l-inf windows",
+    from .regions import MAX_VERTEX_DIM
+
+    p = add("count", "exact certified region counts N, N_lin and first-layer hits in l-inf windows (input "
+            f"dimension <= {MAX_VERTEX_DIM}: vertex enumeration; beyond, use numerics.lp_regions.count_regions_lp)",
             "cpa-theory count examples/bn_relu_2d.json --center 0.92,-0.43 --radius 0.5 --json", cmd_count)
     p.add_argument("network", help="cpa-network/1 JSON file")
     p.add_argument("--center", action="append", required=True,
                    help="window centre x1,x2,... (repeatable) or a file of centres")
     p.add_argument("--radius", type=_parse_radius, required=True, help="window radius r > 0")
-    p.add_argument("--workers", type=int, default=1, help="processes for many centres (default 1)")
+    p.add_argument("--workers", type=_parse_workers, default=1,
+                   help="processes for many centres (default 1; at most the CPU count)")
     p.add_argument("--scheduler", metavar="ADDRESS", help="count on a Dask cluster: a scheduler address "
                    "(tcp://HOST:8786) or local:N for N local worker processes (pip install -e '.[dask]')")
     p.add_argument("--out", metavar="DIR", help="resumable run directory: finished chunks of windows are kept "
@@ -387,53 +519,96 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler", metavar="ADDRESS", help="exact counts (count_networks) on a Dask cluster: a scheduler address "
                    "(tcp://HOST:8786) or local:N for N local worker processes (pip install -e '.[dask]')")
 
-    p = add("prove", "check the symbolic derivations of C1-C4, C8, C9 and refute their negative controls",
+    p = add("prove", "check the symbolic derivations of C1-C4, C8-C10 and refute their negative controls",
             "cpa-theory prove --claim C3 --json", cmd_prove)
-    p.add_argument("--claim", action="append", help="claim id (repeatable), e.g. C3; default all")
+    p.add_argument("--claim", "--claims", dest="claim", action="append",
+                   help="claim ids, repeatable or comma-separated, e.g. C3 or C1,C3; default all")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.add_argument("--markdown", metavar="FILE", help="also write the derivations as Markdown with LaTeX")
 
-    p = add("reproduce", "check every claim C1-C9 (proofs, certificates, Monte Carlo, exact counts, negative "
+    p = add("reproduce", "check every claim C1-C10 (proofs, certificates, Monte Carlo, exact counts, negative "
             "controls), train on real data, write a report", "cpa-theory reproduce --scale small --out runs/repro",
             cmd_reproduce)
     p.add_argument("--claims", help="comma-separated claim ids, e.g. C5,C7 (default: all, plus the real-data study)")
     p.add_argument("--scale", default="small", choices=("small", "full"),
                    help="small: minutes on a laptop CPU (default); full: larger sweeps, for a GPU")
     p.add_argument("--out", default="runs/reproduce", help="report directory (a rerun resumes it)")
-    p.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
+    p.add_argument("--seed", type=_parse_seed, default=0, help="seed of every random draw, >= 0 (default 0)")
     p.add_argument("--fresh", action="store_true", help="discard an earlier run in --out instead of resuming it")
     p.add_argument("--json", action="store_true", help="print a JSON summary instead of the table")
 
     return parser
 
 
+def _fs_error(exc: OSError) -> bool:
+    """An OSError about the user's files (a directory given as a file, permissions, a full disk)."""
+    import errno
+
+    return exc.errno in (errno.EISDIR, errno.ENOTDIR, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EROFS,
+                         errno.EEXIST, errno.ENOENT, errno.EDQUOT, errno.ENAMETOOLONG)
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(_glue_negative_values(sys.argv[1:] if argv is None else list(argv)))
     if not getattr(args, "command", None):
-        parser.print_help()
+        parser.print_help(sys.stderr)
         return EXIT_BAD_INPUT
-    from .errors import CPAInputError
+    from .errors import CPAInputError, CPAInternalError
 
     try:
         return args.func(args)
-    except CPAInputError as exc:
-        if args.debug:
-            raise
-        print(f"cpa-theory: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("cpa-theory: interrupted", file=sys.stderr)
+        if argv is None:  # the command line itself (not a caller in this process)
+            _end_after_interrupt()
+        return 130
     except BrokenPipeError:  # e.g. piped into `head`: not an error of ours
         sys.stdout = open(os.devnull, "w")
         return EXIT_OK
-    except KeyboardInterrupt:
-        print("cpa-theory: interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:  # internal error: exit 3, one line unless --debug
-        if args.debug:
-            raise
-        print(f"cpa-theory: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
-              file=sys.stderr)
-        return EXIT_INTERNAL
+    except CPAInputError as exc:
+        caught, code, line = exc, EXIT_BAD_INPUT, f"error: {exc}"
+    except OSError as exc:
+        caught = exc
+        if not _fs_error(exc):
+            code, line = EXIT_INTERNAL, _internal_line(exc)
+        else:
+            where = f" {exc.filename!r}" if exc.filename else ""
+            code, line = EXIT_BAD_INPUT, (f"error: cannot use{where}: {exc.strerror or exc}; check the path and its "
+                                          "permissions, or choose another location.")
+    except CPAInternalError as exc:
+        caught, code, line = exc, EXIT_INTERNAL, _internal_line(exc)
+    except Exception as exc:  # noqa: BLE001 — anything else is a bug of ours: exit 3, never 2
+        caught, code, line = exc, EXIT_INTERNAL, _internal_line(exc)
+    if args.debug:  # the traceback, then the same line and the same exit code
+        import traceback
+
+        traceback.print_exception(caught)
+    print(f"cpa-theory: {_one_line(line)}", file=sys.stderr)
+    return code
+
+
+def _end_after_interrupt() -> None:
+    """End the process with 130 now, skipping interpreter shutdown, when JAX is loaded.
+
+    An interrupted jitted call leaves XLA compiling on its own thread pool, and a normal shutdown then crashes
+    in that thread (segfault, seen with Ctrl-C during `reproduce`'s JAX work). The sweep holds Ctrl-C until its
+    JAX call returns (``progress.interrupts_deferred``); this is the net for every other JAX call. By now every
+    ``with``/``finally`` block has run and results are written atomically, so nothing is lost by not shutting down.
+    """
+    if "jax" not in sys.modules:
+        return
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(130)
+
+
+def _internal_line(exc) -> str:
+    return (f"internal error (a bug, not your input): {type(exc).__name__}: {_one_line(exc)[:200]} — please report "
+            "it to the cpa_theory maintainers with the command line and the output of the same command with --debug.")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .bn import BatchNorm, ConditionedBN, condition_bn
+from .bn import BatchNorm, condition_bn
 from .errors import BatchError, DegenerateBatchNormError, NonFiniteError, ShapeError
 from .layers import (Activation, AdaptiveAvgPool, AvgPool, BatchNormND, Conv, Flatten, Linear, MaxPool, Residual,
                      UnsupportedLayerError)

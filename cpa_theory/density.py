@@ -203,10 +203,9 @@ class _CountRun:
 def _progress(seq, on: bool, what: str, total: int | None = None):
     if not on:
         return seq
-    from rich.console import Console
-    from rich.progress import track
+    from .progress import track  # stderr only, only on a terminal
 
-    return track(seq, description=what, transient=True, console=Console(stderr=True), total=total)
+    return track(seq, what, total=total, unit="done")
 
 
 @dataclass(frozen=True)

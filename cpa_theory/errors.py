@@ -51,3 +51,21 @@ class OutputError(CPAInputError):
 class CPAInternalError(RuntimeError):
     """A computation produced something it must never produce (NaN/inf inside a computation, an
     inconsistent certificate): a bug to report, never bad input. The CLI exits 3."""
+
+
+class InputFileError(CPAInputError):
+    """A user file cannot be read safely: missing, a directory, a pipe or device, too large, not UTF-8, not
+    valid or not sensible JSON (too deep, huge integers, NaN literals)."""
+
+
+class ConfigError(CPAInputError):
+    """A sweep configuration or a command-line option has a wrong type or value."""
+
+
+class ArgumentTypeError(CPAInputError, TypeError):
+    """An argument of the Python API has the wrong type (None or a string where a Network, a Layer tuple or a
+    number belongs). Also a ``TypeError``, so code that caught the raw error keeps working."""
+
+
+class RegionLimitError(CPAInputError, RuntimeError):
+    """A count would exceed the caller's ``max_regions``: raise the limit or shrink the window."""

@@ -8,9 +8,6 @@ half-written file.
 from __future__ import annotations
 
 import json
-from pathlib import Path
-
-import numpy as np
 
 from .activations import activation_from_spec
 from .bn import DEFAULT_EPS, BatchNorm
@@ -66,11 +63,13 @@ def network_from_dict(doc) -> Network:
         if unknown:
             raise NetworkFormatError(f"{where} has unknown keys {sorted(unknown)}: cpa-network/1 layers are dense "
                                      "(weight, bias, batchnorm, activation); convert other layer types first.")
-        try:
-            w = np.asarray(spec["weight"], dtype=np.float64)
-        except (TypeError, ValueError):
-            raise ShapeError(f"{where}.weight must be a rectangular out x in list of numbers.") from None
-        n = w.shape[0] if w.ndim == 2 else 0
+        from .inputs import as_float_array
+
+        w = as_float_array(spec["weight"], f"{where}.weight (a rectangular out x in list of numbers)", ShapeError)
+        if w.ndim != 2:  # report the weight, not the BN parameters sized from it
+            raise ShapeError(f"{where}.weight has shape {w.shape}; it must be a 2-D out x in list of lists "
+                             "(one row per neuron).")
+        n = w.shape[0]
         try:
             layers.append(Layer(w, spec["bias"], activation_from_spec(spec["activation"]),
                                 _bn_from_dict(spec.get("batchnorm"), n, where)))
@@ -89,6 +88,11 @@ def network_from_dict(doc) -> Network:
 
 def network_to_dict(net: Network) -> dict:
     """The ``cpa-network/1`` document of ``net`` (floats round-trip exactly)."""
+    if not isinstance(net, Network):
+        from .errors import ArgumentTypeError
+
+        raise ArgumentTypeError(f"save / network_to_dict need a cpa_theory Network; got {type(net).__name__}. "
+                                "Pass the Network built with cpa.Network(...) or loaded with cpa.load(path).")
     layers = []
     for layer in net.layers:
         bn = layer.batchnorm
@@ -108,20 +112,10 @@ def network_to_dict(net: Network) -> dict:
 
 def load_network(path) -> Network:
     """Read a ``cpa-network/1`` JSON file."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise NetworkFormatError(f"network file {str(path)!r} does not exist; check the path.") from None
-    except IsADirectoryError:
-        raise NetworkFormatError(f"{str(path)!r} is a directory; give a cpa-network/1 JSON file.") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise NetworkFormatError(f"cannot read {str(path)!r} ({exc}); give a readable UTF-8 JSON file.") from None
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise NetworkFormatError(f"{str(path)!r} is not valid JSON (line {exc.lineno}, column {exc.colno}: "
-                                 f"{exc.msg}); the file may be truncated — re-export it.") from None
+    from .inputs import read_json
+
+    # a regular file under the size cap, UTF-8, strict JSON (no NaN literals, huge integers or deep nesting)
+    doc = read_json(path, "network file", NetworkFormatError)
     return network_from_dict(doc)
 
 
@@ -132,4 +126,8 @@ def atomic_write_text(path, text: str) -> None:
 
 def save_network(net: Network, path) -> None:
     """Write ``net`` as ``cpa-network/1`` JSON, atomically."""
-    write_output(path, json.dumps(network_to_dict(net), indent=1) + "\n")
+    from .inputs import check_output_path
+
+    doc = network_to_dict(net)  # type errors before touching the disk
+    check_output_path(path, "network file")
+    write_output(path, json.dumps(doc, indent=1) + "\n")

@@ -123,9 +123,11 @@ def switching_hyperplanes(net, layer: int = 0, affine=None, anchor=None) -> Swit
     if isinstance(net, Network):
         net = net.condition()
     if not isinstance(net, ConditionedNetwork):
-        raise TypeError("switching_hyperplanes needs a Network or ConditionedNetwork.")
-    if not 0 <= layer < len(net.layers):
-        raise ShapeError(f"layer {layer} does not exist; the network has layers 0..{len(net.layers) - 1}.")
+        from .inputs import check_network
+
+        check_network(net, "switching_hyperplanes")  # a typed error (also a TypeError)
+    if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) or not 0 <= layer < len(net.layers):
+        raise ShapeError(f"layer {layer!r} does not exist; give an integer layer index in 0..{len(net.layers) - 1}.")
     cl = net.layers[layer]
     W, bn = cl.weight, cl.bn
     d = net.input_dim

@@ -12,13 +12,15 @@ semantics); without, they are in eval mode with the module's running statistics.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 
 from .activations import CPAActivation, hardsigmoid, identity, leaky_relu, relu, relu6, spline
 from .bn import BatchNorm
-from .errors import CPAInputError, NetworkFormatError
+from .errors import ArgumentTypeError, CPAInputError, NetworkFormatError
+from .inputs import read_user_bytes, short
 from .network import Layer, Network
 
 __all__ = ["from_torch", "from_flax", "load_torch_state_dict"]
@@ -50,17 +52,20 @@ def _torch_activation(mod) -> CPAActivation:
 
 def load_torch_state_dict(path) -> dict:
     """Read a ``torch.save``d state dict with ``weights_only=True`` (no arbitrary unpickling)."""
+    import io
+
     import torch
 
-    path = Path(path)
-    if not path.is_file():
-        raise NetworkFormatError(f"state-dict file {str(path)!r} does not exist; check the path.")
+    # regular file, size cap (a FIFO or /dev/zero is refused before torch sees it)
+    data = read_user_bytes(path, "state-dict file", NetworkFormatError)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for corrupt or unsafe files
-        raise NetworkFormatError(f"cannot read {str(path)!r} as a weights-only state dict ({type(exc).__name__}: "
-                                 f"{str(exc).splitlines()[0][:200]}); save it with torch.save(model.state_dict(), "
-                                 "path).") from None
+        # torch's message suggests weights_only=False, i.e. running the file's pickled code: never pass that on
+        kind = "holds pickled Python objects, not only tensors," if "weights_only" in str(exc) or "Unpickl" in \
+            type(exc).__name__ else f"is not a torch.save file ({type(exc).__name__}), so it"
+        raise NetworkFormatError(f"state-dict file {short(str(path), 120)} {kind} cannot be read as a weights-only "
+                                 "state dict; save it with torch.save(model.state_dict(), path).") from None
 
 
 def from_torch(model, batch=None, state_dict=None) -> Network:
@@ -70,9 +75,13 @@ def from_torch(model, batch=None, state_dict=None) -> Network:
 
     if state_dict is not None:
         sd = load_torch_state_dict(state_dict) if isinstance(state_dict, (str, Path)) else state_dict
+        if not isinstance(sd, dict):
+            raise ArgumentTypeError(f"state_dict must be a file path or a dict of tensors; got {short(sd, 30)}.")
+        if not isinstance(model, nn.Module):
+            raise ArgumentTypeError(f"from_torch needs an nn.Sequential; got {type(model).__name__}.")
         try:
             model.load_state_dict(sd)
-        except RuntimeError as exc:
+        except (RuntimeError, TypeError, KeyError) as exc:
             raise NetworkFormatError(f"state dict does not fit the model: {str(exc).splitlines()[0][:200]}") from None
     if not isinstance(model, nn.Sequential):
         raise CPAInputError(f"from_torch needs an nn.Sequential; got {type(model).__name__}. Wrap the layers in "
@@ -124,12 +133,27 @@ def from_flax(variables, activations, batch=None, eps: float = 1e-5) -> Network:
         batch: condition BN in train mode on it; otherwise eval mode with ``batch_stats``.
         eps: Flax's BatchNorm epsilon (its default is 1e-5).
     """
+    from collections.abc import Mapping
+
+    if not isinstance(variables, Mapping):
+        raise ArgumentTypeError(f"from_flax needs the variables dict {{'params': ..., 'batch_stats': ...}} returned by "
+                                f"model.init / the training state; got {short(variables, 40)}.")
     params = variables.get("params", variables)
     stats = variables.get("batch_stats", {})
-    dense = sorted((k for k in params if k.startswith("Dense_")), key=lambda k: int(k.split("_")[1]))
-    unknown = [k for k in params if not (k.startswith("Dense_") or k.startswith("BatchNorm_"))]
+    if not isinstance(params, Mapping):
+        raise ArgumentTypeError(f"variables['params'] must be a dict of modules; got {short(params, 40)}.")
+    names = [str(k) for k in params]
+    unknown = [k for k in names if not re.fullmatch(r"(Dense|BatchNorm)_\d+", k)]
     if unknown:
-        raise CPAInputError(f"unsupported Flax modules {unknown}: from_flax reads Dense_k and BatchNorm_k only.")
+        raise CPAInputError(f"unsupported Flax modules {unknown[:5]}: from_flax reads Dense_k and BatchNorm_k "
+                            "(k = 0, 1, ...) only; rename or convert the other modules.")
+    dense = sorted((k for k in names if k.startswith("Dense_")), key=lambda k: int(k.split("_")[1]))
+    for name in dense:
+        if not isinstance(params[name], Mapping) or "kernel" not in params[name]:
+            raise NetworkFormatError(f"Flax module {name} has no 'kernel'; pass the variables of nn.Dense layers.")
+    if isinstance(activations, (str, CPAActivation)) or not isinstance(activations, (list, tuple)):
+        raise ArgumentTypeError(f"activations must be a list with one activation per Dense layer, e.g. "
+                                f"['relu', 'identity']; got {short(activations, 40)}.")
     if len(activations) != len(dense):
         raise CPAInputError(f"{len(dense)} Dense layers but {len(activations)} activations; give one per layer.")
     mode = "train" if batch is not None else "eval"

@@ -15,12 +15,15 @@ import numpy as np
 
 from .activations import CPAActivation, activation_from_spec
 from .bn import BatchNorm, ConditionedBN, condition_bn
-from .errors import BatchError, DegenerateBatchNormError, NonFiniteError, ShapeError
+from .errors import ArgumentTypeError, BatchError, BatchNormError, DegenerateBatchNormError, NonFiniteError, ShapeError
+from .inputs import check_numbers, short
 
 __all__ = ["Layer", "Network", "ConditionedLayer", "ConditionedNetwork", "as_point", "as_points"]
 
 
 def _finite_array(x, what: str, ndim: int) -> np.ndarray:
+    if isinstance(x, (list, tuple, np.ndarray, str, bool)):
+        check_numbers(x if not isinstance(x, (str, bool)) else [x], what, ShapeError)
     try:
         arr = np.asarray(x, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -34,10 +37,12 @@ def _finite_array(x, what: str, ndim: int) -> np.ndarray:
 
 def as_points(x, dim: int, what: str = "x") -> np.ndarray:
     """Validate points: ``(dim,)`` or ``(M, dim)`` → float64 ``(M, dim)``."""
+    if isinstance(x, (list, tuple, np.ndarray, str, bool)):
+        check_numbers(x if not isinstance(x, (str, bool)) else [x], what, ShapeError)
     try:
         arr = np.asarray(x, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ShapeError(f"{what} must be numbers; got {x!r}.") from exc
+    except (TypeError, ValueError):
+        raise ShapeError(f"{what} must be numbers; got {short(x)}.") from None
     if arr.ndim == 1:
         arr = arr[None, :]
     if arr.ndim != 2 or arr.shape[1] != dim:
@@ -59,6 +64,14 @@ def as_point(x, dim: int, what: str = "x", many: str = "") -> np.ndarray:
     return arr[0]
 
 
+def _layer_index(layer, n_layers: int, allow_end: bool = False) -> int:
+    last = n_layers if allow_end else n_layers - 1
+    if isinstance(layer, (bool, np.bool_)) or not isinstance(layer, (int, np.integer)) or not 0 <= layer <= last:
+        raise ShapeError(f"layer index {short(layer, 30)} is not an integer in 0..{last} (this network has "
+                         f"{n_layers} layers).")
+    return int(layer)
+
+
 @dataclass(frozen=True)
 class Layer:
     """z = W h + b, then optional BN, then φ. ``weight`` is out × in (nn.Linear)."""
@@ -71,12 +84,18 @@ class Layer:
     def __post_init__(self):
         w = _finite_array(self.weight, "layer weight", 2)
         b = _finite_array(self.bias, "layer bias", 1)
+        if 0 in w.shape:
+            raise ShapeError(f"layer weight has shape {w.shape}; a layer needs at least one neuron (row) and one "
+                             "input (column).")
         if b.shape != (w.shape[0],):
             raise ShapeError(f"bias has {b.shape[0]} entries but weight has {w.shape[0]} rows (out x in); "
                              "give one bias per output neuron.")
         object.__setattr__(self, "weight", w)
         object.__setattr__(self, "bias", b)
         object.__setattr__(self, "activation", activation_from_spec(self.activation))
+        if self.batchnorm is not None and not isinstance(self.batchnorm, BatchNorm):
+            raise BatchNormError(f"batchnorm must be None or a BatchNorm, e.g. BatchNorm({w.shape[0]}, 'train'); got "
+                                 f"{short(self.batchnorm, 30)}.")
         if self.batchnorm is not None and self.batchnorm.num_features != w.shape[0]:
             raise ShapeError(f"batchnorm has {self.batchnorm.num_features} features but the layer has "
                              f"{w.shape[0]} neurons; give gamma/beta of length {w.shape[0]}.")
@@ -99,9 +118,16 @@ class Network:
     batch: np.ndarray | None = None
 
     def __post_init__(self):
-        if not isinstance(self.input_dim, (int, np.integer)) or self.input_dim < 1:
+        if isinstance(self.input_dim, bool) or not isinstance(self.input_dim, (int, np.integer)) or self.input_dim < 1:
             raise ShapeError(f"input_dim must be a positive integer; got {self.input_dim!r}.")
+        if isinstance(self.layers, Layer) or not isinstance(self.layers, (list, tuple)):
+            raise ArgumentTypeError(f"layers must be a tuple of Layer objects, e.g. (Layer(W, b, relu()),); got "
+                                    f"{short(self.layers, 40)}.")
         layers = tuple(self.layers)
+        bad = [i for i, l in enumerate(layers) if not isinstance(l, Layer)]
+        if bad:
+            raise ArgumentTypeError(f"layers[{bad[0]}] is {short(layers[bad[0]], 40)}, not a Layer; build each layer "
+                                    "with Layer(weight, bias, activation, batchnorm).")
         if not layers:
             raise ShapeError("a network needs at least one layer.")
         width = self.input_dim
@@ -231,6 +257,7 @@ class ConditionedNetwork:
         ``layer`` is the index of the layer whose *input* is wanted (0 gives the identity). The
         pieces are read off the pre-activations at ``x`` (C9's parent region).
         """
+        layer = _layer_index(layer, len(self.layers), allow_end=True)
         x = as_point(x, self.input_dim, "x", "affine_map once per point")
         A, c = np.eye(self.input_dim), np.zeros(self.input_dim)
         for l, z in zip(self.layers[:layer], self.preactivations(x)[:layer]):
@@ -244,6 +271,7 @@ class ConditionedNetwork:
 
     def batch_inputs(self, layer: int) -> np.ndarray:
         """The batch's representations at the input of ``layer`` (``(B, n_{l-1})``)."""
+        layer = _layer_index(layer, len(self.layers), allow_end=True)
         if self.batch is None:
             raise BatchError("this network has no batch; condition it on one first.")
         h = self.batch

@@ -387,6 +387,10 @@ def count_regions(net, center=None, radius=None, *, keep_regions: bool = False, 
     Returns: :class:`RegionCount` with ``regions`` (N), ``linear_regions`` (N_lin), ``hits`` (first-layer
     switching sets that cut int W, by C4), ``certified`` (every region's witness re-checked).
     """
+    from .inputs import check_count_args
+
+    if polytope is None:
+        check_count_args(net, center, radius, "count_regions")  # typed errors for wrong types / unusable radii
     start = time.perf_counter()
     cond = _conditioned(net)
     domain = None

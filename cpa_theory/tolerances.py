@@ -76,3 +76,9 @@ SLICE_BASIS_RTOL = 1e-12
 #: C10 distances on images: a reference set "passes through x̄" when its distance is below this times
 #: max(1, ‖x̄‖₂) (the distance is a ratio of float64 dot products of length <= 1e3: rounding ~1e-13 relative).
 C10_ZERO_DISTANCE_RTOL = 1e-9
+
+#: Window radii accepted (``inputs.check_radius``), relative to s = max(1, ‖x0‖∞): lo·s ≤ r ≤ hi·s. Below lo
+#: the box x0 ± r is a few thousand float64 ulps (eps 2.2e-16) wide around its centre: measured on the example
+#: network, witnesses stop certifying below ~1e-15·s. Above hi the network's O(1)-scale hyperplanes are resolved
+#: to less than 1e-12 of the window (and r = 1e300 overflowed the vertex arithmetic).
+WINDOW_RADIUS_RELATIVE_RANGE = (1e-12, 1e12)

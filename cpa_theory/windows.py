@@ -143,6 +143,8 @@ class Window:
         if not np.all(np.isfinite(c)):
             raise NonFiniteError("window centre contains NaN or inf; give finite coordinates.")
         try:
+            if isinstance(self.radius, (str, bytes, bool, np.bool_)):  # "0.5" and True are not radii
+                raise TypeError
             r = float(self.radius)
         except (TypeError, ValueError):
             raise WindowError(f"radius must be a number; got {self.radius!r}.") from None
@@ -174,6 +176,11 @@ def window_relations(hyperplanes: SwitchingHyperplanes, centers, radius, p=np.in
     Degenerate switching sets (status not REGULAR) never cut: they are MISSES.
     Near ties are re-decided exactly (rational arithmetic).
     """
+    if not isinstance(hyperplanes, SwitchingHyperplanes):
+        from .errors import ArgumentTypeError
+
+        raise ArgumentTypeError(f"window_relations / window_hits need switching hyperplanes; got "
+                                f"{type(hyperplanes).__name__}. Compute them with switching_hyperplanes(net).")
     Window(np.zeros(hyperplanes.normals.shape[1]), radius, p)  # validates radius and p
     centers = _centers(centers, hyperplanes.normals.shape[1])
     norms = dual_norm(hyperplanes.normals, p)

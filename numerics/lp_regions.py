@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cpa_theory.errors import ShapeError
+from cpa_theory.errors import RegionLimitError, ShapeError
 from cpa_theory.network import ConditionedNetwork, Network
 from cpa_theory.tolerances import LP_FEASIBILITY_TOL, WITNESS_MIN_RELATIVE_RADIUS
 from cpa_theory.windows import Window, dual_norm, window_slack
@@ -59,6 +59,9 @@ def _chebyshev(G, h, radius):
 
 def count_regions_lp(net, center, radius: float, *, max_regions: int = 4096) -> LPRegionCount:
     """N(f; W(center, r)) by LP splitting (see the module docstring)."""
+    from cpa_theory.inputs import check_count_args
+
+    check_count_args(net, center, radius, "count_regions_lp", max_regions=max_regions)
     cond = net.condition() if isinstance(net, Network) else net
     if not isinstance(cond, ConditionedNetwork):
         raise TypeError("count_regions_lp needs a Network or ConditionedNetwork")
@@ -104,7 +107,7 @@ def count_regions_lp(net, center, radius: float, *, max_regions: int = 4096) -> 
                                 split.append((G2, h2, ball[0], ball[1]))
                     pieces = split
                     if len(pieces) > max_regions:
-                        raise RuntimeError(f"more than max_regions={max_regions} cells; raise the limit or "
+                        raise RegionLimitError(f"more than max_regions={max_regions} cells; raise the limit or "
                                            "shrink the window.")
             for Gp, hp, cp, rp in pieces:
                 z = normals @ cp + base
@@ -114,7 +117,7 @@ def count_regions_lp(net, center, radius: float, *, max_regions: int = 4096) -> 
                 nxt.append((Gp, hp, cp, rp, slope[:, None] * normals, slope * base + icpt))
         cells = nxt
         if len(cells) > max_regions:
-            raise RuntimeError(f"more than max_regions={max_regions} regions; raise the limit or shrink the window.")
+            raise RegionLimitError(f"more than max_regions={max_regions} regions; raise the limit or shrink the window.")
     centres = np.array([cl[2] for cl in cells])
     radii = np.array([cl[3] for cl in cells])
     codes = cond.activation_code(centres)  # independent forward pass at every witness

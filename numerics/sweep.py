@@ -48,6 +48,7 @@ from cpa_theory.errors import CPAInputError, CPAInternalError
 from cpa_theory.outputs import write_output
 from cpa_theory.rundir import claim_run_dir
 from cpa_theory.windows import Window
+from cpa_theory.progress import interrupts_deferred, track
 
 from .ensembles import Distribution, EnsembleSpec, draw_network, sample_draws, to_networks
 from .kernels import TRACE_COUNT, ensure_x64, euler_regions_2d, window_hits_dense
@@ -89,6 +90,9 @@ class SweepConfig:
 
     @classmethod
     def from_dict(cls, doc: dict) -> "SweepConfig":
+        from cpa_theory.inputs import check_sweep_doc
+
+        check_sweep_doc(doc)  # lists where lists belong, numbers (not "1.0" or true) where numbers belong
         doc = dict(doc)
         if "width" in doc:  # one hidden layer of this width (the first configuration format)
             if "widths" in doc:
@@ -348,8 +352,9 @@ def run_point(cfg: SweepConfig, point: dict, devices=None, client=None) -> dict:
     fn = _point_kernel(spec, point["batch_size"], dtype)
     D = 0.0 if point["distance"] is None else point["distance"]
     args = (jnp.asarray(point["bias_scale"], dtype), jnp.asarray(point["radius"], dtype), jnp.asarray(D, dtype))
-    h_bn, h_plain, q, e, dist, nb, npl = (_to_host(v)[: cfg.networks].astype(np.float64)
-                                          for v in fn(sharded, *args))
+    with interrupts_deferred():  # Ctrl-C during an XLA compile crashes the interpreter at exit: let it finish
+        h_bn, h_plain, q, e, dist, nb, npl = (_to_host(v)[: cfg.networks].astype(np.float64)
+                                              for v in fn(sharded, *args))
 
     row = dict(point)
     row["seed"] = cfg.seed
@@ -492,12 +497,9 @@ def _sweep_into(run, cfg: SweepConfig, out: Path, progress: bool, devices, clien
     points = grid_points(cfg)
     rows = {p["index"]: _owned_row(run, chunks / f"{p['index']:06d}.json", cfg) for p in points}
     todo = _share_todo(points, [p for p in points if rows[p["index"]] is None])
-    it = todo
-    if progress:
-        from rich.progress import track
-
-        it = track(todo, description=f"sweep ({len(points) - len(todo)}/{len(points)} done)")
-    for p in it:
+    # stderr only, only on a terminal; the label counts finished grid points
+    for p in track(todo, "sweep", total=len(points), done=len(points) - len(todo), unit="points done",
+                   requested=progress):
         row = run_point(cfg, p, devices=devices, client=client)
         write_output(chunks / f"{p['index']:06d}.json", _json_line(row, f"grid point {p['index']}"))
         rows[p["index"]] = row
