@@ -1,4 +1,4 @@
-"""``cpa-theory reproduce``: check every claim C1–C9 and write a report directory.
+"""``cpa-theory reproduce``: check every claim C1–C10 and write a report directory.
 
 DIR/header.json   versions, device, dtype, seed, scale, claims, git revision, configuration hash
 DIR/claims/CN.json one finished claim (atomic; a rerun with the same configuration skips it: resumable)
