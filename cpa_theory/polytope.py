@@ -217,6 +217,34 @@ def vertex_signs(P, A, B, EA, EB, exact_line, stats=None):
     return signs, vals, E, decided
 
 
+def _solve_2x2(H1, H2, scale):
+    """The plane case of :func:`_solve_vertices` in scalar arithmetic (Cramer's rule, same bound; the
+    determinant's own rounding 2u(|a1x a2y| + |a1y a2x|) is subtracted before it is inverted)."""
+    (p, q), (r, t) = H1.a.tolist(), H2.a.tolist()
+    b1, b2 = H1.beta, H2.beta
+    det = p * t - q * r
+    det_err = 2 * U * (abs(p * t) + abs(q * r))
+    den = abs(det) - det_err
+    if not den > 0:
+        return (np.nan, np.nan), np.inf
+    x = (b1 * t - b2 * q) / det
+    y = (p * b2 - r * b1) / det
+    ninv = max(abs(t) + abs(q), abs(r) + abs(p)) / den
+    e1x, e1y = H1.err_a.tolist()
+    e2x, e2y = H2.err_a.tolist()
+    ax, ay = abs(x), abs(y)
+    k = (2 + DOT_EXTRA_TERMS) * U
+    pert = max(e1x * ax + e1y * ay + H1.err_b + abs(p * x + q * y - b1) + k * (abs(p) * ax + abs(q) * ay + abs(b1)),
+               e2x * ax + e2y * ay + H2.err_b + abs(r * x + t * y - b2) + k * (abs(r) * ax + abs(t) * ay + abs(b2)))
+    shrink = 1.0 - ninv * max(e1x + e1y, e2x + e2y)
+    if not shrink > 0.5:
+        return (x, y), np.inf
+    err = FILTER_SAFETY * ninv * pert / shrink + U * max(ax, ay)
+    if not err <= VERTEX_ERR_MAX_RTOL * scale:  # also catches NaN
+        return (x, y), np.inf
+    return (x, y), err
+
+
 def _solve_vertices(rows, P_scale):
     """New vertices as float64 solutions of their d defining facets, with an error bound each.
 
@@ -229,6 +257,9 @@ def _solve_vertices(rows, P_scale):
     """
     if not rows:
         return np.zeros((0, 0)), np.zeros(0)
+    if len(rows[0]) == 2:
+        out = [_solve_2x2(r[0], r[1], P_scale) for r in rows]
+        return np.array([o[0] for o in out]), np.array([o[1] for o in out])
     M = np.array([[H.a for H in r] for r in rows])
     b = np.array([[H.beta for H in r] for r in rows])
     EM = np.array([[H.err_a for H in r] for r in rows])

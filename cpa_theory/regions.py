@@ -43,6 +43,10 @@ U = UNIT_ROUNDOFF
 #: vertex enumeration keeps 2^d box corners: beyond this input dimension counting is refused.
 MAX_VERTEX_DIM = 10
 
+#: deeper networks are refused: the float64 filters' error bounds grow with depth until every decision falls
+#: back to rationals whose size also grows with depth (measured: width-2 BN nets of depth 100 take minutes).
+MAX_EXACT_DEPTH = 1000
+
 #: cells are refined in batches of this many per layer (vectorised charts; bounded memory).
 _BATCH = 512
 
@@ -150,6 +154,12 @@ def _setup(cond, center, radius, domain):
                           f"{MAX_VERTEX_DIM}; got d = {d}. For higher d use numerics.lp_regions.count_regions_lp "
                           "(exact certified counts by LP splitting, for windows with few regions), or hitting "
                           "numbers (cpa-theory hits).")
+    if len(cond.layers) > MAX_EXACT_DEPTH:
+        from .errors import ShapeError
+
+        raise ShapeError(f"exact counting supports networks of at most {MAX_EXACT_DEPTH} layers (got "
+                         f"{len(cond.layers)}): beyond that the exact rational fallbacks grow without bound. Count a "
+                         "truncated network, or use hitting numbers (cpa-theory hits).")
     cond._check_defined()
     first = cond.layers[0].bn
     p = first.anchor.copy() if first.mode == "train" else win.center.copy()
@@ -256,7 +266,7 @@ def _refine_batch(cl, li, batch, rel, y0, radius, d, charts, stats):
             cutting = np.zeros(0, bool)
             if len(cand):
                 sg, vals, E, dec = vertex_signs(Q, fa_c[cand], fb_c[cand], EA_c[cand], EB_c[cand],
-                                                lambda jj, cand=cand: exact_line(int(cand[jj])), stats)
+                                                lambda jj, cand=cand, line=exact_line: line(int(cand[jj])), stats)
                 pos, neg = (sg > 0).any(axis=0), (sg < 0).any(axis=0)
                 cutting = pos & neg
                 s_here = s_here.copy()
@@ -266,7 +276,7 @@ def _refine_batch(cl, li, batch, rel, y0, radius, d, charts, stats):
                 jj = int(np.flatnonzero(cutting)[0])
                 hj = int(cand[jj])
                 H = Hyper(fa_c[hj], fb_c[hj], EA_c[hj], EB_c[hj], (li, hj // K, hj % K, code),
-                          fn=lambda hj=hj: exact_line(hj))
+                          fn=lambda hj=hj, line=exact_line: line(hj))
                 below, above = split(Q, H, sg[:, jj], stats)
                 remaining = cand[cutting]
                 remaining = remaining[remaining != hj]
