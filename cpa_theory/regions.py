@@ -219,18 +219,19 @@ def _refine_batch(cl, li, batch, rel, y0, radius, d, charts, stats):
     mA = np.stack([item[3] for item in batch])
     mc = np.stack([item[4] for item in batch])
     bn, act = cl.bn, cl.activation
-    lin, gap = cl.chart(A, c)
-    g, e = bn.gain, bn.shift
-    N = g[None, :, None] * lin  # ẑ(y) = N y + z0 on each cell
-    z0 = g * gap + e
-    absW = np.abs(cl.weight)
-    mlin = np.matmul(absW, mA)
-    mgap = (mc + np.abs(bn.anchor)) @ absW.T
-    m_in = cl.weight.shape[1]
-    # error of (N, z0) against the exact chart: the parent's relative error plus this layer's dot products
-    rel2 = rel + (m_in + DOT_EXTRA_TERMS + 2) * U
-    EN = rel2 * np.abs(g)[None, :, None] * mlin
-    Ez = rel2 * (np.abs(g) * mgap + np.abs(e))
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is detected below and reported
+        lin, gap = cl.chart(A, c)
+        g, e = bn.gain, bn.shift
+        N = g[None, :, None] * lin  # ẑ(y) = N y + z0 on each cell
+        z0 = g * gap + e
+        absW = np.abs(cl.weight)
+        mlin = np.matmul(absW, mA)
+        mgap = (mc + np.abs(bn.anchor)) @ absW.T
+        m_in = cl.weight.shape[1]
+        # error of (N, z0) against the exact chart: the parent's relative error plus this layer's dot products
+        rel2 = rel + (m_in + DOT_EXTRA_TERMS + 2) * U
+        EN = rel2 * np.abs(g)[None, :, None] * mlin
+        Ez = rel2 * (np.abs(g) * mgap + np.abs(e))
     _finite(N, z0, EN, Ez, what=f"the charts of layer {li}")
     t = act.breakpoints_array
     C, n = z0.shape
