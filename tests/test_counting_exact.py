@@ -293,3 +293,13 @@ def test_linear_regions_merge_across_a_dead_neuron_without_lps():
     res = count_regions(net, np.zeros(2), 1.0)
     old = count_regions_v1(net, np.zeros(2), 1.0)
     assert res.regions == old.regions == 7 and res.linear_regions == old.linear_regions == 4
+
+
+def test_progress_bar_goes_to_stderr_and_does_not_change_the_result(capsys):
+    rng = np.random.default_rng(2)
+    net = Network(2, (Layer(rng.normal(size=(8, 2)), rng.normal(size=8) * 0.3, relu()),
+                      Layer(np.ones((1, 8)), [0.0], identity())))
+    quiet = count_regions(net, np.zeros(2), 1.0)
+    shown = count_regions(net, np.zeros(2), 1.0, progress=True)
+    assert quiet.as_json() == shown.as_json()
+    assert capsys.readouterr().out == ""
