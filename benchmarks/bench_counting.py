@@ -115,6 +115,7 @@ print = functools.partial(print, flush=True)  # noqa: A001  (progress visible wh
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer networks, one repetition")
+    ap.add_argument("--sections", default="abc", help="which parts to run, e.g. 'c' (default abc; d via --high-dim)")
     ap.add_argument("--high-dim", action="store_true", help="also the d = 5, 6 windows of radius 1 (minutes)")
     args = ap.parse_args()
     repeat = 1 if args.quick else 3
@@ -122,6 +123,15 @@ def main() -> None:
     headline = {}
 
     # (a)
+    if "a" in args.sections:
+        _section_a(headline, rng, repeat)
+    if "b" in args.sections:
+        _section_b(headline, repeat)
+    _section_c_d(headline, args, repeat)
+    print(json.dumps(headline))
+
+
+def _section_a(headline, rng, repeat):
     net = random_net(rng, (2, 6, 6, 1))
     center, radius = np.zeros(2), 1.0
     t = time.perf_counter()
@@ -133,7 +143,8 @@ def main() -> None:
     assert res.regions == base_count, "counts must agree"
     headline["speedup_vs_cvxpy_splitter"] = round(t_base / t_ours, 1)
 
-    # (b)
+
+def _section_b(headline, repeat):
     rps = {}
     for d, widths, r in [(2, (2, 32, 32, 1), 1.0), (2, (2, 16, 16, 16, 1), 1.0), (4, (4, 16, 16, 1), 0.5),
                          (4, (4, 16, 16, 16, 1), 0.3), (8, (8, 16, 16, 1), 0.05), (8, (8, 8, 8, 8, 1), 0.05)]:
@@ -145,8 +156,10 @@ def main() -> None:
         print(f"(b) {name} r={r}: {res.regions} certified regions in {t:.3f} s -> {res.regions / t:.0f} regions/s")
     headline["regions_per_second_small_nets"] = rps
 
+
+def _section_c_d(headline, args, repeat):
     # (c)
-    if BENCH.is_dir():
+    if BENCH.is_dir() and "c" in args.sections:
         peer = peer_table()
         ratios, speedups, secs2, secs3 = {}, [], [], []
         tot_regions = tot_seconds = 0.0
@@ -197,7 +210,6 @@ def main() -> None:
             print(f"(d) {name} r=1: {res.regions} regions, certified={res.certified}, {t:.1f} s, peak {peak:.0f} MiB")
             headline[f"seconds_{name}"] = round(t, 2)
             headline[f"peak_mib_{name}"] = round(peak, 1)
-    print(json.dumps(headline))
 
 
 if __name__ == "__main__":
