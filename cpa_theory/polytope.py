@@ -84,17 +84,21 @@ class _Cell:
     def inradius_at(self, point, point_err: float = 0.0) -> float:
         """A radius ρ such that the Euclidean ball B(point, ρ) lies in the cell (float64 with the error bounds
         subtracted; ≤ 0 when float64 cannot certify a ball)."""
-        best = np.inf
+        fs = self.facet_list()
+        A = np.array([H.a for H, _ in fs])
+        B = np.array([H.beta for H, _ in fs])
+        EA = np.array([H.err_a for H, _ in fs])
+        EB = np.array([H.err_b for H, _ in fs])
+        sg = np.array([s for _, s in fs], dtype=np.float64)
         ap = np.abs(point)
-        for H, s in self.facet_list():
-            slack = -s * (H.a @ point - H.beta)
-            E = FILTER_SAFETY * (H.err_a @ ap + H.err_b + (np.abs(H.a).sum() + H.err_a.sum()) * point_err
-                                 + (len(point) + DOT_EXTRA_TERMS) * U * (np.abs(H.a) @ ap + abs(H.beta)))
-            nrm = np.linalg.norm(H.a)
-            if nrm == 0:
-                continue
-            best = min(best, (slack - E) / (nrm + np.linalg.norm(H.err_a)))
-        return float(best)
+        slack = -sg * (A @ point - B)
+        E = FILTER_SAFETY * (EA @ ap + EB + (np.abs(A).sum(axis=1) + EA.sum(axis=1)) * point_err
+                             + (len(point) + DOT_EXTRA_TERMS) * U * (np.abs(A) @ ap + np.abs(B)))
+        nrm = np.linalg.norm(A, axis=1)
+        live = nrm > 0
+        if not live.any():
+            return float("inf")
+        return float(np.min((slack[live] - E[live]) / (nrm[live] + np.linalg.norm(EA[live], axis=1))))
 
     def exact_vertices(self):
         return [self.exact_vertex(i) for i in range(len(self.V))]
