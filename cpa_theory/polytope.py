@@ -463,6 +463,8 @@ def cell_volume(P) -> float:
     if isinstance(P, Polygon):
         x, y = V[:, 0], V[:, 1]
         return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(np.roll(x, -1), y))
+    if V.shape[1] == 1:  # an interval
+        return float(V.max() - V.min())
     from scipy.spatial import ConvexHull, QhullError
 
     try:
@@ -480,6 +482,8 @@ def facet_measures(P):
 
     out = np.zeros(len(P.facets))
     d = P.dim
+    if d == 1:  # facets are points: counting measure
+        return out + 1.0
     for f in range(len(P.facets)):
         pts = P.V[P.inc[:, f]]
         if len(pts) < d:

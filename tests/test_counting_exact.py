@@ -303,3 +303,12 @@ def test_progress_bar_goes_to_stderr_and_does_not_change_the_result(capsys):
     shown = count_regions(net, np.zeros(2), 1.0, progress=True)
     assert quiet.as_json() == shown.as_json()
     assert capsys.readouterr().out == ""
+
+
+def test_one_dimensional_windows_are_complete_and_certified():
+    net = Network(1, (Layer(np.array([[1.0], [2.0], [-1.0]]), [0.1, -0.3, 0.2], relu()),
+                      Layer(np.ones((1, 3)), [0.0], identity())))
+    res = count_regions(net, [0.0], 1.0)
+    assert (res.regions, res.complete, res.certified) == (4, True, True)  # O4: breakpoints -0.1, 0.15, 0.2
+    one = count_regions(net, [0.9], 0.05)
+    assert (one.regions, one.complete, one.certified) == (1, True, True)
