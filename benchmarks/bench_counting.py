@@ -1,13 +1,17 @@
 """Region-counting benchmark: ratios against baselines measured in the same run.
 
 (a) a straightforward splitter that solves fresh cvxpy LPs for every (cell, hyperplane) pair, on the same
-    network and window: identical counts required, speed-up reported;
+    network and window: identical counts required, speed-up reported (goal ≥ 50×);
 (b) certified regions per second for d = 2, 4, 8 on 2- and 3-hidden-layer networks of width 16–32;
-(c) the shared benchmark networks (../shared/bench), against the peer tool's published times.
+(c) the shared benchmark networks (../shared/bench, 18 nets, boxes ±1 and ±0.5): seconds, regions/s, the
+    ratio to the PREVIOUS engine (frozen copy ``benchmarks/_engine_v1.py``) run in the same process, peak
+    memory (tracemalloc, separate run), and the peer tool's medians beside;
+(d) d = 4–6 windows (5-32-32-1, 6-16-16-16-1 at radius 1) with --high-dim: seconds and peak memory.
 
-    python benchmarks/bench_counting.py [--quick]
+    python benchmarks/bench_counting.py [--quick] [--high-dim]
 
-Ends with one JSON line of headline figures.
+Ends with one JSON line of headline figures (median_seconds_2d, median_seconds_3d, regions_per_second,
+speedup_vs_previous_engine, speedup_vs_cvxpy_splitter, ...).
 """
 
 from __future__ import annotations
@@ -16,14 +20,20 @@ import argparse
 import functools
 import json
 import re
+import os
 import statistics
+import sys
 import time
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
 
 from cpa_theory import Layer, Network, identity, load_network, relu
 from cpa_theory.regions import count_regions
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _engine_v1 import count_regions_v1  # noqa: E402  (frozen previous engine: benchmarks only)
 
 BENCH = Path(__file__).resolve().parents[2] / "shared" / "bench"
 
@@ -105,12 +115,23 @@ print = functools.partial(print, flush=True)  # noqa: A001  (progress visible wh
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer networks, one repetition")
+    ap.add_argument("--sections", default="abc", help="which parts to run, e.g. 'c' (default abc; d via --high-dim)")
+    ap.add_argument("--high-dim", action="store_true", help="also the d = 5, 6 windows of radius 1 (minutes)")
     args = ap.parse_args()
     repeat = 1 if args.quick else 3
     rng = np.random.default_rng(0)
     headline = {}
 
     # (a)
+    if "a" in args.sections:
+        _section_a(headline, rng, repeat)
+    if "b" in args.sections:
+        _section_b(headline, repeat)
+    _section_c_d(headline, args, repeat)
+    print(json.dumps(headline))
+
+
+def _section_a(headline, rng, repeat):
     net = random_net(rng, (2, 6, 6, 1))
     center, radius = np.zeros(2), 1.0
     t = time.perf_counter()
@@ -122,7 +143,8 @@ def main() -> None:
     assert res.regions == base_count, "counts must agree"
     headline["speedup_vs_cvxpy_splitter"] = round(t_base / t_ours, 1)
 
-    # (b)
+
+def _section_b(headline, repeat):
     rps = {}
     for d, widths, r in [(2, (2, 32, 32, 1), 1.0), (2, (2, 16, 16, 16, 1), 1.0), (4, (4, 16, 16, 1), 0.5),
                          (4, (4, 16, 16, 16, 1), 0.3), (8, (8, 16, 16, 1), 0.05), (8, (8, 8, 8, 8, 1), 0.05)]:
@@ -130,13 +152,20 @@ def main() -> None:
         res, t = timed(lambda: count_regions(net, np.zeros(d), r, linear=False), repeat)
         name = "-".join(map(str, widths))
         rps[name] = round(res.regions / t, 1)
+        assert res.certified
         print(f"(b) {name} r={r}: {res.regions} certified regions in {t:.3f} s -> {res.regions / t:.0f} regions/s")
-    headline["regions_per_second"] = rps
+    headline["regions_per_second_small_nets"] = rps
 
+
+def _section_c_d(headline, args, repeat):
     # (c)
-    if BENCH.is_dir():
+    if BENCH.is_dir() and "c" in args.sections:
         peer = peer_table()
-        ratios = {}
+        ratios, speedups, secs2, secs3 = {}, [], [], []
+        tot_regions = tot_seconds = 0.0
+        print(f"(c) load: {os.getloadavg()[0]:.2f} (1-min load average; 2 cores shared)")
+        print(f"{'net':24s} {'box':>5s} {'regions':>8s} {'cert':>5s} {'v2 s':>8s} {'reg/s':>9s} {'v1 s':>8s} "
+              f"{'v1/v2':>6s} {'peak MiB':>9s} {'peer s':>7s} {'v2/peer':>7s}")
         for path in sorted((BENCH / "nets").glob("*.json")):
             if args.quick and not path.stem.endswith("s0"):
                 continue
@@ -144,14 +173,43 @@ def main() -> None:
             arch = path.stem.rsplit("-s", 1)[0]
             seed = int(path.stem.rsplit("-s", 1)[1])
             for col, r in ((0, 1.0), (1, 0.5)):
-                res, t = timed(lambda: count_regions(net, np.zeros(net.input_dim), r, linear=False), repeat)
+                c0 = np.zeros(net.input_dim)
+                res, t = timed(lambda: count_regions(net, c0, r, linear=False), repeat)
+                old, t_old = timed(lambda: count_regions_v1(net, c0, r, linear=False), 1)
+                assert res.regions == old.regions, f"{path.stem} box ±{r}: v2 {res.regions} != v1 {old.regions}"
+                tracemalloc.start()
+                count_regions(net, c0, r, linear=False)
+                peak = tracemalloc.get_traced_memory()[1] / 2**20
+                tracemalloc.stop()
                 peer_t = peer[arch][col][seed]
                 ratios[f"{path.stem}@{r}"] = round(t / peer_t, 2)
-                print(f"(c) {path.stem} box ±{r}: {res.regions} regions, certified={res.certified}, {t:.3f} s; "
-                      f"peer {peer_t:.3f} s -> ours/peer {t / peer_t:.1f}")
+                speedups.append(t_old / t)
+                (secs2 if net.input_dim == 2 else secs3).append(t)
+                tot_regions += res.regions
+                tot_seconds += t
+                print(f"{path.stem:24s} {r:5.1f} {res.regions:8d} {str(res.certified):>5s} {t:8.3f} "
+                      f"{res.regions / t:9.0f} {t_old:8.3f} {t_old / t:6.2f} {peak:9.1f} {peer_t:7.3f} {t / peer_t:7.1f}")
+        headline["median_seconds_2d"] = round(statistics.median(secs2), 4)
+        headline["median_seconds_3d"] = round(statistics.median(secs3), 4)
+        headline["regions_per_second"] = round(tot_regions / tot_seconds, 1)
+        headline["speedup_vs_previous_engine"] = round(statistics.median(speedups), 2)
         headline["time_over_peer_median"] = round(statistics.median(ratios.values()), 2)
         headline["time_over_peer"] = ratios
-    print(json.dumps(headline))
+
+    # (d)
+    if args.high_dim:
+        for widths in ((5, 32, 32, 1), (6, 16, 16, 16, 1)):
+            net = random_net(np.random.default_rng(0), widths)
+            tracemalloc.start()
+            t = time.perf_counter()
+            res = count_regions(net, np.zeros(widths[0]), 1.0, linear=False, progress=None)
+            t = time.perf_counter() - t
+            peak = tracemalloc.get_traced_memory()[1] / 2**20
+            tracemalloc.stop()
+            name = "-".join(map(str, widths))
+            print(f"(d) {name} r=1: {res.regions} regions, certified={res.certified}, {t:.1f} s, peak {peak:.0f} MiB")
+            headline[f"seconds_{name}"] = round(t, 2)
+            headline[f"peak_mib_{name}"] = round(peak, 1)
 
 
 if __name__ == "__main__":

@@ -227,10 +227,15 @@ def condition_bn(weight, bias, bn: BatchNorm | None, batch_inputs=None) -> Condi
         return ConditionedBN(np.zeros(m), gain, shift, "eval", undefined=np.zeros(n, bool), gamma=bn.gamma, beta=bn.beta)
     if batch_inputs is None:
         raise BatchError("train-mode BN needs a batch; give 'batch' (B x input_dim, B >= 2) or use eval mode.")
-    centroid, _ = batch_statistics(batch_inputs)
-    centred = np.asarray(batch_inputs, dtype=np.float64) - centroid
-    # Variance of z = W h + b over the batch, from centred inputs: b cancels here too.
-    var = np.mean((centred @ weight.T) ** 2, axis=0)
+    with np.errstate(over="ignore", invalid="ignore"):
+        centroid, _ = batch_statistics(batch_inputs)
+        centred = np.asarray(batch_inputs, dtype=np.float64) - centroid
+        # Variance of z = W h + b over the batch, from centred inputs: b cancels here too.
+        var = np.mean((centred @ weight.T) ** 2, axis=0)
+    if not (np.all(np.isfinite(centroid)) and np.all(np.isfinite(var))):
+        bad = np.flatnonzero(~np.isfinite(var)).tolist() or "all"
+        raise NonFiniteError(f"train-mode BN statistics overflow float64 (batch variance of neurons {bad} is inf: "
+                             "weights or batch values too large, e.g. |w| ~ 1e160); rescale the weights or inputs.")
     scale = bn_scale(var, bn.eps)
     undefined = scale == 0
     gain = np.where(undefined, 0.0, bn.gamma / np.where(undefined, 1.0, scale))

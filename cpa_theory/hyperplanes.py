@@ -167,16 +167,15 @@ def layer_switching_sets(cl, A, c, anchor):
     Returns ``normals (..., n, d)``, ``offsets (..., n, K)``, ``status (..., n, K)`` int8, ``tau (n, K)`` or None.
     """
     W, bn = cl.weight, cl.bn
-    normals = np.matmul(W, A)  # rows are Aᵀ w_i
-    # w_iᵀ(A p + c − p_layer): zero when p is an exact pull-back; kept so the offsets stay exact.
-    anchor_gap = (np.matmul(A, anchor) + c - bn.anchor) @ W.T
+    # rows Aᵀ w_i, and w_iᵀ(A p + c − p_layer): zero when p is an exact pull-back; kept so the offsets stay exact.
+    normals, anchor_gap = cl.chart(A, np.matmul(A, anchor) + c)
     t = cl.activation.breakpoints_array
     base, tau = bn.switching_offsets(t)
     offsets = base - anchor_gap[..., None]
     constant = (bn.gain == 0) | ~np.any(normals != 0, axis=-1)
     status = np.full(offsets.shape, HyperplaneStatus.REGULAR, dtype=np.int8)
     if np.any(constant):
-        const_value = bn.gain * ((c - bn.anchor) @ W.T) + bn.shift
+        const_value = bn.gain * cl.chart(A, c)[1] + bn.shift
         status[constant] = HyperplaneStatus.CONSTANT
         status[constant[..., None] & (const_value[..., None] == t)] = HyperplaneStatus.ON_BREAKPOINT
     status[..., bn.undefined, :] = HyperplaneStatus.BN_UNDEFINED

@@ -206,6 +206,14 @@ class ConditionedLayer:
     def forward(self, h, xp=np):
         return self.activation(self.preactivation(h, xp=xp), xp=xp)
 
+    def chart(self, A, c):
+        """This layer on a parent chart h = A y + c (C9) — the one place a layer is pulled back.
+
+        ``A (..., m, d)``, ``c (..., m)`` → ``lin (..., n, d) = W A`` and ``gap (..., n) = W(c − p)``; then
+        ẑ(y) = g·(lin y + gap) + e (normals g·lin) and {ẑ = t_k} is {lin·y = (t_k − e)/g − gap}.
+        """
+        return np.matmul(self.weight, A), (c - self.bn.anchor) @ self.weight.T
+
 
 @dataclass(frozen=True)
 class ConditionedNetwork:
@@ -264,8 +272,8 @@ class ConditionedNetwork:
             pieces = l.activation.piece_index(z[0])
             slope = np.asarray(l.activation.slopes)[pieces]
             icpt = np.asarray(l.activation.intercepts())[pieces]
-            zA = (l.bn.gain[:, None] * l.weight) @ A
-            zc = l.bn.gain * (l.weight @ (c - l.bn.anchor)) + l.bn.shift
+            lin, gap = l.chart(A, c)
+            zA, zc = l.bn.gain[:, None] * lin, l.bn.gain * gap + l.bn.shift
             A, c = slope[:, None] * zA, slope * zc + icpt
         return A, c
 

@@ -1,69 +1,146 @@
-"""Convex polytopes with vertices, facets and vertex–facet incidence, split by hyperplanes exactly.
+"""Convex cells split by hyperplanes with exact predicates (THEORY §6, "Sign decisions").
 
-A :class:`Polytope` is full-dimensional: {y : G y ≤ h} together with its vertex
-list and a boolean incidence matrix (vertex v lies on facet f). Splitting by a
-hyperplane aᵀy = β classifies every vertex as +, 0 or −, creates the new
-vertices on the edges that cross, and returns the two full-dimensional halves
-(or reports that the hyperplane does not cut the interior: touching a vertex, an
-edge or a facet is not a cut).
+A cell is a full-dimensional convex polytope held by its vertices (float64 coordinates ``V``, a per-vertex
+bound ``err`` on ‖V − V*‖∞ against the exact vertex V*, and the exact rational V* once it has been needed) and
+its facets, each a :class:`Hyper` (a hyperplane a·y = β in float64 with an error bound against its exact
+version a*·y = β*, which it can produce in rationals) with an orientation: facet (H, s) means s·(a·y − β) ≤ 0.
 
-Exactness: the side of a vertex is decided in float64 unless the value lies in a
-rounding band (``tolerances.VERTEX_SIGN_RTOL``); then the vertex is recomputed
-as the exact rational solution of d of its facets (whose float coefficients,
-and the box bounds given as exact rationals, define the polytope) and the side
-is decided in exact rational arithmetic. So concurrent hyperplanes, hyperplanes
-through corners and duplicates are handled exactly, without merge tolerances.
+* :func:`vertex_signs` decides the side of every vertex for every hyperplane. float64 decides when
+  |a·v − β| exceeds the propagated error bound E (vertex error, hyperplane error, dot-product rounding;
+  constants in ``tolerances``); otherwise the vertex is recomputed exactly (rational solution of its facets'
+  exact equations) and the side is the exact sign of a*·v* − β*.
+* :func:`split` cuts a cell. A new vertex on a crossing edge is interpolated in float64 only when both
+  endpoint signs were decided by the filter (so |f_u − f_w| > E_u + E_w > 0: no division by an undecided
+  difference) and it inherits an error bound; otherwise (or when that bound grows too large) it is the exact
+  rational intersection of the edge's facets with the cut, rounded to float64 for the filter.
+
+In the plane a cell is an ordered polygon (:class:`Polygon`: edge i runs V[i] → V[i+1] on facet ``ef[i]``);
+in d ≥ 3 a :class:`Polytope` with a vertex–facet incidence matrix.
 """
 
 from __future__ import annotations
 
 from fractions import Fraction
-from itertools import product
+from itertools import combinations, product
 
 import numpy as np
 
-from .tolerances import VERTEX_SIGN_RTOL
+from .errors import CPAInternalError
+from .exact import dot, solve
+from .tolerances import DOT_EXTRA_TERMS, FILTER_SAFETY, UNIT_ROUNDOFF, VERTEX_ERR_MAX_RTOL
 
-__all__ = ["Polytope", "Polygon", "box_polytope", "box_polygon", "vertex_signs", "split"]
+__all__ = ["Hyper", "Polytope", "Polygon", "box_polytope", "box_polygon", "vertex_signs", "split",
+           "polytope_from_halfspaces", "cell_volume", "facet_measures"]
+
+U = UNIT_ROUNDOFF
 
 
-class Polytope:
-    """Full-dimensional convex polytope.
+class Hyper:
+    """Hyperplane a·y = β (float64) with |a − a*| ≤ err_a (per coordinate), |β − β*| ≤ err_b, and a lazy exact
+    (a*, β*) (tuple of Fractions, Fraction). ``key`` names it: ("box", axis, side), ("domain", i) or
+    (layer, neuron, breakpoint, codes of the earlier layers)."""
 
-    Attributes:
-        G: ``(F, d)`` facet normals; h: ``(F,)`` offsets (float64); h_exact: list of F Fractions.
-        V: ``(Nv, d)`` vertices; inc: ``(Nv, F)`` bool incidence.
-    """
+    __slots__ = ("a", "beta", "err_a", "err_b", "key", "_exact", "_fn")
 
-    __slots__ = ("G", "h", "h_exact", "V", "inc", "_exact", "scale")
+    def __init__(self, a, beta, err_a, err_b, key, exact=None, fn=None):
+        self.a, self.beta, self.err_a, self.err_b, self.key = a, float(beta), err_a, float(err_b), key
+        self._exact, self._fn = exact, fn
 
-    def __init__(self, G, h, h_exact, V, inc, scale):
-        self.G, self.h, self.h_exact, self.V, self.inc = G, h, h_exact, V, inc
-        self._exact = {}
-        self.scale = scale  # coordinate magnitude of the problem (rounding errors are relative to it)
+    def exact(self):
+        if self._exact is None:
+            self._exact = self._fn()
+            self._fn = None
+        return self._exact
+
+
+def exact_hyper(a, beta, key) -> Hyper:
+    """A hyperplane whose float64 data are its exact definition."""
+    a = np.asarray(a, dtype=np.float64)
+    return Hyper(a, beta, np.zeros_like(a), 0.0, key,
+                 exact=(tuple(Fraction(float(v)) for v in a), Fraction(float(beta))))
+
+
+class _Cell:
+    __slots__ = ()
+
+    def interior_point(self) -> np.ndarray:
+        return self.V.mean(axis=0)
+
+    def facet_arrays(self):
+        """``(G (F, d), h (F,))`` with the cell = {y : G y ≤ h} (float64)."""
+        fs = self.facet_list()
+        G = np.array([s * H.a for H, s in fs])
+        h = np.array([s * H.beta for H, s in fs])
+        return G, h
+
+    @property
+    def G(self):
+        return self.facet_arrays()[0]
+
+    @property
+    def h(self):
+        return self.facet_arrays()[1]
+
+    def inradius_at(self, point, point_err: float = 0.0) -> float:
+        """A radius ρ such that the Euclidean ball B(point, ρ) lies in the cell (float64 with the error bounds
+        subtracted; ≤ 0 when float64 cannot certify a ball)."""
+        fs = self.facet_list()
+        A = np.array([H.a for H, _ in fs])
+        B = np.array([H.beta for H, _ in fs])
+        EA = np.array([H.err_a for H, _ in fs])
+        EB = np.array([H.err_b for H, _ in fs])
+        sg = np.array([s for _, s in fs], dtype=np.float64)
+        ap = np.abs(point)
+        slack = -sg * (A @ point - B)
+        E = FILTER_SAFETY * (EA @ ap + EB + (np.abs(A).sum(axis=1) + EA.sum(axis=1)) * point_err
+                             + (len(point) + DOT_EXTRA_TERMS) * U * (np.abs(A) @ ap + np.abs(B)))
+        nrm = np.linalg.norm(A, axis=1)
+        live = nrm > 0
+        if not live.any():
+            return float("inf")
+        return float(np.min((slack[live] - E[live]) / (nrm[live] + np.linalg.norm(EA[live], axis=1))))
+
+    def exact_vertices(self):
+        return [self.exact_vertex(i) for i in range(len(self.V))]
+
+
+class Polytope(_Cell):
+    """Full-dimensional convex polytope: vertices ``V (Nv, d)``, ``err (Nv,)``, exact list ``ex``, facets
+    ``facets`` (list of (Hyper, sign)), incidence ``inc (Nv, F)`` bool."""
+
+    __slots__ = ("V", "err", "ex", "facets", "inc", "scale")
+
+    def __init__(self, V, err, ex, facets, inc, scale):
+        self.V, self.err, self.ex, self.facets, self.inc, self.scale = V, err, ex, facets, inc, scale
 
     @property
     def dim(self) -> int:
-        return self.G.shape[1]
+        return self.V.shape[1]
 
-    def interior_point(self) -> np.ndarray:
-        """Mean of the vertices: strictly interior for a full-dimensional polytope."""
-        return self.V.mean(axis=0)
+    def facet_list(self):
+        return self.facets
 
-    def inradius_at(self, point) -> float:
-        """Euclidean distance from ``point`` to the nearest constraint hyperplane (a ball that fits)."""
-        norms = np.linalg.norm(self.G, axis=1)
-        return float(np.min((self.h - self.G @ point) / norms))
-
-    def exact_vertex(self, i: int) -> tuple[Fraction, ...]:
-        """Vertex i as the exact rational solution of d independent incident facets."""
-        if i not in self._exact:
+    def exact_vertex(self, i: int):
+        v = self.ex[i]
+        if v is None:
             rows = np.flatnonzero(self.inc[i])
-            chosen = _independent_rows(self.G, rows, self.dim)
-            A = [[Fraction(float(v)) for v in self.G[r]] for r in chosen]
-            b = [self.h_exact[r] for r in chosen]
-            self._exact[i] = _solve_exact(A, b)
-        return self._exact[i]
+            d = self.dim
+            G = np.array([self.facets[r][0].a for r in rows])
+            # try a float-independent choice first, then any other d-subset (exact singularity test)
+            cands = [_independent_rows(G, np.arange(len(rows)), d)]
+            v = None
+            for pick in cands + [list(c) for c in combinations(range(len(rows)), d)]:
+                if pick is None:
+                    continue
+                eqs = [self.facets[rows[p]][0].exact() for p in pick]
+                v = solve([e[0] for e in eqs], [e[1] for e in eqs])
+                if v is not None:
+                    break
+            if v is None:
+                raise CPAInternalError("a polytope vertex has no d independent incident facets (exact); "
+                                       "please report this network and window.")
+            self.ex[i] = v
+        return v
 
 
 def _independent_rows(G, rows, d):
@@ -74,62 +151,201 @@ def _independent_rows(G, rows, d):
             chosen = trial
             if len(chosen) == d:
                 return chosen
-    raise ArithmeticError("vertex has fewer than d independent incident facets")
+    return None
 
 
-def _solve_exact(A, b):
-    """Gauss–Jordan elimination in rationals (A square, non-singular)."""
-    n = len(A)
-    M = [row[:] + [bi] for row, bi in zip(A, b)]
-    for col in range(n):
-        piv = next(r for r in range(col, n) if M[r][col] != 0)
-        M[col], M[piv] = M[piv], M[col]
-        inv = 1 / M[col][col]
-        M[col] = [v * inv for v in M[col]]
-        for r in range(n):
-            if r != col and M[r][col] != 0:
-                f = M[r][col]
-                M[r] = [vr - f * vc for vr, vc in zip(M[r], M[col])]
-    return tuple(M[r][n] for r in range(n))
-
-
-def box_polytope(lo, hi, lo_exact, hi_exact) -> Polytope:
-    """The box ∏[lo_l, hi_l]; ``lo_exact``/``hi_exact`` are the exact rational bounds."""
-    d = len(lo)
-    G = np.zeros((2 * d, d))
-    h = np.zeros(2 * d)
-    h_exact = []
+def _box_data(lo_exact, hi_exact):
+    d = len(lo_exact)
+    hyp = []
     for l in range(d):
-        G[2 * l, l], h[2 * l] = -1.0, -lo[l]
-        G[2 * l + 1, l], h[2 * l + 1] = 1.0, hi[l]
-        h_exact += [-lo_exact[l], hi_exact[l]]
+        e = np.zeros(d)
+        e[l] = 1.0
+        hyp.append((Hyper(-e, -float(lo_exact[l]), np.zeros(d), 0.0, ("box", l, 0),
+                          exact=(tuple(Fraction(-int(i == l)) for i in range(d)), -lo_exact[l])), 1))
+        hyp.append((Hyper(e, float(hi_exact[l]), np.zeros(d), 0.0, ("box", l, 1),
+                          exact=(tuple(Fraction(int(i == l)) for i in range(d)), hi_exact[l])), 1))
+    return hyp
+
+
+def box_polytope(lo_exact, hi_exact) -> Polytope:
+    """The box ∏[lo_l, hi_l] from exact rational bounds."""
+    d = len(lo_exact)
+    facets = _box_data(lo_exact, hi_exact)
     corners = np.array(list(product((0, 1), repeat=d)), dtype=np.int64)
-    V = np.where(corners == 0, np.asarray(lo)[None, :], np.asarray(hi)[None, :]).astype(np.float64)
+    lo = np.array([float(v) for v in lo_exact])
+    hi = np.array([float(v) for v in hi_exact])
+    V = np.where(corners == 0, lo[None, :], hi[None, :]).astype(np.float64)
     inc = np.zeros((len(corners), 2 * d), dtype=bool)
     for l in range(d):
         inc[np.arange(len(corners)), 2 * l + corners[:, l]] = True
-    P = Polytope(G, h, h_exact, V, inc, float(max(np.abs(lo).max(), np.abs(hi).max())))
-    for i, bits in enumerate(corners):  # exact corners are known
-        P._exact[i] = tuple(lo_exact[l] if bits[l] == 0 else hi_exact[l] for l in range(d))
-    return P
+    ex = [tuple(lo_exact[l] if bits[l] == 0 else hi_exact[l] for l in range(d)) for bits in corners]
+    err = np.full(len(V), U * float(np.abs(V).max()))
+    # the box facets are exact only as rationals: float(hi) may differ from hi by one rounding
+    for H, _ in facets:
+        H.err_b = U * abs(H.beta)
+    return Polytope(V, err, ex, facets, inc, float(max(np.abs(lo).max(), np.abs(hi).max(), 1e-300)))
 
 
-def vertex_signs(P: Polytope, normals, offsets, offsets_exact=None) -> np.ndarray:
-    """Side of every vertex for every hyperplane aᵀy = β: ``(Nv, m)`` int8 in {-1, 0, +1}, exact.
+def vertex_signs(P, A, B, EA, EB, exact_line, stats=None):
+    """Exact side of every vertex of P for every hyperplane a_j·y = β_j.
 
-    Args: normals ``(m, d)``, offsets ``(m,)``; ``offsets_exact`` optional list of Fractions.
+    Args: ``A (m, d)``, ``B (m,)`` float64 hyperplanes; ``EA (m, d)``, ``EB (m,)`` their error bounds;
+        ``exact_line(j)`` → exact (a*, β*) of hyperplane j.
+    Returns ``(signs (Nv, m) int8 in {-1, 0, 1}, vals (Nv, m), E (Nv, m), decided (Nv, m) bool)``: ``decided``
+    marks the entries float64 decided (|vals| > E, the bound), the others were decided exactly.
     """
-    vals = P.V @ normals.T - offsets[None, :]
-    scale = (np.abs(P.V) + P.scale) @ np.abs(normals).T + np.abs(offsets)[None, :]
+    V = P.V
+    vals = V @ A.T - B[None, :]
+    aV = np.abs(V)
+    absA = np.abs(A)
+    d = V.shape[1]
+    E = FILTER_SAFETY * (aV @ EA.T + EB[None, :] + (absA.sum(axis=1) + EA.sum(axis=1))[None, :] * P.err[:, None]
+                         + (d + DOT_EXTRA_TERMS) * U * (aV @ absA.T + np.abs(B)[None, :]))
+    if not np.all(np.isfinite(vals)) or not np.all(np.isfinite(E)):
+        raise CPAInternalError("float64 overflow or NaN while deciding vertex sides; please report this network "
+                               "and window (the exact count needs values within float64 range).")
+    decided = np.abs(vals) > E
     signs = np.sign(vals).astype(np.int8)
-    band = np.abs(vals) <= VERTEX_SIGN_RTOL * scale
-    if np.any(band):
-        for i, j in zip(*np.nonzero(band)):
-            v = P.exact_vertex(int(i))
-            beta = offsets_exact[j] if offsets_exact is not None else Fraction(float(offsets[j]))
-            val = sum(Fraction(float(a)) * vi for a, vi in zip(normals[j], v)) - beta
+    if not decided.all():
+        rows, cols = np.nonzero(~decided)
+        lines = {}
+        for i, j in zip(rows.tolist(), cols.tolist()):
+            v = P.exact_vertex(i)
+            if j not in lines:
+                lines[j] = exact_line(j)
+            a, b = lines[j]
+            val = dot(a, v) - b
             signs[i, j] = (val > 0) - (val < 0)
-    return signs
+        if stats is not None:
+            stats["exact_fallbacks"] = stats.get("exact_fallbacks", 0) + len(rows)
+    return signs, vals, E, decided
+
+
+def _solve_2x2(H1, H2, scale):
+    """The plane case of :func:`_solve_vertices` in scalar arithmetic (Cramer's rule, same bound; the
+    determinant's own rounding 2u(|a1x a2y| + |a1y a2x|) is subtracted before it is inverted)."""
+    (p, q), (r, t) = H1.a.tolist(), H2.a.tolist()
+    b1, b2 = H1.beta, H2.beta
+    det = p * t - q * r
+    det_err = 2 * U * (abs(p * t) + abs(q * r))
+    den = abs(det) - det_err
+    if not den > 0:
+        return (np.nan, np.nan), np.inf
+    x = (b1 * t - b2 * q) / det
+    y = (p * b2 - r * b1) / det
+    ninv = max(abs(t) + abs(q), abs(r) + abs(p)) / den
+    e1x, e1y = H1.err_a.tolist()
+    e2x, e2y = H2.err_a.tolist()
+    ax, ay = abs(x), abs(y)
+    k = (2 + DOT_EXTRA_TERMS) * U
+    pert = max(e1x * ax + e1y * ay + H1.err_b + abs(p * x + q * y - b1) + k * (abs(p) * ax + abs(q) * ay + abs(b1)),
+               e2x * ax + e2y * ay + H2.err_b + abs(r * x + t * y - b2) + k * (abs(r) * ax + abs(t) * ay + abs(b2)))
+    shrink = 1.0 - ninv * max(e1x + e1y, e2x + e2y)
+    if not shrink > 0.5:
+        return (x, y), np.inf
+    err = FILTER_SAFETY * ninv * pert / shrink + U * max(ax, ay)
+    if not err <= VERTEX_ERR_MAX_RTOL * scale:  # also catches NaN
+        return (x, y), np.inf
+    return (x, y), err
+
+
+def _solve_vertices(rows, P_scale):
+    """New vertices as float64 solutions of their d defining facets, with an error bound each.
+
+    ``rows``: per new vertex a list of d Hypers (with orientation dropped). With M v = β the float system and
+    |δM| ≤ EM, |δβ| ≤ Eβ the bounds against the exact system M* v* = β*:
+    ‖v − v*‖∞ ≤ ‖M⁻¹‖∞ (‖EM |v| + Eβ + |M v − β|‖∞ + rounding) / (1 − ‖M⁻¹‖∞ ‖EM‖∞)
+    (standard perturbation bound; ‖M⁻¹‖ from the float inverse, covered by FILTER_SAFETY). The bound does not
+    compound over generations of splits (it depends only on the facets). Returns ``(V (E, d), err (E,))`` with
+    err = inf where float64 cannot bound the vertex (then the caller computes it exactly).
+    """
+    if not rows:
+        return np.zeros((0, 0)), np.zeros(0)
+    if len(rows[0]) == 2:
+        out = [_solve_2x2(r[0], r[1], P_scale) for r in rows]
+        return np.array([o[0] for o in out]), np.array([o[1] for o in out])
+    M = np.array([[H.a for H in r] for r in rows])
+    b = np.array([[H.beta for H in r] for r in rows])
+    EM = np.array([[H.err_a for H in r] for r in rows])
+    Eb = np.array([[H.err_b for H in r] for r in rows])
+    d = M.shape[1]
+    V = np.full(b.shape, np.nan)
+    err = np.full(len(rows), np.inf)
+    det = np.linalg.det(M)
+    good = np.isfinite(det) & (np.abs(det) > 0)
+    if not good.any():
+        return V, err
+    Mg, bg = M[good], b[good]
+    inv = np.linalg.inv(Mg)
+    v = np.einsum("eij,ej->ei", inv, bg)
+    av = np.abs(v)
+    resid = np.abs(np.einsum("eij,ej->ei", Mg, v) - bg) + (d + DOT_EXTRA_TERMS) * U * (
+        np.einsum("eij,ej->ei", np.abs(Mg), av) + np.abs(bg))
+    ninv = np.abs(inv).sum(axis=2).max(axis=1) * (1 + (d + DOT_EXTRA_TERMS) * U * d)
+    pert = np.einsum("eij,ej->ei", EM[good], av) + Eb[good] + resid
+    shrink = 1.0 - ninv * EM[good].sum(axis=2).max(axis=1)
+    e = np.where(shrink > 0.5, FILTER_SAFETY * ninv * pert.max(axis=1) / np.where(shrink > 0.5, shrink, 1.0),
+                 np.inf) + U * av.max(axis=1)
+    e = np.where(np.all(np.isfinite(v), axis=1) & (e <= VERTEX_ERR_MAX_RTOL * P_scale), e, np.inf)
+    V[good], err[good] = v, e
+    return V, err
+
+
+def split(P, H: Hyper, signs, stats=None):
+    """Split P by H given the exact signs of P's vertices (from :func:`vertex_signs`). Returns ``(below, above)`` = P ∩ {a·y ≤ β}, P ∩ {a·y ≥ β}; a side with
+    no interior is None."""
+    if isinstance(P, Polygon):
+        return _split_polygon(P, H, signs, stats)
+    pos, neg, zero = np.flatnonzero(signs > 0), np.flatnonzero(signs < 0), np.flatnonzero(signs == 0)
+    if len(pos) == 0 or len(neg) == 0:
+        return (P, None) if len(pos) == 0 else (None, P)
+    edges = _edges(P, pos, neg)
+    F = len(P.facets)
+    d = P.dim
+    new_V = np.empty((len(edges), d))
+    new_err = np.empty(len(edges))
+    new_ex = []
+    new_inc = np.zeros((len(edges), F + 1), dtype=bool)
+    rows = []
+    for e, (u, w) in enumerate(edges):
+        shared = P.inc[u] & P.inc[w]
+        new_inc[e, :F] = shared
+        cols = np.flatnonzero(shared)
+        if len(cols) > d - 1:
+            cols = _independent_rows(np.array([P.facets[c][0].a for c in cols]), cols, d - 1) or list(cols[: d - 1])
+        rows.append([P.facets[c][0] for c in cols] + [H])
+    if edges:
+        new_V, new_err = _solve_vertices(rows, P.scale)
+    for e, (u, w) in enumerate(edges):
+        new_ex.append(None)
+        if not np.isfinite(new_err[e]):  # float64 cannot bound it: the exact point on the exact edge u*w*
+            if stats is not None:
+                stats["exact_vertices"] = stats.get("exact_vertices", 0) + 1
+            a, b = H.exact()
+            Vu, Vw = P.exact_vertex(u), P.exact_vertex(w)
+            fu, fw = dot(a, Vu) - b, dot(a, Vw) - b
+            t = fu / (fu - fw)
+            ex = tuple(p + t * (q - p) for p, q in zip(Vu, Vw))
+            new_ex[e] = ex
+            new_V[e] = [float(c) for c in ex]
+            new_err[e] = U * float(np.abs(new_V[e]).max())
+    new_inc[:, F] = True
+
+    def half(keep, sign):
+        facets = P.facets + [(H, sign)]
+        inc_old = np.zeros((len(keep), F + 1), dtype=bool)
+        inc_old[:, :F] = P.inc[keep]
+        inc_old[np.isin(keep, zero), F] = True
+        V = np.vstack([P.V[keep], new_V])
+        err = np.concatenate([P.err[keep], new_err])
+        ex = [P.ex[i] for i in keep] + list(new_ex)
+        inc = np.vstack([inc_old, new_inc])
+        live = inc.sum(axis=0) >= d  # a facet needs at least d vertices; others no longer touch in d − 1 dims
+        return Polytope(V, err, ex, [f for f, k in zip(facets, live) if k], inc[:, live], P.scale)
+
+    below = half(np.concatenate([neg, zero]), 1)
+    above = half(np.concatenate([pos, zero]), -1)
+    return below, above
 
 
 def _edges(P: Polytope, pos, neg):
@@ -138,179 +354,159 @@ def _edges(P: Polytope, pos, neg):
     common = P.inc[pos][:, None, :] & P.inc[neg][None, :, :]
     counts = common.sum(axis=2)
     out = []
+    G = None
     for a, b in zip(*np.nonzero(counts >= d - 1)):
         cols = np.flatnonzero(common[a, b])
-        if len(cols) > d - 1 and np.linalg.matrix_rank(P.G[cols]) != d - 1:
-            continue
         if np.count_nonzero(P.inc[:, cols].all(axis=1)) != 2:
             continue
+        if len(cols) > d - 1:
+            if G is None:
+                G = np.array([f[0].a for f in P.facets])
+            if np.linalg.matrix_rank(G[cols]) != d - 1:
+                continue
         out.append((pos[a], neg[b]))
     return out
 
 
-def _exact_edge_point(P: Polytope, u: int, v: int, a, beta_exact) -> np.ndarray:
-    """Where the edge (u, v) crosses aᵀy = β, computed from the exact vertices (float64 of the rational)."""
-    Vu, Vv = P.exact_vertex(int(u)), P.exact_vertex(int(v))
-    fa = [Fraction(float(x)) for x in a]
-    fu = sum(x * y for x, y in zip(fa, Vu)) - beta_exact
-    fv = sum(x * y for x, y in zip(fa, Vv)) - beta_exact
-    t = fu / (fu - fv)
-    return np.array([float(p + t * (q - p)) for p, q in zip(Vu, Vv)])
+# -- the plane: ordered polygons --------------------------------------------------------------------------------
+class Polygon(_Cell):
+    """Convex polygon with counter-clockwise vertices; ``ef[i] = (Hyper, sign)`` is the facet of edge V[i] → V[i+1];
+    vertex i is the intersection of the facets of edges i − 1 and i."""
 
+    __slots__ = ("V", "err", "ex", "ef", "scale")
 
-def split(P: Polytope, a, beta, signs, beta_exact=None):
-    """Split P by aᵀy = β given the vertex ``signs`` (from :func:`vertex_signs`).
-
-    Returns ``(below, above)``: {aᵀy ≤ β} ∩ P and {aᵀy ≥ β} ∩ P; a side without interior is None.
-    """
-    if isinstance(P, Polygon):
-        return _split_polygon(P, a, beta, signs, Fraction(float(beta)) if beta_exact is None else beta_exact)
-    pos, neg, zero = np.flatnonzero(signs > 0), np.flatnonzero(signs < 0), np.flatnonzero(signs == 0)
-    if len(pos) == 0 or len(neg) == 0:
-        return (P, None) if len(pos) == 0 else (None, P)
-    vals = P.V @ a - beta
-    edges = _edges(P, pos, neg)
-    F = P.G.shape[0]
-    new_V = np.empty((len(edges), P.dim))
-    new_inc = np.zeros((len(edges), F + 1), dtype=bool)
-    beta_exact = Fraction(float(beta)) if beta_exact is None else beta_exact
-    for e, (u, v) in enumerate(edges):
-        if vals[u] > 0 > vals[v]:
-            t = vals[u] / (vals[u] - vals[v])
-            new_V[e] = P.V[u] + t * (P.V[v] - P.V[u])
-        else:  # the exact signs (tie band) disagree with float64: intersect the edge in rationals
-            new_V[e] = _exact_edge_point(P, u, v, a, beta_exact)
-        new_inc[e, :F] = P.inc[u] & P.inc[v]
-    new_inc[:, F] = True
-
-    def half(keep, sign):
-        G = np.vstack([P.G, sign * a[None, :]])
-        h = np.append(P.h, sign * beta)
-        h_exact = P.h_exact + [beta_exact if sign > 0 else -beta_exact]
-        inc_old = np.zeros((len(keep), F + 1), dtype=bool)
-        inc_old[:, :F] = P.inc[keep]
-        inc_old[np.isin(keep, zero), F] = True
-        V = np.vstack([P.V[keep], new_V])
-        inc = np.vstack([inc_old, new_inc])
-        live = inc.any(axis=0)  # drop constraints that no longer touch the polytope
-        child = Polytope(G[live], h[live], [x for x, k in zip(h_exact, live) if k], V, inc[:, live], P.scale)
-        for new_i, old_i in enumerate(keep):
-            if old_i in P._exact:
-                child._exact[new_i] = P._exact[old_i]
-        return child
-
-    below = half(np.concatenate([neg, zero]), 1.0)
-    above = half(np.concatenate([pos, zero]), -1.0)
-    return below, above
-
-
-# -- the plane: ordered polygons (the fast path of the counter in d = 2) ---------------------------
-class FacetTable:
-    """Facet lines shared by all polygons of one run (append-only): G[f]·y ≤ h[f], with exact offsets."""
-
-    __slots__ = ("G", "h", "h_exact")
-
-    def __init__(self):
-        self.G, self.h, self.h_exact = [], [], []
-
-    def add(self, a, beta, beta_exact) -> int:
-        self.G.append(np.asarray(a, dtype=np.float64))
-        self.h.append(float(beta))
-        self.h_exact.append(beta_exact)
-        return len(self.G) - 1
-
-
-class Polygon:
-    """Convex polygon with counter-clockwise vertices; ``ef[i]`` is the facet of the edge V[i] → V[i+1].
-
-    Same interface as :class:`Polytope` (``V``, ``G``, ``h``, ``h_exact``, ``exact_vertex``, ...); vertex i
-    is the intersection of the facets of its two edges, which is all the exact fallback needs.
-    """
-
-    __slots__ = ("V", "ef", "table", "scale", "_exact")
-
-    def __init__(self, V, ef, table, scale, exact=None):
-        self.V, self.ef, self.table, self.scale = V, ef, table, scale
-        self._exact = exact if exact is not None else {}
+    def __init__(self, V, err, ex, ef, scale):
+        self.V, self.err, self.ex, self.ef, self.scale = V, err, ex, ef, scale
 
     dim = 2
 
-    @property
-    def G(self) -> np.ndarray:
-        return np.array([self.table.G[f] for f in self.ef])
-
-    @property
-    def h(self) -> np.ndarray:
-        return np.array([self.table.h[f] for f in self.ef])
-
-    @property
-    def h_exact(self) -> list:
-        return [self.table.h_exact[f] for f in self.ef]
-
-    def interior_point(self) -> np.ndarray:
-        return self.V.mean(axis=0)
-
-    def inradius_at(self, point) -> float:
-        G = self.G
-        return float(np.min((self.h - G @ point) / np.linalg.norm(G, axis=1)))
+    def facet_list(self):
+        return self.ef
 
     def exact_vertex(self, i: int):
-        key = (self.ef[i - 1], self.ef[i])
-        if key not in self._exact:
-            t = self.table
-            A = [[Fraction(float(v)) for v in t.G[f]] for f in key]
-            self._exact[key] = _solve_exact(A, [t.h_exact[f] for f in key])
-        return self._exact[key]
+        v = self.ex[i]
+        if v is None:
+            e1, e2 = self.ef[i - 1][0].exact(), self.ef[i][0].exact()
+            v = solve([e1[0], e2[0]], [e1[1], e2[1]])
+            if v is None:
+                raise CPAInternalError("two consecutive polygon edges are parallel in exact arithmetic; please "
+                                       "report this network and window.")
+            self.ex[i] = v
+        return v
 
 
-def box_polygon(lo, hi, lo_exact, hi_exact) -> Polygon:
-    """The rectangle [lo0, hi0] × [lo1, hi1], counter-clockwise from (lo0, lo1)."""
-    t = FacetTable()
-    bottom = t.add((0.0, -1.0), -lo[1], -lo_exact[1])
-    right = t.add((1.0, 0.0), hi[0], hi_exact[0])
-    top = t.add((0.0, 1.0), hi[1], hi_exact[1])
-    left = t.add((-1.0, 0.0), -lo[0], -lo_exact[0])
+def box_polygon(lo_exact, hi_exact) -> Polygon:
+    """The rectangle [lo0, hi0] × [lo1, hi1] from exact bounds, counter-clockwise from (lo0, lo1)."""
+    f = _box_data(lo_exact, hi_exact)  # order: x lo, x hi, y lo, y hi
+    left, right, bottom, top = f[0], f[1], f[2], f[3]
+    for H, _ in f:
+        H.err_b = U * abs(H.beta)
+    lo = [float(v) for v in lo_exact]
+    hi = [float(v) for v in hi_exact]
     V = np.array([[lo[0], lo[1]], [hi[0], lo[1]], [hi[0], hi[1]], [lo[0], hi[1]]], dtype=np.float64)
-    exact = {(left, bottom): (lo_exact[0], lo_exact[1]), (bottom, right): (hi_exact[0], lo_exact[1]),
-             (right, top): (hi_exact[0], hi_exact[1]), (top, left): (lo_exact[0], hi_exact[1])}
-    return Polygon(V, [bottom, right, top, left], t, float(max(np.abs(lo).max(), np.abs(hi).max())), exact)
+    ex = [(lo_exact[0], lo_exact[1]), (hi_exact[0], lo_exact[1]), (hi_exact[0], hi_exact[1]),
+          (lo_exact[0], hi_exact[1])]
+    err = np.full(4, U * float(np.abs(V).max()))
+    return Polygon(V, err, ex, [bottom, right, top, left], float(max(np.abs(V).max(), 1e-300)))
 
 
-def _split_polygon(P: Polygon, a, beta, signs, beta_exact):
-    """Sutherland–Hodgman for one line, keeping each new edge's facet."""
+def _split_polygon(P: Polygon, H, signs, stats):
+    """Sutherland–Hodgman for one line, keeping each new edge's facet; exact new vertices where needed."""
     s = signs.tolist()
     n = len(s)
     if not any(v > 0 for v in s):
         return P, None
     if not any(v < 0 for v in s):
         return None, P
-    vals = P.V @ a - beta
-    t = P.table
-    f_below = t.add(a, beta, beta_exact)  # a·y ≤ β
-    f_above = t.add(-a, -beta, -beta_exact)  # −a·y ≤ −β
+    cut_below, cut_above = (H, 1), (H, -1)
+    cross = [i for i in range(n) if s[i] * s[(i + 1) % n] < 0]
+    Vs, errs = _solve_vertices([[P.ef[i][0], H] for i in cross], P.scale)
+    crossing = {}
+    for i, v, er in zip(cross, Vs, errs):
+        ex = None
+        if not np.isfinite(er):  # the exact intersection of the edge's line with the cut
+            if stats is not None:
+                stats["exact_vertices"] = stats.get("exact_vertices", 0) + 1
+            e1, e2 = P.ef[i][0].exact(), H.exact()
+            ex = solve([e1[0], e2[0]], [e1[1], e2[1]])
+            if ex is None:
+                raise CPAInternalError("a cut is parallel to the edge it crosses (exact); please report.")
+            v = np.array([float(c) for c in ex])
+            er = U * float(np.abs(v).max())
+        crossing[i] = (v, er, ex)
 
-    def half(keep_sign, cut_facet):
-        pts, efs = [], []
+    def half(keep, cut):
+        pts, errs, exs, efs = [], [], [], []
         for i in range(n):
             j = (i + 1) % n
             si, sj = s[i], s[j]
-            if si == 0 or si == keep_sign:
+            if si == 0 or si == keep:
                 pts.append(P.V[i])
-                # edge leaving V[i]: along the cut if V[i] is on the line and the next kept point is too
-                efs.append(cut_facet if si == 0 and sj != keep_sign else P.ef[i])
-            if si * sj < 0:
-                u = vals[i] / (vals[i] - vals[j])
-                pts.append(P.V[i] + u * (P.V[j] - P.V[i]))
-                # from the crossing we continue along edge i→j if V[j] is kept, else along the cut
-                efs.append(P.ef[i] if sj == keep_sign else cut_facet)
-        return Polygon(np.array(pts), efs, t, P.scale, P._exact)
+                errs.append(P.err[i])
+                exs.append(P.ex[i])
+                efs.append(cut if si == 0 and sj != keep else P.ef[i])
+            if i in crossing:
+                v, er, ex = crossing[i]
+                pts.append(v)
+                errs.append(er)
+                exs.append(ex)
+                efs.append(P.ef[i] if sj == keep else cut)
+        return Polygon(np.array(pts), np.array(errs), exs, efs, P.scale)
 
-    return half(-1, f_below), half(1, f_above)
+    return half(-1, cut_below), half(1, cut_above)
 
 
-def polytope_from_halfspaces(G, h, *, as_polygon: bool | None = None):
+def cell_volume(P) -> float:
+    """Volume of a cell from its float64 vertices (shoelace in 2-D, Qhull in d ≥ 3; 0 for a sliver Qhull
+    cannot resolve)."""
+    V = P.V
+    if isinstance(P, Polygon):
+        x, y = V[:, 0], V[:, 1]
+        return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(np.roll(x, -1), y))
+    if V.shape[1] == 1:  # an interval
+        return float(V.max() - V.min())
+    from scipy.spatial import ConvexHull, QhullError
+
+    try:
+        return float(ConvexHull(V).volume)
+    except (QhullError, ValueError):
+        return 0.0
+
+
+def facet_measures(P):
+    """(d−1)-measure of every facet of P, in the order of ``P.facet_list()`` (float64; 0 for lower-dimensional
+    contacts)."""
+    if isinstance(P, Polygon):
+        return np.linalg.norm(np.roll(P.V, -1, axis=0) - P.V, axis=1)
+    from scipy.spatial import ConvexHull, QhullError
+
+    out = np.zeros(len(P.facets))
+    d = P.dim
+    if d == 1:  # facets are points: counting measure
+        return out + 1.0
+    for f in range(len(P.facets)):
+        pts = P.V[P.inc[:, f]]
+        if len(pts) < d:
+            continue
+        a = P.facets[f][0].a
+        # orthonormal basis of the hyperplane, then the (d−1)-volume of the projected vertices
+        q, _ = np.linalg.qr(np.c_[a, np.eye(d)[:, : d - 1]] if d > 1 else a[:, None])
+        basis = q[:, 1:d]
+        X = (pts - pts.mean(axis=0)) @ basis
+        if d == 2:
+            out[f] = float(X.max() - X.min())
+            continue
+        try:
+            out[f] = float(ConvexHull(X).volume)
+        except (QhullError, ValueError):
+            out[f] = 0.0
+    return out
+
+
+def polytope_from_halfspaces(G, h, *, as_polygon: bool | None = None, exact_h=None):
     """A bounded, full-dimensional polytope {y : G y ≤ h} with its vertices (scipy's halfspace intersection
     from a Chebyshev centre). In d = 2 an ordered :class:`Polygon` is returned (unless ``as_polygon=False``).
+    ``exact_h``: the exact rational right-hand sides (default: the float64 values).
 
     Raises ValueError if the set is empty, unbounded or not full-dimensional.
     """
@@ -336,19 +532,28 @@ def polytope_from_halfspaces(G, h, *, as_polygon: bool | None = None):
         raise ValueError("the polytope is unbounded")
     scale = float(np.abs(V).max()) or 1.0
     tight = np.abs(V @ G.T - h[None, :]) <= 1e-9 * (scale * norms[None, :] + np.abs(h)[None, :] + 1.0)
-    keep = tight.any(axis=0)
-    G, h, tight = G[keep], h[keep], tight[:, keep]
-    h_exact = [Fraction(float(v)) for v in h]
+    keep = np.flatnonzero(tight.any(axis=0))
+    hyps = []
+    for f in keep:
+        hx = Fraction(float(h[f])) if exact_h is None else exact_h[f]
+        H = Hyper(G[f].copy(), float(h[f]), np.zeros(d), U * abs(float(h[f])), ("domain", int(f)),
+                  exact=(tuple(Fraction(float(v)) for v in G[f]), hx))
+        hyps.append((H, 1))
+    tight = tight[:, keep]
+    # vertices from Qhull are approximate: recompute each exactly from its facets (few, once)
     if d == 2 and as_polygon is not False:
         order = np.argsort(np.arctan2(V[:, 1] - V[:, 1].mean(), V[:, 0] - V[:, 0].mean()))
         V, tight = V[order], tight[order]
-        t = FacetTable()
-        ids = [t.add(G[f], h[f], h_exact[f]) for f in range(len(h))]
         ef = []
         for i in range(len(V)):
             shared = np.flatnonzero(tight[i] & tight[(i + 1) % len(V)])
             if len(shared) != 1:
                 raise ValueError("could not identify the polygon's edges")
-            ef.append(ids[shared[0]])
-        return Polygon(V, ef, t, scale)
-    return Polytope(G, h, h_exact, V, tight, scale)
+            ef.append(hyps[shared[0]])
+        P = Polygon(V, np.zeros(len(V)), [None] * len(V), ef, scale)
+    else:
+        P = Polytope(V, np.zeros(len(V)), [None] * len(V), hyps, tight, scale)
+    for i in range(len(V)):
+        P.V[i] = [float(c) for c in P.exact_vertex(i)]
+    P.err = np.full(len(V), U * float(np.abs(P.V).max()))
+    return P

@@ -1,41 +1,53 @@
 """Exact activation-region counts N(f; W) in a window, layer by layer (THEORY §3, §5, §6).
 
-Start from the window W(x0, r) as a polytope, in coordinates y = x − p centred
-at the first layer's anchor p (the batch centroid in train mode, so concurrent
-BN hyperplanes stay exactly concurrent). For layer ℓ, inside each cell the layer
-input is an affine map h = A y + c (C9) and the layer's switching sets are the
-hyperplanes of ``hyperplanes.layer_switching_sets``; the ones that can meet W
-(the C4 window criterion, ``windows.window_slack``) are tested on the cell's
-vertices, and the cell is split by every one that cuts its interior. Cells that
-no switching set of the last layer cuts are the activation regions.
+Start from the window W(x0, r) as a cell, in coordinates y = x − p (p: the first layer's BN anchor in
+train mode, else the window centre). For layer ℓ every cell carries the float64 chart h = A y + c of the
+layer input (C9) with magnitude bounds |A| ≤ mA, |c| ≤ mc and a relative error bound, so that the layer's
+switching sets {ẑ_j = t_k} (``ConditionedLayer.chart``) come with an error bound against the exact
+switching sets of the float64 network. The sets that can meet W (C4 window criterion, safe margin) are
+tested on the cell's vertices with exact predicates (``polytope.vertex_signs``: float64 filter, exact
+rational fallback), and the cell is split by every one that cuts its interior. Cells no switching set of
+the last layer cuts are the activation regions: the count is that of the float64 function taken exactly.
 
-Every region is certified: a witness point (mean of its vertices) and the radius
-of a ball around it inside the region, re-checked by an independent forward pass
-of the network that must reproduce the region's activation code (and, on
-request, by an exact rational forward pass).
+Certificates (THEORY §6): every region has a witness ball re-checked by an independent forward pass (float64;
+regions float64 cannot certify — slivers below its resolution — get an exact rational witness re-checked by
+the exact rational forward pass), and the count is *complete*: the region volumes add up to vol(W) and every
+facet of a region inside W is matched by the neighbouring region across it (the region whose code differs in
+exactly that neuron, found by code look-up; coincident switching sets fall back to a measure balance).
 """
 
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from fractions import Fraction
 
 import numpy as np
 
-from .hyperplanes import HyperplaneStatus, layer_switching_sets, pullback_anchors, switching_hyperplanes
+from .errors import CPAInternalError
+from .exact import ExactCharts, dot, exact_code, on_breakpoint
+from .hyperplanes import switching_hyperplanes
 from .network import ConditionedNetwork, Network, as_point
-from .polytope import Polytope, box_polygon, box_polytope, polytope_from_halfspaces, split, vertex_signs
-from .tolerances import AFFINE_MAP_RTOL, FACET_MATCH_TOL, SCREEN_MARGIN_RTOL, WITNESS_MIN_RELATIVE_RADIUS
-from .windows import Window, WindowRelation, dual_norm, window_relations, window_slack
+from .polytope import (Hyper, box_polygon, box_polytope, cell_volume, facet_measures,
+                       polytope_from_halfspaces, split, vertex_signs)
+from .tolerances import (AFFINE_MAP_RTOL, DOT_EXTRA_TERMS, FACET_BALANCE_RTOL, FILTER_SAFETY, UNIT_ROUNDOFF,
+                         VOLUME_SUM_RTOL, WITNESS_MIN_RELATIVE_RADIUS)
+from .windows import Window, WindowRelation, window_relations
 
 __all__ = ["Region", "RegionCount", "count_regions", "enumerate_regions", "MAX_VERTEX_DIM"]
+
+U = UNIT_ROUNDOFF
 
 #: vertex enumeration keeps 2^d box corners: beyond this input dimension counting is refused.
 MAX_VERTEX_DIM = 10
 
-#: cells are refined in batches of this many per layer (vectorised pull-backs; bounded memory).
+#: deeper networks are refused: the float64 filters' error bounds grow with depth until every decision falls
+#: back to rationals whose size also grows with depth (measured: width-2 BN nets of depth 100 take minutes).
+MAX_EXACT_DEPTH = 1000
+
+#: cells are refined in batches of this many per layer (vectorised charts; bounded memory).
 _BATCH = 512
 
 #: witnesses are re-checked in batches of this many (one vectorised forward pass; bounded memory).
@@ -64,7 +76,9 @@ class Region:
 @dataclass
 class RegionCount:
     """Result of counting in one window (the CLI's JSON object; timing stays out of it so that the JSON
-    is byte-identical across runs)."""
+    is byte-identical across runs).
+
+    ``certified`` = every witness re-checked AND ``complete`` (the regions tile the window)."""
 
     center: np.ndarray
     radius: float
@@ -76,6 +90,10 @@ class RegionCount:
     seconds: float
     exact_fallbacks: int = 0
     region_list: list | None = None
+    complete: bool = True
+    min_witness_radius: float = math.inf
+    exact_witnesses: int = 0
+    unmatched_facets: int = 0
 
     @property
     def dim(self) -> int:
@@ -93,7 +111,9 @@ class RegionCount:
     def as_json(self) -> dict:
         return {"center": self.center.tolist(), "radius": self.radius, "regions": self.regions,
                 "linear_regions": self.linear_regions, "hits": self.hits, "certified": self.certified,
-                "uncertified": self.uncertified, "per_volume": self.per_volume, "log_regions": self.log_regions}
+                "uncertified": self.uncertified, "per_volume": self.per_volume, "log_regions": self.log_regions,
+                "complete": self.complete, "min_witness_radius": self.min_witness_radius,
+                "exact_fallbacks": self.exact_fallbacks, "exact_witnesses": self.exact_witnesses}
 
 
 def _conditioned(net) -> ConditionedNetwork:
@@ -104,22 +124,23 @@ def _conditioned(net) -> ConditionedNetwork:
     raise TypeError("count_regions needs a Network or a ConditionedNetwork.")
 
 
-def _layer_pieces(signs_side, gain_sign, K):
-    """Piece index per neuron from the cell's side of each (neuron, breakpoint) hyperplane."""
-    if not K:
-        return np.zeros(len(gain_sign), dtype=np.int64)
-    above = (signs_side.reshape(-1, K) * gain_sign[:, None]) > 0  # ẑ − t_k > 0
-    return above.sum(axis=1)
+def _finite(*arrays, what: str):
+    for a in arrays:
+        if not np.all(np.isfinite(a)):
+            raise CPAInternalError(f"float64 overflow or NaN in {what}; the exact count needs the network's "
+                                   "charts within float64 range. Please report this network and window.")
 
 
-def enumerate_regions(net, center, radius, *, stats=None, domain=None):
-    """Yield the activation regions in W(center, radius) one by one (depth first, bounded memory).
+class _Leaf:
+    """A region before certification: its cell (y-coordinates), code, flat neurons and output map (y)."""
 
-    Each item is ``(polytope_in_y, code, A, c, anchor, flat)``: the region as a polytope in y = x − anchor,
-    its activation code, the output map f = A y + c on it, and per layer the neurons constant on it.
-    :func:`count_regions` turns them into certified :class:`Region` objects. ``stats`` collects counters.
-    """
-    cond = _conditioned(net)
+    __slots__ = ("P", "code", "flat", "A", "c")
+
+    def __init__(self, P, code, flat, A, c):
+        self.P, self.code, self.flat, self.A, self.c = P, code, flat, A, c
+
+
+def _setup(cond, center, radius, domain):
     win = Window(center, radius)
     d = cond.input_dim
     if win.dim != d:
@@ -133,141 +154,159 @@ def enumerate_regions(net, center, radius, *, stats=None, domain=None):
                           f"{MAX_VERTEX_DIM}; got d = {d}. For higher d use numerics.lp_regions.count_regions_lp "
                           "(exact certified counts by LP splitting, for windows with few regions), or hitting "
                           "numbers (cpa-theory hits).")
+    if len(cond.layers) > MAX_EXACT_DEPTH:
+        from .errors import ShapeError
+
+        raise ShapeError(f"exact counting supports networks of at most {MAX_EXACT_DEPTH} layers (got "
+                         f"{len(cond.layers)}): beyond that the exact rational fallbacks grow without bound. Count a "
+                         "truncated network, or use hitting numbers (cpa-theory hits).")
     cond._check_defined()
     first = cond.layers[0].bn
     p = first.anchor.copy() if first.mode == "train" else win.center.copy()
-    F = Fraction
-    lo_ex = [F(float(x0)) - F(win.radius) - F(float(pl)) for x0, pl in zip(win.center, p)]
-    hi_ex = [F(float(x0)) + F(win.radius) - F(float(pl)) for x0, pl in zip(win.center, p)]
+    Fr = Fraction
+    pe = [Fr(float(v)) for v in p]
     if domain is None:
-        make_box = box_polygon if d == 2 else box_polytope  # ordered polygons in the plane: the fast path
-        root = make_box(np.array([float(v) for v in lo_ex]), np.array([float(v) for v in hi_ex]), lo_ex, hi_ex)
-    else:  # a bounded polytope {x : G x ≤ h} inside the window W(center, radius), in y = x − p
+        lo_ex = [Fr(float(x0)) - Fr(win.radius) - pl for x0, pl in zip(win.center, pe)]
+        hi_ex = [Fr(float(x0)) + Fr(win.radius) - pl for x0, pl in zip(win.center, pe)]
+        root = box_polygon(lo_ex, hi_ex) if d == 2 else box_polytope(lo_ex, hi_ex)
+        vol = float((2 * Fr(win.radius)) ** d)
+    else:  # a bounded polytope {x : G x ≤ h}: in y = x − p its exact right-hand sides are h − G p
         G, h = domain
-        root = polytope_from_halfspaces(G, h - G @ p)
-    y0 = win.center - p
-    layers = cond.layers
+        exact_h = [Fr(float(hv)) - dot([Fr(float(v)) for v in g], pe) for g, hv in zip(G, h)]
+        root = polytope_from_halfspaces(G, np.array([float(v) for v in exact_h]), exact_h=exact_h)
+        vol = cell_volume(root)
+    return win, p, root, vol
+
+
+def enumerate_regions(net, center, radius, *, stats=None, domain=None):
+    """Yield the activation regions in W(center, radius) one by one (depth first, bounded memory).
+
+    Each item is ``(cell_in_y, code, A, c, anchor, flat)``: the region as a cell in y = x − anchor, its
+    activation code, the output map f = A y + c on it, and per layer the neurons that sit on a breakpoint on
+    the whole region. :func:`count_regions` turns them into certified :class:`Region` objects.
+    ``stats`` collects counters (``exact_fallbacks``: sign decisions made in rationals).
+    """
+    cond = _conditioned(net)
+    win, p, root, _ = _setup(cond, center, radius, domain)
     stats = {} if stats is None else stats
+    for leaf in _leaves(cond, win, p, root, stats):
+        yield leaf.P, leaf.code, leaf.A, leaf.c, p, leaf.flat
 
-    # DFS over batches of cells at one layer: (layer index, [(polytope, A, c, code, flat)]).
-    stack = [(0, [(root, np.eye(d), p.copy(), (), ())])]
+
+def _leaves(cond, win, p, root, stats):
+    d = cond.input_dim
+    y0 = win.center - p
+    charts = ExactCharts(cond, p)
+    layers = cond.layers
+    # a cell: (cell, A, c, mA, mc, code, flat) with h = A y + c, |A| ≤ mA, |c| ≤ mc, error ≤ rel·(mA, mc)
+    eye = np.eye(d)
+    stack = [(0, 0.0, [(root, eye, p.copy(), eye, np.abs(p), (), ())])]
     while stack:
-        li, batch = stack.pop()
+        li, rel, batch = stack.pop()
         if li == len(layers):
-            for P, A, c, code, flat in batch:
-                yield P, code, A, c, p, flat
+            for P, A, c, _, _, code, flat in batch:
+                yield _Leaf(P, code, flat, A, c)
             continue
-        leaves = list(_refine_batch(layers[li], batch, y0, win.radius, d))
+        leaves, rel2 = _refine_batch(layers[li], li, batch, rel, y0, win.radius, d, charts, stats)
         for i in range(0, len(leaves), _BATCH):
-            stack.append((li + 1, leaves[i:i + _BATCH]))
+            stack.append((li + 1, rel2, leaves[i:i + _BATCH]))
 
 
-class _AnchoredOffsets:
-    """Exact offsets base_j + a_j·y* (rationals of the float data), computed only where a decision needs them."""
-
-    def __init__(self, base, normals, ystar, index=None):
-        self.base, self.normals, self.ystar = base, normals, [Fraction(float(v)) for v in ystar]
-        self.index = np.arange(len(base)) if index is None else index
-
-    def subset(self, cand) -> "_AnchoredOffsets":
-        out = _AnchoredOffsets.__new__(_AnchoredOffsets)
-        out.base, out.normals, out.ystar, out.index = self.base, self.normals, self.ystar, self.index[cand]
-        return out
-
-    def __getitem__(self, j) -> Fraction:
-        k = int(self.index[j])
-        return Fraction(float(self.base[k])) + sum(Fraction(float(a)) * y for a, y in zip(self.normals[k],
-                                                                                         self.ystar))
-
-
-def _refine_batch(cl, batch, y0, radius, d):
-    """Split every cell of ``batch`` by the switching sets of layer ``cl``; yield the next layer's cells."""
+def _refine_batch(cl, li, batch, rel, y0, radius, d, charts, stats):
+    """Split every cell of ``batch`` by the switching sets of layer ``cl``; return the next layer's cells."""
     A = np.stack([item[1] for item in batch])  # (C, m, d)
     c = np.stack([item[2] for item in batch])  # (C, m)
-    normals, offsets, status, _ = layer_switching_sets(cl, A, c, np.zeros(d))
-    C, n, K = offsets.shape
-    flat_n = np.repeat(normals, K, axis=1) if K else np.zeros((C, 0, d))  # (C, nK, d)
-    # Where the layer's BN anchor pulls back to a point y* of the cell's affine chart (A injective, anchor − c
-    # in range A; C9), every switching set passes through y* exactly in real arithmetic: anchor them there,
-    # with rational offsets base + a·y*, so that concurrent deep hyperplanes stay exactly concurrent.
-    ystar, has_pb = pullback_anchors(A, cl.bn.anchor[None, :] - c)
-    base = cl.bn.switching_offsets(cl.activation.breakpoints_array)[0].reshape(n * K)
-    regular = (status == HyperplaneStatus.REGULAR).reshape(C, n * K)
-    anchored = base[None, :] + np.einsum("cjd,cd->cj", flat_n, ystar)
-    flat_o = np.where(has_pb[:, None] & regular, anchored, offsets.reshape(C, n * K))
-    # C4 screen: a switching set that misses (or only touches) the whole window cannot cut a cell in it
-    resid = np.einsum("cjd,d->cj", flat_n, y0) - flat_o
-    slack = window_slack(dual_norm(flat_n), resid, radius)
-    screened = regular & (slack > -SCREEN_MARGIN_RTOL * (1 + np.abs(flat_o)))
-    # switching sets that are screened out keep one side on all of W: read it at the window centre
+    mA = np.stack([item[3] for item in batch])
+    mc = np.stack([item[4] for item in batch])
+    bn, act = cl.bn, cl.activation
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is detected below and reported
+        lin, gap = cl.chart(A, c)
+        g, e = bn.gain, bn.shift
+        N = g[None, :, None] * lin  # ẑ(y) = N y + z0 on each cell
+        z0 = g * gap + e
+        absW = np.abs(cl.weight)
+        mlin = np.matmul(absW, mA)
+        mgap = (mc + np.abs(bn.anchor)) @ absW.T
+        m_in = cl.weight.shape[1]
+        # error of (N, z0) against the exact chart: the parent's relative error plus this layer's dot products
+        rel2 = rel + (m_in + DOT_EXTRA_TERMS + 2) * U
+        EN = rel2 * np.abs(g)[None, :, None] * mlin
+        Ez = rel2 * (np.abs(g) * mgap + np.abs(e))
+    _finite(N, z0, EN, Ez, what=f"the charts of layer {li}")
+    t = act.breakpoints_array
+    C, n = z0.shape
+    K = len(t)
+    fa = np.repeat(N, K, axis=1)  # (C, nK, d): hyperplane (j, k) at index j*K + k
+    fb = (t[None, None, :] - z0[:, :, None]).reshape(C, n * K)
+    EA = np.repeat(EN, K, axis=1)
+    EB = np.repeat(Ez, K, axis=1) + U * np.abs(fb)
+    # C4 screen with a safe margin: a switching set whose window slack is below −E misses W entirely and keeps
+    # the side it has at the window centre
+    ay0 = np.abs(y0) + radius
+    resid = np.einsum("cjd,d->cj", fa, y0) - fb
+    dual = np.abs(fa).sum(axis=2)
+    Es = FILTER_SAFETY * (np.einsum("cjd,d->cj", EA, ay0) + EB + (d + DOT_EXTRA_TERMS + 2) * U
+                          * (np.einsum("cjd,d->cj", np.abs(fa), ay0) + np.abs(fb)))
+    screened = np.abs(resid) - radius * dual <= Es
     sides0 = np.sign(resid).astype(np.int8)
-    gain_sign = np.sign(cl.bn.gain)
-    slope_tab = np.asarray(cl.activation.slopes)
-    icpt_tab = np.asarray(cl.activation.intercepts())
-    pre_A = cl.bn.gain[None, :, None] * np.matmul(cl.weight, A)  # (C, n, d)
-    pre_c = cl.bn.gain * ((c - cl.bn.anchor) @ cl.weight.T) + cl.bn.shift  # (C, n)
-    const = np.all(status != HyperplaneStatus.REGULAR, axis=2) if K else np.zeros((C, n), bool)
-    const_pieces = cl.activation.piece_index(pre_c)
-    for ci, (P, _, _, code, flat) in enumerate(batch):
-        fn, fo = flat_n[ci], flat_o[ci]
-        exact = _AnchoredOffsets(base, fn, ystar[ci]) if has_pb[ci] else None
-        pending = [(P, np.flatnonzero(screened[ci]), sides0[ci])]
+    slope_tab = np.asarray(act.slopes, dtype=np.float64)
+    icpt_tab = np.asarray(act.intercepts(), dtype=np.float64)
+    # bound on |φ's offset| used for the next chart's magnitude (covers the rounding of the intercepts)
+    icpt_mag = np.abs(icpt_tab) + np.abs(slope_tab) * (np.abs(t).max() if K else 0.0) + (
+        np.abs(np.asarray(act.values_at_breakpoints())).max() if K else 0.0)
+    out = []
+    for ci, (P, _, _, _, _, code, flat) in enumerate(batch):
+        fa_c, fb_c, EA_c, EB_c = fa[ci], fb[ci], EA[ci], EB[ci]
+
+        def exact_line(j, code=code):
+            return charts.hyperplane(code, j // K, j % K)
+
+        pending = [(P, np.flatnonzero(screened[ci]), sides0[ci].copy())]
         while pending:
             Q, cand, s_here = pending.pop()
             cutting = np.zeros(0, bool)
             if len(cand):
-                sg = vertex_signs(Q, fn[cand], fo[cand], None if exact is None else exact.subset(cand))
+                sg, vals, E, dec = vertex_signs(Q, fa_c[cand], fb_c[cand], EA_c[cand], EB_c[cand],
+                                                lambda jj, cand=cand, line=exact_line: line(int(cand[jj])), stats)
                 pos, neg = (sg > 0).any(axis=0), (sg < 0).any(axis=0)
                 cutting = pos & neg
                 s_here = s_here.copy()
-                s_here[cand[~cutting]] = np.where(pos[~cutting], 1, -1)
+                nc = ~cutting
+                s_here[cand[nc]] = np.where(pos[nc], 1, np.where(neg[nc], -1, 0))
             if cutting.any():
-                j = int(np.flatnonzero(cutting)[0])
-                hj = cand[j]
-                below, above = split(Q, fn[hj], fo[hj], sg[:, j], None if exact is None else exact[hj])
-                remaining = cand[cutting][1:]
+                jj = int(np.flatnonzero(cutting)[0])
+                hj = int(cand[jj])
+                H = Hyper(fa_c[hj], fb_c[hj], EA_c[hj], EB_c[hj], (li, hj // K, hj % K, code),
+                          fn=lambda hj=hj, line=exact_line: line(hj))
+                below, above = split(Q, H, sg[:, jj], stats)
+                remaining = cand[cutting]
+                remaining = remaining[remaining != hj]
                 s_below, s_above = s_here.copy(), s_here.copy()
                 s_below[hj], s_above[hj] = -1, 1
                 pending.append((below, remaining, s_below))
                 pending.append((above, remaining, s_above))
                 continue
-            # a leaf for this layer: every switching set keeps one side on Q's interior
-            pieces = _layer_pieces(s_here, gain_sign, K)
-            if const[ci].any():
-                pieces = np.where(const[ci], const_pieces[ci], pieces)
+            # a leaf for this layer: every switching set keeps one side on Q's interior (0: on it everywhere)
+            if K:
+                sk = s_here.reshape(n, K)
+                pieces = (sk >= 0).sum(axis=1)
+                flat_here = (sk == 0).any(axis=1)
+            else:
+                pieces = np.zeros(n, dtype=np.int64)
+                flat_here = np.zeros(n, dtype=bool)
             slope, icpt = slope_tab[pieces], icpt_tab[pieces]
-            flat_here = ~np.any(pre_A[ci] != 0, axis=1)  # neurons constant on this region
-            yield (Q, slope[:, None] * pre_A[ci], slope * pre_c[ci] + icpt, code + (pieces,), flat + (flat_here,))
+            A2 = slope[:, None] * N[ci]
+            c2 = slope * z0[ci] + icpt
+            mA2 = np.abs(slope)[:, None] * np.abs(g)[:, None] * mlin[ci]
+            mc2 = np.abs(slope) * (np.abs(g) * mgap[ci] + np.abs(e)) + icpt_mag[pieces]
+            out.append((Q, A2, c2, mA2, mc2, code + (pieces.astype(np.int64),), flat + (flat_here,)))
+    return out, rel2 + 2 * U
 
 
+# -- certification -------------------------------------------------------------------------------------------
 def _exact_code(cond: ConditionedNetwork, x) -> tuple:
     """Activation code at x in exact rational arithmetic on the network's float64 parameters."""
-    F = Fraction
-    h = [F(float(v)) for v in x]
-    code = []
-    for layer in cond.layers:
-        W = [[F(float(v)) for v in row] for row in layer.weight]
-        p = [F(float(v)) for v in layer.bn.anchor]
-        g = [F(float(v)) for v in layer.bn.gain]
-        e = [F(float(v)) for v in layer.bn.shift]
-        diff = [hi - pi for hi, pi in zip(h, p)]
-        z = [gi * sum(wij * dj for wij, dj in zip(row, diff)) + ei for row, gi, ei in zip(W, g, e)]
-        t = [F(v) for v in layer.activation.breakpoints]
-        a = [F(v) for v in layer.activation.slopes]
-        pieces, out = [], []
-        vals = layer.activation.values_at_breakpoints()
-        for zi in z:
-            k = sum(1 for tk in t if tk <= zi)
-            pieces.append(k)
-            if not t:
-                out.append(a[0] * zi + F(layer.activation.value_at_first))
-            else:
-                ref = t[0] if k == 0 else t[k - 1]
-                vref = F(vals[0]) if k == 0 else F(vals[k - 1])
-                out.append(vref + a[k] * (zi - ref))
-        code.append(np.array(pieces))
-        h = out
-    return tuple(code)
+    return exact_code(cond, x)
 
 
 def _certify_batch(cond, witnesses, radii, codes, radius_w, exact: bool, flats=None) -> np.ndarray:
@@ -275,7 +314,7 @@ def _certify_batch(cond, witnesses, radii, codes, radius_w, exact: bool, flats=N
 
     A witness passes when its ball radius is positive (relative to the window), the forward pass at it
     reproduces the region's code in every layer, and no pre-activation sits exactly on a breakpoint
-    (except neurons constant on the region, ``flats``, which may sit on one everywhere).
+    (except neurons on a breakpoint on the whole region, ``flats``).
     """
     ok = radii > WITNESS_MIN_RELATIVE_RADIUS * radius_w
     zs = cond.preactivations(witnesses)
@@ -293,66 +332,123 @@ def _certify_batch(cond, witnesses, radii, codes, radius_w, exact: bool, flats=N
     return ok
 
 
+def _exact_witness(cond, leaf, p_exact):
+    """Exact rational witness of a region float64 cannot certify: (x* rational, ρ Fraction) or None.
+
+    x* = mean of the exact vertices; ρ > 0 a rational with ρ·‖a*‖₂ ≤ slack* for every facet; then the exact
+    forward pass at x* must reproduce the code, with no pre-activation on a breakpoint (except flat neurons).
+    """
+    P = leaf.P
+    verts = P.exact_vertices()
+    nv = len(verts)
+    cy = tuple(sum(v[k] for v in verts) / nv for k in range(len(verts[0])))
+    rho = None
+    for H, s in P.facet_list():
+        a, b = H.exact()
+        slack = -s * (dot(a, cy) - b)
+        if slack <= 0:
+            return None
+        n2 = sum(x * x for x in a)
+        if n2 == 0:
+            continue
+        r = Fraction(float(slack) / math.sqrt(float(n2)) * (1 - 1e-6))
+        while r > 0 and r * r * n2 > slack * slack:  # make it a proven lower bound
+            r /= 2
+        if r <= 0:
+            return None
+        rho = r if rho is None else min(rho, r)
+    x = tuple(ci + pi for ci, pi in zip(cy, p_exact))
+    if not all(np.array_equal(g, k) for g, k in zip(exact_code(cond, x), leaf.code)):
+        return None
+    for bp, fl in zip(on_breakpoint(cond, x), leaf.flat):
+        if np.any(bp & ~fl):
+            return None
+    return x, rho
+
+
+# -- completeness and maximal linear regions ----------------------------------------------------------------
 def _same_map(a, b) -> bool:
     scale = 1.0 + max(np.abs(a).max(initial=0), np.abs(b).max(initial=0))
     return bool(np.all(np.abs(a - b) <= AFFINE_MAP_RTOL * scale))
 
 
-def _facets_adjacent(P: Polytope, Q: Polytope) -> bool:
-    """Do P and Q share a (d−1)-dimensional piece of boundary? (opposite facets, overlapping with interior)."""
-    from scipy.optimize import linprog
+def _code_key(code) -> bytes:
+    return b"|".join(c.tobytes() for c in code)
 
-    d = P.dim
-    nP = P.G / np.linalg.norm(P.G, axis=1)[:, None]
-    hP = P.h / np.linalg.norm(P.G, axis=1)
-    nQ = Q.G / np.linalg.norm(Q.G, axis=1)[:, None]
-    hQ = Q.h / np.linalg.norm(Q.G, axis=1)
-    for i in range(len(nP)):
-        match = np.flatnonzero((np.abs(nQ + nP[i]).max(axis=1) <= FACET_MATCH_TOL)
-                               & (np.abs(hQ + hP[i]) <= FACET_MATCH_TOL * (1 + abs(hP[i]))))
-        if not len(match):
+
+def _adjacency(leaves):
+    """Match every facet inside W with the region across it.
+
+    The region across a (d−1)-facet of R on the switching set of neuron (ℓ, j), breakpoint k, has R's code
+    with that neuron's piece moved across k (k ↔ k + 1) and nothing else changed: a generic point of the facet
+    is on no other switching set, and pieces are continuous there. Returns ``(pairs, unmatched)``: adjacent
+    region index pairs, and unmatched facets as (region, facet index) for the measure-balance fallback.
+    """
+    index = {_code_key(lf.code): i for i, lf in enumerate(leaves)}
+    pairs, unmatched = [], []
+    for i, lf in enumerate(leaves):
+        for fi, (H, s) in enumerate(lf.P.facet_list()):
+            key = H.key
+            if key[0] in ("box", "domain"):
+                continue
+            layer, j, k = key[0], key[1], key[2]
+            piece = int(lf.code[layer][j])
+            other = k if piece == k + 1 else (k + 1 if piece == k else None)
+            if other is None:
+                unmatched.append((i, fi))
+                continue
+            code = list(lf.code)
+            row = code[layer].copy()
+            row[j] = other
+            code[layer] = row
+            nb = index.get(_code_key(code))
+            if nb is None:
+                unmatched.append((i, fi))
+            elif nb > i:
+                pairs.append((i, nb))
+    return pairs, unmatched
+
+
+def _balance_ok(leaves, unmatched) -> bool:
+    """Fallback for unmatched facets (coincident switching sets): per switching set and parent cell, the facet
+    measure seen from its two sides must agree (THEORY §6, area-weighted facet matching)."""
+    if not unmatched:
+        return True
+    keys = {}
+    for i, fi in unmatched:
+        H = leaves[i].P.facet_list()[fi][0]
+        keys[(H.key[0], H.key[1], H.key[2], _code_key(H.key[3]))] = None
+    sums = {k: [0.0, 0.0] for k in keys}
+    for lf in leaves:
+        fl = lf.P.facet_list()
+        hit = [fi for fi, (H, s) in enumerate(fl) if H.key[0] not in ("box", "domain")
+               and (H.key[0], H.key[1], H.key[2], _code_key(H.key[3])) in sums]
+        if not hit:
             continue
-        # maximise ρ: a (d−1)-ball of radius ρ in the common hyperplane inside both (other constraints)
-        Gs = np.vstack([np.delete(nP, i, axis=0), np.delete(nQ, match, axis=0)])
-        hs = np.concatenate([np.delete(hP, i), np.delete(hQ, match)])
-        a = nP[i]
-        # ball within the hyperplane: distance uses the component of each normal orthogonal to a
-        proj = Gs - (Gs @ a)[:, None] * a[None, :]
-        A_ub = np.hstack([Gs, np.linalg.norm(proj, axis=1)[:, None]])
-        res = linprog(np.r_[np.zeros(d), -1.0], A_ub=A_ub, b_ub=hs, A_eq=np.r_[a, 0.0][None, :], b_eq=[hP[i]],
-                      bounds=[(None, None)] * d + [(0, None)], method="highs")
-        if res.status == 0 and -res.fun > FACET_MATCH_TOL:
-            return True
-    return False
+        meas = facet_measures(lf.P)
+        for fi in hit:
+            H, s = fl[fi]
+            sums[(H.key[0], H.key[1], H.key[2], _code_key(H.key[3]))][s > 0] += float(meas[fi])
+    return all(abs(a - b) <= FACET_BALANCE_RTOL * max(a, b, 1e-300) and a > 0 for a, b in sums.values())
 
 
-def _linear_regions(items) -> int:
-    """Maximal linear regions: connected components of adjacent regions with the same output map."""
-    groups: dict = {}
-    for idx, (P, A, c) in enumerate(items):
-        key = tuple(np.round(np.concatenate([A.ravel(), c.ravel()]), 6))
-        groups.setdefault(key, []).append(idx)
-    total = 0
-    for members in groups.values():
-        # refine the rounded key by the tolerance comparison, then union adjacent members
-        parent = {m: m for m in members}
+def _linear_components(leaves, pairs, out_maps) -> int:
+    """Maximal linear regions: union-find over adjacent regions whose output maps agree (AFFINE_MAP_RTOL)."""
+    parent = list(range(len(leaves)))
 
-        def find(u):
-            while parent[u] != u:
-                parent[u] = parent[parent[u]]
-                u = parent[u]
-            return u
+    def find(u):
+        while parent[u] != u:
+            parent[u] = parent[parent[u]]
+            u = parent[u]
+        return u
 
-        for i, u in enumerate(members):
-            for v in members[i + 1:]:
-                if find(u) == find(v):
-                    continue
-                Pu, Au, cu = items[u]
-                Pv, Av, cv = items[v]
-                if _same_map(Au, Av) and _same_map(cu, cv) and _facets_adjacent(Pu, Pv):
-                    parent[find(u)] = find(v)
-        total += len({find(m) for m in members})
-    return total
+    for u, v in pairs:
+        (Au, cu), (Av, cv) = out_maps[u], out_maps[v]
+        if _same_map(Au, Av) and _same_map(cu, cv):
+            ru, rv = find(u), find(v)
+            if ru != rv:
+                parent[ru] = rv
+    return len({find(i) for i in range(len(leaves))})
 
 
 def _polytope_domain(polytope, d):
@@ -371,21 +467,53 @@ def _polytope_domain(polytope, d):
     return G, h, (lo + hi) / 2, float(np.max(hi - lo) / 2) * (1 + 1e-9) + 1e-12
 
 
+class _Progress:
+    """Rich progress on stderr for one window: fraction of vol(W) counted, regions, exact fallbacks."""
+
+    def __init__(self, mode, vol):
+        self.mode, self.vol, self.bar, self.start = mode, vol, None, time.perf_counter()
+        self.done = 0.0
+
+    def update(self, dvol, regions, stats):
+        self.done += dvol
+        if self.mode is False or (self.mode is None and time.perf_counter() - self.start < 2.0):
+            return
+        if self.bar is None:
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+            self.bar = Progress(TextColumn("counting regions"), BarColumn(), TextColumn("{task.percentage:>5.1f}% of W"),
+                                TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                                console=Console(file=sys.stderr), transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task("count", total=self.vol, info="")
+        if regions % 256 == 0:
+            self.bar.update(self.task, completed=self.done,
+                            info=f"{regions} regions, {stats.get('exact_fallbacks', 0)} exact decisions")
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.stop()
+
+
 def count_regions(net, center=None, radius=None, *, keep_regions: bool = False, exact_recheck: bool = False,
-                  linear: bool = True, polytope=None) -> RegionCount:
-    """Exact, certified count of activation regions of ``net`` in the ℓ∞ window W(center, radius).
+                  linear: bool = True, polytope=None, progress: bool | None = False) -> RegionCount:
+    """Exact, certified, complete count of activation regions of ``net`` in the ℓ∞ window W(center, radius).
 
     Args:
         net: :class:`Network` (conditioned on its batch) or :class:`ConditionedNetwork`.
         center: ``(d,)``; radius: r > 0.
         keep_regions: also return the list of certified :class:`Region` objects.
         exact_recheck: re-check every witness with an exact rational forward pass too.
-        linear: also count maximal linear regions (N_lin).
+        linear: also count maximal linear regions (N_lin), from the facet adjacency.
         polytope: ``(G, h)``: count in the bounded polytope {x : G x ≤ h} instead of a window (centre and
             radius are then taken from its bounding box, which the C4 screen uses).
+        progress: rich progress bar on stderr (True), never (False), or once the window takes > 2 s (None).
 
     Returns: :class:`RegionCount` with ``regions`` (N), ``linear_regions`` (N_lin), ``hits`` (first-layer
-    switching sets that cut int W, by C4), ``certified`` (every region's witness re-checked).
+    switching sets that cut int W, by C4), ``complete`` (volumes add up, every inner facet matched),
+    ``certified`` (every witness re-checked and complete), ``exact_fallbacks`` (sign decisions made in
+    rationals), ``min_witness_radius``.
     """
     from .inputs import check_count_args
 
@@ -398,45 +526,87 @@ def count_regions(net, center=None, radius=None, *, keep_regions: bool = False, 
         domain = _polytope_domain(polytope, cond.input_dim)
         center, radius = domain[2], domain[3]
         domain = domain[:2]
-    win = Window(as_point(center, cond.input_dim, "center",
-                          "density.count_many(net, centers, r) or density.density_functional"), radius)
+    center = as_point(center, cond.input_dim, "center",
+                      "density.count_many(net, centers, r) or density.density_functional")
+    win, p, root, vol_w = _setup(cond, center, radius, domain)
+    p_exact = [Fraction(float(v)) for v in p]
     stats: dict = {}
-    n_regions = n_bad = 0
-    regions = [] if keep_regions else None
-    items = []
-    buf: list = []
-
-    def flush():
-        nonlocal n_bad
-        if not buf:
-            return
-        wit = np.stack([b[1] for b in buf])
-        rad = np.array([b[2] for b in buf])
-        ok = _certify_batch(cond, wit, rad, [b[0] for b in buf], win.radius, exact_recheck, [b[7] for b in buf])
-        n_bad += int(np.count_nonzero(~ok))
-        if keep_regions:
-            regions.extend(Region(code, w, r, V, A, c, f) for (code, w, r, V, A, c, f, _) in buf)
-        buf.clear()
-
-    for P, code, A, c, p, flat in enumerate_regions(cond, win.center, win.radius, stats=stats, domain=domain):
-        c_y = P.interior_point()
-        n_regions += 1
-        out_c = c - A @ p  # f(x) = A (x − p) + c
-        if linear:
-            items.append((P, A, out_c))
-        buf.append((code, c_y + p, P.inradius_at(c_y), P.V + p if keep_regions else None, A, out_c,
-                    (P.G, P.h + P.G @ p) if keep_regions else (), flat))
-        if len(buf) >= _CERTIFY_CHUNK:
-            flush()
-    flush()
+    leaves = []
+    vol_sum = 0.0
+    bar = _Progress(progress, vol_w)
+    try:
+        for leaf in _leaves(cond, win, p, root, stats):
+            v = cell_volume(leaf.P)
+            vol_sum += v
+            leaves.append(leaf)
+            bar.update(v, len(leaves), stats)
+    finally:
+        bar.close()
+    # witnesses: float64 first (one vectorised forward pass), exact rational ones where float64 cannot certify
+    n = len(leaves)
+    wit = np.empty((n, cond.input_dim))
+    rad = np.empty(n)
+    for i, lf in enumerate(leaves):
+        cy = lf.P.interior_point()
+        err = float(lf.P.err.max()) + U * float(np.abs(cy).max()) * 4
+        x = cy + p
+        wit[i] = x
+        rad[i] = lf.P.inradius_at(cy, err) - 2 * U * float(np.abs(x).max())
+    ok = np.zeros(n, dtype=bool)
+    for s0 in range(0, n, _CERTIFY_CHUNK):
+        sl = slice(s0, s0 + _CERTIFY_CHUNK)
+        ok[sl] = _certify_batch(cond, wit[sl], rad[sl], [lf.code for lf in leaves[sl]], win.radius, exact_recheck,
+                                [lf.flat for lf in leaves[sl]])
+    n_exact_wit = 0
+    for i in np.flatnonzero(~ok):
+        got = _exact_witness(cond, leaves[i], p_exact)
+        if got is not None:
+            x, rho = got
+            wit[i] = [float(v) for v in x]
+            rad[i] = float(rho)
+            ok[i] = True
+            n_exact_wit += 1
+    n_bad = int(np.count_nonzero(~ok))
+    # completeness: volumes, and every facet inside W matched by its neighbour
+    vol_ok = abs(vol_sum - vol_w) <= VOLUME_SUM_RTOL * vol_w
+    pairs, unmatched = _adjacency(leaves)
+    complete = bool(vol_ok and _balance_ok(leaves, unmatched))
+    out_maps = [(lf.A, lf.c - lf.A @ p) for lf in leaves]  # f(x) = A (x − p) + c
+    n_lin = _linear_components(leaves, pairs, out_maps) if linear else n
+    regions = None
+    if keep_regions:
+        regions = []
+        for i, lf in enumerate(leaves):
+            G, h = lf.P.facet_arrays()
+            regions.append(Region(lf.code, wit[i], float(rad[i]), lf.P.V + p, out_maps[i][0], out_maps[i][1],
+                                  (G, h + G @ p)))
     hp = switching_hyperplanes(cond, 0)
     if domain is None:
         hits = int(np.sum(window_relations(hp, win.center, win.radius) == WindowRelation.CUTS))
     else:  # first-layer switching sets that cut the polytope's interior: exact signs at its vertices
-        P0 = polytope_from_halfspaces(domain[0], domain[1] - domain[0] @ hp.anchor)
-        reg = hp.regular.reshape(-1)
-        sg = vertex_signs(P0, np.repeat(hp.normals, hp.offsets.shape[1], axis=0)[reg], hp.offsets.reshape(-1)[reg])
-        hits = int(np.sum((sg > 0).any(axis=0) & (sg < 0).any(axis=0)))
-    n_lin = _linear_regions(items) if linear else n_regions
-    return RegionCount(win.center, win.radius, n_regions, n_lin, hits, n_bad == 0, n_bad,
-                       time.perf_counter() - start, stats.get("exact_fallbacks", 0), regions)
+        hits = _domain_hits(cond, root, p)
+    min_rad = float(rad[ok].min()) if ok.any() else math.inf
+    return RegionCount(win.center, win.radius, n, n_lin, hits, n_bad == 0 and complete, n_bad,
+                       time.perf_counter() - start, int(stats.get("exact_fallbacks", 0)), regions, complete,
+                       min_rad, n_exact_wit, len(unmatched))
+
+
+def _domain_hits(cond, root, p) -> int:
+    """First-layer switching sets that cut the root cell's interior (exact vertex signs)."""
+    stats: dict = {}
+    charts = ExactCharts(cond, p)
+    cl = cond.layers[0]
+    K = len(cl.activation.breakpoints)
+    if not K:
+        return 0
+    d = cond.input_dim
+    lin, gap = cl.chart(np.eye(d)[None], p[None])
+    N = cl.bn.gain[None, :, None] * lin
+    z0 = cl.bn.gain * gap + cl.bn.shift
+    fa = np.repeat(N[0], K, axis=0)
+    fb = (cl.activation.breakpoints_array[None, :] - z0[0][:, None]).reshape(-1)
+    mz = np.abs(cl.bn.gain) * (np.abs(cl.weight) @ np.abs(p - cl.bn.anchor)) + np.abs(cl.bn.shift)
+    EA = (d + 5) * U * np.abs(fa)
+    EB = (d + 5) * U * (np.abs(fb) + mz.repeat(K))
+    sg = vertex_signs(root, fa, fb, EA, EB, lambda j: charts.hyperplane((), j // K, j % K), stats)[0]
+    return int(np.sum((sg > 0).any(axis=0) & (sg < 0).any(axis=0)))

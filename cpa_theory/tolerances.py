@@ -82,3 +82,28 @@ C10_ZERO_DISTANCE_RTOL = 1e-9
 #: network, witnesses stop certifying below ~1e-15·s. Above hi the network's O(1)-scale hyperplanes are resolved
 #: to less than 1e-12 of the window (and r = 1e300 overflowed the vertex arithmetic).
 WINDOW_RADIUS_RELATIVE_RANGE = (1e-12, 1e12)
+
+# -- exact-predicate filters of the counting engine (polytope.py, regions.py) ---------------------------------
+#: unit roundoff of float64: every basic operation returns the exact result times (1 + δ), |δ| ≤ u.
+UNIT_ROUNDOFF = 2.0 ** -53
+
+#: A dot product of n terms evaluated in float64 has |fl(aᵀx) − aᵀx| ≤ γ_n Σ|a_i x_i| with
+#: γ_n = n u / (1 − n u) (Higham, Accuracy and Stability, Lemma 3.1). The filters use (n + DOT_EXTRA_TERMS)·u
+#: to cover the subtraction of the offset and the conversions around it, and multiply every propagated bound
+#: by FILTER_SAFETY (the (1 − n u)⁻¹ factor and second-order terms are below 1 % for n ≤ 1e6).
+DOT_EXTRA_TERMS = 3
+FILTER_SAFETY = 2.0
+
+#: A vertex made by float interpolation carries an error bound (see polytope.split); when that bound exceeds
+#: this fraction of the problem scale the vertex is recomputed exactly instead (keeps bounds from growing).
+VERTEX_ERR_MAX_RTOL = 1e-9
+
+#: Completeness (THEORY §6): the counted regions' float volumes must add up to vol(W) within this relative
+#: error. Each region volume (shoelace / Qhull) is accurate to ~d·u relative; the sum of N of them to
+#: ~N·d·u·vol(W); with N ≤ 1e7 that is ≤ 7e-9. Slivers far below float resolution are caught by the exact
+#: combinatorial facet matching, not by this sum.
+VOLUME_SUM_RTOL = 1e-7
+
+#: Facet balance (completeness fallback for coincident switching sets): on one switching set, the (d−1)-measure
+#: of the facets seen from its two sides must agree within this relative error (same reasoning as above).
+FACET_BALANCE_RTOL = 1e-7

@@ -82,8 +82,8 @@ def count_regions_lp(net, center, radius: float, *, max_regions: int = 4096) -> 
         t = act.breakpoints_array
         nxt = []
         for G, h, wc, wr, A, c in cells:
-            normals = (bn.gain[:, None] * W) @ A  # (n, d)
-            base = bn.gain * (W @ (c - bn.anchor)) + bn.shift  # ẑ(x) = normals x + base
+            lin, gap = layer.chart(A, c)  # the core's chart primitive
+            normals, base = bn.gain[:, None] * lin, bn.gain * gap + bn.shift  # ẑ(x) = normals x + base
             pieces = [(G, h, wc, wr)]
             if t.size:
                 norms = dual_norm(normals)
