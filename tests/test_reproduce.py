@@ -81,21 +81,24 @@ def _small(monkeypatch, **kw):
 
 
 # -- mutations of the IMPLEMENTATION: each makes its claim's check fail ---------------------------------------
-def test_C1_check_fails_when_the_core_uses_the_unbiased_variance(tmp_path, monkeypatch):
-    import cpa_theory.network as network
-
-    real = network.condition_bn
-
+def _unbiased(real):
+    """``condition_bn`` mutated to divide the batch variance by B − 1 (B: rows of the batch inputs)."""
     def unbiased(weight, bias, bn, batch_inputs=None):
         out = real(weight, bias, bn, batch_inputs)
         if out.mode != "train":
             return out
         B = batch_inputs.shape[0]
-        var = np.var(np.asarray(batch_inputs) @ weight.T, axis=0) * B / (B - 1)  # divisor B − 1
+        var = np.var(np.asarray(batch_inputs) @ np.asarray(weight).T, axis=0) * B / (B - 1)  # divisor B − 1
         s = np.sqrt(var + bn.eps)
         return replace(out, scale=s, gain=bn.gamma / s)
 
-    monkeypatch.setattr(network, "condition_bn", unbiased)
+    return unbiased
+
+
+def test_C1_check_fails_when_the_core_uses_the_unbiased_variance(tmp_path, monkeypatch):
+    import cpa_theory.network as network
+
+    monkeypatch.setattr(network, "condition_bn", _unbiased(network.condition_bn))
     checks = _run(tmp_path, "C1")
     assert not checks["core forward = textbook batch forward (z = Wx + b, μ, biased σ², raw b included)"]
 
@@ -229,19 +232,8 @@ def test_cli_reproduce_json_stdout_is_one_document_even_with_lp_solvers(tmp_path
 def test_C10_check_fails_when_the_core_bn2d_uses_the_unbiased_variance(tmp_path, monkeypatch):
     import cpa_theory.convnet as convnet
 
-    real = convnet.condition_bn
-
-    def unbiased(weight, bias, bn, batch_inputs=None):
-        out = real(weight, bias, bn, batch_inputs)
-        if out.mode != "train":
-            return out
-        B = batch_inputs.shape[0]  # batch × positions for a conv
-        var = np.var(np.asarray(batch_inputs) @ np.asarray(weight).T, axis=0) * B / (B - 1)
-        s = np.sqrt(var + bn.eps)
-        return replace(out, scale=s, gain=bn.gamma / s)
-
     assert all(_run(tmp_path, "C10").values())  # the unmutated core passes every C10 check
-    monkeypatch.setattr(convnet, "condition_bn", unbiased)
+    monkeypatch.setattr(convnet, "condition_bn", _unbiased(convnet.condition_bn))  # B = batch × positions
     checks = _run(tmp_path, "C10")
     assert not checks["core conv + BN2d forward = textbook loops (statistics over batch × positions, raw b included)"]
     assert not checks["C10c: the core's normals = γ_c P_pᵀ w_c / s_c (s_c over batch × positions)"]
