@@ -454,7 +454,11 @@ def _linear_components(leaves, pairs, out_maps) -> int:
 def _polytope_domain(polytope, d):
     from .errors import ShapeError, WindowError
 
-    G, h = (np.asarray(v, dtype=np.float64) for v in polytope)
+    try:
+        G, h = (np.asarray(v, dtype=np.float64) for v in polytope)
+    except (TypeError, ValueError):
+        raise ShapeError(f"polytope must be a pair (G, h) of numeric arrays, G (F, {d}) and h (F,), describing "
+                         "{x : G x <= h}.") from None
     if G.ndim != 2 or G.shape[1] != d or h.shape != (G.shape[0],):
         raise ShapeError(f"polytope must be (G (F, {d}), h (F,)); got {G.shape} and {h.shape}.")
     if not (np.all(np.isfinite(G)) and np.all(np.isfinite(h))):

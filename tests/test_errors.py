@@ -576,3 +576,12 @@ def test_pickled_state_dict_refusal_does_not_pass_on_torchs_unsafe_suggestion(tm
     assert "weights_only=False" not in msg and "can still be loaded" not in msg and "\x1b" not in msg
     with pytest.raises(NetworkFormatError, match="not a regular file"):
         load_torch_state_dict("/dev/zero")  # read through inputs.py: never read forever
+
+
+@pytest.mark.parametrize("polytope", [3, "box", (np.eye(2),), (np.eye(2), [[1.0, "a"]])])
+def test_count_regions_polytope_of_the_wrong_type_is_a_shape_error(polytope):
+    from cpa_theory.errors import ShapeError
+    from cpa_theory.regions import count_regions
+
+    with pytest.raises(ShapeError, match="polytope"):
+        count_regions(load_network(EXAMPLE), polytope=polytope)
