@@ -362,6 +362,151 @@ def cmd_plot(args) -> int:
     return EXIT_OK
 
 
+# -- slice ---------------------------------------------------------------
+def _read_npy(path, what: str):
+    """A .npy array from a user file: the regular-file and size checks of ``inputs.read_user_bytes``, then
+    ``np.load(allow_pickle=False)`` (object arrays, i.e. pickles, are refused)."""
+    import io
+
+    import numpy as np
+
+    from .errors import InputFileError
+    from .inputs import read_user_bytes, short
+
+    data = read_user_bytes(path, what)
+    try:
+        arr = np.load(io.BytesIO(data), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        kind = "holds pickled objects" if "pickle" in str(exc).lower() else "is not a .npy array file"
+        raise InputFileError(f"{what} {short(str(path), 120)} {kind}; save a numeric array with np.save(path, X)."
+                             ) from None
+    if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "biuf":
+        raise InputFileError(f"{what} {short(str(path), 120)} is not a numeric array (np.load gave "
+                             f"{type(arr).__name__}); save a numeric array with np.save(path, X).")
+    return np.asarray(arr, dtype=np.float64)
+
+
+def _parse_indices(text: str) -> list[int]:
+    try:
+        idx = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--through {text!r} is not three whole numbers like 0,5,9") from None
+    if len(idx) != 3:
+        raise argparse.ArgumentTypeError(f"--through needs three row indices like 0,5,9; got {len(idx)}")
+    return idx
+
+
+def _slice_points(args, d: int):
+    """The three points of a --through/--points slice, flat ``(3, d)``, and their labels."""
+    import numpy as np
+
+    from .errors import NonFiniteError, ShapeError
+    from .inputs import short
+
+    if args.through is not None:
+        if args.data is None:
+            raise ShapeError("--through i,j,k picks rows of a data file: add --data X.npy.")
+        X = _read_npy(args.data, "data file")
+        if X.ndim < 2:
+            raise ShapeError(f"data file holds an array of shape {X.shape}; give one row per point, (n, d) or "
+                             "(n, *input_shape).")
+        n = X.shape[0]
+        X = X.reshape(n, -1)
+        bad = [i for i in args.through if not -n <= i < n]
+        if bad:
+            raise ShapeError(f"--through indices {bad} are out of range for {n} data rows; use 0..{n - 1}.")
+        if len(set(i % n for i in args.through)) < 3:
+            raise ShapeError(f"--through {args.through} repeats a row; give three different rows.")
+        P, labels = X[args.through], [f"#{i}" for i in args.through]
+    else:
+        if str(args.points).endswith(".npy"):
+            P = _read_npy(args.points, "points file")
+            P = P.reshape(P.shape[0], -1) if P.ndim >= 2 else P.reshape(1, -1)
+        else:
+            rows, _ = _parse_center(args.points)
+            if len({len(r) for r in rows}) > 1:
+                raise ShapeError(f"points file {short(args.points, 120)} has rows of different lengths; give three "
+                                 f"points of {d} coordinates.")
+            P = np.asarray(rows, dtype=np.float64)
+        if P.shape[0] != 3:
+            raise ShapeError(f"points file {short(args.points, 120)} holds {P.shape[0]} points; give exactly three.")
+        labels = ["p1", "p2", "p3"]
+    if P.shape[1] != d:
+        raise ShapeError(f"the slice's points have {P.shape[1]} coordinates; the network's input has {d} values "
+                         "(flattened).")
+    if not np.all(np.isfinite(P)):
+        raise NonFiniteError("the slice's points contain NaN or inf; give finite data.")
+    return P, labels
+
+
+def cmd_slice(args) -> int:
+    import numpy as np
+
+    from .errors import NetworkFormatError, ShapeError, WindowError
+    from .fileformat_v2 import load_any_network
+    from .inputs import read_user_bytes
+    from .slices import count_on_slice, random_slice, slice_through_points
+    from .slice_views import as_convnet
+
+    given = sum(x is not None for x in (args.through, args.points, args.random))
+    if given != 1:
+        raise ShapeError("choose one slice: --through i,j,k --data X.npy, --points FILE, or --random K --center "
+                         "x1,x2,...")
+    if args.out:
+        from .inputs import check_output_path
+
+        check_output_path(args.out, "--out", ".png")  # before any work
+    read_user_bytes(args.network, "network file", NetworkFormatError)  # regular file, size cap (no FIFO hang)
+    net = as_convnet(load_any_network(args.network))
+    d = net.input_dim
+    if not (np.isfinite(args.margin) and args.margin >= 0):
+        raise WindowError(f"--margin must be a finite number >= 0; got {args.margin!r}.")
+    labels = None
+    if args.random is not None:
+        import jax
+
+        if not 1 <= args.random <= 4:
+            raise ShapeError(f"--random {args.random}: exact slices have k = 1 … 4 dimensions.")
+        if not args.center:
+            raise ShapeError("--random K needs the slice centre: add --center x1,x2,... (or a file of one centre).")
+        centers, _ = _centers(args, d)
+        if len(centers) != 1:
+            raise ShapeError(f"--random draws one slice; got {len(centers)} centres: give one --center.")
+        radius = 1.0 if args.radius is None else args.radius
+        if not (np.isfinite(radius) and radius > 0):
+            raise WindowError(f"--radius must be a finite number > 0; got {radius!r}.")
+        sl = random_slice(centers[0], args.random, key=jax.random.PRNGKey(args.seed), radius=radius)
+    else:
+        if args.center or args.radius is not None:
+            raise ShapeError("--center and --radius belong to --random; a slice through three points is centred "
+                             "at their centroid and sized by --margin.")
+        P, labels = _slice_points(args, d)
+        sl = slice_through_points(*P, margin=args.margin)
+    res = count_on_slice(net, sl)
+    out = {"regions": res.regions, "linear_regions": res.linear_regions, "certified": res.certified,
+           "complete": res.complete, "k": sl.k, "radius": sl.radius, "x0": sl.x0.tolist(),
+           "basis": sl.V.T.tolist(), "points": sl.points.tolist()}
+    if args.out:
+        from .slice_views import plot_slice_views
+
+        views = plot_slice_views(net, sl, args.out, point_labels=labels)
+        out["views"] = [None if v is None else {k: v[k] for k in ("view", "regions", "linear_regions", "certified")}
+                        for v in views]
+        out["out"] = str(args.out)
+
+    def table(o):
+        print(f"{o['k']}-D slice, t in [-{o['radius']:.4g}, {o['radius']:.4g}]^{o['k']}: regions {o['regions']}  "
+              f"linear regions {o['linear_regions']}  certified {o['certified']}  complete {o['complete']}")
+        for v in o.get("views", ()):
+            if v is not None:
+                print(f"  {v['view']:<6} regions {v['regions']}  linear regions {v['linear_regions']}")
+        if "out" in o:
+            print(o["out"])
+
+    _print(out, args.json, table)
+    return EXIT_OK if res.certified and res.complete else EXIT_CHECK_FAILED
+
+
 # -- sweep ---------------------------------------------------------------
 def cmd_sweep(args) -> int:
     from numerics.sweep import SweepConfig, run_sweep
@@ -508,6 +653,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--center", action="append", required=True, help="window centre x1,x2")
     p.add_argument("--radius", type=_parse_radius, required=True, help="window radius r > 0")
     p.add_argument("--out", default="partition.png", help="output PNG (written atomically)")
+
+    p = add("slice", "exact certified region count on a k-dim slice through data (any cpa-network/1 or /2 file; "
+            "train-mode BN frozen on the file's batch); --out draws train-mode BN vs eval mode vs BN removed",
+            "cpa-theory slice examples/tiny_cnn.json --through 0,1,2 --data examples/tiny_cnn_points.npy --json",
+            cmd_slice)
+    p.add_argument("network", help="cpa-network/1 or cpa-network/2 JSON file")
+    p.add_argument("--through", type=_parse_indices, metavar="I,J,K",
+                   help="the plane through rows I, J, K of --data (centred at their centroid)")
+    p.add_argument("--data", metavar="X.npy", help="data rows (n, d) or (n, *input_shape), read without pickles")
+    p.add_argument("--points", metavar="FILE", help="three points: .npy, a JSON list of lists or one x1,x2,... a line")
+    p.add_argument("--random", type=int, metavar="K", help="a random K-dim slice (K = 1..4) through --center")
+    p.add_argument("--center", action="append", help="with --random: the slice centre x1,x2,... or a file")
+    p.add_argument("--radius", type=_parse_radius, help="with --random: half-width of the slice window (default 1)")
+    p.add_argument("--seed", type=_parse_seed, default=0, help="with --random: PRNG seed (default 0)")
+    p.add_argument("--margin", type=_parse_radius, default=0.1,
+                   help="with three points: window half-width = (1 + margin) x the largest point coordinate (default 0.1)")
+    p.add_argument("--out", metavar="PNG", help="also draw train-mode BN | eval mode | BN removed side by side")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
 
     p = add("sweep", "Monte Carlo BN-vs-no-BN hitting numbers over a grid (JAX, sharded, resumable)",
             "cpa-theory sweep examples/sweeps/small.json --out runs/sweep1", cmd_sweep)
