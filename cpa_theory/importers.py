@@ -7,7 +7,14 @@ arbitrary objects. Flax: ``from_flax(variables, activations, batch=None)`` for l
 dicts of Dense (+ BatchNorm) layers; it needs no flax import (variables are plain pytrees).
 
 With ``batch`` given, BN layers are in train mode conditioned on it (PyTorch ``BatchNorm1d.train()``
-semantics); without, they are in eval mode with the module's running statistics.
+semantics); without, they are in eval mode with the module's running statistics. Dropout is accepted and
+ignored with a note (a :class:`cpa_theory.importers_torch_fx.DropoutIgnoredWarning`): it is the identity in eval
+mode, and the conditioned training-time function has no dropout mask.
+
+Convolutional models — any Conv, pooling, BatchNorm2d or Flatten module, or a model that is not a plain
+``nn.Sequential`` of leaf modules (residual blocks written as the user's own classes) — are passed on to
+:func:`cpa_theory.importers_torch_fx.from_torch_convnet`; ``from_torch`` then returns its
+:class:`cpa_theory.convnet.ConvNetwork` (the import's notes are issued as warnings).
 """
 
 from __future__ import annotations
@@ -68,17 +75,46 @@ def load_torch_state_dict(path) -> dict:
                                  "state dict; save it with torch.save(model.state_dict(), path).") from None
 
 
-def from_torch(model, batch=None, state_dict=None) -> Network:
-    """Convert an ``nn.Sequential`` MLP; see the module docstring."""
+_DROPOUT = ("Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "FeatureAlphaDropout")
+_CONV_MODULES = ("Conv1d", "Conv2d", "BatchNorm2d", "AvgPool1d", "AvgPool2d", "AdaptiveAvgPool1d",
+                 "AdaptiveAvgPool2d", "MaxPool1d", "MaxPool2d", "Flatten")
+
+
+def _is_convnet(model) -> bool:
+    """Does ``model`` need the convolutional importer (conv/pool/BN2d/Flatten modules, or structure beyond a
+    flat ``nn.Sequential`` of leaf modules, e.g. residual blocks as user classes)?"""
+    import torch.nn as nn
+
+    if not isinstance(model, nn.Module):
+        return False
+    if any(type(m).__name__ in _CONV_MODULES and type(m).__module__.startswith("torch.nn") for m in model.modules()):
+        return True
+    if isinstance(model, nn.Sequential):  # nested modules (a residual block class) need tracing
+        return any(next(m.children(), None) is not None for m in model.children())
+    return next(model.children(), None) is not None  # a user class composing modules
+
+
+def from_torch(model, batch=None, state_dict=None, *, input_shape=None):
+    """Convert an ``nn.Sequential`` MLP to a :class:`Network`; a convolutional or residual model to a
+    :class:`cpa_theory.convnet.ConvNetwork` (via ``from_torch_convnet``; ``input_shape`` ``(C, *spatial)`` is
+    needed there when no batch is given). See the module docstring."""
     import torch
     import torch.nn as nn
 
+    if _is_convnet(model):
+        from .importers_torch_fx import from_torch_convnet
+
+        # from_torch_convnet issues its notes (e.g. Dropout ignored) as warnings itself
+        return from_torch_convnet(model, batch, input_shape=input_shape, state_dict=state_dict).network
     if state_dict is not None:
         sd = load_torch_state_dict(state_dict) if isinstance(state_dict, (str, Path)) else state_dict
         if not isinstance(sd, dict):
             raise ArgumentTypeError(f"state_dict must be a file path or a dict of tensors; got {short(sd, 30)}.")
         if not isinstance(model, nn.Module):
             raise ArgumentTypeError(f"from_torch needs an nn.Sequential; got {type(model).__name__}.")
+        import copy
+
+        model = copy.deepcopy(model)  # load into a copy: the caller's model keeps its own weights
         try:
             model.load_state_dict(sd)
         except (RuntimeError, TypeError, KeyError) as exc:
@@ -88,7 +124,16 @@ def from_torch(model, batch=None, state_dict=None) -> Network:
                             "nn.Sequential(...).")
     mode = "train" if batch is not None else "eval"
     layers: list[dict] = []
-    for mod in model:
+    for i, mod in enumerate(model):
+        if type(mod).__name__ in _DROPOUT and type(mod).__module__.startswith("torch.nn"):
+            import warnings
+
+            from .importers_torch_fx import DropoutIgnoredWarning
+
+            warnings.warn(f"module {i} ({type(mod).__name__}) ignored: dropout is the identity in eval mode and the "
+                          "conditioned training-time function has no dropout mask.", DropoutIgnoredWarning,
+                          stacklevel=2)
+            continue
         if isinstance(mod, nn.Linear):
             b = _np(mod.bias) if mod.bias is not None else np.zeros(mod.out_features)
             layers.append({"weight": _np(mod.weight), "bias": b, "bn": None, "act": None})

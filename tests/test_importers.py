@@ -108,8 +108,73 @@ def test_pickled_object_is_refused(tmp_path):
 
 
 def test_unsupported_layer_is_named():
-    with pytest.raises(CPAInputError, match="Dropout"):
-        cpa.from_torch(nn.Sequential(nn.Linear(2, 3), nn.Dropout(0.1), nn.ReLU()))
+    with pytest.raises(CPAInputError, match="Tanh"):
+        cpa.from_torch(nn.Sequential(nn.Linear(2, 3), nn.Tanh()))
+
+
+def test_dropout_is_accepted_with_a_note_in_the_mlp_path(rng):
+    from cpa_theory.importers_torch_fx import DropoutIgnoredWarning
+
+    model = torch_model(seed=4)
+    with_dropout = nn.Sequential(*list(model)[:3], nn.Dropout(0.3), *list(model)[3:])
+    batch = rng.normal(size=(7, 2))
+    with pytest.warns(DropoutIgnoredWarning, match="module 3 .Dropout. ignored"):
+        net = cpa.from_torch(with_dropout, batch=batch)
+    assert isinstance(net, cpa.Network) and net.widths == (2, 6, 5, 1)
+    x = rng.normal(size=(5, 2))
+    np.testing.assert_allclose(net.forward(x), cpa.from_torch(model, batch=batch).forward(x), atol=1e-14)
+
+
+def test_state_dict_leaves_the_callers_model_alone(tmp_path):
+    path = tmp_path / "sd.pt"
+    torch.save(torch_model(seed=2).state_dict(), path)
+    fresh = torch_model(seed=99)
+    before = {k: v.clone() for k, v in fresh.state_dict().items()}
+    cpa.from_torch(fresh, batch=np.zeros((3, 2)) + np.arange(3)[:, None], state_dict=path)
+    assert all(torch.equal(before[k], v) for k, v in fresh.state_dict().items())
+
+
+class _Block(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU())
+
+    def forward(self, x):
+        return x + self.body(x)
+
+
+@pytest.mark.parametrize("kind", ["conv", "residual", "user class"])
+def test_conv_models_dispatch_to_the_conv_importer(rng, kind):
+    from cpa_theory.convnet import ConvNetwork
+    from cpa_theory.importers_torch_fx import DropoutIgnoredWarning, from_torch_convnet
+
+    torch.manual_seed(1)
+    torch.set_default_dtype(torch.float64)
+    if kind == "conv":
+        model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.ReLU(), nn.Dropout(0.2), nn.Flatten(),
+                              nn.Linear(8, 3))
+    elif kind == "residual":
+        model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), _Block(2), nn.AvgPool2d(2), nn.Flatten(),
+                              nn.Linear(8, 1))
+    else:
+        model = _Block(1)
+    batch = rng.normal(size=(6, 1, 4, 4))
+    if kind == "conv":  # the conv importer's notes reach the caller as warnings
+        with pytest.warns(DropoutIgnoredWarning, match="Dropout"):
+            net = cpa.from_torch(model, batch=batch)
+            ref = from_torch_convnet(model, batch).network
+    else:
+        net = cpa.from_torch(model, batch=batch)
+        ref = from_torch_convnet(model, batch).network
+    assert isinstance(net, ConvNetwork)
+    x = rng.normal(size=(4, 16))
+    np.testing.assert_allclose(net.condition().forward(x), ref.condition().forward(x), atol=1e-14)
+    if kind == "conv":  # train-mode BatchNorm2d on the batch: the same outputs as torch in train mode
+        model.train()
+        with torch.no_grad():
+            want = model[:3](torch.tensor(batch)).flatten(1)
+        got = ConvNetwork(net.input_shape, net.layers[:3], net.batch).condition().forward(batch.reshape(6, -1))
+        np.testing.assert_allclose(got.reshape(6, -1), want.numpy(), atol=1e-10)
 
 
 def test_roundtrip_through_the_file_format(rng, tmp_path):
