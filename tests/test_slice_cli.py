@@ -111,6 +111,14 @@ def test_out_writes_a_png_with_three_views(tmp_path, capsys):
     sl = slice_through_points(*np.load(DATA).reshape(3, -1))
     assert views["no_bn"]["regions"] == count_on_slice(net.without_batchnorm(), sl).regions
     assert views["no_bn"]["regions"] != views["train"]["regions"]  # BN changes the partition of this net
+    # eval view = the file's running statistics (this file's BN is in train mode and carries them)
+    from dataclasses import replace
+
+    from cpa_theory.layers import BatchNormND
+
+    layers = tuple(BatchNormND(replace(op.bn, mode="eval")) if isinstance(op, BatchNormND) else op for op in net.layers)
+    ev = ConvNetwork(net.input_shape, layers)
+    assert views["eval"]["regions"] == count_on_slice(ev, sl).regions != views["train"]["regions"]
 
 
 def test_out_into_missing_folder_exits_2_and_3d_slices_are_not_drawn(tmp_path, capsys):
