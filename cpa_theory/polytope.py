@@ -462,7 +462,8 @@ def cell_volume(P) -> float:
     V = P.V
     if isinstance(P, Polygon):
         x, y = V[:, 0], V[:, 1]
-        return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(np.roll(x, -1), y))
+        # shoelace, sum_i x_i y_{i+1} − x_{i+1} y_i (cyclic), without np.roll's per-call overhead
+        return 0.5 * float(np.dot(x[:-1], y[1:]) + x[-1] * y[0] - np.dot(x[1:], y[:-1]) - x[0] * y[-1])
     if V.shape[1] == 1:  # an interval
         return float(V.max() - V.min())
     from scipy.spatial import ConvexHull, QhullError

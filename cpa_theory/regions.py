@@ -254,7 +254,7 @@ def _refine_batch(cl, li, batch, rel, y0, radius, d, charts, stats):
     # bound on |φ's offset| used for the next chart's magnitude (covers the rounding of the intercepts)
     icpt_mag = np.abs(icpt_tab) + np.abs(slope_tab) * (np.abs(t).max() if K else 0.0) + (
         np.abs(np.asarray(act.values_at_breakpoints())).max() if K else 0.0)
-    out = []
+    leaf_cells, leaf_parent, leaf_sides = [], [], []
     for ci, (P, _, _, _, _, code, flat) in enumerate(batch):
         fa_c, fb_c, EA_c, EB_c = fa[ci], fb[ci], EA[ci], EB[ci]
 
@@ -287,19 +287,31 @@ def _refine_batch(cl, li, batch, rel, y0, radius, d, charts, stats):
                 pending.append((above, remaining, s_above))
                 continue
             # a leaf for this layer: every switching set keeps one side on Q's interior (0: on it everywhere)
-            if K:
-                sk = s_here.reshape(n, K)
-                pieces = (sk >= 0).sum(axis=1)
-                flat_here = (sk == 0).any(axis=1)
-            else:
-                pieces = np.zeros(n, dtype=np.int64)
-                flat_here = np.zeros(n, dtype=bool)
-            slope, icpt = slope_tab[pieces], icpt_tab[pieces]
-            A2 = slope[:, None] * N[ci]
-            c2 = slope * z0[ci] + icpt
-            mA2 = np.abs(slope)[:, None] * np.abs(g)[:, None] * mlin[ci]
-            mc2 = np.abs(slope) * (np.abs(g) * mgap[ci] + np.abs(e)) + icpt_mag[pieces]
-            out.append((Q, A2, c2, mA2, mc2, code + (pieces.astype(np.int64),), flat + (flat_here,)))
+            leaf_cells.append(Q)
+            leaf_parent.append(ci)
+            leaf_sides.append(s_here)
+    if not leaf_cells:
+        return [], rel2 + 2 * U
+    # the next layer's charts of all leaves at once (same arithmetic as one leaf at a time, row by row)
+    L = len(leaf_cells)
+    par = np.asarray(leaf_parent, dtype=np.intp)
+    if K:
+        sk = np.stack(leaf_sides).reshape(L, n, K)
+        pieces = (sk >= 0).sum(axis=2).astype(np.int64)
+        flat_here = (sk == 0).any(axis=2)
+    else:
+        pieces = np.zeros((L, n), dtype=np.int64)
+        flat_here = np.zeros((L, n), dtype=bool)
+    slope, icpt = slope_tab[pieces], icpt_tab[pieces]
+    aslope = np.abs(slope)
+    A2 = slope[:, :, None] * N[par]
+    c2 = slope * z0[par] + icpt
+    mA2 = aslope[:, :, None] * np.abs(g)[None, :, None] * mlin[par]
+    mc2 = aslope * (np.abs(g)[None, :] * mgap[par] + np.abs(e)[None, :]) + icpt_mag[pieces]
+    out = []
+    for i in range(L):
+        code, flat = batch[leaf_parent[i]][5], batch[leaf_parent[i]][6]
+        out.append((leaf_cells[i], A2[i], c2[i], mA2[i], mc2[i], code + (pieces[i],), flat + (flat_here[i],)))
     return out, rel2 + 2 * U
 
 
@@ -364,6 +376,32 @@ def _exact_witness(cond, leaf, p_exact):
         if np.any(bp & ~fl):
             return None
     return x, rho
+
+
+def _inradii(leaves, points, point_errs) -> np.ndarray:
+    """:meth:`polytope._Cell.inradius_at` for every leaf at once: ``(n,)`` radii ρ_i with B(points[i], ρ_i) in
+    leaf i's cell (the same bound, evaluated over all facets of all leaves in one pass)."""
+    fl = [lf.P.facet_list() for lf in leaves]
+    counts = np.fromiter((len(f) for f in fl), dtype=np.intp, count=len(fl))
+    hs = [fs for f in fl for fs in f]
+    A = np.array([H.a for H, _ in hs])
+    B = np.array([H.beta for H, _ in hs])
+    EA = np.array([H.err_a for H, _ in hs])
+    EB = np.array([H.err_b for H, _ in hs])
+    sg = np.array([s for _, s in hs], dtype=np.float64)
+    seg = np.repeat(np.arange(len(leaves)), counts)
+    pt, perr = points[seg], point_errs[seg]
+    ap = np.abs(pt)
+    d = points.shape[1]
+    slack = -sg * (np.einsum("fd,fd->f", A, pt) - B)
+    absA = np.abs(A)
+    E = FILTER_SAFETY * (np.einsum("fd,fd->f", EA, ap) + EB + (absA.sum(axis=1) + EA.sum(axis=1)) * perr
+                         + (d + DOT_EXTRA_TERMS) * U * (np.einsum("fd,fd->f", absA, ap) + np.abs(B)))
+    nrm = np.linalg.norm(A, axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.where(nrm > 0, (slack - E) / (nrm + np.linalg.norm(EA, axis=1)), np.inf)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    return np.minimum.reduceat(r, starts)
 
 
 # -- completeness and maximal linear regions ----------------------------------------------------------------
@@ -442,12 +480,22 @@ def _linear_components(leaves, pairs, out_maps) -> int:
             u = parent[u]
         return u
 
-    for u, v in pairs:
-        (Au, cu), (Av, cv) = out_maps[u], out_maps[v]
-        if _same_map(Au, Av) and _same_map(cu, cv):
-            ru, rv = find(u), find(v)
-            if ru != rv:
-                parent[ru] = rv
+    if not pairs:
+        return len(leaves)
+    # _same_map on every adjacent pair at once (the same comparisons, vectorised over the pairs)
+    uv = np.asarray(pairs, dtype=np.intp)
+    A_all = np.stack([m[0] for m in out_maps])
+    c_all = np.stack([m[1] for m in out_maps])
+    same = np.ones(len(uv), dtype=bool)
+    for X in (A_all, c_all):
+        Xu, Xv = X[uv[:, 0]].reshape(len(uv), -1), X[uv[:, 1]].reshape(len(uv), -1)
+        mag = np.abs(X).reshape(len(X), -1).max(axis=1, initial=0)
+        scale = 1.0 + np.maximum(mag[uv[:, 0]], mag[uv[:, 1]])
+        same &= np.all(np.abs(Xu - Xv) <= AFFINE_MAP_RTOL * scale[:, None], axis=1)
+    for u, v in uv[same].tolist():
+        ru, rv = find(u), find(v)
+        if ru != rv:
+            parent[ru] = rv
     return len({find(i) for i in range(len(leaves))})
 
 
@@ -550,12 +598,11 @@ def count_regions(net, center=None, radius=None, *, keep_regions: bool = False, 
     n = len(leaves)
     wit = np.empty((n, cond.input_dim))
     rad = np.empty(n)
-    for i, lf in enumerate(leaves):
-        cy = lf.P.interior_point()
-        err = float(lf.P.err.max()) + U * float(np.abs(cy).max()) * 4
-        x = cy + p
-        wit[i] = x
-        rad[i] = lf.P.inradius_at(cy, err) - 2 * U * float(np.abs(x).max())
+    if n:
+        cys = np.array([lf.P.interior_point() for lf in leaves])
+        errs = np.array([lf.P.err.max() for lf in leaves]) + U * np.abs(cys).max(axis=1) * 4
+        wit[:] = cys + p
+        rad[:] = _inradii(leaves, cys, errs) - 2 * U * np.abs(wit).max(axis=1)
     ok = np.zeros(n, dtype=bool)
     for s0 in range(0, n, _CERTIFY_CHUNK):
         sl = slice(s0, s0 + _CERTIFY_CHUNK)
