@@ -272,7 +272,8 @@ def _refine_batch(cl, li, batch, rel, y0, radius, d, charts, stats):
                 cutting = pos & neg
                 s_here = s_here.copy()
                 nc = ~cutting
-                s_here[cand[nc]] = np.where(pos[nc], 1, np.where(neg[nc], -1, 0))
+                # off the cutting ones at most one of pos, neg holds: pos − neg is 1, −1 or 0 (on it everywhere)
+                s_here[cand[nc]] = pos[nc].view(np.int8) - neg[nc].view(np.int8)
             if cutting.any():
                 jj = int(np.flatnonzero(cutting)[0])
                 hj = int(cand[jj])
@@ -422,9 +423,17 @@ def _adjacency(leaves):
     is on no other switching set, and pieces are continuous there. Returns ``(pairs, unmatched)``: adjacent
     region index pairs, and unmatched facets as (region, facet index) for the measure-balance fallback.
     """
-    index = {_code_key(lf.code): i for i, lf in enumerate(leaves)}
+    keys = [_code_key(lf.code) for lf in leaves]
+    index = {k: i for i, k in enumerate(keys)}
     pairs, unmatched = [], []
     for i, lf in enumerate(leaves):
+        # byte offset of layer l's row in keys[i] (rows joined by one separator byte): the neighbour's key is
+        # keys[i] with one element's bytes replaced, which equals _code_key of the modified code
+        starts, off = [], 0
+        for row in lf.code:
+            starts.append(off)
+            off += row.nbytes + 1
+        base = None
         for fi, (H, s) in enumerate(lf.P.facet_list()):
             key = H.key
             if key[0] in ("box", "domain"):
@@ -435,11 +444,14 @@ def _adjacency(leaves):
             if other is None:
                 unmatched.append((i, fi))
                 continue
-            code = list(lf.code)
-            row = code[layer].copy()
-            row[j] = other
-            code[layer] = row
-            nb = index.get(_code_key(code))
+            row = lf.code[layer]
+            if base is None:
+                base = bytearray(keys[i])
+            at = starts[layer] + j * row.itemsize
+            saved = base[at:at + row.itemsize]
+            base[at:at + row.itemsize] = row.dtype.type(other).tobytes()
+            nb = index.get(bytes(base))
+            base[at:at + row.itemsize] = saved
             if nb is None:
                 unmatched.append((i, fi))
             elif nb > i:
