@@ -30,7 +30,7 @@ from .errors import CPAInternalError
 from .exact import ExactCharts, dot, exact_code, on_breakpoint
 from .hyperplanes import switching_hyperplanes
 from .network import ConditionedNetwork, Network, as_point
-from .polytope import (Hyper, box_polygon, box_polytope, cell_volume, facet_measures,
+from .polytope import (Hyper, box_polygon, box_polytope, cell_volume, cell_volumes, facet_measures,
                        polytope_from_halfspaces, split, vertex_signs)
 from .tolerances import (AFFINE_MAP_RTOL, DOT_EXTRA_TERMS, FACET_BALANCE_RTOL, FILTER_SAFETY, UNIT_ROUNDOFF,
                          VOLUME_SUM_RTOL, WITNESS_MIN_RELATIVE_RADIUS)
@@ -52,6 +52,7 @@ _BATCH = 512
 
 #: witnesses are re-checked in batches of this many (one vectorised forward pass; bounded memory).
 _CERTIFY_CHUNK = 4096
+_VOLUME_CHUNK = 256  # leaves per vectorised volume pass (and progress update)
 
 
 @dataclass(frozen=True)
@@ -598,12 +599,23 @@ def count_regions(net, center=None, radius=None, *, keep_regions: bool = False, 
     leaves = []
     vol_sum = 0.0
     bar = _Progress(progress, vol_w)
+    pending: list = []
+
+    def add_volumes():  # volumes in chunks (one vectorised pass per chunk in 3-D), then the progress bar
+        nonlocal vol_sum
+        vols = cell_volumes([lf.P for lf in pending])
+        for lf, v in zip(pending, vols.tolist()):
+            vol_sum += v
+            leaves.append(lf)
+            bar.update(v, len(leaves), stats)
+        pending.clear()
+
     try:
         for leaf in _leaves(cond, win, p, root, stats):
-            v = cell_volume(leaf.P)
-            vol_sum += v
-            leaves.append(leaf)
-            bar.update(v, len(leaves), stats)
+            pending.append(leaf)
+            if len(pending) >= _VOLUME_CHUNK:
+                add_volumes()
+        add_volumes()
     finally:
         bar.close()
     # witnesses: float64 first (one vectorised forward pass), exact rational ones where float64 cannot certify
