@@ -264,19 +264,25 @@ def _solve_vertices(rows, P_scale):
     if len(rows[0]) == 2:
         out = [_solve_2x2(r[0], r[1], P_scale) for r in rows]
         return np.array([o[0] for o in out]), np.array([o[1] for o in out])
-    M = np.array([[H.a for H in r] for r in rows])
-    b = np.array([[H.beta for H in r] for r in rows])
-    EM = np.array([[H.err_a for H in r] for r in rows])
-    Eb = np.array([[H.err_b for H in r] for r in rows])
-    d = M.shape[1]
+    d = len(rows[0])
+    hs = [H for r in rows for H in r]
+    M = np.array([H.a for H in hs]).reshape(len(rows), d, d)
+    b = np.array([H.beta for H in hs]).reshape(len(rows), d)
+    EM = np.array([H.err_a for H in hs]).reshape(len(rows), d, d)
+    Eb = np.array([H.err_b for H in hs]).reshape(len(rows), d)
     V = np.full(b.shape, np.nan)
     err = np.full(len(rows), np.inf)
-    det = np.linalg.det(M)
-    good = np.isfinite(det) & (np.abs(det) > 0)
-    if not good.any():
-        return V, err
-    Mg, bg = M[good], b[good]
-    inv = np.linalg.inv(Mg)
+    try:  # the usual case: every system is nonsingular in float64 (LU without a zero pivot)
+        good = np.ones(len(rows), dtype=bool)
+        inv = np.linalg.inv(M)
+        Mg, bg = M, b
+    except np.linalg.LinAlgError:  # some are singular: keep the others (exact vertices for the rest)
+        det = np.linalg.det(M)
+        good = np.isfinite(det) & (np.abs(det) > 0)
+        if not good.any():
+            return V, err
+        Mg, bg = M[good], b[good]
+        inv = np.linalg.inv(Mg)
     v = np.einsum("eij,ej->ei", inv, bg)
     av = np.abs(v)
     resid = np.abs(np.einsum("eij,ej->ei", Mg, v) - bg) + (d + DOT_EXTRA_TERMS) * U * (
@@ -331,11 +337,11 @@ def split(P, H: Hyper, signs, stats=None):
             new_err[e] = U * float(np.abs(new_V[e]).max())
     new_inc[:, F] = True
 
-    def half(keep, sign):
+    def half(keep, sign):  # keep = (one side's vertices, then the vertices on H)
         facets = P.facets + [(H, sign)]
         inc_old = np.zeros((len(keep), F + 1), dtype=bool)
         inc_old[:, :F] = P.inc[keep]
-        inc_old[np.isin(keep, zero), F] = True
+        inc_old[len(keep) - len(zero):, F] = True
         V = np.vstack([P.V[keep], new_V])
         err = np.concatenate([P.err[keep], new_err])
         ex = [P.ex[i] for i in keep] + list(new_ex)
@@ -355,11 +361,16 @@ def _edges(P: Polytope, pos, neg):
     counts = common.sum(axis=2)
     out = []
     G = None
-    for a, b in zip(*np.nonzero(counts >= d - 1)):
-        cols = np.flatnonzero(common[a, b])
-        if np.count_nonzero(P.inc[:, cols].all(axis=1)) != 2:
+    ia, ib = np.nonzero(counts >= d - 1)
+    if not len(ia):
+        return out
+    # vertices incident to every shared facet of each candidate pair: an edge has exactly its two endpoints
+    on_all = (P.inc[None, :, :] | ~common[ia, ib][:, None, :]).all(axis=2).sum(axis=1)
+    for a, b, k in zip(ia.tolist(), ib.tolist(), on_all.tolist()):
+        if k != 2:
             continue
-        if len(cols) > d - 1:
+        if counts[a, b] > d - 1:
+            cols = np.flatnonzero(common[a, b])
             if G is None:
                 G = np.array([f[0].a for f in P.facets])
             if np.linalg.matrix_rank(G[cols]) != d - 1:
