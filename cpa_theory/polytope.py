@@ -199,8 +199,12 @@ def vertex_signs(P, A, B, EA, EB, exact_line, stats=None):
     aV = np.abs(V)
     absA = np.abs(A)
     d = V.shape[1]
-    E = FILTER_SAFETY * (aV @ EA.T + EB[None, :] + (absA.sum(axis=1) + EA.sum(axis=1))[None, :] * P.err[:, None]
-                         + (d + DOT_EXTRA_TERMS) * U * (aV @ absA.T + np.abs(B)[None, :]))
+    # E = S·(|V| EAᵀ + EB + (Σ|a| + ΣEA)·err_v + k(|V| |A|ᵀ + |B|)) with k = (d + extra)·u, the two products
+    # merged into one, |V| (EA + k|A|)ᵀ: the same nonnegative sum regrouped, whose float evaluation differs by a
+    # few units of roundoff (relative), far inside FILTER_SAFETY's factor 2
+    k = (d + DOT_EXTRA_TERMS) * U
+    E = FILTER_SAFETY * (aV @ (EA + k * absA).T + (EB + k * np.abs(B))[None, :]
+                         + (absA.sum(axis=1) + EA.sum(axis=1))[None, :] * P.err[:, None])
     if not np.all(np.isfinite(vals)) or not np.all(np.isfinite(E)):
         raise CPAInternalError("float64 overflow or NaN while deciding vertex sides; please report this network "
                                "and window (the exact count needs values within float64 range).")
