@@ -30,7 +30,7 @@ from .exact import dot, solve
 from .tolerances import DOT_EXTRA_TERMS, FILTER_SAFETY, UNIT_ROUNDOFF, VERTEX_ERR_MAX_RTOL
 
 __all__ = ["Hyper", "Polytope", "Polygon", "box_polytope", "box_polygon", "vertex_signs", "split",
-           "polytope_from_halfspaces", "cell_volume", "facet_measures"]
+           "polytope_from_halfspaces", "cell_volume", "cell_volumes", "facet_measures"]
 
 U = UNIT_ROUNDOFF
 
@@ -199,8 +199,12 @@ def vertex_signs(P, A, B, EA, EB, exact_line, stats=None):
     aV = np.abs(V)
     absA = np.abs(A)
     d = V.shape[1]
-    E = FILTER_SAFETY * (aV @ EA.T + EB[None, :] + (absA.sum(axis=1) + EA.sum(axis=1))[None, :] * P.err[:, None]
-                         + (d + DOT_EXTRA_TERMS) * U * (aV @ absA.T + np.abs(B)[None, :]))
+    # E = S·(|V| EAᵀ + EB + (Σ|a| + ΣEA)·err_v + k(|V| |A|ᵀ + |B|)) with k = (d + extra)·u, the two products
+    # merged into one, |V| (EA + k|A|)ᵀ: the same nonnegative sum regrouped, whose float evaluation differs by a
+    # few units of roundoff (relative), far inside FILTER_SAFETY's factor 2
+    k = (d + DOT_EXTRA_TERMS) * U
+    E = FILTER_SAFETY * (aV @ (EA + k * absA).T + (EB + k * np.abs(B))[None, :]
+                         + (absA.sum(axis=1) + EA.sum(axis=1))[None, :] * P.err[:, None])
     if not np.all(np.isfinite(vals)) or not np.all(np.isfinite(E)):
         raise CPAInternalError("float64 overflow or NaN while deciding vertex sides; please report this network "
                                "and window (the exact count needs values within float64 range).")
@@ -264,19 +268,25 @@ def _solve_vertices(rows, P_scale):
     if len(rows[0]) == 2:
         out = [_solve_2x2(r[0], r[1], P_scale) for r in rows]
         return np.array([o[0] for o in out]), np.array([o[1] for o in out])
-    M = np.array([[H.a for H in r] for r in rows])
-    b = np.array([[H.beta for H in r] for r in rows])
-    EM = np.array([[H.err_a for H in r] for r in rows])
-    Eb = np.array([[H.err_b for H in r] for r in rows])
-    d = M.shape[1]
+    d = len(rows[0])
+    hs = [H for r in rows for H in r]
+    M = np.array([H.a for H in hs]).reshape(len(rows), d, d)
+    b = np.array([H.beta for H in hs]).reshape(len(rows), d)
+    EM = np.array([H.err_a for H in hs]).reshape(len(rows), d, d)
+    Eb = np.array([H.err_b for H in hs]).reshape(len(rows), d)
     V = np.full(b.shape, np.nan)
     err = np.full(len(rows), np.inf)
-    det = np.linalg.det(M)
-    good = np.isfinite(det) & (np.abs(det) > 0)
-    if not good.any():
-        return V, err
-    Mg, bg = M[good], b[good]
-    inv = np.linalg.inv(Mg)
+    try:  # the usual case: every system is nonsingular in float64 (LU without a zero pivot)
+        good = np.ones(len(rows), dtype=bool)
+        inv = np.linalg.inv(M)
+        Mg, bg = M, b
+    except np.linalg.LinAlgError:  # some are singular: keep the others (exact vertices for the rest)
+        det = np.linalg.det(M)
+        good = np.isfinite(det) & (np.abs(det) > 0)
+        if not good.any():
+            return V, err
+        Mg, bg = M[good], b[good]
+        inv = np.linalg.inv(Mg)
     v = np.einsum("eij,ej->ei", inv, bg)
     av = np.abs(v)
     resid = np.abs(np.einsum("eij,ej->ei", Mg, v) - bg) + (d + DOT_EXTRA_TERMS) * U * (
@@ -331,11 +341,11 @@ def split(P, H: Hyper, signs, stats=None):
             new_err[e] = U * float(np.abs(new_V[e]).max())
     new_inc[:, F] = True
 
-    def half(keep, sign):
+    def half(keep, sign):  # keep = (one side's vertices, then the vertices on H)
         facets = P.facets + [(H, sign)]
         inc_old = np.zeros((len(keep), F + 1), dtype=bool)
         inc_old[:, :F] = P.inc[keep]
-        inc_old[np.isin(keep, zero), F] = True
+        inc_old[len(keep) - len(zero):, F] = True
         V = np.vstack([P.V[keep], new_V])
         err = np.concatenate([P.err[keep], new_err])
         ex = [P.ex[i] for i in keep] + list(new_ex)
@@ -355,11 +365,16 @@ def _edges(P: Polytope, pos, neg):
     counts = common.sum(axis=2)
     out = []
     G = None
-    for a, b in zip(*np.nonzero(counts >= d - 1)):
-        cols = np.flatnonzero(common[a, b])
-        if np.count_nonzero(P.inc[:, cols].all(axis=1)) != 2:
+    ia, ib = np.nonzero(counts >= d - 1)
+    if not len(ia):
+        return out
+    # vertices incident to every shared facet of each candidate pair: an edge has exactly its two endpoints
+    on_all = (P.inc[None, :, :] | ~common[ia, ib][:, None, :]).all(axis=2).sum(axis=1)
+    for a, b, k in zip(ia.tolist(), ib.tolist(), on_all.tolist()):
+        if k != 2:
             continue
-        if len(cols) > d - 1:
+        if counts[a, b] > d - 1:
+            cols = np.flatnonzero(common[a, b])
             if G is None:
                 G = np.array([f[0].a for f in P.facets])
             if np.linalg.matrix_rank(G[cols]) != d - 1:
@@ -462,7 +477,8 @@ def cell_volume(P) -> float:
     V = P.V
     if isinstance(P, Polygon):
         x, y = V[:, 0], V[:, 1]
-        return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(np.roll(x, -1), y))
+        # shoelace, sum_i x_i y_{i+1} − x_{i+1} y_i (cyclic), without np.roll's per-call overhead
+        return 0.5 * float(np.dot(x[:-1], y[1:]) + x[-1] * y[0] - np.dot(x[1:], y[:-1]) - x[0] * y[-1])
     if V.shape[1] == 1:  # an interval
         return float(V.max() - V.min())
     from scipy.spatial import ConvexHull, QhullError
@@ -471,6 +487,72 @@ def cell_volume(P) -> float:
         return float(ConvexHull(V).volume)
     except (QhullError, ValueError):
         return 0.0
+
+
+def cell_volumes(cells) -> np.ndarray:
+    """``(n,)`` volumes of many cells, as :func:`cell_volume` each; 3-D polytopes are done together from their
+    facet structure (:func:`_volumes_3d`) instead of one Qhull call per cell."""
+    out = np.empty(len(cells))
+    idx3 = []
+    for i, P in enumerate(cells):
+        if isinstance(P, Polytope) and P.dim == 3:
+            idx3.append(i)
+        else:
+            out[i] = cell_volume(P)
+    if idx3:
+        out[idx3] = _volumes_3d([cells[i] for i in idx3])
+    return out
+
+
+def _volumes_3d(cells) -> np.ndarray:
+    """Volumes of convex 3-D polytopes from float64 vertices and the vertex–facet incidence, all at once.
+
+    vol = (1/3) Σ_f h_f · area_f, with h_f the distance of facet f's plane from an interior point (the mean
+    of the vertices) along the outward unit normal s·a/‖a‖, and area_f the area of the facet's vertices taken
+    in angular order about their centroid (a fan of triangles). The vertices incident to a facet are the
+    corners of that facet polygon (collinear extra ones add zero-area triangles)."""
+    n = len(cells)
+    inc_v, inc_f, normals, signs = [], [], [], []
+    nv = np.empty(n, dtype=np.intp)
+    nf = np.empty(n, dtype=np.intp)
+    voff = foff = 0
+    for k, P in enumerate(cells):
+        r, f = np.nonzero(P.inc)
+        inc_v.append(r + voff)
+        inc_f.append(f + foff)
+        nv[k], nf[k] = len(P.V), len(P.facets)
+        voff += nv[k]
+        foff += nf[k]
+        for H, sgn in P.facets:
+            normals.append(H.a)
+            signs.append(sgn)
+    V = np.concatenate([P.V for P in cells])
+    iv, jf = np.concatenate(inc_v), np.concatenate(inc_f)
+    cell_v, cell_f = np.repeat(np.arange(n), nv), np.repeat(np.arange(n), nf)
+    centre = np.stack([np.bincount(cell_v, weights=V[:, k], minlength=n) for k in range(3)], axis=1) / nv[:, None]
+    A = np.asarray(normals, dtype=np.float64) * np.asarray(signs, dtype=np.float64)[:, None]
+    nrm = np.linalg.norm(A, axis=1)
+    nout = A / np.where(nrm > 0, nrm, 1.0)[:, None]
+    cnt = np.bincount(jf, minlength=foff)
+    cf = np.stack([np.bincount(jf, weights=V[iv, k], minlength=foff) for k in range(3)], axis=1) / np.maximum(
+        cnt, 1)[:, None]
+    # an orthonormal basis (u, w) of each facet plane with u × w = nout
+    e = np.eye(3)[np.argmin(np.abs(nout), axis=1)]
+    u = np.cross(nout, e)
+    u /= np.linalg.norm(u, axis=1)[:, None]
+    w = np.cross(nout, u)
+    rel = V[iv] - cf[jf]
+    ang = np.arctan2(np.einsum("ij,ij->i", rel, w[jf]), np.einsum("ij,ij->i", rel, u[jf]))
+    order = np.lexsort((ang, jf))
+    rel, jf = rel[order], jf[order]
+    nxt = np.arange(1, len(jf) + 1)
+    first = np.flatnonzero(np.r_[True, jf[1:] != jf[:-1]])
+    last = np.r_[first[1:], len(jf)] - 1
+    nxt[last] = first
+    tri = 0.5 * np.einsum("ij,ij->i", np.cross(rel, rel[nxt]), nout[jf])
+    area = np.bincount(jf, weights=tri, minlength=foff)
+    h = np.einsum("ij,ij->i", nout, cf - centre[cell_f])
+    return np.bincount(cell_f, weights=h * area / 3.0, minlength=n)
 
 
 def facet_measures(P):

@@ -30,7 +30,7 @@ from .errors import CPAInternalError
 from .exact import ExactCharts, dot, exact_code, on_breakpoint
 from .hyperplanes import switching_hyperplanes
 from .network import ConditionedNetwork, Network, as_point
-from .polytope import (Hyper, box_polygon, box_polytope, cell_volume, facet_measures,
+from .polytope import (Hyper, box_polygon, box_polytope, cell_volume, cell_volumes, facet_measures,
                        polytope_from_halfspaces, split, vertex_signs)
 from .tolerances import (AFFINE_MAP_RTOL, DOT_EXTRA_TERMS, FACET_BALANCE_RTOL, FILTER_SAFETY, UNIT_ROUNDOFF,
                          VOLUME_SUM_RTOL, WITNESS_MIN_RELATIVE_RADIUS)
@@ -52,6 +52,7 @@ _BATCH = 512
 
 #: witnesses are re-checked in batches of this many (one vectorised forward pass; bounded memory).
 _CERTIFY_CHUNK = 4096
+_VOLUME_CHUNK = 256  # leaves per vectorised volume pass (and progress update)
 
 
 @dataclass(frozen=True)
@@ -254,7 +255,7 @@ def _refine_batch(cl, li, batch, rel, y0, radius, d, charts, stats):
     # bound on |φ's offset| used for the next chart's magnitude (covers the rounding of the intercepts)
     icpt_mag = np.abs(icpt_tab) + np.abs(slope_tab) * (np.abs(t).max() if K else 0.0) + (
         np.abs(np.asarray(act.values_at_breakpoints())).max() if K else 0.0)
-    out = []
+    leaf_cells, leaf_parent, leaf_sides = [], [], []
     for ci, (P, _, _, _, _, code, flat) in enumerate(batch):
         fa_c, fb_c, EA_c, EB_c = fa[ci], fb[ci], EA[ci], EB[ci]
 
@@ -272,7 +273,8 @@ def _refine_batch(cl, li, batch, rel, y0, radius, d, charts, stats):
                 cutting = pos & neg
                 s_here = s_here.copy()
                 nc = ~cutting
-                s_here[cand[nc]] = np.where(pos[nc], 1, np.where(neg[nc], -1, 0))
+                # off the cutting ones at most one of pos, neg holds: pos − neg is 1, −1 or 0 (on it everywhere)
+                s_here[cand[nc]] = pos[nc].view(np.int8) - neg[nc].view(np.int8)
             if cutting.any():
                 jj = int(np.flatnonzero(cutting)[0])
                 hj = int(cand[jj])
@@ -287,19 +289,31 @@ def _refine_batch(cl, li, batch, rel, y0, radius, d, charts, stats):
                 pending.append((above, remaining, s_above))
                 continue
             # a leaf for this layer: every switching set keeps one side on Q's interior (0: on it everywhere)
-            if K:
-                sk = s_here.reshape(n, K)
-                pieces = (sk >= 0).sum(axis=1)
-                flat_here = (sk == 0).any(axis=1)
-            else:
-                pieces = np.zeros(n, dtype=np.int64)
-                flat_here = np.zeros(n, dtype=bool)
-            slope, icpt = slope_tab[pieces], icpt_tab[pieces]
-            A2 = slope[:, None] * N[ci]
-            c2 = slope * z0[ci] + icpt
-            mA2 = np.abs(slope)[:, None] * np.abs(g)[:, None] * mlin[ci]
-            mc2 = np.abs(slope) * (np.abs(g) * mgap[ci] + np.abs(e)) + icpt_mag[pieces]
-            out.append((Q, A2, c2, mA2, mc2, code + (pieces.astype(np.int64),), flat + (flat_here,)))
+            leaf_cells.append(Q)
+            leaf_parent.append(ci)
+            leaf_sides.append(s_here)
+    if not leaf_cells:
+        return [], rel2 + 2 * U
+    # the next layer's charts of all leaves at once (same arithmetic as one leaf at a time, row by row)
+    L = len(leaf_cells)
+    par = np.asarray(leaf_parent, dtype=np.intp)
+    if K:
+        sk = np.stack(leaf_sides).reshape(L, n, K)
+        pieces = (sk >= 0).sum(axis=2).astype(np.int64)
+        flat_here = (sk == 0).any(axis=2)
+    else:
+        pieces = np.zeros((L, n), dtype=np.int64)
+        flat_here = np.zeros((L, n), dtype=bool)
+    slope, icpt = slope_tab[pieces], icpt_tab[pieces]
+    aslope = np.abs(slope)
+    A2 = slope[:, :, None] * N[par]
+    c2 = slope * z0[par] + icpt
+    mA2 = aslope[:, :, None] * np.abs(g)[None, :, None] * mlin[par]
+    mc2 = aslope * (np.abs(g)[None, :] * mgap[par] + np.abs(e)[None, :]) + icpt_mag[pieces]
+    out = []
+    for i in range(L):
+        code, flat = batch[leaf_parent[i]][5], batch[leaf_parent[i]][6]
+        out.append((leaf_cells[i], A2[i], c2[i], mA2[i], mc2[i], code + (pieces[i],), flat + (flat_here[i],)))
     return out, rel2 + 2 * U
 
 
@@ -366,6 +380,32 @@ def _exact_witness(cond, leaf, p_exact):
     return x, rho
 
 
+def _inradii(leaves, points, point_errs) -> np.ndarray:
+    """:meth:`polytope._Cell.inradius_at` for every leaf at once: ``(n,)`` radii ρ_i with B(points[i], ρ_i) in
+    leaf i's cell (the same bound, evaluated over all facets of all leaves in one pass)."""
+    fl = [lf.P.facet_list() for lf in leaves]
+    counts = np.fromiter((len(f) for f in fl), dtype=np.intp, count=len(fl))
+    hs = [fs for f in fl for fs in f]
+    A = np.array([H.a for H, _ in hs])
+    B = np.array([H.beta for H, _ in hs])
+    EA = np.array([H.err_a for H, _ in hs])
+    EB = np.array([H.err_b for H, _ in hs])
+    sg = np.array([s for _, s in hs], dtype=np.float64)
+    seg = np.repeat(np.arange(len(leaves)), counts)
+    pt, perr = points[seg], point_errs[seg]
+    ap = np.abs(pt)
+    d = points.shape[1]
+    slack = -sg * (np.einsum("fd,fd->f", A, pt) - B)
+    absA = np.abs(A)
+    E = FILTER_SAFETY * (np.einsum("fd,fd->f", EA, ap) + EB + (absA.sum(axis=1) + EA.sum(axis=1)) * perr
+                         + (d + DOT_EXTRA_TERMS) * U * (np.einsum("fd,fd->f", absA, ap) + np.abs(B)))
+    nrm = np.linalg.norm(A, axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.where(nrm > 0, (slack - E) / (nrm + np.linalg.norm(EA, axis=1)), np.inf)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    return np.minimum.reduceat(r, starts)
+
+
 # -- completeness and maximal linear regions ----------------------------------------------------------------
 def _same_map(a, b) -> bool:
     scale = 1.0 + max(np.abs(a).max(initial=0), np.abs(b).max(initial=0))
@@ -384,9 +424,17 @@ def _adjacency(leaves):
     is on no other switching set, and pieces are continuous there. Returns ``(pairs, unmatched)``: adjacent
     region index pairs, and unmatched facets as (region, facet index) for the measure-balance fallback.
     """
-    index = {_code_key(lf.code): i for i, lf in enumerate(leaves)}
+    keys = [_code_key(lf.code) for lf in leaves]
+    index = {k: i for i, k in enumerate(keys)}
     pairs, unmatched = [], []
     for i, lf in enumerate(leaves):
+        # byte offset of layer l's row in keys[i] (rows joined by one separator byte): the neighbour's key is
+        # keys[i] with one element's bytes replaced, which equals _code_key of the modified code
+        starts, off = [], 0
+        for row in lf.code:
+            starts.append(off)
+            off += row.nbytes + 1
+        base = None
         for fi, (H, s) in enumerate(lf.P.facet_list()):
             key = H.key
             if key[0] in ("box", "domain"):
@@ -397,11 +445,14 @@ def _adjacency(leaves):
             if other is None:
                 unmatched.append((i, fi))
                 continue
-            code = list(lf.code)
-            row = code[layer].copy()
-            row[j] = other
-            code[layer] = row
-            nb = index.get(_code_key(code))
+            row = lf.code[layer]
+            if base is None:
+                base = bytearray(keys[i])
+            at = starts[layer] + j * row.itemsize
+            saved = base[at:at + row.itemsize]
+            base[at:at + row.itemsize] = row.dtype.type(other).tobytes()
+            nb = index.get(bytes(base))
+            base[at:at + row.itemsize] = saved
             if nb is None:
                 unmatched.append((i, fi))
             elif nb > i:
@@ -442,12 +493,22 @@ def _linear_components(leaves, pairs, out_maps) -> int:
             u = parent[u]
         return u
 
-    for u, v in pairs:
-        (Au, cu), (Av, cv) = out_maps[u], out_maps[v]
-        if _same_map(Au, Av) and _same_map(cu, cv):
-            ru, rv = find(u), find(v)
-            if ru != rv:
-                parent[ru] = rv
+    if not pairs:
+        return len(leaves)
+    # _same_map on every adjacent pair at once (the same comparisons, vectorised over the pairs)
+    uv = np.asarray(pairs, dtype=np.intp)
+    A_all = np.stack([m[0] for m in out_maps])
+    c_all = np.stack([m[1] for m in out_maps])
+    same = np.ones(len(uv), dtype=bool)
+    for X in (A_all, c_all):
+        Xu, Xv = X[uv[:, 0]].reshape(len(uv), -1), X[uv[:, 1]].reshape(len(uv), -1)
+        mag = np.abs(X).reshape(len(X), -1).max(axis=1, initial=0)
+        scale = 1.0 + np.maximum(mag[uv[:, 0]], mag[uv[:, 1]])
+        same &= np.all(np.abs(Xu - Xv) <= AFFINE_MAP_RTOL * scale[:, None], axis=1)
+    for u, v in uv[same].tolist():
+        ru, rv = find(u), find(v)
+        if ru != rv:
+            parent[ru] = rv
     return len({find(i) for i in range(len(leaves))})
 
 
@@ -538,24 +599,34 @@ def count_regions(net, center=None, radius=None, *, keep_regions: bool = False, 
     leaves = []
     vol_sum = 0.0
     bar = _Progress(progress, vol_w)
+    pending: list = []
+
+    def add_volumes():  # volumes in chunks (one vectorised pass per chunk in 3-D), then the progress bar
+        nonlocal vol_sum
+        vols = cell_volumes([lf.P for lf in pending])
+        for lf, v in zip(pending, vols.tolist()):
+            vol_sum += v
+            leaves.append(lf)
+            bar.update(v, len(leaves), stats)
+        pending.clear()
+
     try:
         for leaf in _leaves(cond, win, p, root, stats):
-            v = cell_volume(leaf.P)
-            vol_sum += v
-            leaves.append(leaf)
-            bar.update(v, len(leaves), stats)
+            pending.append(leaf)
+            if len(pending) >= _VOLUME_CHUNK:
+                add_volumes()
+        add_volumes()
     finally:
         bar.close()
     # witnesses: float64 first (one vectorised forward pass), exact rational ones where float64 cannot certify
     n = len(leaves)
     wit = np.empty((n, cond.input_dim))
     rad = np.empty(n)
-    for i, lf in enumerate(leaves):
-        cy = lf.P.interior_point()
-        err = float(lf.P.err.max()) + U * float(np.abs(cy).max()) * 4
-        x = cy + p
-        wit[i] = x
-        rad[i] = lf.P.inradius_at(cy, err) - 2 * U * float(np.abs(x).max())
+    if n:
+        cys = np.array([lf.P.interior_point() for lf in leaves])
+        errs = np.array([lf.P.err.max() for lf in leaves]) + U * np.abs(cys).max(axis=1) * 4
+        wit[:] = cys + p
+        rad[:] = _inradii(leaves, cys, errs) - 2 * U * np.abs(wit).max(axis=1)
     ok = np.zeros(n, dtype=bool)
     for s0 in range(0, n, _CERTIFY_CHUNK):
         sl = slice(s0, s0 + _CERTIFY_CHUNK)

@@ -246,6 +246,29 @@ def test_a_dropped_region_is_caught_by_completeness(monkeypatch, d):
     assert res.as_json()["complete"] is False
 
 
+def test_batched_3d_volumes_equal_qhull():
+    """cell_volumes (facet-structure formula, all 3-D cells at once) equals Qhull's hull volume per cell, on the
+    cells of a random 3-D net; a wrong formula (e.g. one facet's area lost) breaks the per-cell equality."""
+    from scipy.spatial import ConvexHull
+
+    import cpa_theory.regions as R
+    from cpa_theory.polytope import cell_volumes
+
+    rng = np.random.default_rng(5)
+    net = Network(3, (Layer(rng.normal(size=(7, 3)), rng.normal(size=7) * 0.3, relu()),
+                      Layer(rng.normal(size=(5, 7)), rng.normal(size=5) * 0.3, relu()),
+                      Layer(np.ones((1, 5)), [0.0], identity())))
+    cond = R._conditioned(net)
+    win, p, root, vol_w = R._setup(cond, np.zeros(3), 1.0, None)
+    cells = [lf.P for lf in R._leaves(cond, win, p, root, {})]
+    assert len(cells) > 20
+    got = cell_volumes(cells)
+    want = np.array([ConvexHull(P.V).volume for P in cells])
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-14)
+    assert abs(got.sum() - vol_w) <= 1e-9 * vol_w
+    assert np.all(got > 0)
+
+
 # -- equality with the previous engine, N_lin from adjacency ------------------------------------------------
 def _random_net(rng, d, widths, mode, act):
     layers = []
