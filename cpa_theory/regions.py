@@ -27,6 +27,7 @@ from fractions import Fraction
 import numpy as np
 
 from .errors import CPAInternalError
+from . import frontier2d
 from .exact import ExactCharts, dot, exact_code, on_breakpoint
 from .hyperplanes import switching_hyperplanes
 from .network import ConditionedNetwork, Network, as_point
@@ -562,7 +563,8 @@ class _Progress:
 
 
 def count_regions(net, center=None, radius=None, *, keep_regions: bool = False, exact_recheck: bool = False,
-                  linear: bool = True, polytope=None, progress: bool | None = False) -> RegionCount:
+                  linear: bool = True, polytope=None, progress: bool | None = False,
+                  engine: str = "auto") -> RegionCount:
     """Exact, certified, complete count of activation regions of ``net`` in the ℓ∞ window W(center, radius).
 
     Args:
@@ -574,6 +576,8 @@ def count_regions(net, center=None, radius=None, *, keep_regions: bool = False, 
         polytope: ``(G, h)``: count in the bounded polytope {x : G x ≤ h} instead of a window (centre and
             radius are then taken from its bounding box, which the C4 screen uses).
         progress: rich progress bar on stderr (True), never (False), or once the window takes > 2 s (None).
+        engine: ``"auto"`` (the plane engine :mod:`cpa_theory.frontier2d` for d = 2, every cell of a layer split
+            at once) or ``"cells"`` (cell by cell, any d; the reference the plane engine is tested against).
 
     Returns: :class:`RegionCount` with ``regions`` (N), ``linear_regions`` (N_lin), ``hits`` (first-layer
     switching sets that cut int W, by C4), ``complete`` (volumes add up, every inner facet matched),
@@ -594,6 +598,12 @@ def count_regions(net, center=None, radius=None, *, keep_regions: bool = False, 
     center = as_point(center, cond.input_dim, "center",
                       "density.count_many(net, centers, r) or density.density_functional")
     win, p, root, vol_w = _setup(cond, center, radius, domain)
+    if engine == "auto" and frontier2d.supports(cond):  # the plane: all cells of a layer split at once
+        res = frontier2d.count_plane(cond, win, p, root, vol_w, keep_regions=keep_regions,
+                                     exact_recheck=exact_recheck, linear=linear, progress=progress)
+        res.hits = _window_hits(cond, win, domain, root, p)
+        res.seconds = time.perf_counter() - start
+        return res
     p_exact = [Fraction(float(v)) for v in p]
     stats: dict = {}
     leaves = []
@@ -655,15 +665,19 @@ def count_regions(net, center=None, radius=None, *, keep_regions: bool = False, 
             G, h = lf.P.facet_arrays()
             regions.append(Region(lf.code, wit[i], float(rad[i]), lf.P.V + p, out_maps[i][0], out_maps[i][1],
                                   (G, h + G @ p)))
-    hp = switching_hyperplanes(cond, 0)
-    if domain is None:
-        hits = int(np.sum(window_relations(hp, win.center, win.radius) == WindowRelation.CUTS))
-    else:  # first-layer switching sets that cut the polytope's interior: exact signs at its vertices
-        hits = _domain_hits(cond, root, p)
+    hits = _window_hits(cond, win, domain, root, p)
     min_rad = float(rad[ok].min()) if ok.any() else math.inf
     return RegionCount(win.center, win.radius, n, n_lin, hits, n_bad == 0 and complete, n_bad,
                        time.perf_counter() - start, int(stats.get("exact_fallbacks", 0)), regions, complete,
                        min_rad, n_exact_wit, len(unmatched))
+
+
+def _window_hits(cond, win, domain, root, p) -> int:
+    """First-layer switching sets that cut int W (C4), or the polytope's interior (exact vertex signs)."""
+    if domain is None:
+        hp = switching_hyperplanes(cond, 0)
+        return int(np.sum(window_relations(hp, win.center, win.radius) == WindowRelation.CUTS))
+    return _domain_hits(cond, root, p)
 
 
 def _domain_hits(cond, root, p) -> int:

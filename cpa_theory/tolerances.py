@@ -107,3 +107,8 @@ VOLUME_SUM_RTOL = 1e-7
 #: Facet balance (completeness fallback for coincident switching sets): on one switching set, the (d−1)-measure
 #: of the facets seen from its two sides must agree within this relative error (same reasoning as above).
 FACET_BALANCE_RTOL = 1e-7
+
+#: Euler check of the plane engine (completeness, THEORY §6): the interior angles of the regions' corners at one
+#: vertex must add up to 2π (π at a T-junction) within this many radians. Each angle comes from one atan2 of
+#: two float64 normals (error ~1e-15 rad); k ≤ 1e6 corners at a vertex keep the sum within 1e-9.
+EULER_ANGLE_TOL = 1e-6

@@ -1,0 +1,850 @@
+"""The plane's counting engine: every cell of a layer split at once over flat arrays (issue #12, item 3).
+
+Same mathematics as the cell-by-cell engine in :mod:`cpa_theory.regions` (THEORY §3, §6) — the same charts, the
+same float64 filters with the same error bounds, the same exact rational fallbacks, the same certificates —
+but the per-cell Python loop is gone. For d = 2 the cells of the current layer live in three flat arrays:
+
+* a **vertex table** (``V (Nv, 2)``, error bound ``err (Nv,)`` against the exact vertex, the two lines that
+  define the vertex ``vdef (Nv, 2)``, and the exact rational vertex for the few that were needed);
+* a **line table** (float64 ``a (L, 2)``, ``β (L,)`` with error bounds, and what the exact line is: a side of
+  the window, or the switching set (layer, neuron, breakpoint) on a parent cell whose code fixes its chart);
+* a **pool** of polygon edges: cell c is ``pool[start[c] : start[c] + count[c]]``, counter-clockwise; entry i
+  holds the vertex id at its start, the line of the edge from it to the next entry and the inside's sign.
+
+For layer ℓ with switching lines j = 0 … nK − 1 (from :meth:`ConditionedLayer.chart` on each parent cell),
+a first pass decides every line against every parent polygon at once (exact vertex signs); a line that misses
+a parent leaves its side fixed for every descendant. Then for j = 0 … nK − 1 *all* live cells whose parent
+line j cuts are tested together (exact signs at their vertices) and the cut ones are split together:
+Sutherland–Hodgman written as one masked interleave of (vertex, crossing) slots over the gathered pool. The
+crossing points come from one vectorised Cramer solve with its error bound; where float64 cannot bound a
+point (or decide a sign) the exact rational fallback is taken, one point at a time (rare, counted).
+
+Certification (witness re-check by an independent forward pass, completeness by volume sum and facet
+matching, Euler characteristic V − E + F = 1 of the planar subdivision) is vectorised over all regions too.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from fractions import Fraction
+
+import numpy as np
+
+from .errors import CPAInternalError
+from .exact import ExactCharts, dot, solve
+from .polytope import Hyper, Polygon
+from .tolerances import (AFFINE_MAP_RTOL, DOT_EXTRA_TERMS, FACET_BALANCE_RTOL, FILTER_SAFETY, UNIT_ROUNDOFF,
+                         VERTEX_ERR_MAX_RTOL, WITNESS_MIN_RELATIVE_RADIUS)
+
+__all__ = ["layer_lines", "Frontier2D", "supports"]
+
+U = UNIT_ROUNDOFF
+_SIGN_CHUNK = 1 << 22  # entries × lines per vectorised parent test (bounded memory: 4M float64 = 32 MiB)
+
+
+def supports(cond) -> bool:
+    """Whether the plane engine handles ``cond``: input dimension 2 and elementwise CPA activations only."""
+    return cond.input_dim == 2 and all(hasattr(l.activation, "breakpoints_array") and
+                                       not getattr(l.activation, "groups", None) for l in cond.layers)
+
+
+def layer_lines(cl, A, c, mA, mc, rel, li):
+    """Switching sets of layer ``cl`` on C parent charts h = A y + c, with error bounds (the chart primitive).
+
+    ``A (C, m, d)``, ``c (C, m)``, magnitude bounds ``mA``, ``mc`` (same shapes) and the charts' relative error
+    ``rel``. Returns a dict: ``fa (C, nK, d)``, ``fb (C, nK)`` with line (j, k) at index j·K + k being
+    {ẑ_j = t_k} = {fa·y = fb}; ``EA``, ``EB`` their error bounds; ``N``, ``z0`` (ẑ = N y + z0), ``mlin``,
+    ``mgap`` (magnitudes for the next chart) and ``rel2`` (this layer's relative error).
+    """
+    from .regions import _finite
+
+    bn, act = cl.bn, cl.activation
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is detected below and reported
+        lin, gap = cl.chart(A, c)
+        g, e = bn.gain, bn.shift
+        N = g[None, :, None] * lin
+        z0 = g * gap + e
+        mlin = np.matmul(np.abs(cl.weight), mA)
+        mgap = (mc + np.abs(bn.anchor)) @ np.abs(cl.weight).T
+        rel2 = rel + (cl.weight.shape[1] + DOT_EXTRA_TERMS + 2) * U
+        EN = rel2 * np.abs(g)[None, :, None] * mlin
+        Ez = rel2 * (np.abs(g) * mgap + np.abs(e))
+    _finite(N, z0, EN, Ez, what=f"the charts of layer {li}")
+    t = act.breakpoints_array
+    C, n = z0.shape
+    K = len(t)
+    fb = (t[None, None, :] - z0[:, :, None]).reshape(C, n * K)
+    return {"fa": np.repeat(N, K, axis=1), "fb": fb, "EA": np.repeat(EN, K, axis=1),
+            "EB": np.repeat(Ez, K, axis=1) + U * np.abs(fb), "N": N, "z0": z0, "mlin": mlin, "mgap": mgap,
+            "rel2": rel2, "K": K}
+
+
+class _Grow:
+    """A capacity-doubling float/int buffer (the flat tables grow by appends)."""
+
+    __slots__ = ("a", "n")
+
+    def __init__(self, shape_tail, dtype, cap=1024):
+        self.a = np.empty((cap,) + tuple(shape_tail), dtype=dtype)
+        self.n = 0
+
+    def extend(self, x) -> np.ndarray:
+        m = len(x)
+        if self.n + m > len(self.a):
+            cap = max(2 * len(self.a), self.n + m)
+            b = np.empty((cap,) + self.a.shape[1:], dtype=self.a.dtype)
+            b[: self.n] = self.a[: self.n]
+            self.a = b
+        ids = np.arange(self.n, self.n + m)
+        self.a[self.n: self.n + m] = x
+        self.n += m
+        return ids
+
+    @property
+    def v(self):
+        return self.a[: self.n]
+
+
+class _Cells:
+    """The live cells of a layer: pool start, count, parent index and sides (one row of int8 per cell)."""
+
+    def __init__(self, start, count, par, sides, box):
+        C = len(start)
+        self.box = _Grow((4,), np.float64, 2 * C + 16)
+        self.box.extend(box)
+        self.start, self.count = _Grow((), np.intp, 2 * C + 16), _Grow((), np.intp, 2 * C + 16)
+        self.par, self.sides = _Grow((), np.intp, 2 * C + 16), _Grow(sides.shape[1:], np.int8, 2 * C + 16)
+        self.start.extend(start)
+        self.count.extend(count)
+        self.par.extend(par)
+        self.sides.extend(sides)
+
+
+def _ranges(starts, counts):
+    """Concatenated ``arange(s, s + c)`` for every (s, c): the pool positions of a set of cells."""
+    total = int(counts.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.intp)
+    off = np.repeat(starts - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
+    return np.arange(total) + off
+
+
+def _cyclic_next(counts):
+    """For cells laid out one after another with these vertex counts: the index of each entry's successor."""
+    total = int(counts.sum())
+    nxt = np.arange(1, total + 1)
+    ends = np.cumsum(counts) - 1
+    nxt[ends] = ends - counts + 1
+    return nxt
+
+
+class Frontier2D:
+    """The plane engine's state for one window; :meth:`run` yields nothing and leaves the final cells in
+    ``self`` (``start``, ``count``, ``codes``, ``flats``, output charts ``A``, ``c``)."""
+
+    def __init__(self, cond, root: Polygon, p, y0, radius, stats):
+        self.cond, self.p, self.y0, self.radius, self.stats = cond, p, y0, float(radius), stats
+        self._charts = None  # exact charts, built on the first exact decision (rational weights cost ~10 µs each)
+        self.scale = root.scale
+        # line table; exact lines: root Hypers by id, network lines by (layer, parent cell, j·K + k)
+        self.la, self.lb = _Grow((2,), np.float64), _Grow((), np.float64)
+        self.lea, self.leb = _Grow((2,), np.float64), _Grow((), np.float64)
+        self.lmeta = _Grow((3,), np.int64)  # (layer or −1, parent index in that layer, hyperplane index)
+        self._root_lines = []
+        for H, _ in root.ef:
+            self._root_lines.append(H)
+            self.la.extend(H.a[None])
+            self.lb.extend([H.beta])
+            self.lea.extend(np.asarray(H.err_a, dtype=np.float64)[None])
+            self.leb.extend([H.err_b])
+            self.lmeta.extend([[-1, len(self._root_lines) - 1, 0]])
+        self._exact_lines: dict = {}
+        # vertex table; vertex i of the root polygon is defined by the lines of its edges i − 1 and i
+        n0 = len(root.V)
+        self.V, self.err = _Grow((2,), np.float64), _Grow((), np.float64)
+        self.vdef = _Grow((2,), np.int64)
+        self.V.extend(root.V)
+        self.err.extend(root.err)
+        self.VE = _Grow((3,), np.float64)  # (x, y, err) together: one gather per sign test
+        self.VE.extend(np.c_[root.V, root.err])
+        self.vdef.extend(np.stack([(np.arange(n0) - 1) % n0, np.arange(n0)], axis=1))
+        self.vex = {i: v for i, v in enumerate(root.ex) if v is not None}
+        # pool of edges
+        self.pv, self.pl = _Grow((), np.int64), _Grow((), np.int64)
+        self.ps = _Grow((), np.int8)
+        self.pv.extend(np.arange(n0))
+        self.pl.extend(np.arange(n0))
+        self.ps.extend(np.array([s for _, s in root.ef], dtype=np.int8))
+        self.start = np.zeros(1, dtype=np.intp)
+        self.count = np.array([n0], dtype=np.intp)
+        self.prefix_codes: list = []  # per layer ℓ: the parents' codes, a tuple of (C_ℓ, n_i) arrays, i < ℓ
+        self.codes: tuple = ()
+        self.flats: tuple = ()
+
+    # -- exact data ---------------------------------------------------------------------------------------------
+    def exact_line(self, lid: int):
+        hit = self._exact_lines.get(lid)
+        if hit is None:
+            layer, par, jk = (int(v) for v in self.lmeta.a[lid])
+            if layer < 0:
+                hit = self._root_lines[par].exact()
+            else:
+                K = len(self.cond.layers[layer].activation.breakpoints)
+                prefix = tuple(c[par] for c in self.prefix_codes[layer])
+                if self._charts is None:
+                    self._charts = ExactCharts(self.cond, self.p)
+                hit = self._charts.hyperplane(prefix, jk // K, jk % K)
+            self._exact_lines[lid] = hit
+        return hit
+
+    def exact_vertex(self, vid: int):
+        v = self.vex.get(vid)
+        if v is None:
+            l1, l2 = (int(x) for x in self.vdef.a[vid])
+            e1, e2 = self.exact_line(l1), self.exact_line(l2)
+            v = solve([e1[0], e2[0]], [e1[1], e2[1]])
+            if v is None:
+                raise CPAInternalError("two lines defining a polygon vertex are parallel in exact arithmetic; "
+                                       "please report this network and window.")
+            self.vex[vid] = v
+        return v
+
+    # -- exact signs ----------------------------------------------------------------------------------------------
+    def _signs(self, vids, T, rows, line_of):
+        """Exact sides of vertices ``vids (M,)`` for lines ``rows (M,)`` of the coefficient table ``T`` (see
+        :func:`_sign_table`): ``(M,)`` int8. ``line_of(i)`` → the exact line of entry i (called only where
+        float64 cannot decide: |a·v − β| ≤ E, the filter bound of :func:`cpa_theory.polytope.vertex_signs`)."""
+        Vg, Tg = self.VE.a[vids], T[rows]
+        vals = Vg[:, 0] * Tg[:, 0] + Vg[:, 1] * Tg[:, 1] - Tg[:, 2]
+        E = FILTER_SAFETY * (np.abs(Vg[:, 0]) * Tg[:, 3] + np.abs(Vg[:, 1]) * Tg[:, 4] + Tg[:, 5] + Tg[:, 6] * Vg[:, 2])
+        if not np.isfinite(vals.sum() + E.sum()):  # E ≥ 0: its sum is finite iff every entry is
+            raise CPAInternalError("float64 overflow or NaN while deciding vertex sides; please report this "
+                                   "network and window (the exact count needs values within float64 range).")
+        s = np.sign(vals).astype(np.int8)
+        und = np.flatnonzero(~(np.abs(vals) > E))
+        for i in und.tolist():
+            la, lb = line_of(i)
+            val = dot(la, self.exact_vertex(int(vids[i]))) - lb
+            s[i] = (val > 0) - (val < 0)
+        if len(und):
+            self.stats["exact_fallbacks"] = self.stats.get("exact_fallbacks", 0) + len(und)
+        return s
+
+    # -- one layer -------------------------------------------------------------------------------------------------
+    def run_layer(self, li, lines, screened, sides0, progress=None):
+        """Split the current cells (the parents, one per chart row of ``lines``) by layer ``li``'s lines."""
+        fa, fb, EA, EB = lines["fa"], lines["fb"], lines["EA"], lines["EB"]
+        C, nK = fb.shape
+        first_line = self.lb.n
+        # every (parent, line) pair gets a line id up front (the table stays in parent-major order)
+        self.la.extend(fa.reshape(-1, 2))
+        self.lb.extend(fb.reshape(-1))
+        self.lea.extend(EA.reshape(-1, 2))
+        self.leb.extend(EB.reshape(-1))
+        meta = np.stack([np.full(C * nK, li), np.repeat(np.arange(C), nK), np.tile(np.arange(nK), C)], axis=1)
+        self.lmeta.extend(meta)
+
+        def lid(par, j):
+            return first_line + par * nK + j
+
+        T = _sign_table(fa.reshape(-1, 2), fb.reshape(-1), EA.reshape(-1, 2), EB.reshape(-1))
+
+        def exact_row(r):
+            return self.exact_line(first_line + int(r))
+
+        # parent test: every screened line against every parent polygon (box filter, then exact vertex signs)
+        sides = sides0.copy()  # (C, nK) int8
+        active = np.zeros((C, nK), dtype=bool)
+        boxes = self._boxes(_ranges(self.start, self.count), self.count)
+        cand = np.argwhere(screened)  # (pairs, 2): (parent, j)
+        step = max(1, _SIGN_CHUNK // max(1, int(self.count.mean())))
+        for s0 in range(0, len(cand), step):
+            pr = cand[s0:s0 + step]
+            smax, smin, _ = self._cell_signs(self.start[pr[:, 0]], self.count[pr[:, 0]], boxes[pr[:, 0]], T,
+                                             pr[:, 0] * nK + pr[:, 1], exact_row)
+            cut = (smax > 0) & (smin < 0)
+            active[pr[:, 0], pr[:, 1]] = cut
+            # off the cutting ones at most one side holds: max + min is 1, −1 or 0 (on the line everywhere)
+            nc = ~cut
+            sides[pr[nc, 0], pr[nc, 1]] = smax[nc] + smin[nc]
+        # live cells (append-only: a cut cell's lower half replaces it, its upper half is appended)
+        live = _Cells(self.start, self.count, np.arange(C), sides, boxes)
+        act_cols = np.flatnonzero(active.any(axis=0))
+        activeT = np.ascontiguousarray(active.T)
+        for step_i, j in enumerate(act_cols.tolist()):
+            cells = np.flatnonzero(activeT[j][live.par.v])
+            if not len(cells):
+                continue
+            smax, smin, (tested, ent, cnt, s) = self._cell_signs(
+                live.start.a[cells], live.count.a[cells], live.box.a[cells], T, live.par.a[cells] * nK + j,
+                exact_row)
+            cut = (smax > 0) & (smin < 0)
+            nc = ~cut
+            live.sides.a[cells[nc], j] = smax[nc] + smin[nc]
+            if cut.any():
+                self._split(cells[tested], cut[tested], ent, cnt, s, live, j, lid)
+            if progress is not None:
+                progress(li, (step_i + 1) / len(act_cols), live.par.n)
+        return live.start.v, live.count.v, live.par.v, live.sides.v
+
+    def _boxes(self, ent, count):
+        """``(C, 4)`` boxes (lo₀, lo₁, hi₀, hi₁) holding each cell's *exact* vertices: float vertices ± their
+        error bounds, widened by the rounding of that ± (2u relative)."""
+        VE = self.VE.a[self.pv.a[ent]]
+        bounds = np.concatenate([[0], np.cumsum(count)[:-1]])
+        lo = np.minimum.reduceat(VE[:, :2] - VE[:, 2:3], bounds, axis=0)
+        hi = np.maximum.reduceat(VE[:, :2] + VE[:, 2:3], bounds, axis=0)
+        return np.concatenate([lo - 2 * U * np.abs(lo), hi + 2 * U * np.abs(hi)], axis=1)
+
+    def _cell_signs(self, starts, counts, boxes, T, rows, exact_row):
+        """Side of each cell for one line each (``rows`` into ``T``): ``(smax, smin, (tested, ent, cnt, s))``.
+
+        A cell whose box lies strictly on one side (:func:`_box_sides`) gets that side; the others get exact
+        vertex signs (``s`` per pool entry ``ent`` of the ``tested`` cells, ``cnt`` entries each)."""
+        side = _box_sides(boxes, T[rows])
+        smax, smin = side.copy(), side.copy()
+        tested = np.flatnonzero(side == 0)
+        cnt = counts[tested]
+        ent = _ranges(starts[tested], cnt)
+        s = np.zeros(0, dtype=np.int8)
+        if len(tested):
+            r = np.repeat(rows[tested], cnt)
+            s = self._signs(self.pv.a[ent], T, r, lambda i: exact_row(r[i]))
+            bounds = np.concatenate([[0], np.cumsum(cnt)[:-1]])
+            smax[tested] = np.maximum.reduceat(s, bounds)
+            smin[tested] = np.minimum.reduceat(s, bounds)
+        return smax, smin, (tested, ent, cnt, s)
+
+    def _split(self, cells, cut, ent, cnt, s, live, j, lid):
+        """Split the cut cells (``cells[cut]``) by their parent's line j; Sutherland–Hodgman, all at once."""
+        keep_ent = np.repeat(cut, cnt)
+        ent, s = ent[keep_ent], s[keep_ent]
+        cc = cnt[cut]
+        ccells = cells[cut]
+        par = live.par.a[ccells]
+        nxt = _cyclic_next(cc)
+        sn = s[nxt]
+        vid, eline, esg = self.pv.a[ent], self.pl.a[ent], self.ps.a[ent]
+        cross = (s.astype(np.int16) * sn) < 0
+        cut_line = lid(np.repeat(par, cc), j)
+        # crossing points: the edge's line ∩ the cut line (vectorised Cramer with error bound; exact fallback)
+        xi = np.flatnonzero(cross)
+        l1, l2 = eline[xi], cut_line[xi]
+        X, Xerr = _solve_pairs(self.la.a[l1], self.lb.a[l1], self.lea.a[l1], self.leb.a[l1],
+                               self.la.a[l2], self.lb.a[l2], self.lea.a[l2], self.leb.a[l2], self.scale)
+        new_ids = self.V.extend(X)
+        self.err.extend(Xerr)
+        self.VE.extend(np.c_[X, Xerr])
+        self.vdef.extend(np.stack([l1, l2], axis=1))
+        for k in np.flatnonzero(~np.isfinite(Xerr)).tolist():
+            self.stats["exact_vertices"] = self.stats.get("exact_vertices", 0) + 1
+            ex = self.exact_vertex(int(new_ids[k]))
+            v = np.array([float(ex[0]), float(ex[1])])
+            self.V.a[new_ids[k]] = v
+            self.err.a[new_ids[k]] = U * float(np.abs(v).max())
+            self.VE.a[new_ids[k]] = [v[0], v[1], self.err.a[new_ids[k]]]
+        xid = np.full(len(s), -1, dtype=np.int64)
+        xid[xi] = new_ids
+        seg_bounds = np.concatenate([[0], np.cumsum(cc)[:-1]])
+        halves = []
+        for keep, csign in ((-1, 1), (1, -1)):  # below: inside a·y − β ≤ 0 (sign +1), above: sign −1
+            emit_v = (s == 0) | (s == keep)
+            on_cut_v = (s == 0) & (sn != keep)
+            fv_line = np.where(on_cut_v, cut_line, eline)
+            fv_sign = np.where(on_cut_v, csign, esg).astype(np.int8)
+            fx_line = np.where(sn == keep, eline, cut_line)
+            fx_sign = np.where(sn == keep, esg, csign).astype(np.int8)
+            mask = np.stack([emit_v, cross], axis=1).ravel()
+            o_v = np.stack([vid, xid], axis=1).ravel()[mask]
+            o_l = np.stack([fv_line, fx_line], axis=1).ravel()[mask]
+            o_s = np.stack([fv_sign, fx_sign], axis=1).ravel()[mask]
+            per = np.add.reduceat(np.stack([emit_v, cross], axis=1).sum(axis=1), seg_bounds)
+            base = self.pv.n
+            self.pv.extend(o_v)
+            self.pl.extend(o_l)
+            self.ps.extend(o_s)
+            halves.append((base + np.concatenate([[0], np.cumsum(per)[:-1]]), per))
+        # replace each cut cell by its lower half in place; append the upper halves
+        live.start.a[ccells], live.count.a[ccells] = halves[0]
+        live.sides.a[ccells, j] = -1
+        up_sides = live.sides.a[ccells]
+        up_sides[:, j] = 1
+        live.box.a[ccells] = self._boxes(_ranges(*halves[0]), halves[0][1])
+        live.box.extend(self._boxes(_ranges(*halves[1]), halves[1][1]))
+        live.start.extend(halves[1][0])
+        live.count.extend(halves[1][1])
+        live.par.extend(par)
+        live.sides.extend(up_sides)
+
+    def compact(self, start, count):
+        """Rewrite the pool with only the live cells' entries (after a layer)."""
+        ent = _ranges(start, count)
+        pv, pl, ps = self.pv.v[ent], self.pl.v[ent], self.ps.v[ent]
+        self.pv, self.pl, self.ps = _Grow((), np.int64, len(ent) + 1), _Grow((), np.int64, len(ent) + 1), \
+            _Grow((), np.int8, len(ent) + 1)
+        self.pv.extend(pv)
+        self.pl.extend(pl)
+        self.ps.extend(ps)
+        self.start = np.concatenate([[0], np.cumsum(count)[:-1]]).astype(np.intp)
+        self.count = count.astype(np.intp)
+
+
+def _sign_table(a, b, ea, eb):
+    """Per line, the coefficients of the vertex-sign filter: ``(L, 7)`` rows (a₀, a₁, β, ea₀ + k|a₀|,
+    ea₁ + k|a₁|, eβ + k|β|, Σ|a| + Σea) with k = (2 + DOT_EXTRA_TERMS)·u, so that for a vertex v with error e
+    the bound is E = S·(|v₀| T₃ + |v₁| T₄ + T₅ + T₆ e) (:func:`cpa_theory.polytope.vertex_signs`, d = 2)."""
+    k = (2 + DOT_EXTRA_TERMS) * U
+    absA = np.abs(a)
+    return np.column_stack([a, b, ea + k * absA, eb + k * np.abs(b), absA.sum(axis=1) + ea.sum(axis=1)])
+
+
+def _box_sides(box, Tg):
+    """Side of a box for a line, decided in float64 when safe: ``(n,)`` int8, +1 / −1 when every point of the
+    box is strictly on that side of the *exact* line, 0 when undecided.
+
+    With M = max(|lo|, |hi|) per coordinate, |(a*·y − β*) − fl(a·y − β)| ≤ EA·M + Eβ + k(|a|·M + |β|) for every
+    y in the box (the vertex filter's bound at |y| ≤ M, error 0), and the float function's minimum over the box
+    is at the corner that takes lo where a ≥ 0 (maximum: the opposite corner)."""
+    lo0, lo1, hi0, hi1 = box[:, 0], box[:, 1], box[:, 2], box[:, 3]
+    a0, a1 = Tg[:, 0], Tg[:, 1]
+    M0, M1 = np.maximum(np.abs(lo0), np.abs(hi0)), np.maximum(np.abs(lo1), np.abs(hi1))
+    E = FILTER_SAFETY * (M0 * Tg[:, 3] + M1 * Tg[:, 4] + Tg[:, 5])
+    p0, p1 = a0 >= 0, a1 >= 0
+    vmin = np.where(p0, a0 * lo0, a0 * hi0) + np.where(p1, a1 * lo1, a1 * hi1) - Tg[:, 2]
+    vmax = np.where(p0, a0 * hi0, a0 * lo0) + np.where(p1, a1 * hi1, a1 * lo1) - Tg[:, 2]
+    return (vmin > E).astype(np.int8) - (vmax < -E).astype(np.int8)
+
+
+def _solve_pairs(a1, b1, e1, eb1, a2, b2, e2, eb2, scale):
+    """Intersections of line pairs a1·y = b1, a2·y = b2 (row-wise) with the error bound of
+    :func:`cpa_theory.polytope._solve_2x2` (Cramer's rule; inf where float64 cannot bound the point)."""
+    p, q, r, t = a1[:, 0], a1[:, 1], a2[:, 0], a2[:, 1]
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        det = p * t - q * r
+        den = np.abs(det) - 2 * U * (np.abs(p * t) + np.abs(q * r))
+        x = (b1 * t - b2 * q) / det
+        y = (p * b2 - r * b1) / det
+        ninv = np.maximum(np.abs(t) + np.abs(q), np.abs(r) + np.abs(p)) / den
+        ax, ay = np.abs(x), np.abs(y)
+        k = (2 + DOT_EXTRA_TERMS) * U
+        pert = np.maximum(
+            e1[:, 0] * ax + e1[:, 1] * ay + eb1 + np.abs(p * x + q * y - b1) + k * (np.abs(p) * ax + np.abs(q) * ay
+                                                                                   + np.abs(b1)),
+            e2[:, 0] * ax + e2[:, 1] * ay + eb2 + np.abs(r * x + t * y - b2) + k * (np.abs(r) * ax + np.abs(t) * ay
+                                                                                   + np.abs(b2)))
+        shrink = 1.0 - ninv * np.maximum(e1[:, 0] + e1[:, 1], e2[:, 0] + e2[:, 1])
+        err = FILTER_SAFETY * ninv * pert / shrink + U * np.maximum(ax, ay)
+    good = (den > 0) & (shrink > 0.5) & (err <= VERTEX_ERR_MAX_RTOL * scale)
+    err = np.where(good, err, np.inf)
+    X = np.stack([np.where(good, x, 0.0), np.where(good, y, 0.0)], axis=1)
+    return X, err
+
+
+# -- the driver: layers, then certificates -------------------------------------------------------------------
+def _screen(lines, y0, radius):
+    """The C4 window screen of :mod:`cpa_theory.regions` (same safe margin): lines that can meet W, and the
+    side of the window centre for the others."""
+    fa, fb, EA, EB = lines["fa"], lines["fb"], lines["EA"], lines["EB"]
+    d = fa.shape[2]
+    ay0 = np.abs(y0) + radius
+    resid = np.einsum("cjd,d->cj", fa, y0) - fb
+    dual = np.abs(fa).sum(axis=2)
+    Es = FILTER_SAFETY * (np.einsum("cjd,d->cj", EA, ay0) + EB + (d + DOT_EXTRA_TERMS + 2) * U
+                          * (np.einsum("cjd,d->cj", np.abs(fa), ay0) + np.abs(fb)))
+    return np.abs(resid) - radius * dual <= Es, np.sign(resid).astype(np.int8)
+
+
+def refine(cond, root, p, y0, radius, stats, progress=None):
+    """All layers: returns the :class:`Frontier2D` holding the final cells, their codes, flats and output
+    charts f = A y + c (``fr.A (C, n_out, 2)``, ``fr.c (C, n_out)``)."""
+    fr = Frontier2D(cond, root, p, y0, radius, stats)
+    d = 2
+    eye = np.eye(d)
+    A, c, mA, mc = eye[None], p[None].copy(), eye[None], np.abs(p)[None]
+    rel = 0.0
+    codes, flats = (), ()
+    for li, cl in enumerate(cond.layers):
+        lines = layer_lines(cl, A, c, mA, mc, rel, li)
+        screened, sides0 = _screen(lines, y0, radius)
+        fr.prefix_codes.append(codes)
+        start, count, par_of, csides = fr.run_layer(li, lines, screened, sides0, progress)
+        fr.compact(start, count)
+        act = cl.activation
+        K, N, z0, g, e = lines["K"], lines["N"], lines["z0"], cl.bn.gain, cl.bn.shift
+        L, n = len(start), z0.shape[1]
+        if K:
+            sk = csides.reshape(L, n, K)
+            pieces = (sk >= 0).sum(axis=2).astype(np.int64)
+            flat_here = (sk == 0).any(axis=2)
+        else:
+            pieces = np.zeros((L, n), dtype=np.int64)
+            flat_here = np.zeros((L, n), dtype=bool)
+        slope_tab = np.asarray(act.slopes, dtype=np.float64)
+        icpt_tab = np.asarray(act.intercepts(), dtype=np.float64)
+        t = act.breakpoints_array
+        icpt_mag = np.abs(icpt_tab) + np.abs(slope_tab) * (np.abs(t).max() if K else 0.0) + (
+            np.abs(np.asarray(act.values_at_breakpoints())).max() if K else 0.0)
+        slope, icpt = slope_tab[pieces], icpt_tab[pieces]
+        aslope = np.abs(slope)
+        A = slope[:, :, None] * N[par_of]
+        c = slope * z0[par_of] + icpt
+        mA = aslope[:, :, None] * np.abs(g)[None, :, None] * lines["mlin"][par_of]
+        mc = aslope * (np.abs(g)[None, :] * lines["mgap"][par_of] + np.abs(e)[None, :]) + icpt_mag[pieces]
+        codes = tuple(k[par_of] for k in codes) + (pieces,)
+        flats = tuple(k[par_of] for k in flats) + (flat_here,)
+        rel = lines["rel2"] + 2 * U
+    fr.codes, fr.flats, fr.A, fr.c = codes, flats, A, c
+    return fr
+
+
+def _segment_ids(count):
+    return np.repeat(np.arange(len(count)), count)
+
+
+def _witnesses(fr, p):
+    """Per region: witness (vertex mean, x-coordinates), its float ball radius (the bound of
+    :func:`cpa_theory.regions._inradii`, all edges of all regions in one pass)."""
+    cnt = fr.count
+    C = len(cnt)
+    cell = _segment_ids(cnt)
+    V = fr.V.a[fr.pv.v]
+    cys = np.stack([np.bincount(cell, weights=V[:, k], minlength=C) for k in range(2)], axis=1) / cnt[:, None]
+    bounds = fr.start
+    errs = np.maximum.reduceat(fr.err.a[fr.pv.v], bounds) + U * np.abs(cys).max(axis=1) * 4
+    lid = fr.pl.v
+    A, B, EA, EB = fr.la.a[lid], fr.lb.a[lid], fr.lea.a[lid], fr.leb.a[lid]
+    sg = fr.ps.v.astype(np.float64)
+    pt, perr = cys[cell], errs[cell]
+    ap = np.abs(pt)
+    absA = np.abs(A)
+    slack = -sg * (np.einsum("fd,fd->f", A, pt) - B)
+    E = FILTER_SAFETY * (np.einsum("fd,fd->f", EA, ap) + EB + (absA.sum(axis=1) + EA.sum(axis=1)) * perr
+                         + (2 + DOT_EXTRA_TERMS) * U * (np.einsum("fd,fd->f", absA, ap) + np.abs(B)))
+    nrm = np.linalg.norm(A, axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.where(nrm > 0, (slack - E) / (nrm + np.linalg.norm(EA, axis=1)), np.inf)
+    wit = cys + p
+    rad = np.minimum.reduceat(r, bounds) - 2 * U * np.abs(wit).max(axis=1)
+    return wit, rad
+
+
+def _recheck(cond, wit, rad, codes, flats, radius_w, exact, chunk=4096):
+    """Independent forward pass at every witness: ``(C,)`` bool (the test of
+    :func:`cpa_theory.regions._certify_batch`, on stacked code arrays)."""
+    from .exact import exact_code
+
+    ok = rad > WITNESS_MIN_RELATIVE_RADIUS * radius_w
+    for s0 in range(0, len(wit), chunk):
+        sl = slice(s0, s0 + chunk)
+        zs = cond.preactivations(wit[sl])
+        for li, (layer, z) in enumerate(zip(cond.layers, zs)):
+            ok[sl] &= np.all(layer.activation.piece_index(z) == codes[li][sl], axis=1)
+            if layer.activation.breakpoints:
+                on_bp = np.isin(z, layer.activation.breakpoints_array) & ~flats[li][sl]
+                ok[sl] &= ~np.any(on_bp, axis=1)
+    if exact:
+        for i in np.flatnonzero(ok).tolist():
+            ok[i] = all(np.array_equal(g, k[i]) for g, k in zip(exact_code(cond, wit[i]), codes))
+    return ok
+
+
+def polygon_of(fr, i) -> Polygon:
+    """Region i as a :class:`cpa_theory.polytope.Polygon` (for the rare exact paths and ``keep_regions``)."""
+    ent = np.arange(fr.start[i], fr.start[i] + fr.count[i])
+    vids = fr.pv.a[ent]
+    efs = []
+    for l, s in zip(fr.pl.a[ent].tolist(), fr.ps.a[ent].tolist()):
+        efs.append((Hyper(fr.la.a[l].copy(), float(fr.lb.a[l]), fr.lea.a[l].copy(), float(fr.leb.a[l]),
+                          _line_key(fr, l), fn=lambda l=l: fr.exact_line(l)), int(s)))
+    return Polygon(fr.V.a[vids].copy(), fr.err.a[vids].copy(), [fr.vex.get(int(v)) for v in vids], efs, fr.scale)
+
+
+def _line_key(fr, l):
+    layer, par, jk = (int(v) for v in fr.lmeta.a[l])
+    if layer < 0:
+        return fr._root_lines[par].key
+    K = len(fr.cond.layers[layer].activation.breakpoints)
+    return (layer, jk // K, jk % K, tuple(c[par] for c in fr.prefix_codes[layer]))
+
+
+def _code_words(codes, C):
+    """Codes packed into uint64 words: ``(W (C, nw), col → (word, shift, bits))``. Codes of layers whose pieces
+    are 0/1 take one bit per neuron, others one byte (pieces < 256: the activation tables are small)."""
+    cols_bits = []
+    for k in codes:
+        cols_bits.append(1 if k.size == 0 or int(k.max(initial=0)) <= 1 else 8)
+    bitpos = np.concatenate([[0], np.cumsum([b * k.shape[1] for b, k in zip(cols_bits, codes)])]).astype(np.int64)
+    nw = max(1, int((bitpos[-1] + 63) // 64))
+    W = np.zeros((C, nw), dtype=np.uint64)
+    for li, (b, k) in enumerate(zip(cols_bits, codes)):
+        for j in range(k.shape[1]):  # one column at a time: widths are at most a few thousand
+            pos = int(bitpos[li] + b * j)
+            W[:, pos // 64] |= k[:, j].astype(np.uint64) << np.uint64(pos % 64)
+    return W, bitpos, np.array(cols_bits, dtype=np.int64)
+
+
+def _adjacency(fr):
+    """Every edge inside W matched with the region across it (THEORY §6; the rule of
+    :func:`cpa_theory.regions._adjacency`: the neighbour's code differs in exactly that neuron, moved across
+    that breakpoint), vectorised over all edges: codes packed into words and hashed, every candidate verified
+    on all its words (a hash only finds it).
+
+    Returns ``(pairs (P, 2), unmatched entry positions)``."""
+    C = len(fr.count)
+    W, bitpos, bits = _code_words(fr.codes, C)
+    rng = np.random.default_rng(12345)  # a fixed hash: only speed depends on it, matches are verified
+    R = rng.integers(1, 2**63, size=W.shape[1], dtype=np.uint64) | np.uint64(1)
+    with np.errstate(over="ignore"):
+        h = (W * R[None, :]).sum(axis=1, dtype=np.uint64)
+    order = np.argsort(h, kind="stable")
+    hs = h[order]
+    cell = _segment_ids(fr.count)
+    meta = fr.lmeta.a[fr.pl.v]
+    inner = np.flatnonzero(meta[:, 0] >= 0)
+    layer, jk = meta[inner, 0], meta[inner, 2]
+    Ks = np.array([max(1, len(l.activation.breakpoints)) for l in fr.cond.layers], dtype=np.int64)
+    j, k = jk // Ks[layer], jk % Ks[layer]
+    ci = cell[inner]
+    piece = np.empty(len(inner), dtype=np.int64)
+    for li in np.unique(layer).tolist():
+        sel = layer == li
+        piece[sel] = fr.codes[li][ci[sel], j[sel]]
+    other = np.where(piece == k + 1, k, np.where(piece == k, k + 1, -1))
+    valid = other >= 0
+    pos = bitpos[layer] + bits[layer] * j
+    word, shift = pos // 64, (pos % 64).astype(np.uint64)
+    with np.errstate(over="ignore"):
+        delta = (other - piece).astype(np.uint64) << shift  # mod 2^64: the piece field changes by other − piece
+        target = W[ci, word] + delta
+        hn = h[ci] + (target - W[ci, word]) * R[word]
+    at = np.minimum(np.searchsorted(hs, hn), len(hs) - 1)
+    nb = order[at]
+    good = valid & (hs[at] == hn)
+    gi = np.flatnonzero(good)
+    for s0 in range(0, len(gi), 1 << 16):  # verify every word of every candidate
+        g = gi[s0:s0 + (1 << 16)]
+        rows_c, rows_n = W[ci[g]], W[nb[g]]
+        rows_c[np.arange(len(g)), word[g]] = target[g]
+        good[g[~np.all(rows_c == rows_n, axis=1)]] = False
+    pairs = np.stack([ci[good], nb[good]], axis=1)
+    pairs = pairs[pairs[:, 0] < pairs[:, 1]]
+    return pairs, inner[~good]
+
+
+def _balance_ok(fr, unmatched) -> bool:
+    """Fallback for unmatched edges (coincident switching sets): on each such line, the edge length seen from its
+    two sides must agree (FACET_BALANCE_RTOL), as :func:`cpa_theory.regions._balance_ok`."""
+    if not len(unmatched):
+        return True
+    lines = np.unique(fr.pl.v[unmatched])
+    on = np.isin(fr.pl.v, lines)
+    ent = np.flatnonzero(on)
+    nxt = _cyclic_next(fr.count)
+    V = fr.V.a[fr.pv.v]
+    length = np.linalg.norm(V[nxt[ent]] - V[ent], axis=1)
+    key = np.searchsorted(lines, fr.pl.v[ent]) * 2 + (fr.ps.v[ent] > 0)
+    sums = np.bincount(key, weights=length, minlength=2 * len(lines)).reshape(-1, 2)
+    a, b = sums[:, 0], sums[:, 1]
+    return bool(np.all((np.abs(a - b) <= FACET_BALANCE_RTOL * np.maximum(np.maximum(a, b), 1e-300)) & (a > 0)))
+
+
+def _volumes(fr):
+    V = fr.V.a[fr.pv.v]
+    nxt = _cyclic_next(fr.count)
+    cross = V[:, 0] * V[nxt, 1] - V[nxt, 0] * V[:, 1]
+    return 0.5 * np.add.reduceat(cross, fr.start) if len(fr.count) else np.zeros(0)
+
+
+def _linear_components(n, pairs, A, c) -> int:
+    """Maximal linear regions: connected components of adjacent regions whose output maps agree
+    (AFFINE_MAP_RTOL, the comparison of :func:`cpa_theory.regions._linear_components`)."""
+    if not len(pairs):
+        return n
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    u, v = pairs[:, 0], pairs[:, 1]
+    same = np.ones(len(u), dtype=bool)
+    for X in (A.reshape(n, -1), c.reshape(n, -1)):
+        mag = np.abs(X).max(axis=1, initial=0)
+        scale = 1.0 + np.maximum(mag[u], mag[v])
+        same &= np.all(np.abs(X[u] - X[v]) <= AFFINE_MAP_RTOL * scale[:, None], axis=1)
+    g = coo_matrix((np.ones(int(same.sum())), (u[same], v[same])), shape=(n, n))
+    return int(connected_components(g, directed=False)[0])
+
+
+def _corner_angles(fr):
+    """Interior angle at every corner (pool entry), from the outward normals s·a of its two edges' lines
+    (well defined for slivers whose float vertices are not), and whether the corner is on W's boundary."""
+    cnt = fr.count
+    nxt = _cyclic_next(cnt)
+    prv = np.empty_like(nxt)
+    prv[nxt] = np.arange(len(nxt))
+    lid, sg = fr.pl.v, fr.ps.v.astype(np.float64)
+    n_out = fr.la.a[lid] * sg[:, None]
+    n1, n2 = n_out[prv], n_out
+    turn = np.arctan2(n1[:, 0] * n2[:, 1] - n1[:, 1] * n2[:, 0], np.einsum("ij,ij->i", n1, n2))
+    meta = fr.lmeta.a[lid]
+    on_w = (meta[:, 0] < 0) | (meta[prv, 0] < 0)
+    return np.pi - turn, on_w
+
+
+def _vertex_clusters(fr, exact_ids=None):
+    """Group the corners (pool entries) into the vertices of the planar subdivision: ``(labels, n)``.
+
+    Copies of one exact point lie within their proven error bounds of each other: corners are joined when they
+    share a vertex id or a cell of any of four offset grids of spacing 4·max err (so copies, at most 2·max err
+    apart per coordinate, always share one). ``exact_ids``: corners (pool entries) whose groups are instead
+    decided by exact rational equality of their vertices (the second pass when the first does not close up)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    vid = fr.pv.v
+    n = len(vid)
+    V = fr.V.a[vid]
+    g = 4.0 * float(fr.err.a[vid].max()) if n else 1.0
+    rows, cols = [np.arange(n)], [n + vid.astype(np.int64)]  # corner → its vertex id (node n + vid)
+    base = n + int(fr.V.n)
+    float_ok = np.ones(n, dtype=bool)
+    if exact_ids is not None:
+        float_ok[exact_ids] = False
+    fi = np.flatnonzero(float_ok)
+    for ox, oy in ((0, 0), (0.5, 0), (0, 0.5), (0.5, 0.5)):
+        kx, ky = np.floor(V[fi, 0] / g + ox), np.floor(V[fi, 1] / g + oy)
+        order = np.lexsort((ky, kx))
+        step = np.r_[True, (kx[order][1:] != kx[order][:-1]) | (ky[order][1:] != ky[order][:-1])]
+        inv = np.empty(len(fi), dtype=np.int64)
+        inv[order] = np.cumsum(step) - 1
+        rows.append(fi)
+        cols.append(base + inv)
+        base += int(inv.max()) + 1 if len(inv) else 0
+    if exact_ids is not None and len(exact_ids):
+        exact_pts = {}
+        ex_lab = np.empty(len(exact_ids), dtype=np.int64)
+        for t, e in enumerate(np.asarray(exact_ids).tolist()):
+            ex_lab[t] = exact_pts.setdefault(fr.exact_vertex(int(vid[e])), len(exact_pts))
+        rows.append(np.asarray(exact_ids))
+        cols.append(base + ex_lab)
+        base += len(exact_pts)
+    r, c = np.concatenate(rows), np.concatenate(cols)
+    G = coo_matrix((np.ones(len(r)), (r, c)), shape=(base, base))
+    _, lab = connected_components(G, directed=False)
+    labels = np.unique(lab[:n], return_inverse=True)[1].reshape(-1)
+    return labels, int(labels.max()) + 1 if n else 0
+
+
+def _euler_pass(fr, labels, nv, theta, on_w, tol):
+    F = len(fr.count)
+    k = np.bincount(labels, minlength=nv)
+    tsum = np.bincount(labels, weights=theta, minlength=nv)
+    bnd = np.bincount(labels, weights=on_w.astype(np.float64), minlength=nv) > 0
+    m = np.rint(tsum / np.pi)
+    interior_ok = ~bnd & (np.abs(tsum - m * np.pi) <= tol) & ((m == 1) | (m == 2))
+    boundary_ok = bnd & (tsum <= np.pi + tol)
+    ok = bool(np.all(interior_ok | boundary_ok))
+    # degree: interior vertex with full angle = its corners; a T-junction (angle π) one more; boundary k + 1
+    deg = k + np.where(bnd, 1, np.where(m == 1, 1, 0))
+    twoE = int(deg.sum())
+    chi = nv - twoE / 2 + F
+    return ok and twoE % 2 == 0, chi
+
+
+def euler_check(fr, tol):
+    """Euler characteristic V − E + F of the subdivision (1 for a tiling of the window) and whether every
+    vertex closes up (interior angle sums 2π, or π at a T-junction; at most π on W's boundary)."""
+    theta, on_w = _corner_angles(fr)
+    labels, nv = _vertex_clusters(fr)
+    ok, chi = _euler_pass(fr, labels, nv, theta, on_w, tol)
+    if ok and chi == 1:
+        return 1, True
+    # second pass: groups joined by more than one vertex id are re-decided by exact equality
+    vid = fr.pv.v
+    first = np.full(nv, -1, dtype=np.int64)
+    first[labels[::-1]] = vid[::-1]
+    mixed = np.zeros(nv, dtype=bool)
+    mixed[labels[vid != first[labels]]] = True
+    exact_ids = np.flatnonzero(mixed[labels])
+    labels, nv = _vertex_clusters(fr, exact_ids)
+    ok, chi = _euler_pass(fr, labels, nv, theta, on_w, tol)
+    return (int(chi) if chi == int(chi) else chi), ok and chi == 1
+
+
+def count_plane(cond, win, p, root, vol_w, *, keep_regions=False, exact_recheck=False, linear=True,
+                progress=None):
+    """Count, certify and check completeness in the plane; the :class:`cpa_theory.regions.RegionCount` fields
+    except ``hits`` and ``seconds`` (the caller's)."""
+    from .regions import Region, RegionCount, _exact_witness, _Leaf
+    from .tolerances import EULER_ANGLE_TOL, VOLUME_SUM_RTOL
+
+    stats: dict = {}
+    bar = _LayerProgress(progress, len(cond.layers))
+    try:
+        fr = refine(cond, root, p, win.center - p, win.radius, stats, bar.update)
+    finally:
+        bar.close()
+    fr.compact(fr.start, fr.count)  # certificates read the pool in cell order
+    n = len(fr.count)
+    wit, rad = _witnesses(fr, p)
+    ok = _recheck(cond, wit, rad, fr.codes, fr.flats, win.radius, exact_recheck)
+    n_exact_wit = 0
+    p_exact = [Fraction(float(v)) for v in p]
+    for i in np.flatnonzero(~ok).tolist():
+        leaf = _Leaf(polygon_of(fr, i), tuple(k[i] for k in fr.codes), tuple(k[i] for k in fr.flats), None, None)
+        got = _exact_witness(cond, leaf, p_exact)
+        if got is not None:
+            x, rho = got
+            wit[i] = [float(v) for v in x]
+            rad[i] = float(rho)
+            ok[i] = True
+            n_exact_wit += 1
+    n_bad = int(np.count_nonzero(~ok))
+    vol_sum = float(_volumes(fr).sum())
+    vol_ok = abs(vol_sum - vol_w) <= VOLUME_SUM_RTOL * vol_w
+    pairs, unmatched = _adjacency(fr)
+    chi, euler_ok = euler_check(fr, EULER_ANGLE_TOL)
+    complete = bool(vol_ok and _balance_ok(fr, unmatched) and euler_ok)
+    out_A = fr.A
+    out_c = fr.c - np.einsum("cod,d->co", fr.A, p)  # f(x) = A (x − p) + c
+    n_lin = _linear_components(n, pairs, out_A, out_c) if linear else n
+    regions = None
+    if keep_regions:
+        regions = []
+        for i in range(n):
+            P = polygon_of(fr, i)
+            G, h = P.facet_arrays()
+            regions.append(Region(tuple(k[i] for k in fr.codes), wit[i], float(rad[i]), P.V + p, out_A[i],
+                                  out_c[i], (G, h + G @ p)))
+    min_rad = float(rad[ok].min()) if ok.any() else math.inf
+    res = RegionCount(win.center, win.radius, n, n_lin, 0, n_bad == 0 and complete, n_bad, 0.0,
+                      int(stats.get("exact_fallbacks", 0)), regions, complete, min_rad, n_exact_wit, len(unmatched))
+    res.euler_characteristic = chi
+    return res
+
+
+class _LayerProgress:
+    """Rich progress on stderr once a window takes > 2 s (``mode`` None), always (True) or never (False):
+    layers done and the fraction of the current layer's switching sets processed."""
+
+    def __init__(self, mode, n_layers):
+        self.mode, self.n, self.bar, self.t0 = mode, n_layers, None, time.perf_counter()
+
+    def update(self, layer, frac, cells):
+        if self.mode is False or (self.mode is None and time.perf_counter() - self.t0 < 2.0):
+            return
+        if self.bar is None:
+            import sys
+
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.bar = Progress(TextColumn("counting regions (plane)"), BarColumn(),
+                                TextColumn("layer {task.fields[layer]}/{task.fields[n]}, {task.fields[cells]} cells"),
+                                TimeElapsedColumn(), console=Console(file=sys.stderr), transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task("count", total=self.n, layer=0, n=self.n, cells=0)
+        self.bar.update(self.task, completed=layer + frac, layer=layer + 1, cells=cells)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.stop()

@@ -1,0 +1,186 @@
+"""The plane engine (cpa_theory.frontier2d: every cell of a layer split at once) against the cell-by-cell engine,
+and its completeness checks (volume sum, facet matching, Euler characteristic) against injected faults."""
+
+from __future__ import annotations
+
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import cpa_theory.frontier2d as F2
+from cpa_theory import BatchNorm, Layer, Network, identity, relu
+from cpa_theory.regions import count_regions
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_counting_exact import _activations, _random_net, brute_single_layer, near_concurrent, one_layer  # noqa: E402
+
+
+def _same(a, b):
+    assert a.regions == b.regions, (a.as_json(), b.as_json())
+    assert a.linear_regions == b.linear_regions
+    assert a.hits == b.hits
+    assert a.certified == b.certified and a.complete == b.complete
+    assert a.uncertified == b.uncertified
+    assert np.isclose(a.min_witness_radius, b.min_witness_radius, rtol=1e-9, atol=0)
+
+
+@pytest.mark.parametrize("mode", ["train", "eval", None])
+@pytest.mark.parametrize("widths", [(7, 6), (5, 5, 4)])
+def test_plane_engine_equals_the_cell_engine(mode, widths):
+    rng = np.random.default_rng(len(widths) * 7 + (0 if mode is None else len(mode)))
+    for act in _activations():
+        net = _random_net(rng, 2, widths, mode, act)
+        center = rng.normal(size=2) * 0.2
+        fast = count_regions(net, center, 0.9)
+        ref = count_regions(net, center, 0.9, engine="cells")
+        _same(fast, ref)
+        assert fast.certified and fast.euler_characteristic == 1
+
+
+def test_plane_engine_on_bn_concurrent_lines_and_polytope_domains():
+    # train-mode BN with β = 0: every first-layer line passes through the batch centroid (massive concurrency)
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(16, 2))
+    net = Network(2, (Layer(rng.normal(size=(12, 2)), np.zeros(12), relu(), BatchNorm(12, "train", beta=np.zeros(12))),
+                      Layer(rng.normal(size=(6, 12)) / 3, rng.normal(size=6) * 0.1, relu()),
+                      Layer(np.ones((1, 6)), [0.0], identity())), X)
+    xbar = X.mean(axis=0)
+    fast = count_regions(net, xbar, 0.7)
+    _same(fast, count_regions(net, xbar, 0.7, engine="cells"))
+    assert fast.certified and fast.euler_characteristic == 1
+    # a triangle domain instead of a window
+    G = np.array([[-1.0, 0.0], [0.0, -1.0], [1.0, 1.0]])
+    h = np.array([0.5, 0.5, 0.8]) + G @ xbar
+    _same(count_regions(net, polytope=(G, h)), count_regions(net, polytope=(G, h), engine="cells"))
+
+
+@pytest.mark.parametrize("k", [3, 8, 25])
+def test_rounded_concurrent_lines_equal_exact_enumeration(k):
+    rng = np.random.default_rng(k)
+    W, b = near_concurrent(rng, k, 2, rng.uniform(-0.3, 0.3, size=2))
+    res = count_regions(one_layer(W, b), np.zeros(2), 0.5)
+    assert res.regions == brute_single_layer(W, b, np.zeros(2), 0.5)
+    assert res.certified and res.euler_characteristic == 1
+
+
+def _net(seed=11):
+    rng = np.random.default_rng(seed)
+    return Network(2, (Layer(rng.normal(size=(8, 2)), rng.normal(size=8) * 0.3, relu()),
+                       Layer(rng.normal(size=(6, 8)), rng.normal(size=6) * 0.3, relu()),
+                       Layer(np.ones((1, 6)), [0.0], identity())))
+
+
+def _tamper(monkeypatch, edit):
+    orig = F2.refine
+
+    def refine(*args, **kw):
+        fr = orig(*args, **kw)
+        edit(fr)
+        return fr
+
+    monkeypatch.setattr(F2, "refine", refine)
+
+
+def _keep(fr, idx):
+    fr.start, fr.count = fr.start[idx], fr.count[idx]
+    fr.codes = tuple(k[idx] for k in fr.codes)
+    fr.flats = tuple(k[idx] for k in fr.flats)
+    fr.A, fr.c = fr.A[idx], fr.c[idx]
+    fr.compact(fr.start, fr.count)
+
+
+def test_a_dropped_region_is_caught(monkeypatch):
+    full = count_regions(_net(), np.zeros(2), 1.0)
+    assert full.complete and full.certified and full.regions > 20 and full.euler_characteristic == 1
+    _tamper(monkeypatch, lambda fr: _keep(fr, np.delete(np.arange(len(fr.count)), 5)))
+    res = count_regions(_net(), np.zeros(2), 1.0)
+    assert res.regions == full.regions - 1
+    assert res.complete is False and res.certified is False and res.as_json()["complete"] is False
+
+
+def test_a_duplicated_region_is_caught(monkeypatch):
+    _tamper(monkeypatch, lambda fr: _keep(fr, np.r_[np.arange(len(fr.count)), 5]))
+    res = count_regions(_net(), np.zeros(2), 1.0)
+    assert res.complete is False and res.certified is False
+
+
+def test_euler_check_alone_sees_a_hole(monkeypatch):
+    """Volume and facet matching switched off: the Euler / angle check by itself rejects a missing region."""
+    net = _net()
+    fr = F2.refine(net.condition(), *_root(net))
+    from cpa_theory.tolerances import EULER_ANGLE_TOL
+
+    assert F2.euler_check(fr, EULER_ANGLE_TOL) == (1, True)
+    _keep(fr, np.delete(np.arange(len(fr.count)), 7))
+    chi, ok = F2.euler_check(fr, EULER_ANGLE_TOL)
+    assert not ok
+
+
+def _root(net):
+    from cpa_theory.regions import _setup
+
+    cond = net.condition()
+    win, p, root, _ = _setup(cond, np.zeros(2), 1.0, None)
+    return root, p, win.center - p, win.radius, {}
+
+
+def test_euler_degree_rules_on_a_t_junction():
+    """[-1, 1]² = left half ∪ right-bottom ∪ right-top: the vertex (0, 0) is a T-junction (corner of two
+    regions, angle sum π, degree 3). χ = 8 − 10 + 3 = 1 needs the T-junction's extra edge and the boundary
+    vertices' k + 1 degree; each rule mutated gives χ ≠ 1."""
+    verts = {(-1, -1): 0, (0, -1): 1, (1, -1): 2, (1, 0): 3, (1, 1): 4, (0, 1): 5, (-1, 1): 6, (0, 0): 7}
+    regions = [[(-1, -1), (0, -1), (0, 1), (-1, 1)], [(0, -1), (1, -1), (1, 0), (0, 0)],
+               [(0, 0), (1, 0), (1, 1), (0, 1)]]
+    labels = np.array([verts[v] for r in regions for v in r])
+    theta = np.full(len(labels), np.pi / 2)
+    on_w = np.array([v != (0, 0) for r in regions for v in r])
+    fake = type("Fake", (), {"count": np.array([4, 4, 4])})()
+    ok, chi = F2._euler_pass(fake, labels, 8, theta, on_w, 1e-6)
+    assert ok and chi == 1
+    # without the T-junction rule: (0, 0) would count degree 2
+    k = np.bincount(labels, minlength=8)
+    assert 8 - (k + on_w_by_vertex(labels, on_w, 8)).sum() / 2 + 3 != 1
+    # without the boundary rule: boundary vertices would count degree k
+    deg_no_boundary = k + np.where(on_w_by_vertex(labels, on_w, 8), 0, 1)
+    assert 8 - deg_no_boundary.sum() / 2 + 3 != 1
+    # a region missing (right-top): the T-junction's angles no longer close up
+    ok, chi = F2._euler_pass(type("Fake", (), {"count": np.array([4, 4])})(), labels[:8], 8, theta[:8], on_w[:8],
+                             1e-6)
+    assert not ok or chi != 1
+
+
+def on_w_by_vertex(labels, on_w, nv):
+    return (np.bincount(labels, weights=on_w.astype(float), minlength=nv) > 0).astype(int)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(-2, 2), min_size=4, max_size=4), st.lists(st.floats(-3, 3), min_size=3, max_size=3),
+       st.lists(st.floats(0, 1), min_size=2, max_size=2))
+def test_box_filter_never_contradicts_exact_signs(box, line, where):
+    lo = np.minimum(box[:2], box[2:])
+    hi = np.maximum(box[:2], box[2:])
+    a, beta = np.array(line[:2]), line[2]
+    T = F2._sign_table(a[None], np.array([beta]), np.zeros((1, 2)), np.zeros(1))
+    side = int(F2._box_sides(np.r_[lo, hi][None], T)[0])
+    if side == 0:
+        return
+    # every corner and a random point of the box, in exact arithmetic, lies strictly on that side
+    pts = [(lo[0], lo[1]), (lo[0], hi[1]), (hi[0], lo[1]), (hi[0], hi[1]),
+           (lo[0] + where[0] * (hi[0] - lo[0]), lo[1] + where[1] * (hi[1] - lo[1]))]
+    for x, y in pts:
+        x, y = min(max(x, lo[0]), hi[0]), min(max(y, lo[1]), hi[1])
+        val = Fraction(a[0]) * Fraction(x) + Fraction(a[1]) * Fraction(y) - Fraction(beta)
+        assert (val > 0) - (val < 0) == side
+
+
+def test_box_filter_leaves_touching_lines_undecided():
+    # a line through the box corner (1, 1): x + y = 2 touches the box [0, 1]^2 at one point
+    T = F2._sign_table(np.array([[1.0, 1.0]]), np.array([2.0]), np.zeros((1, 2)), np.zeros(1))
+    assert F2._box_sides(np.array([[0.0, 0.0, 1.0, 1.0]]), T)[0] == 0
+    T = F2._sign_table(np.array([[1.0, 1.0]]), np.array([2.0 + 1e-9]), np.zeros((1, 2)), np.zeros(1))
+    assert F2._box_sides(np.array([[0.0, 0.0, 1.0, 1.0]]), T)[0] == -1
