@@ -134,6 +134,7 @@ def _cyclic_next(counts):
     """For cells laid out one after another with these vertex counts: the index of each entry's successor."""
     total = int(counts.sum())
     nxt = np.arange(1, total + 1)
+    counts = counts[counts > 0]  # an empty cell has no entries (and must not overwrite its neighbour's wrap)
     ends = np.cumsum(counts) - 1
     nxt[ends] = ends - counts + 1
     return nxt
@@ -391,28 +392,29 @@ class Frontier2D:
 
 
 def _sign_table(a, b, ea, eb):
-    """Per line, the coefficients of the vertex-sign filter: ``(L, 7)`` rows (a₀, a₁, β, ea₀ + k|a₀|,
-    ea₁ + k|a₁|, eβ + k|β|, Σ|a| + Σea) with k = (2 + DOT_EXTRA_TERMS)·u, so that for a vertex v with error e
-    the bound is E = S·(|v₀| T₃ + |v₁| T₄ + T₅ + T₆ e) (:func:`cpa_theory.polytope.vertex_signs`, d = 2)."""
-    k = (2 + DOT_EXTRA_TERMS) * U
+    """Per hyperplane, the coefficients of the vertex-sign filter: ``(L, 2d + 3)`` rows (a, β, ea + k|a|,
+    eβ + k|β|, Σ|a| + Σea) with k = (d + DOT_EXTRA_TERMS)·u, so that for a vertex v with error e the bound is
+    E = S·(|v|·T[d+1 : 2d+1] + T[2d+1] + T[2d+2]·e) (:func:`cpa_theory.polytope.vertex_signs`)."""
+    k = (a.shape[1] + DOT_EXTRA_TERMS) * U
     absA = np.abs(a)
     return np.column_stack([a, b, ea + k * absA, eb + k * np.abs(b), absA.sum(axis=1) + ea.sum(axis=1)])
 
 
 def _box_sides(box, Tg):
-    """Side of a box for a line, decided in float64 when safe: ``(n,)`` int8, +1 / −1 when every point of the
-    box is strictly on that side of the *exact* line, 0 when undecided.
+    """Side of a box for a hyperplane, decided in float64 when safe: ``(n,)`` int8, +1 / −1 when every point of
+    the box is strictly on that side of the *exact* hyperplane, 0 when undecided. ``box (n, 2d)`` = (lo, hi).
 
     With M = max(|lo|, |hi|) per coordinate, |(a*·y − β*) − fl(a·y − β)| ≤ EA·M + Eβ + k(|a|·M + |β|) for every
     y in the box (the vertex filter's bound at |y| ≤ M, error 0), and the float function's minimum over the box
     is at the corner that takes lo where a ≥ 0 (maximum: the opposite corner)."""
-    lo0, lo1, hi0, hi1 = box[:, 0], box[:, 1], box[:, 2], box[:, 3]
-    a0, a1 = Tg[:, 0], Tg[:, 1]
-    M0, M1 = np.maximum(np.abs(lo0), np.abs(hi0)), np.maximum(np.abs(lo1), np.abs(hi1))
-    E = FILTER_SAFETY * (M0 * Tg[:, 3] + M1 * Tg[:, 4] + Tg[:, 5])
-    p0, p1 = a0 >= 0, a1 >= 0
-    vmin = np.where(p0, a0 * lo0, a0 * hi0) + np.where(p1, a1 * lo1, a1 * hi1) - Tg[:, 2]
-    vmax = np.where(p0, a0 * hi0, a0 * lo0) + np.where(p1, a1 * hi1, a1 * lo1) - Tg[:, 2]
+    d = box.shape[1] // 2
+    lo, hi = box[:, :d], box[:, d:]
+    a = Tg[:, :d]
+    M = np.maximum(np.abs(lo), np.abs(hi))
+    E = FILTER_SAFETY * (np.einsum("nd,nd->n", M, Tg[:, d + 1:2 * d + 1]) + Tg[:, 2 * d + 1])
+    pos = a >= 0
+    vmin = np.einsum("nd,nd->n", a, np.where(pos, lo, hi)) - Tg[:, d]
+    vmax = np.einsum("nd,nd->n", a, np.where(pos, hi, lo)) - Tg[:, d]
     return (vmin > E).astype(np.int8) - (vmax < -E).astype(np.int8)
 
 
@@ -455,6 +457,36 @@ def _screen(lines, y0, radius):
     return np.abs(resid) - radius * dual <= Es, np.sign(resid).astype(np.int8)
 
 
+def _next_charts(cl, lines, par_of, csides, codes, flats):
+    """The next layer's charts on the cells a layer left (pieces from the cells' sides): ``(A, c, mA, mc,
+    codes, flats, rel)``; the arithmetic of :func:`cpa_theory.regions._refine_batch`, row by row."""
+    act = cl.activation
+    K, N, z0, g, e = lines["K"], lines["N"], lines["z0"], cl.bn.gain, cl.bn.shift
+    L, n = len(par_of), z0.shape[1]
+    if K:
+        sk = csides.reshape(L, n, K)
+        pieces = (sk >= 0).sum(axis=2).astype(np.int64)
+        flat_here = (sk == 0).any(axis=2)
+    else:
+        pieces = np.zeros((L, n), dtype=np.int64)
+        flat_here = np.zeros((L, n), dtype=bool)
+    slope_tab = np.asarray(act.slopes, dtype=np.float64)
+    icpt_tab = np.asarray(act.intercepts(), dtype=np.float64)
+    t = act.breakpoints_array
+    icpt_mag = np.abs(icpt_tab) + np.abs(slope_tab) * (np.abs(t).max() if K else 0.0) + (
+        np.abs(np.asarray(act.values_at_breakpoints())).max() if K else 0.0)
+    slope, icpt = slope_tab[pieces], icpt_tab[pieces]
+    aslope = np.abs(slope)
+    A = slope[:, :, None] * N[par_of]
+    c = slope * z0[par_of] + icpt
+    mA = aslope[:, :, None] * np.abs(g)[None, :, None] * lines["mlin"][par_of]
+    mc = aslope * (np.abs(g)[None, :] * lines["mgap"][par_of] + np.abs(e)[None, :]) + icpt_mag[pieces]
+    codes = tuple(k[par_of] for k in codes) + (pieces,)
+    flats = tuple(k[par_of] for k in flats) + (flat_here,)
+    rel = lines["rel2"] + 2 * U
+    return A, c, mA, mc, codes, flats, rel
+
+
 def refine(cond, root, p, y0, radius, stats, progress=None):
     """All layers: returns the :class:`Frontier2D` holding the final cells, their codes, flats and output
     charts f = A y + c (``fr.A (C, n_out, 2)``, ``fr.c (C, n_out)``)."""
@@ -470,30 +502,7 @@ def refine(cond, root, p, y0, radius, stats, progress=None):
         fr.prefix_codes.append(codes)
         start, count, par_of, csides = fr.run_layer(li, lines, screened, sides0, progress)
         fr.compact(start, count)
-        act = cl.activation
-        K, N, z0, g, e = lines["K"], lines["N"], lines["z0"], cl.bn.gain, cl.bn.shift
-        L, n = len(start), z0.shape[1]
-        if K:
-            sk = csides.reshape(L, n, K)
-            pieces = (sk >= 0).sum(axis=2).astype(np.int64)
-            flat_here = (sk == 0).any(axis=2)
-        else:
-            pieces = np.zeros((L, n), dtype=np.int64)
-            flat_here = np.zeros((L, n), dtype=bool)
-        slope_tab = np.asarray(act.slopes, dtype=np.float64)
-        icpt_tab = np.asarray(act.intercepts(), dtype=np.float64)
-        t = act.breakpoints_array
-        icpt_mag = np.abs(icpt_tab) + np.abs(slope_tab) * (np.abs(t).max() if K else 0.0) + (
-            np.abs(np.asarray(act.values_at_breakpoints())).max() if K else 0.0)
-        slope, icpt = slope_tab[pieces], icpt_tab[pieces]
-        aslope = np.abs(slope)
-        A = slope[:, :, None] * N[par_of]
-        c = slope * z0[par_of] + icpt
-        mA = aslope[:, :, None] * np.abs(g)[None, :, None] * lines["mlin"][par_of]
-        mc = aslope * (np.abs(g)[None, :] * lines["mgap"][par_of] + np.abs(e)[None, :]) + icpt_mag[pieces]
-        codes = tuple(k[par_of] for k in codes) + (pieces,)
-        flats = tuple(k[par_of] for k in flats) + (flat_here,)
-        rel = lines["rel2"] + 2 * U
+        A, c, mA, mc, codes, flats, rel = _next_charts(cl, lines, par_of, csides, codes, flats)
     fr.codes, fr.flats, fr.A, fr.c = codes, flats, A, c
     return fr
 
@@ -587,10 +596,15 @@ def _code_words(codes, C):
 def _adjacency(fr):
     """Every edge inside W matched with the region across it (THEORY §6; the rule of
     :func:`cpa_theory.regions._adjacency`: the neighbour's code differs in exactly that neuron, moved across
-    that breakpoint), vectorised over all edges: codes packed into words and hashed, every candidate verified
-    on all its words (a hash only finds it).
+    that breakpoint). Returns ``(pairs (P, 2), unmatched pool positions)``."""
+    return _match_codes(fr, _segment_ids(fr.count), fr.lmeta.a[fr.pl.v])
 
-    Returns ``(pairs (P, 2), unmatched entry positions)``."""
+
+def _match_codes(fr, cell, meta):
+    """For facets (edges in 2-D, faces in 3-D) of regions ``cell`` with hyperplane metadata ``meta`` (layer or
+    −1 for the domain's sides, parent, j·K + k): the region across each inner facet, vectorised — codes packed
+    into words and hashed, every candidate verified on all its words (a hash only finds it).
+    Returns ``(pairs (P, 2) with i < j, unmatched facet positions)``."""
     C = len(fr.count)
     W, bitpos, bits = _code_words(fr.codes, C)
     rng = np.random.default_rng(12345)  # a fixed hash: only speed depends on it, matches are verified
@@ -599,8 +613,6 @@ def _adjacency(fr):
         h = (W * R[None, :]).sum(axis=1, dtype=np.uint64)
     order = np.argsort(h, kind="stable")
     hs = h[order]
-    cell = _segment_ids(fr.count)
-    meta = fr.lmeta.a[fr.pl.v]
     inner = np.flatnonzero(meta[:, 0] >= 0)
     layer, jk = meta[inner, 0], meta[inner, 2]
     Ks = np.array([max(1, len(l.activation.breakpoints)) for l in fr.cond.layers], dtype=np.int64)

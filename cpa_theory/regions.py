@@ -27,7 +27,7 @@ from fractions import Fraction
 import numpy as np
 
 from .errors import CPAInternalError
-from . import frontier2d
+from . import frontier2d, frontier3d
 from .exact import ExactCharts, dot, exact_code, on_breakpoint
 from .hyperplanes import switching_hyperplanes
 from .network import ConditionedNetwork, Network, as_point
@@ -600,6 +600,12 @@ def count_regions(net, center=None, radius=None, *, keep_regions: bool = False, 
     win, p, root, vol_w = _setup(cond, center, radius, domain)
     if engine == "auto" and frontier2d.supports(cond):  # the plane: all cells of a layer split at once
         res = frontier2d.count_plane(cond, win, p, root, vol_w, keep_regions=keep_regions,
+                                     exact_recheck=exact_recheck, linear=linear, progress=progress)
+        res.hits = _window_hits(cond, win, domain, root, p)
+        res.seconds = time.perf_counter() - start
+        return res
+    if engine == "auto" and frontier3d.supports(cond):  # 3-D: the same, over flat face tables
+        res = frontier3d.count_space(cond, win, p, root, vol_w, keep_regions=keep_regions,
                                      exact_recheck=exact_recheck, linear=linear, progress=progress)
         res.hits = _window_hits(cond, win, domain, root, p)
         res.seconds = time.perf_counter() - start

@@ -184,3 +184,68 @@ def test_box_filter_leaves_touching_lines_undecided():
     assert F2._box_sides(np.array([[0.0, 0.0, 1.0, 1.0]]), T)[0] == 0
     T = F2._sign_table(np.array([[1.0, 1.0]]), np.array([2.0 + 1e-9]), np.zeros((1, 2)), np.zeros(1))
     assert F2._box_sides(np.array([[0.0, 0.0, 1.0, 1.0]]), T)[0] == -1
+
+
+# -- the 3-D engine (cpa_theory.frontier3d) ------------------------------------------------------------------
+@pytest.mark.parametrize("mode", ["train", "eval", None])
+def test_space_engine_equals_the_cell_engine(mode):
+    rng = np.random.default_rng(31 + (0 if mode is None else len(mode)))
+    for i, act in enumerate(_activations()):
+        net = _random_net(rng, 3, (6, 5), mode, act)
+        center = rng.normal(size=3) * 0.2
+        fast = count_regions(net, center, 0.8)
+        ref = count_regions(net, center, 0.8, engine="cells")
+        _same(fast, ref)
+        assert fast.certified
+
+
+def test_space_engine_on_bn_concurrent_planes():
+    rng = np.random.default_rng(8)
+    X = rng.normal(size=(16, 3))
+    net = Network(3, (Layer(rng.normal(size=(9, 3)), np.zeros(9), relu(), BatchNorm(9, "train", beta=np.zeros(9))),
+                      Layer(rng.normal(size=(5, 9)) / 3, rng.normal(size=5) * 0.1, relu()),
+                      Layer(np.ones((1, 5)), [0.0], identity())), X)
+    xbar = X.mean(axis=0)
+    fast = count_regions(net, xbar, 0.6)
+    _same(fast, count_regions(net, xbar, 0.6, engine="cells"))
+    assert fast.certified
+
+
+@pytest.mark.parametrize("edit", ["drop", "duplicate"])
+def test_space_engine_completeness_catches_injected_faults(monkeypatch, edit):
+    import cpa_theory.frontier3d as F3
+
+    rng = np.random.default_rng(12)
+    net = Network(3, (Layer(rng.normal(size=(6, 3)), rng.normal(size=6) * 0.3, relu()),
+                      Layer(rng.normal(size=(4, 6)), rng.normal(size=4) * 0.3, relu()),
+                      Layer(np.ones((1, 4)), [0.0], identity())))
+    full = count_regions(net, np.zeros(3), 1.0)
+    assert full.complete and full.certified and full.regions > 20
+    orig = F3.refine
+
+    def refine(*args, **kw):
+        fr = orig(*args, **kw)
+        n = len(fr.count)
+        idx = np.delete(np.arange(n), 4) if edit == "drop" else np.r_[np.arange(n), 4]
+        fr.start, fr.count = fr.start[idx], fr.count[idx]
+        fr.codes = tuple(k[idx] for k in fr.codes)
+        fr.flats = tuple(k[idx] for k in fr.flats)
+        fr.A, fr.c = fr.A[idx], fr.c[idx]
+        return fr
+
+    monkeypatch.setattr(F3, "refine", refine)
+    res = count_regions(net, np.zeros(3), 1.0)
+    assert res.complete is False and res.certified is False
+
+
+def test_cap_chaining_rejects_an_open_cap():
+    import cpa_theory.frontier3d as F3
+    from cpa_theory.errors import CPAInternalError
+
+    cell = np.zeros(4, dtype=np.int64)
+    v, n = F3._chain(cell, np.array([1, 2, 3, 4]), np.array([2, 3, 4, 1]), 1, 10)
+    assert n.tolist() == [4] and sorted(v.tolist()) == [1, 2, 3, 4]
+    with pytest.raises(CPAInternalError):
+        F3._chain(cell, np.array([1, 2, 3, 4]), np.array([2, 3, 4, 5]), 1, 10)  # 4 → 5 leaves the cap
+    with pytest.raises(CPAInternalError):  # two cycles of two (a quadrilateral chained as two digons)
+        F3._chain(cell, np.array([1, 2, 3, 4]), np.array([2, 1, 4, 3]), 1, 10)

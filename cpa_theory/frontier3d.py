@@ -1,0 +1,621 @@
+"""The 3-D counting engine: every cell of a layer split at once over flat face tables (issue #12, item 3).
+
+The 3-D sibling of :mod:`cpa_theory.frontier2d` (same charts :func:`frontier2d.layer_lines`, same float64
+filters and error bounds, same exact rational fallbacks, same certificates). A cell is a convex polyhedron held
+as its faces; a face is a convex polygon — a cyclic list of vertex ids, counter-clockwise seen from outside —
+on a plane of the plane table with the inside's sign. Tables:
+
+* vertices ``VE (Nv, 4)`` = (x, y, z, error bound), the three planes that define each (exact fallback), and
+  the exact rational vertex for the few that were needed;
+* planes (float64 a, β with error bounds; what the exact plane is: a window side or the switching set
+  (layer, neuron, breakpoint) on a parent cell);
+* faces (plane, sign, a range of the vertex pool) and cells (a range of the face pool).
+
+Splitting all cut cells by their parent's plane j at once: exact vertex signs; every face clipped by
+Sutherland–Hodgman (the masked interleave of :mod:`frontier2d`); a crossing point is made once per cell edge
+(the two faces of an edge agree on it: the edge is keyed by its two vertex ids) as the intersection of the
+edge's two face planes and the cut (vectorised solve with error bound, exact fallback); the new cap face is
+chained from the clipped faces' segments on the cut (each cap vertex has one successor — no angular sort, so
+slivers below float64 resolution are ordered correctly).
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import numpy as np
+
+from .errors import CPAInternalError
+from .exact import ExactCharts, dot, solve
+from .frontier2d import (_box_sides, _cyclic_next, _Grow, _LayerProgress, _linear_components, _ranges, _recheck,
+                         _screen, _segment_ids, _sign_table, layer_lines)
+from .polytope import Hyper, Polytope
+from .tolerances import DOT_EXTRA_TERMS, FACET_BALANCE_RTOL, FILTER_SAFETY, UNIT_ROUNDOFF, VERTEX_ERR_MAX_RTOL
+
+__all__ = ["Frontier3D", "supports", "count_space"]
+
+U = UNIT_ROUNDOFF
+_SIGN_CHUNK = 1 << 21
+
+
+def supports(cond) -> bool:
+    """Input dimension 3 and elementwise CPA activations only."""
+    return cond.input_dim == 3 and all(hasattr(l.activation, "breakpoints_array") and
+                                       not getattr(l.activation, "groups", None) for l in cond.layers)
+
+
+def _ccw_faces(P: Polytope):
+    """The faces of the root polytope as vertex lists, counter-clockwise seen from outside."""
+    out = []
+    for f, (H, s) in enumerate(P.facets):
+        idx = np.flatnonzero(P.inc[:, f])
+        if len(idx) < 3:
+            continue
+        n = s * H.a / np.linalg.norm(H.a)
+        e = np.eye(3)[np.argmin(np.abs(n))]
+        u = np.cross(n, e)
+        u /= np.linalg.norm(u)
+        w = np.cross(n, u)
+        rel = P.V[idx] - P.V[idx].mean(axis=0)
+        out.append((f, idx[np.argsort(np.arctan2(rel @ w, rel @ u))]))
+    return out
+
+
+class Frontier3D:
+    """The 3-D engine's state for one window (see the module docstring)."""
+
+    def __init__(self, cond, root: Polytope, p, y0, radius, stats):
+        self.cond, self.p, self.y0, self.radius, self.stats = cond, p, y0, float(radius), stats
+        self._charts = None
+        self.scale = root.scale
+        self.pa, self.pb = _Grow((3,), np.float64), _Grow((), np.float64)
+        self.pea, self.peb = _Grow((3,), np.float64), _Grow((), np.float64)
+        self.pmeta = _Grow((3,), np.int64)
+        self._root_planes = [H for H, _ in root.facets]
+        for i, (H, _) in enumerate(root.facets):
+            self.pa.extend(H.a[None])
+            self.pb.extend([H.beta])
+            self.pea.extend(np.asarray(H.err_a, dtype=np.float64)[None])
+            self.peb.extend([H.err_b])
+            self.pmeta.extend([[-1, i, 0]])
+        self._exact_planes: dict = {}
+        nv = len(root.V)
+        self.VE = _Grow((4,), np.float64)
+        self.VE.extend(np.c_[root.V, root.err])
+        self.vdef = _Grow((3,), np.int64)
+        G = np.array([H.a for H, _ in root.facets])
+        for i in range(nv):
+            rows = np.flatnonzero(root.inc[i])
+            pick = [r for r in rows]
+            chosen = []
+            for r in pick:
+                if np.linalg.matrix_rank(G[chosen + [r]]) == len(chosen) + 1:
+                    chosen.append(r)
+                if len(chosen) == 3:
+                    break
+            self.vdef.extend([chosen if len(chosen) == 3 else (list(rows[:3]) + [0, 0, 0])[:3]])
+        self.vex = {i: v for i, v in enumerate(root.ex) if v is not None}
+        # faces and cells
+        self.pv = _Grow((), np.int64)
+        self.fplane, self.fsign = _Grow((), np.int64), _Grow((), np.int8)
+        self.fstart, self.fcount = _Grow((), np.intp), _Grow((), np.intp)
+        for f, order in _ccw_faces(root):
+            self.fstart.extend([self.pv.n])
+            self.fcount.extend([len(order)])
+            self.pv.extend(order)
+            self.fplane.extend([f])
+            self.fsign.extend([root.facets[f][1]])
+        self.fpool = _Grow((), np.int64)
+        self.fpool.extend(np.arange(self.fplane.n))
+        self.start = np.zeros(1, dtype=np.intp)
+        self.count = np.array([self.fplane.n], dtype=np.intp)
+        self.prefix_codes: list = []
+        self.codes: tuple = ()
+        self.flats: tuple = ()
+
+    # -- exact data ---------------------------------------------------------------------------------------------
+    def exact_plane(self, pid: int):
+        hit = self._exact_planes.get(pid)
+        if hit is None:
+            layer, par, jk = (int(v) for v in self.pmeta.a[pid])
+            if layer < 0:
+                hit = self._root_planes[par].exact()
+            else:
+                K = len(self.cond.layers[layer].activation.breakpoints)
+                prefix = tuple(c[par] for c in self.prefix_codes[layer])
+                if self._charts is None:
+                    self._charts = ExactCharts(self.cond, self.p)
+                hit = self._charts.hyperplane(prefix, jk // K, jk % K)
+            self._exact_planes[pid] = hit
+        return hit
+
+    def exact_vertex(self, vid: int):
+        v = self.vex.get(vid)
+        if v is None:
+            eqs = [self.exact_plane(int(q)) for q in self.vdef.a[vid]]
+            v = solve([e[0] for e in eqs], [e[1] for e in eqs])
+            if v is None:
+                raise CPAInternalError("the planes defining a polyhedron vertex are dependent in exact arithmetic; "
+                                       "please report this network and window.")
+            self.vex[vid] = v
+        return v
+
+    # -- cells' entries ----------------------------------------------------------------------------------------------
+    def entries(self, cstart, ccount):
+        """Pool entries of the given cells' faces: ``(faces, fcells, ent, ecells, fcnt)`` — face ids, the index
+        (into the given cells) of each face's cell, vertex-pool positions, each entry's cell index, and the
+        entries per face. Entries are grouped by face, faces by cell."""
+        faces = self.fpool.a[_ranges(cstart, ccount)]
+        fcells = np.repeat(np.arange(len(cstart)), ccount)
+        fcnt = self.fcount.a[faces]
+        ent = _ranges(self.fstart.a[faces], fcnt)
+        return faces, fcells, ent, np.repeat(fcells, fcnt), fcnt
+
+    def _signs(self, vids, T, rows, exact_row):
+        Vg, Tg = self.VE.a[vids], T[rows]
+        vals = np.einsum("md,md->m", Vg[:, :3], Tg[:, :3]) - Tg[:, 3]
+        E = FILTER_SAFETY * (np.einsum("md,md->m", np.abs(Vg[:, :3]), Tg[:, 4:7]) + Tg[:, 7] + Tg[:, 8] * Vg[:, 3])
+        if not np.isfinite(vals.sum() + E.sum()):
+            raise CPAInternalError("float64 overflow or NaN while deciding vertex sides; please report this "
+                                   "network and window (the exact count needs values within float64 range).")
+        s = np.sign(vals).astype(np.int8)
+        und = np.flatnonzero(~(np.abs(vals) > E))
+        for i in und.tolist():
+            a, b = exact_row(int(rows[i]))
+            val = dot(a, self.exact_vertex(int(vids[i]))) - b
+            s[i] = (val > 0) - (val < 0)
+        if len(und):
+            self.stats["exact_fallbacks"] = self.stats.get("exact_fallbacks", 0) + len(und)
+        return s
+
+    def _boxes(self, cstart, ccount):
+        _, _, ent, ecells, _ = self.entries(cstart, ccount)
+        VE = self.VE.a[self.pv.a[ent]]
+        bounds = _group_starts(ecells, len(cstart))  # entries are grouped by cell
+        lo = np.minimum.reduceat(VE[:, :3] - VE[:, 3:4], bounds, axis=0)
+        hi = np.maximum.reduceat(VE[:, :3] + VE[:, 3:4], bounds, axis=0)
+        return np.concatenate([lo - 2 * U * np.abs(lo), hi + 2 * U * np.abs(hi)], axis=1)
+
+    def _cell_signs(self, cstart, ccount, boxes, T, rows, exact_row):
+        side = _box_sides(boxes, T[rows])
+        smax, smin = side.copy(), side.copy()
+        tested = np.flatnonzero(side == 0)
+        info = None
+        if len(tested):
+            faces, fcells, ent, ecells, fcnt = self.entries(cstart[tested], ccount[tested])
+            s = self._signs(self.pv.a[ent], T, rows[tested][ecells], exact_row)
+            bounds = _group_starts(ecells, len(tested))
+            smax[tested], smin[tested] = np.maximum.reduceat(s, bounds), np.minimum.reduceat(s, bounds)
+            info = (tested, faces, fcells, ent, ecells, fcnt, s)
+        return smax, smin, info
+
+    # -- one layer -------------------------------------------------------------------------------------------------
+    def run_layer(self, li, lines, screened, sides0, progress=None):
+        fa, fb, EA, EB = lines["fa"], lines["fb"], lines["EA"], lines["EB"]
+        C, nK = fb.shape
+        first = self.pb.n
+        self.pa.extend(fa.reshape(-1, 3))
+        self.pb.extend(fb.reshape(-1))
+        self.pea.extend(EA.reshape(-1, 3))
+        self.peb.extend(EB.reshape(-1))
+        self.pmeta.extend(np.stack([np.full(C * nK, li), np.repeat(np.arange(C), nK), np.tile(np.arange(nK), C)],
+                                   axis=1))
+        T = _sign_table(fa.reshape(-1, 3), fb.reshape(-1), EA.reshape(-1, 3), EB.reshape(-1))
+
+        def exact_row(r):
+            return self.exact_plane(first + int(r))
+
+        sides = sides0.copy()
+        active = np.zeros((C, nK), dtype=bool)
+        boxes = self._boxes(self.start, self.count)
+        cand = np.argwhere(screened)
+        step = max(1, _SIGN_CHUNK // max(1, 6 * int(self.count.mean())))
+        for s0 in range(0, len(cand), step):
+            pr = cand[s0:s0 + step]
+            smax, smin, _ = self._cell_signs(self.start[pr[:, 0]], self.count[pr[:, 0]], boxes[pr[:, 0]], T,
+                                             pr[:, 0] * nK + pr[:, 1], exact_row)
+            cut = (smax > 0) & (smin < 0)
+            active[pr[:, 0], pr[:, 1]] = cut
+            nc = ~cut
+            sides[pr[nc, 0], pr[nc, 1]] = smax[nc] + smin[nc]
+        live = _Live(self.start, self.count, np.arange(C), sides, boxes)
+        act_cols = np.flatnonzero(active.any(axis=0))
+        activeT = np.ascontiguousarray(active.T)
+        for step_i, j in enumerate(act_cols.tolist()):
+            cells = np.flatnonzero(activeT[j][live.par.v])
+            if not len(cells):
+                continue
+            smax, smin, info = self._cell_signs(live.start.a[cells], live.count.a[cells], live.box.a[cells], T,
+                                                live.par.a[cells] * nK + j, exact_row)
+            cut = (smax > 0) & (smin < 0)
+            nc = ~cut
+            live.sides.a[cells[nc], j] = smax[nc] + smin[nc]
+            if cut.any():
+                self._split(cells, cut, info, live, first, nK, j)
+            if progress is not None:
+                progress(li, (step_i + 1) / len(act_cols), live.par.n)
+        return live.start.v, live.count.v, live.par.v, live.sides.v
+
+    def _split(self, cells, cut, info, live, first, nK, j):
+        tested, faces, fcells, ent, ecells, fcnt, s = info
+        # keep the cut cells only (cut is over `cells`; info covers cells[tested])
+        cut_t = cut[tested]
+        fkeep = cut_t[fcells]
+        ekeep = cut_t[ecells]
+        remap = np.cumsum(cut_t) - 1
+        faces, fcells, fcnt = faces[fkeep], remap[fcells[fkeep]], fcnt[fkeep]
+        ent, s = ent[ekeep], s[ekeep]
+        ccells = cells[tested][cut_t]
+        nc = len(ccells)
+        par = live.par.a[ccells]
+        cut_plane = first + par * nK + j  # per cut cell
+        ecell = np.repeat(fcells, fcnt)
+        eface = np.repeat(np.arange(len(faces)), fcnt)
+        nxt = _cyclic_next(fcnt)
+        sn = s[nxt]
+        vid = self.pv.a[ent]
+        cross = (s.astype(np.int16) * sn) < 0
+        # one crossing point per cell edge: key (cell, min vid, max vid); the edge's two faces give its planes
+        xi = np.flatnonzero(cross)
+        u, w = vid[xi], vid[nxt[xi]]
+        nvt = np.int64(self.VE.n)
+        key = (ecell[xi].astype(np.int64) * nvt + np.minimum(u, w)) * nvt + np.maximum(u, w)
+        ukey, first_at, inv, cnt = np.unique(key, return_index=True, return_inverse=True, return_counts=True)
+        inv = inv.reshape(-1)
+        if np.any(cnt != 2):
+            raise CPAInternalError("a polyhedron edge is not shared by exactly two of its faces; please report this "
+                                   "network and window.")
+        order = np.argsort(inv, kind="stable")
+        f1 = faces[eface[xi[order[0::2]]]]
+        f2 = faces[eface[xi[order[1::2]]]]
+        q1, q2 = self.fplane.a[f1], self.fplane.a[f2]
+        qc = cut_plane[ecell[xi[order[0::2]]]]
+        X, Xerr = self._solve3(q1, q2, qc)
+        new_ids = self.VE.extend(np.c_[X, Xerr])
+        self.vdef.extend(np.stack([q1, q2, qc], axis=1))
+        for k in np.flatnonzero(~np.isfinite(Xerr)).tolist():
+            self.stats["exact_vertices"] = self.stats.get("exact_vertices", 0) + 1
+            ex = self.exact_vertex(int(new_ids[k]))
+            v = np.array([float(c) for c in ex])
+            self.VE.a[new_ids[k]] = [v[0], v[1], v[2], U * float(np.abs(v).max())]
+        xid = np.full(len(s), -1, dtype=np.int64)
+        xid[xi] = new_ids[inv]
+        fbounds = np.concatenate([[0], np.cumsum(fcnt)[:-1]])
+        new_cells = []
+        for keep, csign in ((-1, 1), (1, -1)):
+            emit_v = (s == 0) | (s == keep)
+            cut_v = (s == 0) & (sn != keep)
+            cut_x = sn != keep
+            mask2 = np.stack([emit_v, cross], axis=1)
+            per = np.add.reduceat(mask2.sum(axis=1), fbounds) if len(fbounds) else np.zeros(0, dtype=np.intp)
+            mask = mask2.ravel()
+            o_v = np.stack([vid, xid], axis=1).ravel()[mask]
+            o_cut = np.stack([cut_v, cut_x], axis=1).ravel()[mask]
+            o_face = np.repeat(np.arange(len(faces)), per)
+            good = per >= 3  # a clipped face with fewer than 3 vertices has no area on this side
+            # segments on the cut: from an emitted point labelled cut to the next emitted point of its face
+            o_next = _cyclic_next(per)
+            seg = np.flatnonzero(o_cut & good[o_face])
+            seg_cell = fcells[o_face[seg]]
+            # the cap's boundary runs the other way: from the next point back to this one
+            a_, b_ = o_v[o_next[seg]], o_v[seg]
+            cap_v, cap_n = _chain(seg_cell, a_, b_, nc, int(self.VE.n))
+            # new faces: the good clipped ones (plane and sign kept), then one cap per cell
+            gface = np.flatnonzero(good)
+            keep_ent = good[o_face]
+            base_v = self.pv.n
+            self.pv.extend(o_v[keep_ent])
+            gstart = base_v + np.concatenate([[0], np.cumsum(per[gface])[:-1]])
+            base_f = self.fplane.n
+            self.fstart.extend(gstart)
+            self.fcount.extend(per[gface])
+            self.fplane.extend(self.fplane.a[faces[gface]])
+            self.fsign.extend(self.fsign.a[faces[gface]])
+            gids = base_f + np.arange(len(gface))
+            base_cap_v = self.pv.n
+            self.pv.extend(cap_v)
+            cap_ids = self.fplane.extend(cut_plane)
+            self.fstart.extend(base_cap_v + np.concatenate([[0], np.cumsum(cap_n)[:-1]]))
+            self.fcount.extend(cap_n)
+            self.fsign.extend(np.full(nc, csign, dtype=np.int8))
+            # each cell's face list: its good faces (grouped by cell: faces are grouped by cell) and its cap
+            gcell = fcells[gface]
+            nf = np.bincount(gcell, minlength=nc) + 1
+            fl = np.concatenate([gids, cap_ids])
+            cl = np.concatenate([gcell, np.arange(nc)])
+            fl = fl[np.argsort(cl, kind="stable")]
+            fstart = self.fpool.n + np.concatenate([[0], np.cumsum(nf)[:-1]])
+            self.fpool.extend(fl)
+            new_cells.append((fstart, nf))
+        (lo_s, lo_n), (up_s, up_n) = new_cells
+        live.start.a[ccells], live.count.a[ccells] = lo_s, lo_n
+        live.sides.a[ccells, j] = -1
+        up_sides = live.sides.a[ccells]
+        up_sides[:, j] = 1
+        live.box.a[ccells] = self._boxes(lo_s, lo_n)
+        live.box.extend(self._boxes(up_s, up_n))
+        live.start.extend(up_s)
+        live.count.extend(up_n)
+        live.par.extend(par)
+        live.sides.extend(up_sides)
+
+    def _solve3(self, q1, q2, q3):
+        """Points on three planes each (rows), with the error bound of :func:`cpa_theory.polytope._solve_vertices`
+        (inf where float64 cannot bound the point: the caller computes it exactly)."""
+        Q = np.stack([q1, q2, q3], axis=1)
+        M, b = self.pa.a[Q], self.pb.a[Q]
+        EM, Eb = self.pea.a[Q], self.peb.a[Q]
+        return _solve_stack(M, b, EM, Eb, self.scale)
+
+    def compact(self, start, count):
+        """Rewrite the face and vertex pools with only the live cells."""
+        faces, fcells, ent, ecells, fcnt = self.entries(start, count)
+        pv = self.pv.a[ent]
+        fplane, fsign = self.fplane.a[faces], self.fsign.a[faces]
+        self.pv = _Grow((), np.int64, len(pv) + 1)
+        self.pv.extend(pv)
+        self.fplane, self.fsign = _Grow((), np.int64, len(faces) + 1), _Grow((), np.int8, len(faces) + 1)
+        self.fplane.extend(fplane)
+        self.fsign.extend(fsign)
+        self.fstart, self.fcount = _Grow((), np.intp, len(faces) + 1), _Grow((), np.intp, len(faces) + 1)
+        self.fstart.extend(np.concatenate([[0], np.cumsum(fcnt)[:-1]]))
+        self.fcount.extend(fcnt)
+        self.fpool = _Grow((), np.int64, len(faces) + 1)
+        self.fpool.extend(np.arange(len(faces)))
+        self.start = np.concatenate([[0], np.cumsum(count)[:-1]]).astype(np.intp)
+        self.count = np.asarray(count, dtype=np.intp)
+
+
+def _group_starts(groups, n):
+    """Start of each of ``n`` non-empty, contiguous, ordered groups in ``groups`` (for ``ufunc.reduceat``)."""
+    return np.concatenate([[0], np.cumsum(np.bincount(groups, minlength=n))[:-1]])
+
+
+class _Live:
+    def __init__(self, start, count, par, sides, box):
+        C = len(start)
+        self.start, self.count = _Grow((), np.intp, 2 * C + 16), _Grow((), np.intp, 2 * C + 16)
+        self.par = _Grow((), np.intp, 2 * C + 16)
+        self.sides = _Grow(sides.shape[1:], np.int8, 2 * C + 16)
+        self.box = _Grow((6,), np.float64, 2 * C + 16)
+        for g, v in ((self.start, start), (self.count, count), (self.par, par), (self.sides, sides),
+                     (self.box, box)):
+            g.extend(v)
+
+
+def _chain(cell, a, b, ncells, nv):
+    """Order each cell's cap: segments a → b (every cap vertex starts exactly one segment of its cap) chained
+    into one cycle per cell. Returns (vertex ids cap by cap, vertices per cap)."""
+    n = np.bincount(cell, minlength=ncells)
+    if np.any(n < 3):
+        raise CPAInternalError("a cut polyhedron has a cap with fewer than 3 vertices; please report this network "
+                               "and window.")
+    key = cell.astype(np.int64) * nv + a
+    order = np.argsort(key, kind="stable")
+    ks = key[order]
+    if np.any(ks[1:] == ks[:-1]):
+        raise CPAInternalError("a cap vertex starts two segments (non-convex cut); please report this network and "
+                               "window.")
+    tgt = cell.astype(np.int64) * nv + b
+    at = np.searchsorted(ks, tgt)
+    at = np.minimum(at, len(ks) - 1)
+    if not np.all(ks[at] == tgt):
+        raise CPAInternalError("a cap's segments do not close up; please report this network and window.")
+    succ = order[at]  # segment index → the segment that starts where it ends
+    starts = np.concatenate([[0], np.cumsum(n)[:-1]])
+    first = order[starts]  # per cell: its first segment in key order
+    out = np.empty(len(a), dtype=np.int64)
+    cur = first.copy()
+    alive = np.arange(ncells)
+    for k in range(int(n.max())):
+        alive = alive[n[alive] > k]
+        out[starts[alive] + k] = a[cur[alive]]
+        cur[alive] = succ[cur[alive]]
+    okey = np.sort(np.repeat(np.arange(ncells), n).astype(np.int64) * nv + out)
+    if not np.array_equal(cur, first) or np.any(okey[1:] == okey[:-1]):  # one cycle through every segment
+        raise CPAInternalError("a cap's segments form more than one cycle; please report this network and window.")
+    return out, n
+
+
+def _solve_stack(M, b, EM, Eb, scale):
+    """Solutions of many d×d systems M v = b with the bound of :func:`cpa_theory.polytope._solve_vertices`."""
+    d = M.shape[1]
+    V = np.zeros(b.shape)
+    err = np.full(len(b), np.inf)
+    if not len(b):
+        return V, err
+    with np.errstate(all="ignore"):
+        det = np.linalg.det(M)
+    good = np.isfinite(det) & (np.abs(det) > 0)
+    if not good.any():
+        return V, err
+    Mg, bg = M[good], b[good]
+    try:
+        inv = np.linalg.inv(Mg)
+    except np.linalg.LinAlgError:
+        return V, err
+    with np.errstate(all="ignore"):
+        v = np.einsum("eij,ej->ei", inv, bg)
+        av = np.abs(v)
+        resid = np.abs(np.einsum("eij,ej->ei", Mg, v) - bg) + (d + DOT_EXTRA_TERMS) * U * (
+            np.einsum("eij,ej->ei", np.abs(Mg), av) + np.abs(bg))
+        ninv = np.abs(inv).sum(axis=2).max(axis=1) * (1 + (d + DOT_EXTRA_TERMS) * U * d)
+        pert = np.einsum("eij,ej->ei", EM[good], av) + Eb[good] + resid
+        shrink = 1.0 - ninv * EM[good].sum(axis=2).max(axis=1)
+        e = np.where(shrink > 0.5, FILTER_SAFETY * ninv * pert.max(axis=1) / np.where(shrink > 0.5, shrink, 1.0),
+                     np.inf) + U * av.max(axis=1)
+    e = np.where(np.all(np.isfinite(v), axis=1) & (e <= VERTEX_ERR_MAX_RTOL * scale), e, np.inf)
+    V[good] = np.where(np.isfinite(e)[:, None], v, 0.0)
+    err[good] = e
+    return V, err
+
+
+# -- driver and certificates -----------------------------------------------------------------------------------
+def refine(cond, root, p, y0, radius, stats, progress=None):
+    """All layers (the 3-D twin of :func:`cpa_theory.frontier2d.refine`)."""
+    from .frontier2d import _next_charts
+
+    fr = Frontier3D(cond, root, p, y0, radius, stats)
+    eye = np.eye(3)
+    A, c, mA, mc = eye[None], p[None].copy(), eye[None], np.abs(p)[None]
+    rel = 0.0
+    codes, flats = (), ()
+    for li, cl in enumerate(cond.layers):
+        lines = layer_lines(cl, A, c, mA, mc, rel, li)
+        screened, sides0 = _screen(lines, y0, radius)
+        fr.prefix_codes.append(codes)
+        start, count, par_of, csides = fr.run_layer(li, lines, screened, sides0, progress)
+        fr.compact(start, count)
+        A, c, mA, mc, codes, flats, rel = _next_charts(cl, lines, par_of, csides, codes, flats)
+    fr.codes, fr.flats, fr.A, fr.c = codes, flats, A, c
+    return fr
+
+
+def _cell_vertices(fr):
+    """Distinct (cell, vertex id) pairs: ``(cells, vids)`` sorted by cell."""
+    _, _, ent, ecells, _ = fr.entries(fr.start, fr.count)
+    key = np.unique(ecells.astype(np.int64) * np.int64(fr.VE.n) + fr.pv.a[ent])
+    return key // fr.VE.n, key % fr.VE.n
+
+
+def _witnesses(fr, p):
+    C = len(fr.count)
+    vc, vv = _cell_vertices(fr)
+    VE = fr.VE.a[vv]
+    nvert = np.bincount(vc, minlength=C)
+    cys = np.stack([np.bincount(vc, weights=VE[:, k], minlength=C) for k in range(3)], axis=1) / nvert[:, None]
+    errs = np.maximum.reduceat(VE[:, 3], _group_starts(vc, C)) + U * np.abs(cys).max(axis=1) * 4
+    faces = fr.fpool.a[_ranges(fr.start, fr.count)]
+    fcell = _segment_ids(fr.count)
+    q = fr.fplane.a[faces]
+    A, B, EA, EB = fr.pa.a[q], fr.pb.a[q], fr.pea.a[q], fr.peb.a[q]
+    sg = fr.fsign.a[faces].astype(np.float64)
+    pt, perr = cys[fcell], errs[fcell]
+    ap = np.abs(pt)
+    absA = np.abs(A)
+    slack = -sg * (np.einsum("fd,fd->f", A, pt) - B)
+    E = FILTER_SAFETY * (np.einsum("fd,fd->f", EA, ap) + EB + (absA.sum(axis=1) + EA.sum(axis=1)) * perr
+                         + (3 + DOT_EXTRA_TERMS) * U * (np.einsum("fd,fd->f", absA, ap) + np.abs(B)))
+    nrm = np.linalg.norm(A, axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.where(nrm > 0, (slack - E) / (nrm + np.linalg.norm(EA, axis=1)), np.inf)
+    wit = cys + p
+    rad = np.minimum.reduceat(r, fr.start) - 2 * U * np.abs(wit).max(axis=1)
+    return wit, rad, cys
+
+
+def _face_areas(fr, faces):
+    """Area vectors (½ Σ (v_i − c) × (v_{i+1} − c), outward for counter-clockwise faces) and centroids."""
+    fcnt = fr.fcount.a[faces]
+    ent = _ranges(fr.fstart.a[faces], fcnt)
+    X = fr.VE.a[fr.pv.a[ent], :3]
+    seg = _segment_ids(fcnt)
+    cen = np.stack([np.bincount(seg, weights=X[:, k], minlength=len(faces)) for k in range(3)], axis=1) / fcnt[:, None]
+    rel = X - cen[seg]
+    cr = 0.5 * np.cross(rel, rel[_cyclic_next(fcnt)])
+    area = np.stack([np.bincount(seg, weights=cr[:, k], minlength=len(faces)) for k in range(3)], axis=1)
+    return area, cen
+
+
+def _volumes(fr, cys):
+    faces = fr.fpool.a[_ranges(fr.start, fr.count)]
+    fcell = _segment_ids(fr.count)
+    area, cen = _face_areas(fr, faces)
+    contrib = np.einsum("fd,fd->f", cen - cys[fcell], area) / 3.0
+    return np.bincount(fcell, weights=contrib, minlength=len(fr.count))
+
+
+def polytope_of(fr, i) -> Polytope:
+    """Region i as a :class:`cpa_theory.polytope.Polytope` (the rare exact paths and ``keep_regions``)."""
+    faces = fr.fpool.a[fr.start[i]: fr.start[i] + fr.count[i]]
+    vids = np.unique(fr.pv.a[_ranges(fr.fstart.a[faces], fr.fcount.a[faces])])
+    facets, inc = [], np.zeros((len(vids), len(faces)), dtype=bool)
+    for k, f in enumerate(faces.tolist()):
+        q = int(fr.fplane.a[f])
+        facets.append((Hyper(fr.pa.a[q].copy(), float(fr.pb.a[q]), fr.pea.a[q].copy(), float(fr.peb.a[q]),
+                             _plane_key(fr, q), fn=lambda q=q: fr.exact_plane(q)), int(fr.fsign.a[f])))
+        fv = fr.pv.a[fr.fstart.a[f]: fr.fstart.a[f] + fr.fcount.a[f]]
+        inc[np.searchsorted(vids, fv), k] = True
+    VE = fr.VE.a[vids]
+    return Polytope(VE[:, :3].copy(), VE[:, 3].copy(), [fr.vex.get(int(v)) for v in vids], facets, inc, fr.scale)
+
+
+def _plane_key(fr, q):
+    layer, par, jk = (int(v) for v in fr.pmeta.a[q])
+    if layer < 0:
+        return fr._root_planes[par].key
+    K = len(fr.cond.layers[layer].activation.breakpoints)
+    return (layer, jk // K, jk % K, tuple(c[par] for c in fr.prefix_codes[layer]))
+
+
+def _adjacency(fr):
+    """Faces inside W matched with the region across them (the rule of :func:`frontier2d._adjacency`)."""
+    from .frontier2d import _match_codes
+
+    faces = fr.fpool.a[_ranges(fr.start, fr.count)]
+    fcell = _segment_ids(fr.count)
+    meta = fr.pmeta.a[fr.fplane.a[faces]]
+    pairs, unmatched = _match_codes(fr, fcell, meta)
+    return pairs, unmatched, faces
+
+
+def _balance_ok(fr, unmatched, faces) -> bool:
+    if not len(unmatched):
+        return True
+    planes = np.unique(fr.fplane.a[faces[unmatched]])
+    on = np.flatnonzero(np.isin(fr.fplane.a[faces], planes))
+    area, _ = _face_areas(fr, faces[on])
+    meas = np.linalg.norm(area, axis=1)
+    key = np.searchsorted(planes, fr.fplane.a[faces[on]]) * 2 + (fr.fsign.a[faces[on]] > 0)
+    sums = np.bincount(key, weights=meas, minlength=2 * len(planes)).reshape(-1, 2)
+    a, b = sums[:, 0], sums[:, 1]
+    return bool(np.all((np.abs(a - b) <= FACET_BALANCE_RTOL * np.maximum(np.maximum(a, b), 1e-300)) & (a > 0)))
+
+
+def count_space(cond, win, p, root, vol_w, *, keep_regions=False, exact_recheck=False, linear=True, progress=None):
+    """Count, certify and check completeness in 3-D (``hits``/``seconds`` are the caller's)."""
+    from .regions import Region, RegionCount, _exact_witness, _Leaf
+    from .tolerances import VOLUME_SUM_RTOL
+
+    stats: dict = {}
+    bar = _LayerProgress(progress, len(cond.layers))
+    try:
+        fr = refine(cond, root, p, win.center - p, win.radius, stats, bar.update)
+    finally:
+        bar.close()
+    fr.compact(fr.start, fr.count)
+    n = len(fr.count)
+    wit, rad, cys = _witnesses(fr, p)
+    ok = _recheck(cond, wit, rad, fr.codes, fr.flats, win.radius, exact_recheck)
+    n_exact_wit = 0
+    p_exact = [Fraction(float(v)) for v in p]
+    for i in np.flatnonzero(~ok).tolist():
+        leaf = _Leaf(polytope_of(fr, i), tuple(k[i] for k in fr.codes), tuple(k[i] for k in fr.flats), None, None)
+        got = _exact_witness(cond, leaf, p_exact)
+        if got is not None:
+            x, rho = got
+            wit[i] = [float(v) for v in x]
+            rad[i] = float(rho)
+            ok[i] = True
+            n_exact_wit += 1
+    n_bad = int(np.count_nonzero(~ok))
+    vol_sum = float(_volumes(fr, cys).sum())
+    vol_ok = abs(vol_sum - vol_w) <= VOLUME_SUM_RTOL * vol_w
+    pairs, unmatched, faces = _adjacency(fr)
+    complete = bool(vol_ok and _balance_ok(fr, unmatched, faces))
+    out_A = fr.A
+    out_c = fr.c - np.einsum("cod,d->co", fr.A, p)
+    n_lin = _linear_components(n, pairs, out_A, out_c) if linear else n
+    regions = None
+    if keep_regions:
+        regions = []
+        for i in range(n):
+            P = polytope_of(fr, i)
+            G, h = P.facet_arrays()
+            regions.append(Region(tuple(k[i] for k in fr.codes), wit[i], float(rad[i]), P.V + p, out_A[i],
+                                  out_c[i], (G, h + G @ p)))
+    min_rad = float(rad[ok].min()) if ok.any() else math.inf
+    res = RegionCount(win.center, win.radius, n, n_lin, 0, n_bad == 0 and complete, n_bad, 0.0,
+                      int(stats.get("exact_fallbacks", 0)), regions, complete, min_rad, n_exact_wit, len(unmatched))
+    return res
