@@ -3,9 +3,12 @@
 (a) a straightforward splitter that solves fresh cvxpy LPs for every (cell, hyperplane) pair, on the same
     network and window: identical counts required, speed-up reported (goal ≥ 50×);
 (b) certified regions per second for d = 2, 4, 8 on 2- and 3-hidden-layer networks of width 16–32;
-(c) the shared benchmark networks (../shared/bench, 18 nets, boxes ±1 and ±0.5): seconds, regions/s, the
-    ratio to the PREVIOUS engine (frozen copy ``benchmarks/_engine_v1.py``) run in the same process, peak
-    memory (tracemalloc, separate run), and the peer tool's medians beside;
+(c) the shared benchmark networks (../shared/bench, 18 nets, boxes ±1 and ±0.5): wall and CPU seconds of the
+    default engine (plane / space engines in d = 2 / 3), regions/s, the ratios to the PREVIOUS engine (the
+    cell-by-cell engine, ``engine="cells"``) and to the frozen first engine (``benchmarks/_engine_v1.py``), both
+    run in the same process on the same window with equal counts asserted, peak memory (tracemalloc, separate
+    run), and the peer tool's medians beside (wall and CPU ratios: on a shared machine CPU time is the fairer
+    figure against the peer's idle-machine wall times);
 (d) d = 4–6 windows (5-32-32-1, 6-16-16-16-1 at radius 1) with --high-dim: seconds and peak memory.
 
     python benchmarks/bench_counting.py [--quick] [--high-dim]
@@ -99,6 +102,12 @@ def timed(fn, repeat=3):
     return out, statistics.median(times)
 
 
+def _cpu_time(fn) -> float:
+    t = time.process_time()
+    fn()
+    return time.process_time() - t
+
+
 def peer_table():
     text = (BENCH / "README.md").read_text()
     rows = {}
@@ -161,11 +170,14 @@ def _section_c_d(headline, args, repeat):
     # (c)
     if BENCH.is_dir() and "c" in args.sections:
         peer = peer_table()
-        ratios, speedups, secs2, secs3 = {}, [], [], []
+        ratios, cpu_ratios, speedups, cell_speedups, secs2, secs3, cpu2, cpu3 = {}, {}, [], [], [], [], [], []
         tot_regions = tot_seconds = 0.0
-        print(f"(c) load: {os.getloadavg()[0]:.2f} (1-min load average; 2 cores shared)")
-        print(f"{'net':24s} {'box':>5s} {'regions':>8s} {'cert':>5s} {'v2 s':>8s} {'reg/s':>9s} {'v1 s':>8s} "
-              f"{'v1/v2':>6s} {'peak MiB':>9s} {'peer s':>7s} {'v2/peer':>7s}")
+        print(f"(c) load: {os.getloadavg()[0]:.2f} (1-min load average; 2 cores shared). 'new': the default engine "
+              "(plane / space engine for d = 2 / 3); 'cells': the cell-by-cell engine of the previous landing; "
+              "'v1': the frozen first engine; 'cpu s': process CPU time of 'new' (robust to a shared machine)")
+        print(f"{'net':20s} {'box':>4s} {'regions':>7s} {'cert':>5s} {'new s':>7s} {'cpu s':>7s} {'reg/s':>7s} "
+              f"{'cells s':>7s} {'v1 s':>7s} {'cells/new':>9s} {'v1/new':>6s} {'MiB':>6s} {'peer s':>6s} "
+              f"{'new/peer':>8s} {'cpu/peer':>8s}")
         for path in sorted((BENCH / "nets").glob("*.json")):
             if args.quick and not path.stem.endswith("s0"):
                 continue
@@ -175,26 +187,39 @@ def _section_c_d(headline, args, repeat):
             for col, r in ((0, 1.0), (1, 0.5)):
                 c0 = np.zeros(net.input_dim)
                 res, t = timed(lambda: count_regions(net, c0, r, linear=False), repeat)
+                cpu = min(_cpu_time(lambda: count_regions(net, c0, r, linear=False)) for _ in range(repeat))
+                cells, t_cells = timed(lambda: count_regions(net, c0, r, linear=False, engine="cells"), 1)
                 old, t_old = timed(lambda: count_regions_v1(net, c0, r, linear=False), 1)
-                assert res.regions == old.regions, f"{path.stem} box ±{r}: v2 {res.regions} != v1 {old.regions}"
+                assert res.regions == old.regions == cells.regions, (
+                    f"{path.stem} box ±{r}: new {res.regions}, cells {cells.regions}, v1 {old.regions}")
+                assert res.certified and res.complete
                 tracemalloc.start()
                 count_regions(net, c0, r, linear=False)
                 peak = tracemalloc.get_traced_memory()[1] / 2**20
                 tracemalloc.stop()
                 peer_t = peer[arch][col][seed]
                 ratios[f"{path.stem}@{r}"] = round(t / peer_t, 2)
+                cpu_ratios[f"{path.stem}@{r}"] = round(cpu / peer_t, 2)
                 speedups.append(t_old / t)
+                cell_speedups.append(t_cells / t)
                 (secs2 if net.input_dim == 2 else secs3).append(t)
+                (cpu2 if net.input_dim == 2 else cpu3).append(cpu)
                 tot_regions += res.regions
                 tot_seconds += t
-                print(f"{path.stem:24s} {r:5.1f} {res.regions:8d} {str(res.certified):>5s} {t:8.3f} "
-                      f"{res.regions / t:9.0f} {t_old:8.3f} {t_old / t:6.2f} {peak:9.1f} {peer_t:7.3f} {t / peer_t:7.1f}")
+                print(f"{path.stem:20s} {r:4.1f} {res.regions:7d} {str(res.certified):>5s} {t:7.3f} {cpu:7.3f} "
+                      f"{res.regions / t:7.0f} {t_cells:7.3f} {t_old:7.3f} {t_cells / t:9.2f} {t_old / t:6.2f} "
+                      f"{peak:6.1f} {peer_t:6.3f} {t / peer_t:8.2f} {cpu / peer_t:8.2f}")
         headline["median_seconds_2d"] = round(statistics.median(secs2), 4)
         headline["median_seconds_3d"] = round(statistics.median(secs3), 4)
+        headline["median_cpu_seconds_2d"] = round(statistics.median(cpu2), 4)
+        headline["median_cpu_seconds_3d"] = round(statistics.median(cpu3), 4)
         headline["regions_per_second"] = round(tot_regions / tot_seconds, 1)
-        headline["speedup_vs_previous_engine"] = round(statistics.median(speedups), 2)
+        headline["speedup_vs_previous_engine"] = round(statistics.median(cell_speedups), 2)
+        headline["speedup_vs_frozen_v1"] = round(statistics.median(speedups), 2)
         headline["time_over_peer_median"] = round(statistics.median(ratios.values()), 2)
+        headline["cpu_time_over_peer_median"] = round(statistics.median(cpu_ratios.values()), 2)
         headline["time_over_peer"] = ratios
+        headline["cpu_time_over_peer"] = cpu_ratios
 
     # (d)
     if args.high_dim:

@@ -40,7 +40,7 @@ from .tolerances import (AFFINE_MAP_RTOL, DOT_EXTRA_TERMS, FACET_BALANCE_RTOL, F
 __all__ = ["layer_lines", "Frontier2D", "supports"]
 
 U = UNIT_ROUNDOFF
-_SIGN_CHUNK = 1 << 22  # entries × lines per vectorised parent test (bounded memory: 4M float64 = 32 MiB)
+_SIGN_CHUNK = 1 << 19  # entries per vectorised parent test (bounded memory: ~100 bytes each)
 
 
 def supports(cond) -> bool:
@@ -829,8 +829,8 @@ def count_plane(cond, win, p, root, vol_w, *, keep_regions=False, exact_recheck=
                                   out_c[i], (G, h + G @ p)))
     min_rad = float(rad[ok].min()) if ok.any() else math.inf
     res = RegionCount(win.center, win.radius, n, n_lin, 0, n_bad == 0 and complete, n_bad, 0.0,
-                      int(stats.get("exact_fallbacks", 0)), regions, complete, min_rad, n_exact_wit, len(unmatched))
-    res.euler_characteristic = chi
+                      int(stats.get("exact_fallbacks", 0)), regions, complete, min_rad, n_exact_wit, len(unmatched),
+                      chi)
     return res
 
 

@@ -36,7 +36,7 @@ from .tolerances import DOT_EXTRA_TERMS, FACET_BALANCE_RTOL, FILTER_SAFETY, UNIT
 __all__ = ["Frontier3D", "supports", "count_space"]
 
 U = UNIT_ROUNDOFF
-_SIGN_CHUNK = 1 << 21
+_SIGN_CHUNK = 1 << 19  # entries per vectorised parent test (bounded memory: ~120 bytes each)
 
 
 def supports(cond) -> bool:

@@ -96,6 +96,7 @@ class RegionCount:
     min_witness_radius: float = math.inf
     exact_witnesses: int = 0
     unmatched_facets: int = 0
+    euler_characteristic: int | None = None  # V − E + F of the regions' subdivision (plane engine; 1 = a tiling)
 
     @property
     def dim(self) -> int:
@@ -115,7 +116,8 @@ class RegionCount:
                 "linear_regions": self.linear_regions, "hits": self.hits, "certified": self.certified,
                 "uncertified": self.uncertified, "per_volume": self.per_volume, "log_regions": self.log_regions,
                 "complete": self.complete, "min_witness_radius": self.min_witness_radius,
-                "exact_fallbacks": self.exact_fallbacks, "exact_witnesses": self.exact_witnesses}
+                "exact_fallbacks": self.exact_fallbacks, "exact_witnesses": self.exact_witnesses,
+                "euler_characteristic": self.euler_characteristic}
 
 
 def _conditioned(net) -> ConditionedNetwork:
