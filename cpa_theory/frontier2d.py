@@ -457,19 +457,21 @@ def _screen(lines, y0, radius):
     return np.abs(resid) - radius * dual <= Es, np.sign(resid).astype(np.int8)
 
 
-def _next_charts(cl, lines, par_of, csides, codes, flats):
-    """The next layer's charts on the cells a layer left (pieces from the cells' sides): ``(A, c, mA, mc,
-    codes, flats, rel)``; the arithmetic of :func:`cpa_theory.regions._refine_batch`, row by row."""
+def _pieces(lines, csides, L):
+    """Piece of every neuron on every cell a layer left, from the cells' sides of its breakpoints; and whether
+    the neuron sits on a breakpoint on the whole cell (``flat``)."""
+    K, n = lines["K"], lines["z0"].shape[1]
+    if not K:
+        return np.zeros((L, n), dtype=np.int64), np.zeros((L, n), dtype=bool)
+    sk = csides.reshape(L, n, K)
+    return (sk >= 0).sum(axis=2).astype(np.int64), (sk == 0).any(axis=2)
+
+
+def _charts_after(cl, lines, par, pieces):
+    """The layer's output chart h = A y + c on cells (parents ``par`` into ``lines``, their ``pieces``) with the
+    magnitude bounds of :func:`cpa_theory.regions._refine_batch`: ``(A, c, mA, mc)``, row by row."""
     act = cl.activation
     K, N, z0, g, e = lines["K"], lines["N"], lines["z0"], cl.bn.gain, cl.bn.shift
-    L, n = len(par_of), z0.shape[1]
-    if K:
-        sk = csides.reshape(L, n, K)
-        pieces = (sk >= 0).sum(axis=2).astype(np.int64)
-        flat_here = (sk == 0).any(axis=2)
-    else:
-        pieces = np.zeros((L, n), dtype=np.int64)
-        flat_here = np.zeros((L, n), dtype=bool)
     slope_tab = np.asarray(act.slopes, dtype=np.float64)
     icpt_tab = np.asarray(act.intercepts(), dtype=np.float64)
     t = act.breakpoints_array
@@ -477,34 +479,59 @@ def _next_charts(cl, lines, par_of, csides, codes, flats):
         np.abs(np.asarray(act.values_at_breakpoints())).max() if K else 0.0)
     slope, icpt = slope_tab[pieces], icpt_tab[pieces]
     aslope = np.abs(slope)
-    A = slope[:, :, None] * N[par_of]
-    c = slope * z0[par_of] + icpt
-    mA = aslope[:, :, None] * np.abs(g)[None, :, None] * lines["mlin"][par_of]
-    mc = aslope * (np.abs(g)[None, :] * lines["mgap"][par_of] + np.abs(e)[None, :]) + icpt_mag[pieces]
-    codes = tuple(k[par_of] for k in codes) + (pieces,)
-    flats = tuple(k[par_of] for k in flats) + (flat_here,)
+    A = slope[:, :, None] * N[par]
+    c = slope * z0[par] + icpt
+    mA = aslope[:, :, None] * np.abs(g)[None, :, None] * lines["mlin"][par]
+    mc = aslope * (np.abs(g)[None, :] * lines["mgap"][par] + np.abs(e)[None, :]) + icpt_mag[pieces]
+    return A, c, mA, mc
+
+
+_CHART_CHUNK = 2048  # cells per chunk when composing the next layer (bounded temporaries)
+
+
+def _compose(cl, nxt, lines, par_of, pieces, li):
+    """The next layer's switching sets on every cell, chunk by chunk: the cells' input charts (C, n, d) are never
+    held all at once — only the next layer's lines, which the splitting needs."""
     rel = lines["rel2"] + 2 * U
-    return A, c, mA, mc, codes, flats, rel
+    parts = []
+    for s0 in range(0, len(par_of), _CHART_CHUNK):
+        A, c, mA, mc = _charts_after(cl, lines, par_of[s0:s0 + _CHART_CHUNK], pieces[s0:s0 + _CHART_CHUNK])
+        parts.append(layer_lines(nxt, A, c, mA, mc, rel, li))
+    if not parts:  # no cell (cannot happen for a window with interior; kept total)
+        A, c = np.zeros((0,) + lines["N"].shape[1:]), np.zeros((0, lines["N"].shape[1]))
+        return layer_lines(nxt, A, c, A, c, rel, li)
+    out = {k: (np.concatenate([p[k] for p in parts]) if isinstance(parts[0][k], np.ndarray) else parts[0][k])
+           for k in parts[0]}
+    return out
 
 
-def refine(cond, root, p, y0, radius, stats, progress=None):
-    """All layers: returns the :class:`Frontier2D` holding the final cells, their codes, flats and output
-    charts f = A y + c (``fr.A (C, n_out, 2)``, ``fr.c (C, n_out)``)."""
-    fr = Frontier2D(cond, root, p, y0, radius, stats)
-    d = 2
+def run_layers(fr, cond, p, y0, radius, progress=None):
+    """All layers on the frontier ``fr`` (plane or space engine); leaves the final cells' codes, flats and output
+    charts f = A y + c in ``fr`` (``fr.A (C, n_out, d)``, ``fr.c (C, n_out)``)."""
+    d = len(p)
     eye = np.eye(d)
-    A, c, mA, mc = eye[None], p[None].copy(), eye[None], np.abs(p)[None]
-    rel = 0.0
+    lines = layer_lines(cond.layers[0], eye[None], p[None].copy(), eye[None], np.abs(p)[None], 0.0, 0)
     codes, flats = (), ()
-    for li, cl in enumerate(cond.layers):
-        lines = layer_lines(cl, A, c, mA, mc, rel, li)
+    layers = cond.layers
+    for li, cl in enumerate(layers):
         screened, sides0 = _screen(lines, y0, radius)
         fr.prefix_codes.append(codes)
         start, count, par_of, csides = fr.run_layer(li, lines, screened, sides0, progress)
         fr.compact(start, count)
-        A, c, mA, mc, codes, flats, rel = _next_charts(cl, lines, par_of, csides, codes, flats)
-    fr.codes, fr.flats, fr.A, fr.c = codes, flats, A, c
+        pieces, flat_here = _pieces(lines, csides, len(par_of))
+        codes = tuple(k[par_of] for k in codes) + (pieces,)
+        flats = tuple(k[par_of] for k in flats) + (flat_here,)
+        if li + 1 < len(layers):
+            lines = _compose(cl, layers[li + 1], lines, par_of, pieces, li + 1)
+        else:
+            fr.A, fr.c = _charts_after(cl, lines, par_of, pieces)[:2]
+    fr.codes, fr.flats = codes, flats
     return fr
+
+
+def refine(cond, root, p, y0, radius, stats, progress=None):
+    """All layers in the plane: the :class:`Frontier2D` holding the final cells (see :func:`run_layers`)."""
+    return run_layers(Frontier2D(cond, root, p, y0, radius, stats), cond, p, y0, radius, progress)
 
 
 def _segment_ids(count):

@@ -29,7 +29,7 @@ import numpy as np
 from .errors import CPAInternalError
 from .exact import ExactCharts, dot, solve
 from .frontier2d import (_box_sides, _cyclic_next, _Grow, _LayerProgress, _linear_components, _ranges, _recheck,
-                         _screen, _segment_ids, _sign_table, layer_lines)
+                         _segment_ids, _sign_table)
 from .polytope import Hyper, Polytope
 from .tolerances import DOT_EXTRA_TERMS, FACET_BALANCE_RTOL, FILTER_SAFETY, UNIT_ROUNDOFF, VERTEX_ERR_MAX_RTOL
 
@@ -453,23 +453,10 @@ def _solve_stack(M, b, EM, Eb, scale):
 
 # -- driver and certificates -----------------------------------------------------------------------------------
 def refine(cond, root, p, y0, radius, stats, progress=None):
-    """All layers (the 3-D twin of :func:`cpa_theory.frontier2d.refine`)."""
-    from .frontier2d import _next_charts
+    """All layers in 3-D (the layer loop of :func:`cpa_theory.frontier2d.run_layers`)."""
+    from .frontier2d import run_layers
 
-    fr = Frontier3D(cond, root, p, y0, radius, stats)
-    eye = np.eye(3)
-    A, c, mA, mc = eye[None], p[None].copy(), eye[None], np.abs(p)[None]
-    rel = 0.0
-    codes, flats = (), ()
-    for li, cl in enumerate(cond.layers):
-        lines = layer_lines(cl, A, c, mA, mc, rel, li)
-        screened, sides0 = _screen(lines, y0, radius)
-        fr.prefix_codes.append(codes)
-        start, count, par_of, csides = fr.run_layer(li, lines, screened, sides0, progress)
-        fr.compact(start, count)
-        A, c, mA, mc, codes, flats, rel = _next_charts(cl, lines, par_of, csides, codes, flats)
-    fr.codes, fr.flats, fr.A, fr.c = codes, flats, A, c
-    return fr
+    return run_layers(Frontier3D(cond, root, p, y0, radius, stats), cond, p, y0, radius, progress)
 
 
 def _cell_vertices(fr):
