@@ -115,6 +115,7 @@ class _Cells:
         self.box.extend(box)
         self.start, self.count = _Grow((), np.intp, 2 * C + 16), _Grow((), np.intp, 2 * C + 16)
         self.par, self.sides = _Grow((), np.intp, 2 * C + 16), _Grow(sides.shape[1:], np.int8, 2 * C + 16)
+        self.pos = _Grow((), np.intp, 2 * C + 16)  # per cell: its next line in the parent's cut list
         self.start.extend(start)
         self.count.extend(count)
         self.par.extend(par)
@@ -271,22 +272,28 @@ class Frontier2D:
             sides[pr[nc, 0], pr[nc, 1]] = smax[nc] + smin[nc]
         # live cells (append-only: a cut cell's lower half replaces it, its upper half is appended)
         live = _Cells(self.start, self.count, np.arange(C), sides, boxes)
-        act_cols = np.flatnonzero(active.any(axis=0))
-        activeT = np.ascontiguousarray(active.T)
-        for step_i, j in enumerate(act_cols.tolist()):
-            cells = np.flatnonzero(activeT[j][live.par.v])
+        # waves: every live cell tests the next line its parent's cut list holds (cells advance independently)
+        act_ptr = np.concatenate([[0], np.cumsum(active.sum(axis=1))])
+        act_j = np.nonzero(active)[1]
+        live.pos.extend(act_ptr[:-1])
+        end = act_ptr[1:]
+        waves = int(np.diff(act_ptr).max(initial=0))
+        for wave in range(waves):
+            cells = np.flatnonzero(live.pos.v < end[live.par.v])
             if not len(cells):
-                continue
+                break
+            jc = act_j[live.pos.a[cells]]
             smax, smin, (tested, ent, cnt, s) = self._cell_signs(
-                live.start.a[cells], live.count.a[cells], live.box.a[cells], T, live.par.a[cells] * nK + j,
+                live.start.a[cells], live.count.a[cells], live.box.a[cells], T, live.par.a[cells] * nK + jc,
                 exact_row)
             cut = (smax > 0) & (smin < 0)
             nc = ~cut
-            live.sides.a[cells[nc], j] = smax[nc] + smin[nc]
+            live.sides.a[cells[nc], jc[nc]] = smax[nc] + smin[nc]
+            live.pos.a[cells] += 1
             if cut.any():
-                self._split(cells[tested], cut[tested], ent, cnt, s, live, j, lid)
+                self._split(cells[tested], cut[tested], ent, cnt, s, live, jc[tested], lid)
             if progress is not None:
-                progress(li, (step_i + 1) / len(act_cols), live.par.n)
+                progress(li, (wave + 1) / waves, live.par.n)
         return live.start.v, live.count.v, live.par.v, live.sides.v
 
     def _boxes(self, ent, count):
@@ -317,18 +324,20 @@ class Frontier2D:
             smin[tested] = np.minimum.reduceat(s, bounds)
         return smax, smin, (tested, ent, cnt, s)
 
-    def _split(self, cells, cut, ent, cnt, s, live, j, lid):
-        """Split the cut cells (``cells[cut]``) by their parent's line j; Sutherland–Hodgman, all at once."""
+    def _split(self, cells, cut, ent, cnt, s, live, jt, lid):
+        """Split the cut cells (``cells[cut]``) by their parent's line ``jt[cut]`` each; Sutherland–Hodgman, all at
+        once."""
         keep_ent = np.repeat(cut, cnt)
         ent, s = ent[keep_ent], s[keep_ent]
         cc = cnt[cut]
         ccells = cells[cut]
         par = live.par.a[ccells]
+        j = jt[cut]
         nxt = _cyclic_next(cc)
         sn = s[nxt]
         vid, eline, esg = self.pv.a[ent], self.pl.a[ent], self.ps.a[ent]
         cross = (s.astype(np.int16) * sn) < 0
-        cut_line = lid(np.repeat(par, cc), j)
+        cut_line = lid(np.repeat(par, cc), np.repeat(j, cc))
         # crossing points: the edge's line ∩ the cut line (vectorised Cramer with error bound; exact fallback)
         xi = np.flatnonzero(cross)
         l1, l2 = eline[xi], cut_line[xi]
@@ -370,7 +379,8 @@ class Frontier2D:
         live.start.a[ccells], live.count.a[ccells] = halves[0]
         live.sides.a[ccells, j] = -1
         up_sides = live.sides.a[ccells]
-        up_sides[:, j] = 1
+        up_sides[np.arange(len(j)), j] = 1
+        live.pos.extend(live.pos.a[ccells])
         live.box.a[ccells] = self._boxes(_ranges(*halves[0]), halves[0][1])
         live.box.extend(self._boxes(_ranges(*halves[1]), halves[1][1]))
         live.start.extend(halves[1][0])

@@ -220,24 +220,29 @@ class Frontier3D:
             nc = ~cut
             sides[pr[nc, 0], pr[nc, 1]] = smax[nc] + smin[nc]
         live = _Live(self.start, self.count, np.arange(C), sides, boxes)
-        act_cols = np.flatnonzero(active.any(axis=0))
-        activeT = np.ascontiguousarray(active.T)
-        for step_i, j in enumerate(act_cols.tolist()):
-            cells = np.flatnonzero(activeT[j][live.par.v])
+        act_ptr = np.concatenate([[0], np.cumsum(active.sum(axis=1))])
+        act_j = np.nonzero(active)[1]
+        live.pos.extend(act_ptr[:-1])
+        end = act_ptr[1:]
+        waves = int(np.diff(act_ptr).max(initial=0))
+        for wave in range(waves):
+            cells = np.flatnonzero(live.pos.v < end[live.par.v])
             if not len(cells):
-                continue
+                break
+            jc = act_j[live.pos.a[cells]]
             smax, smin, info = self._cell_signs(live.start.a[cells], live.count.a[cells], live.box.a[cells], T,
-                                                live.par.a[cells] * nK + j, exact_row)
+                                                live.par.a[cells] * nK + jc, exact_row)
             cut = (smax > 0) & (smin < 0)
             nc = ~cut
-            live.sides.a[cells[nc], j] = smax[nc] + smin[nc]
+            live.sides.a[cells[nc], jc[nc]] = smax[nc] + smin[nc]
+            live.pos.a[cells] += 1
             if cut.any():
-                self._split(cells, cut, info, live, first, nK, j)
+                self._split(cells, cut, info, live, first, nK, jc)
             if progress is not None:
-                progress(li, (step_i + 1) / len(act_cols), live.par.n)
+                progress(li, (wave + 1) / waves, live.par.n)
         return live.start.v, live.count.v, live.par.v, live.sides.v
 
-    def _split(self, cells, cut, info, live, first, nK, j):
+    def _split(self, cells, cut, info, live, first, nK, jc):
         tested, faces, fcells, ent, ecells, fcnt, s = info
         # keep the cut cells only (cut is over `cells`; info covers cells[tested])
         cut_t = cut[tested]
@@ -247,6 +252,7 @@ class Frontier3D:
         faces, fcells, fcnt = faces[fkeep], remap[fcells[fkeep]], fcnt[fkeep]
         ent, s = ent[ekeep], s[ekeep]
         ccells = cells[tested][cut_t]
+        j = jc[tested][cut_t]
         nc = len(ccells)
         par = live.par.a[ccells]
         cut_plane = first + par * nK + j  # per cut cell
@@ -332,7 +338,8 @@ class Frontier3D:
         live.start.a[ccells], live.count.a[ccells] = lo_s, lo_n
         live.sides.a[ccells, j] = -1
         up_sides = live.sides.a[ccells]
-        up_sides[:, j] = 1
+        up_sides[np.arange(nc), j] = 1
+        live.pos.extend(live.pos.a[ccells])
         live.box.a[ccells] = self._boxes(lo_s, lo_n)
         live.box.extend(self._boxes(up_s, up_n))
         live.start.extend(up_s)
@@ -379,6 +386,7 @@ class _Live:
         self.par = _Grow((), np.intp, 2 * C + 16)
         self.sides = _Grow(sides.shape[1:], np.int8, 2 * C + 16)
         self.box = _Grow((6,), np.float64, 2 * C + 16)
+        self.pos = _Grow((), np.intp, 2 * C + 16)
         for g, v in ((self.start, start), (self.count, count), (self.par, par), (self.sides, sides),
                      (self.box, box)):
             g.extend(v)
