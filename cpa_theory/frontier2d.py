@@ -111,7 +111,7 @@ class _Cells:
 
     def __init__(self, start, count, par, sides, box):
         C = len(start)
-        self.box = _Grow((4,), np.float64, 2 * C + 16)
+        self.box = _Grow(box.shape[1:], np.float64, 2 * C + 16)
         self.box.extend(box)
         self.start, self.count = _Grow((), np.intp, 2 * C + 16), _Grow((), np.intp, 2 * C + 16)
         self.par, self.sides = _Grow((), np.intp, 2 * C + 16), _Grow(sides.shape[1:], np.int8, 2 * C + 16)
@@ -141,93 +141,85 @@ def _cyclic_next(counts):
     return nxt
 
 
-class Frontier2D:
-    """The plane engine's state for one window; :meth:`run` yields nothing and leaves the final cells in
-    ``self`` (``start``, ``count``, ``codes``, ``flats``, output charts ``A``, ``c``)."""
+class FlatFrontier:
+    """What the plane and space engines share: the hyperplane table (float64 a, β with error bounds and what the
+    exact hyperplane is), the vertex table ``VE (Nv, d + 1)`` = (coordinates, error bound) with the d hyperplanes
+    defining each vertex (``vdef``) and the exact rational vertices computed so far (``vex``), exact signs, and
+    the layer loop (parent test, then waves). Subclasses hold the cells' geometry (:meth:`_boxes`,
+    :meth:`_cell_signs`, :meth:`_split`, :meth:`compact`)."""
 
-    def __init__(self, cond, root: Polygon, p, y0, radius, stats):
+    d = 0
+    _ENTRIES_PER_CELL = 1  # pool entries per cell and vertex (faces repeat vertices in 3-D)
+
+    def _init_tables(self, cond, p, y0, radius, stats, hypers, scale):
         self.cond, self.p, self.y0, self.radius, self.stats = cond, p, y0, float(radius), stats
         self._charts = None  # exact charts, built on the first exact decision (rational weights cost ~10 µs each)
-        self.scale = root.scale
-        # line table; exact lines: root Hypers by id, network lines by (layer, parent cell, j·K + k)
-        self.la, self.lb = _Grow((2,), np.float64), _Grow((), np.float64)
-        self.lea, self.leb = _Grow((2,), np.float64), _Grow((), np.float64)
-        self.lmeta = _Grow((3,), np.int64)  # (layer or −1, parent index in that layer, hyperplane index)
-        self._root_lines = []
-        for H, _ in root.ef:
-            self._root_lines.append(H)
-            self.la.extend(H.a[None])
-            self.lb.extend([H.beta])
-            self.lea.extend(np.asarray(H.err_a, dtype=np.float64)[None])
-            self.leb.extend([H.err_b])
-            self.lmeta.extend([[-1, len(self._root_lines) - 1, 0]])
-        self._exact_lines: dict = {}
-        # vertex table; vertex i of the root polygon is defined by the lines of its edges i − 1 and i
-        n0 = len(root.V)
-        self.V, self.err = _Grow((2,), np.float64), _Grow((), np.float64)
-        self.vdef = _Grow((2,), np.int64)
-        self.V.extend(root.V)
-        self.err.extend(root.err)
-        self.VE = _Grow((3,), np.float64)  # (x, y, err) together: one gather per sign test
-        self.VE.extend(np.c_[root.V, root.err])
-        self.vdef.extend(np.stack([(np.arange(n0) - 1) % n0, np.arange(n0)], axis=1))
-        self.vex = {i: v for i, v in enumerate(root.ex) if v is not None}
-        # pool of edges
-        self.pv, self.pl = _Grow((), np.int64), _Grow((), np.int64)
-        self.ps = _Grow((), np.int8)
-        self.pv.extend(np.arange(n0))
-        self.pl.extend(np.arange(n0))
-        self.ps.extend(np.array([s for _, s in root.ef], dtype=np.int8))
-        self.start = np.zeros(1, dtype=np.intp)
-        self.count = np.array([n0], dtype=np.intp)
+        self.scale = scale
+        d = self.d
+        self.ha, self.hb = _Grow((d,), np.float64), _Grow((), np.float64)
+        self.hea, self.heb = _Grow((d,), np.float64), _Grow((), np.float64)
+        self.hmeta = _Grow((3,), np.int64)  # (layer or −1 for the domain's sides, parent index, j·K + k)
+        self._root_hypers = list(hypers)
+        for i, H in enumerate(hypers):
+            self.ha.extend(H.a[None])
+            self.hb.extend([H.beta])
+            self.hea.extend(np.asarray(H.err_a, dtype=np.float64)[None])
+            self.heb.extend([H.err_b])
+            self.hmeta.extend([[-1, i, 0]])
+        self._exact_hypers: dict = {}
+        self.VE = _Grow((d + 1,), np.float64)
+        self.vdef = _Grow((d,), np.int64)
+        self.vex: dict = {}
         self.prefix_codes: list = []  # per layer ℓ: the parents' codes, a tuple of (C_ℓ, n_i) arrays, i < ℓ
         self.codes: tuple = ()
         self.flats: tuple = ()
 
     # -- exact data ---------------------------------------------------------------------------------------------
-    def exact_line(self, lid: int):
-        hit = self._exact_lines.get(lid)
+    def exact_hyper(self, hid: int):
+        """Exact (a*, β*) of hyperplane ``hid``: a side of the domain, or {ẑ_j = t_k} on its parent cell's chart."""
+        hit = self._exact_hypers.get(hid)
         if hit is None:
-            layer, par, jk = (int(v) for v in self.lmeta.a[lid])
+            layer, par, jk = (int(v) for v in self.hmeta.a[hid])
             if layer < 0:
-                hit = self._root_lines[par].exact()
+                hit = self._root_hypers[par].exact()
             else:
                 K = len(self.cond.layers[layer].activation.breakpoints)
                 prefix = tuple(c[par] for c in self.prefix_codes[layer])
                 if self._charts is None:
                     self._charts = ExactCharts(self.cond, self.p)
                 hit = self._charts.hyperplane(prefix, jk // K, jk % K)
-            self._exact_lines[lid] = hit
+            self._exact_hypers[hid] = hit
         return hit
 
     def exact_vertex(self, vid: int):
+        """Exact rational vertex ``vid``: the solution of its d defining hyperplanes' exact equations."""
         v = self.vex.get(vid)
         if v is None:
-            l1, l2 = (int(x) for x in self.vdef.a[vid])
-            e1, e2 = self.exact_line(l1), self.exact_line(l2)
-            v = solve([e1[0], e2[0]], [e1[1], e2[1]])
+            eqs = [self.exact_hyper(int(q)) for q in self.vdef.a[vid]]
+            v = solve([e[0] for e in eqs], [e[1] for e in eqs])
             if v is None:
-                raise CPAInternalError("two lines defining a polygon vertex are parallel in exact arithmetic; "
-                                       "please report this network and window.")
+                raise CPAInternalError("the hyperplanes defining a vertex are dependent in exact arithmetic; please "
+                                       "report this network and window.")
             self.vex[vid] = v
         return v
 
-    # -- exact signs ----------------------------------------------------------------------------------------------
-    def _signs(self, vids, T, rows, line_of):
-        """Exact sides of vertices ``vids (M,)`` for lines ``rows (M,)`` of the coefficient table ``T`` (see
-        :func:`_sign_table`): ``(M,)`` int8. ``line_of(i)`` → the exact line of entry i (called only where
-        float64 cannot decide: |a·v − β| ≤ E, the filter bound of :func:`cpa_theory.polytope.vertex_signs`)."""
+    def _signs(self, vids, T, rows, exact_row):
+        """Exact sides of vertices ``vids (M,)`` for hyperplanes ``rows (M,)`` of the coefficient table ``T``
+        (:func:`_sign_table`): ``(M,)`` int8. float64 decides where |a·v − β| > E (the filter bound of
+        :func:`cpa_theory.polytope.vertex_signs`); elsewhere ``exact_row(row)`` gives the exact hyperplane."""
+        d = self.d
         Vg, Tg = self.VE.a[vids], T[rows]
-        vals = Vg[:, 0] * Tg[:, 0] + Vg[:, 1] * Tg[:, 1] - Tg[:, 2]
-        E = FILTER_SAFETY * (np.abs(Vg[:, 0]) * Tg[:, 3] + np.abs(Vg[:, 1]) * Tg[:, 4] + Tg[:, 5] + Tg[:, 6] * Vg[:, 2])
+        vals = np.einsum("md,md->m", Vg[:, :d], Tg[:, :d]) - Tg[:, d]
+        E = FILTER_SAFETY * (np.einsum("md,md->m", np.abs(Vg[:, :d]), Tg[:, d + 1:2 * d + 1]) + Tg[:, 2 * d + 1]
+                             + Tg[:, 2 * d + 2] * Vg[:, d])
         if not np.isfinite(vals.sum() + E.sum()):  # E ≥ 0: its sum is finite iff every entry is
             raise CPAInternalError("float64 overflow or NaN while deciding vertex sides; please report this "
                                    "network and window (the exact count needs values within float64 range).")
         s = np.sign(vals).astype(np.int8)
         und = np.flatnonzero(~(np.abs(vals) > E))
         for i in und.tolist():
-            la, lb = line_of(i)
-            val = dot(la, self.exact_vertex(int(vids[i]))) - lb
+            a, b = exact_row(int(rows[i]))
+            val = dot(a, self.exact_vertex(int(vids[i]))) - b
             s[i] = (val > 0) - (val < 0)
         if len(und):
             self.stats["exact_fallbacks"] = self.stats.get("exact_fallbacks", 0) + len(und)
@@ -235,44 +227,43 @@ class Frontier2D:
 
     # -- one layer -------------------------------------------------------------------------------------------------
     def run_layer(self, li, lines, screened, sides0, progress=None):
-        """Split the current cells (the parents, one per chart row of ``lines``) by layer ``li``'s lines."""
+        """Split the current cells (the parents, one per chart row of ``lines``) by layer ``li``'s switching sets.
+
+        Returns the live cells' ``(start, count, parent, sides (C, nK) int8)``."""
+        d = self.d
         fa, fb, EA, EB = lines["fa"], lines["fb"], lines["EA"], lines["EB"]
         C, nK = fb.shape
-        first_line = self.lb.n
-        # every (parent, line) pair gets a line id up front (the table stays in parent-major order)
-        self.la.extend(fa.reshape(-1, 2))
-        self.lb.extend(fb.reshape(-1))
-        self.lea.extend(EA.reshape(-1, 2))
-        self.leb.extend(EB.reshape(-1))
-        meta = np.stack([np.full(C * nK, li), np.repeat(np.arange(C), nK), np.tile(np.arange(nK), C)], axis=1)
-        self.lmeta.extend(meta)
-
-        def lid(par, j):
-            return first_line + par * nK + j
-
-        T = _sign_table(fa.reshape(-1, 2), fb.reshape(-1), EA.reshape(-1, 2), EB.reshape(-1))
+        first = self.hb.n
+        # every (parent, switching set) pair gets a hyperplane id up front (parent-major order)
+        self.ha.extend(fa.reshape(-1, d))
+        self.hb.extend(fb.reshape(-1))
+        self.hea.extend(EA.reshape(-1, d))
+        self.heb.extend(EB.reshape(-1))
+        self.hmeta.extend(np.stack([np.full(C * nK, li), np.repeat(np.arange(C), nK), np.tile(np.arange(nK), C)],
+                                   axis=1))
+        T = _sign_table(fa.reshape(-1, d), fb.reshape(-1), EA.reshape(-1, d), EB.reshape(-1))
 
         def exact_row(r):
-            return self.exact_line(first_line + int(r))
+            return self.exact_hyper(first + int(r))
 
-        # parent test: every screened line against every parent polygon (box filter, then exact vertex signs)
+        # parent test: every screened hyperplane against every parent cell (box filter, then exact vertex signs)
         sides = sides0.copy()  # (C, nK) int8
         active = np.zeros((C, nK), dtype=bool)
-        boxes = self._boxes(_ranges(self.start, self.count), self.count)
+        boxes = self._boxes(self.start, self.count)
         cand = np.argwhere(screened)  # (pairs, 2): (parent, j)
-        step = max(1, _SIGN_CHUNK // max(1, int(self.count.mean())))
+        step = max(1, _SIGN_CHUNK // max(1, self._ENTRIES_PER_CELL * int(self.count.mean())))
         for s0 in range(0, len(cand), step):
             pr = cand[s0:s0 + step]
             smax, smin, _ = self._cell_signs(self.start[pr[:, 0]], self.count[pr[:, 0]], boxes[pr[:, 0]], T,
                                              pr[:, 0] * nK + pr[:, 1], exact_row)
             cut = (smax > 0) & (smin < 0)
             active[pr[:, 0], pr[:, 1]] = cut
-            # off the cutting ones at most one side holds: max + min is 1, −1 or 0 (on the line everywhere)
+            # off the cutting ones at most one side holds: max + min is 1, −1 or 0 (on the hyperplane everywhere)
             nc = ~cut
             sides[pr[nc, 0], pr[nc, 1]] = smax[nc] + smin[nc]
         # live cells (append-only: a cut cell's lower half replaces it, its upper half is appended)
         live = _Cells(self.start, self.count, np.arange(C), sides, boxes)
-        # waves: every live cell tests the next line its parent's cut list holds (cells advance independently)
+        # waves: every live cell tests the next hyperplane of its parent's cut list (cells advance independently)
         act_ptr = np.concatenate([[0], np.cumsum(active.sum(axis=1))])
         act_j = np.nonzero(active)[1]
         live.pos.extend(act_ptr[:-1])
@@ -283,23 +274,61 @@ class Frontier2D:
             if not len(cells):
                 break
             jc = act_j[live.pos.a[cells]]
-            smax, smin, (tested, ent, cnt, s) = self._cell_signs(
-                live.start.a[cells], live.count.a[cells], live.box.a[cells], T, live.par.a[cells] * nK + jc,
-                exact_row)
+            smax, smin, info = self._cell_signs(live.start.a[cells], live.count.a[cells], live.box.a[cells], T,
+                                                live.par.a[cells] * nK + jc, exact_row)
             cut = (smax > 0) & (smin < 0)
             nc = ~cut
             live.sides.a[cells[nc], jc[nc]] = smax[nc] + smin[nc]
             live.pos.a[cells] += 1
             if cut.any():
-                self._split(cells[tested], cut[tested], ent, cnt, s, live, jc[tested], lid)
+                self._split(cells, cut, info, live, first + live.par.a[cells] * nK + jc, jc)
             if progress is not None:
                 progress(li, (wave + 1) / waves, live.par.n)
         return live.start.v, live.count.v, live.par.v, live.sides.v
 
-    def _boxes(self, ent, count):
+    def _after_split(self, live, ccells, j, lower, upper):
+        """Bookkeeping of a split: the cut cells become their lower halves in place, the upper halves are
+        appended (sides, line pointer, parent and boxes inherited)."""
+        live.start.a[ccells], live.count.a[ccells] = lower
+        live.sides.a[ccells, j] = -1
+        up_sides = live.sides.a[ccells]
+        up_sides[np.arange(len(j)), j] = 1
+        live.pos.extend(live.pos.a[ccells])
+        live.box.a[ccells] = self._boxes(*lower)
+        live.box.extend(self._boxes(*upper))
+        live.start.extend(upper[0])
+        live.count.extend(upper[1])
+        live.par.extend(live.par.a[ccells])
+        live.sides.extend(up_sides)
+
+
+class Frontier2D(FlatFrontier):
+    """The plane engine's state for one window: cell c is the polygon ``pool[start[c] : start[c] + count[c]]``,
+    counter-clockwise; pool entry i holds the vertex id at its start (``pv``), the hyperplane (line) of the edge
+    from it to the next entry (``pl``) and the inside's sign on it (``ps``). After :func:`run_layers` the final
+    cells' codes, flats and output charts are in ``codes``, ``flats``, ``A``, ``c``."""
+
+    d = 2
+
+    def __init__(self, cond, root: Polygon, p, y0, radius, stats):
+        self._init_tables(cond, p, y0, radius, stats, [H for H, _ in root.ef], root.scale)
+        n0 = len(root.V)
+        # vertex i of the root polygon is defined by the lines of its edges i − 1 and i
+        self.VE.extend(np.column_stack([root.V, root.err]))
+        self.vdef.extend(np.stack([(np.arange(n0) - 1) % n0, np.arange(n0)], axis=1))
+        self.vex = {i: v for i, v in enumerate(root.ex) if v is not None}
+        self.pv, self.pl = _Grow((), np.int64), _Grow((), np.int64)
+        self.ps = _Grow((), np.int8)
+        self.pv.extend(np.arange(n0))
+        self.pl.extend(np.arange(n0))
+        self.ps.extend(np.array([s for _, s in root.ef], dtype=np.int8))
+        self.start = np.zeros(1, dtype=np.intp)
+        self.count = np.array([n0], dtype=np.intp)
+
+    def _boxes(self, start, count):
         """``(C, 4)`` boxes (lo₀, lo₁, hi₀, hi₁) holding each cell's *exact* vertices: float vertices ± their
         error bounds, widened by the rounding of that ± (2u relative)."""
-        VE = self.VE.a[self.pv.a[ent]]
+        VE = self.VE.a[self.pv.a[_ranges(start, count)]]
         bounds = np.concatenate([[0], np.cumsum(count)[:-1]])
         lo = np.minimum.reduceat(VE[:, :2] - VE[:, 2:3], bounds, axis=0)
         hi = np.maximum.reduceat(VE[:, :2] + VE[:, 2:3], bounds, axis=0)
@@ -318,42 +347,38 @@ class Frontier2D:
         s = np.zeros(0, dtype=np.int8)
         if len(tested):
             r = np.repeat(rows[tested], cnt)
-            s = self._signs(self.pv.a[ent], T, r, lambda i: exact_row(r[i]))
+            s = self._signs(self.pv.a[ent], T, r, exact_row)
             bounds = np.concatenate([[0], np.cumsum(cnt)[:-1]])
             smax[tested] = np.maximum.reduceat(s, bounds)
             smin[tested] = np.minimum.reduceat(s, bounds)
         return smax, smin, (tested, ent, cnt, s)
 
-    def _split(self, cells, cut, ent, cnt, s, live, jt, lid):
-        """Split the cut cells (``cells[cut]``) by their parent's line ``jt[cut]`` each; Sutherland–Hodgman, all at
-        once."""
-        keep_ent = np.repeat(cut, cnt)
+    def _split(self, cells, cut, info, live, hyp, jc):
+        """Split the cut cells (``cells[cut]``) by their hyperplanes ``hyp[cut]`` (index ``jc[cut]`` of their
+        parent's list); Sutherland–Hodgman for all of them at once."""
+        tested, ent, cnt, s = info
+        cut_t = cut[tested]
+        keep_ent = np.repeat(cut_t, cnt)
         ent, s = ent[keep_ent], s[keep_ent]
-        cc = cnt[cut]
-        ccells = cells[cut]
-        par = live.par.a[ccells]
-        j = jt[cut]
+        cc = cnt[cut_t]
+        ccells = cells[tested][cut_t]
+        j = jc[tested][cut_t]
         nxt = _cyclic_next(cc)
         sn = s[nxt]
         vid, eline, esg = self.pv.a[ent], self.pl.a[ent], self.ps.a[ent]
         cross = (s.astype(np.int16) * sn) < 0
-        cut_line = lid(np.repeat(par, cc), np.repeat(j, cc))
+        cut_line = np.repeat(hyp[tested][cut_t], cc)
         # crossing points: the edge's line ∩ the cut line (vectorised Cramer with error bound; exact fallback)
         xi = np.flatnonzero(cross)
         l1, l2 = eline[xi], cut_line[xi]
-        X, Xerr = _solve_pairs(self.la.a[l1], self.lb.a[l1], self.lea.a[l1], self.leb.a[l1],
-                               self.la.a[l2], self.lb.a[l2], self.lea.a[l2], self.leb.a[l2], self.scale)
-        new_ids = self.V.extend(X)
-        self.err.extend(Xerr)
-        self.VE.extend(np.c_[X, Xerr])
+        X, Xerr = _solve_pairs(self.ha.a[l1], self.hb.a[l1], self.hea.a[l1], self.heb.a[l1],
+                               self.ha.a[l2], self.hb.a[l2], self.hea.a[l2], self.heb.a[l2], self.scale)
+        new_ids = self.VE.extend(np.column_stack([X, Xerr]))
         self.vdef.extend(np.stack([l1, l2], axis=1))
         for k in np.flatnonzero(~np.isfinite(Xerr)).tolist():
             self.stats["exact_vertices"] = self.stats.get("exact_vertices", 0) + 1
-            ex = self.exact_vertex(int(new_ids[k]))
-            v = np.array([float(ex[0]), float(ex[1])])
-            self.V.a[new_ids[k]] = v
-            self.err.a[new_ids[k]] = U * float(np.abs(v).max())
-            self.VE.a[new_ids[k]] = [v[0], v[1], self.err.a[new_ids[k]]]
+            v = np.array([float(c) for c in self.exact_vertex(int(new_ids[k]))])
+            self.VE.a[new_ids[k]] = [v[0], v[1], U * float(np.abs(v).max())]
         xid = np.full(len(s), -1, dtype=np.int64)
         xid[xi] = new_ids
         seg_bounds = np.concatenate([[0], np.cumsum(cc)[:-1]])
@@ -365,28 +390,15 @@ class Frontier2D:
             fv_sign = np.where(on_cut_v, csign, esg).astype(np.int8)
             fx_line = np.where(sn == keep, eline, cut_line)
             fx_sign = np.where(sn == keep, esg, csign).astype(np.int8)
-            mask = np.stack([emit_v, cross], axis=1).ravel()
-            o_v = np.stack([vid, xid], axis=1).ravel()[mask]
-            o_l = np.stack([fv_line, fx_line], axis=1).ravel()[mask]
-            o_s = np.stack([fv_sign, fx_sign], axis=1).ravel()[mask]
-            per = np.add.reduceat(np.stack([emit_v, cross], axis=1).sum(axis=1), seg_bounds)
+            slots = np.stack([emit_v, cross], axis=1)
+            mask = slots.ravel()
             base = self.pv.n
-            self.pv.extend(o_v)
-            self.pl.extend(o_l)
-            self.ps.extend(o_s)
+            self.pv.extend(np.stack([vid, xid], axis=1).ravel()[mask])
+            self.pl.extend(np.stack([fv_line, fx_line], axis=1).ravel()[mask])
+            self.ps.extend(np.stack([fv_sign, fx_sign], axis=1).ravel()[mask])
+            per = np.add.reduceat(slots.sum(axis=1), seg_bounds)
             halves.append((base + np.concatenate([[0], np.cumsum(per)[:-1]]), per))
-        # replace each cut cell by its lower half in place; append the upper halves
-        live.start.a[ccells], live.count.a[ccells] = halves[0]
-        live.sides.a[ccells, j] = -1
-        up_sides = live.sides.a[ccells]
-        up_sides[np.arange(len(j)), j] = 1
-        live.pos.extend(live.pos.a[ccells])
-        live.box.a[ccells] = self._boxes(_ranges(*halves[0]), halves[0][1])
-        live.box.extend(self._boxes(_ranges(*halves[1]), halves[1][1]))
-        live.start.extend(halves[1][0])
-        live.count.extend(halves[1][1])
-        live.par.extend(par)
-        live.sides.extend(up_sides)
+        self._after_split(live, ccells, j, halves[0], halves[1])
 
     def compact(self, start, count):
         """Rewrite the pool with only the live cells' entries (after a layer)."""
@@ -398,7 +410,7 @@ class Frontier2D:
         self.pl.extend(pl)
         self.ps.extend(ps)
         self.start = np.concatenate([[0], np.cumsum(count)[:-1]]).astype(np.intp)
-        self.count = count.astype(np.intp)
+        self.count = np.asarray(count, dtype=np.intp)
 
 
 def _sign_table(a, b, ea, eb):
@@ -554,12 +566,12 @@ def _witnesses(fr, p):
     cnt = fr.count
     C = len(cnt)
     cell = _segment_ids(cnt)
-    V = fr.V.a[fr.pv.v]
+    V = fr.VE.a[fr.pv.v, :2]
     cys = np.stack([np.bincount(cell, weights=V[:, k], minlength=C) for k in range(2)], axis=1) / cnt[:, None]
     bounds = fr.start
-    errs = np.maximum.reduceat(fr.err.a[fr.pv.v], bounds) + U * np.abs(cys).max(axis=1) * 4
+    errs = np.maximum.reduceat(fr.VE.a[fr.pv.v, 2], bounds) + U * np.abs(cys).max(axis=1) * 4
     lid = fr.pl.v
-    A, B, EA, EB = fr.la.a[lid], fr.lb.a[lid], fr.lea.a[lid], fr.leb.a[lid]
+    A, B, EA, EB = fr.ha.a[lid], fr.hb.a[lid], fr.hea.a[lid], fr.heb.a[lid]
     sg = fr.ps.v.astype(np.float64)
     pt, perr = cys[cell], errs[cell]
     ap = np.abs(pt)
@@ -601,15 +613,15 @@ def polygon_of(fr, i) -> Polygon:
     vids = fr.pv.a[ent]
     efs = []
     for l, s in zip(fr.pl.a[ent].tolist(), fr.ps.a[ent].tolist()):
-        efs.append((Hyper(fr.la.a[l].copy(), float(fr.lb.a[l]), fr.lea.a[l].copy(), float(fr.leb.a[l]),
-                          _line_key(fr, l), fn=lambda l=l: fr.exact_line(l)), int(s)))
-    return Polygon(fr.V.a[vids].copy(), fr.err.a[vids].copy(), [fr.vex.get(int(v)) for v in vids], efs, fr.scale)
+        efs.append((Hyper(fr.ha.a[l].copy(), float(fr.hb.a[l]), fr.hea.a[l].copy(), float(fr.heb.a[l]),
+                          _line_key(fr, l), fn=lambda l=l: fr.exact_hyper(l)), int(s)))
+    return Polygon(fr.VE.a[vids, :2].copy(), fr.VE.a[vids, 2].copy(), [fr.vex.get(int(v)) for v in vids], efs, fr.scale)
 
 
 def _line_key(fr, l):
-    layer, par, jk = (int(v) for v in fr.lmeta.a[l])
+    layer, par, jk = (int(v) for v in fr.hmeta.a[l])
     if layer < 0:
-        return fr._root_lines[par].key
+        return fr._root_hypers[par].key
     K = len(fr.cond.layers[layer].activation.breakpoints)
     return (layer, jk // K, jk % K, tuple(c[par] for c in fr.prefix_codes[layer]))
 
@@ -634,7 +646,7 @@ def _adjacency(fr):
     """Every edge inside W matched with the region across it (THEORY §6; the rule of
     :func:`cpa_theory.regions._adjacency`: the neighbour's code differs in exactly that neuron, moved across
     that breakpoint). Returns ``(pairs (P, 2), unmatched pool positions)``."""
-    return _match_codes(fr, _segment_ids(fr.count), fr.lmeta.a[fr.pl.v])
+    return _match_codes(fr, _segment_ids(fr.count), fr.hmeta.a[fr.pl.v])
 
 
 def _match_codes(fr, cell, meta):
@@ -690,7 +702,7 @@ def _balance_ok(fr, unmatched) -> bool:
     on = np.isin(fr.pl.v, lines)
     ent = np.flatnonzero(on)
     nxt = _cyclic_next(fr.count)
-    V = fr.V.a[fr.pv.v]
+    V = fr.VE.a[fr.pv.v, :2]
     length = np.linalg.norm(V[nxt[ent]] - V[ent], axis=1)
     key = np.searchsorted(lines, fr.pl.v[ent]) * 2 + (fr.ps.v[ent] > 0)
     sums = np.bincount(key, weights=length, minlength=2 * len(lines)).reshape(-1, 2)
@@ -699,7 +711,7 @@ def _balance_ok(fr, unmatched) -> bool:
 
 
 def _volumes(fr):
-    V = fr.V.a[fr.pv.v]
+    V = fr.VE.a[fr.pv.v, :2]
     nxt = _cyclic_next(fr.count)
     cross = V[:, 0] * V[nxt, 1] - V[nxt, 0] * V[:, 1]
     return 0.5 * np.add.reduceat(cross, fr.start) if len(fr.count) else np.zeros(0)
@@ -731,10 +743,10 @@ def _corner_angles(fr):
     prv = np.empty_like(nxt)
     prv[nxt] = np.arange(len(nxt))
     lid, sg = fr.pl.v, fr.ps.v.astype(np.float64)
-    n_out = fr.la.a[lid] * sg[:, None]
+    n_out = fr.ha.a[lid] * sg[:, None]
     n1, n2 = n_out[prv], n_out
     turn = np.arctan2(n1[:, 0] * n2[:, 1] - n1[:, 1] * n2[:, 0], np.einsum("ij,ij->i", n1, n2))
-    meta = fr.lmeta.a[lid]
+    meta = fr.hmeta.a[lid]
     on_w = (meta[:, 0] < 0) | (meta[prv, 0] < 0)
     return np.pi - turn, on_w
 
@@ -751,10 +763,10 @@ def _vertex_clusters(fr, exact_ids=None):
 
     vid = fr.pv.v
     n = len(vid)
-    V = fr.V.a[vid]
-    g = 4.0 * float(fr.err.a[vid].max()) if n else 1.0
+    V = fr.VE.a[vid, :2]
+    g = 4.0 * float(fr.VE.a[vid, 2].max()) if n else 1.0
     rows, cols = [np.arange(n)], [n + vid.astype(np.int64)]  # corner → its vertex id (node n + vid)
-    base = n + int(fr.V.n)
+    base = n + int(fr.VE.n)
     float_ok = np.ones(n, dtype=bool)
     if exact_ids is not None:
         float_ok[exact_ids] = False

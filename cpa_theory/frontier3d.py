@@ -27,16 +27,14 @@ from fractions import Fraction
 import numpy as np
 
 from .errors import CPAInternalError
-from .exact import ExactCharts, dot, solve
-from .frontier2d import (_box_sides, _cyclic_next, _Grow, _LayerProgress, _linear_components, _ranges, _recheck,
-                         _segment_ids, _sign_table)
+from .frontier2d import (FlatFrontier, _box_sides, _cyclic_next, _Grow, _LayerProgress, _linear_components, _ranges,
+                         _recheck, _segment_ids)
 from .polytope import Hyper, Polytope
 from .tolerances import DOT_EXTRA_TERMS, FACET_BALANCE_RTOL, FILTER_SAFETY, UNIT_ROUNDOFF, VERTEX_ERR_MAX_RTOL
 
 __all__ = ["Frontier3D", "supports", "count_space"]
 
 U = UNIT_ROUNDOFF
-_SIGN_CHUNK = 1 << 19  # entries per vectorised parent test (bounded memory: ~120 bytes each)
 
 
 def supports(cond) -> bool:
@@ -62,34 +60,22 @@ def _ccw_faces(P: Polytope):
     return out
 
 
-class Frontier3D:
-    """The 3-D engine's state for one window (see the module docstring)."""
+class Frontier3D(FlatFrontier):
+    """The 3-D engine's state for one window (see the module docstring): cell c is the face list
+    ``fpool[start[c] : start[c] + count[c]]``; face f is the vertex cycle ``pv[fstart[f] : fstart[f] + fcount[f]]``
+    on hyperplane ``fplane[f]`` with the inside's sign ``fsign[f]``."""
+
+    d = 3
+    _ENTRIES_PER_CELL = 6  # a cell's faces list each vertex about three times
 
     def __init__(self, cond, root: Polytope, p, y0, radius, stats):
-        self.cond, self.p, self.y0, self.radius, self.stats = cond, p, y0, float(radius), stats
-        self._charts = None
-        self.scale = root.scale
-        self.pa, self.pb = _Grow((3,), np.float64), _Grow((), np.float64)
-        self.pea, self.peb = _Grow((3,), np.float64), _Grow((), np.float64)
-        self.pmeta = _Grow((3,), np.int64)
-        self._root_planes = [H for H, _ in root.facets]
-        for i, (H, _) in enumerate(root.facets):
-            self.pa.extend(H.a[None])
-            self.pb.extend([H.beta])
-            self.pea.extend(np.asarray(H.err_a, dtype=np.float64)[None])
-            self.peb.extend([H.err_b])
-            self.pmeta.extend([[-1, i, 0]])
-        self._exact_planes: dict = {}
-        nv = len(root.V)
-        self.VE = _Grow((4,), np.float64)
-        self.VE.extend(np.c_[root.V, root.err])
-        self.vdef = _Grow((3,), np.int64)
+        self._init_tables(cond, p, y0, radius, stats, [H for H, _ in root.facets], root.scale)
+        self.VE.extend(np.column_stack([root.V, root.err]))
         G = np.array([H.a for H, _ in root.facets])
-        for i in range(nv):
+        for i in range(len(root.V)):  # three independent facets through each root vertex (exact fallback)
             rows = np.flatnonzero(root.inc[i])
-            pick = [r for r in rows]
             chosen = []
-            for r in pick:
+            for r in rows:
                 if np.linalg.matrix_rank(G[chosen + [r]]) == len(chosen) + 1:
                     chosen.append(r)
                 if len(chosen) == 3:
@@ -110,36 +96,6 @@ class Frontier3D:
         self.fpool.extend(np.arange(self.fplane.n))
         self.start = np.zeros(1, dtype=np.intp)
         self.count = np.array([self.fplane.n], dtype=np.intp)
-        self.prefix_codes: list = []
-        self.codes: tuple = ()
-        self.flats: tuple = ()
-
-    # -- exact data ---------------------------------------------------------------------------------------------
-    def exact_plane(self, pid: int):
-        hit = self._exact_planes.get(pid)
-        if hit is None:
-            layer, par, jk = (int(v) for v in self.pmeta.a[pid])
-            if layer < 0:
-                hit = self._root_planes[par].exact()
-            else:
-                K = len(self.cond.layers[layer].activation.breakpoints)
-                prefix = tuple(c[par] for c in self.prefix_codes[layer])
-                if self._charts is None:
-                    self._charts = ExactCharts(self.cond, self.p)
-                hit = self._charts.hyperplane(prefix, jk // K, jk % K)
-            self._exact_planes[pid] = hit
-        return hit
-
-    def exact_vertex(self, vid: int):
-        v = self.vex.get(vid)
-        if v is None:
-            eqs = [self.exact_plane(int(q)) for q in self.vdef.a[vid]]
-            v = solve([e[0] for e in eqs], [e[1] for e in eqs])
-            if v is None:
-                raise CPAInternalError("the planes defining a polyhedron vertex are dependent in exact arithmetic; "
-                                       "please report this network and window.")
-            self.vex[vid] = v
-        return v
 
     # -- cells' entries ----------------------------------------------------------------------------------------------
     def entries(self, cstart, ccount):
@@ -151,23 +107,6 @@ class Frontier3D:
         fcnt = self.fcount.a[faces]
         ent = _ranges(self.fstart.a[faces], fcnt)
         return faces, fcells, ent, np.repeat(fcells, fcnt), fcnt
-
-    def _signs(self, vids, T, rows, exact_row):
-        Vg, Tg = self.VE.a[vids], T[rows]
-        vals = np.einsum("md,md->m", Vg[:, :3], Tg[:, :3]) - Tg[:, 3]
-        E = FILTER_SAFETY * (np.einsum("md,md->m", np.abs(Vg[:, :3]), Tg[:, 4:7]) + Tg[:, 7] + Tg[:, 8] * Vg[:, 3])
-        if not np.isfinite(vals.sum() + E.sum()):
-            raise CPAInternalError("float64 overflow or NaN while deciding vertex sides; please report this "
-                                   "network and window (the exact count needs values within float64 range).")
-        s = np.sign(vals).astype(np.int8)
-        und = np.flatnonzero(~(np.abs(vals) > E))
-        for i in und.tolist():
-            a, b = exact_row(int(rows[i]))
-            val = dot(a, self.exact_vertex(int(vids[i]))) - b
-            s[i] = (val > 0) - (val < 0)
-        if len(und):
-            self.stats["exact_fallbacks"] = self.stats.get("exact_fallbacks", 0) + len(und)
-        return s
 
     def _boxes(self, cstart, ccount):
         _, _, ent, ecells, _ = self.entries(cstart, ccount)
@@ -190,59 +129,9 @@ class Frontier3D:
             info = (tested, faces, fcells, ent, ecells, fcnt, s)
         return smax, smin, info
 
-    # -- one layer -------------------------------------------------------------------------------------------------
-    def run_layer(self, li, lines, screened, sides0, progress=None):
-        fa, fb, EA, EB = lines["fa"], lines["fb"], lines["EA"], lines["EB"]
-        C, nK = fb.shape
-        first = self.pb.n
-        self.pa.extend(fa.reshape(-1, 3))
-        self.pb.extend(fb.reshape(-1))
-        self.pea.extend(EA.reshape(-1, 3))
-        self.peb.extend(EB.reshape(-1))
-        self.pmeta.extend(np.stack([np.full(C * nK, li), np.repeat(np.arange(C), nK), np.tile(np.arange(nK), C)],
-                                   axis=1))
-        T = _sign_table(fa.reshape(-1, 3), fb.reshape(-1), EA.reshape(-1, 3), EB.reshape(-1))
-
-        def exact_row(r):
-            return self.exact_plane(first + int(r))
-
-        sides = sides0.copy()
-        active = np.zeros((C, nK), dtype=bool)
-        boxes = self._boxes(self.start, self.count)
-        cand = np.argwhere(screened)
-        step = max(1, _SIGN_CHUNK // max(1, 6 * int(self.count.mean())))
-        for s0 in range(0, len(cand), step):
-            pr = cand[s0:s0 + step]
-            smax, smin, _ = self._cell_signs(self.start[pr[:, 0]], self.count[pr[:, 0]], boxes[pr[:, 0]], T,
-                                             pr[:, 0] * nK + pr[:, 1], exact_row)
-            cut = (smax > 0) & (smin < 0)
-            active[pr[:, 0], pr[:, 1]] = cut
-            nc = ~cut
-            sides[pr[nc, 0], pr[nc, 1]] = smax[nc] + smin[nc]
-        live = _Live(self.start, self.count, np.arange(C), sides, boxes)
-        act_ptr = np.concatenate([[0], np.cumsum(active.sum(axis=1))])
-        act_j = np.nonzero(active)[1]
-        live.pos.extend(act_ptr[:-1])
-        end = act_ptr[1:]
-        waves = int(np.diff(act_ptr).max(initial=0))
-        for wave in range(waves):
-            cells = np.flatnonzero(live.pos.v < end[live.par.v])
-            if not len(cells):
-                break
-            jc = act_j[live.pos.a[cells]]
-            smax, smin, info = self._cell_signs(live.start.a[cells], live.count.a[cells], live.box.a[cells], T,
-                                                live.par.a[cells] * nK + jc, exact_row)
-            cut = (smax > 0) & (smin < 0)
-            nc = ~cut
-            live.sides.a[cells[nc], jc[nc]] = smax[nc] + smin[nc]
-            live.pos.a[cells] += 1
-            if cut.any():
-                self._split(cells, cut, info, live, first, nK, jc)
-            if progress is not None:
-                progress(li, (wave + 1) / waves, live.par.n)
-        return live.start.v, live.count.v, live.par.v, live.sides.v
-
-    def _split(self, cells, cut, info, live, first, nK, jc):
+    def _split(self, cells, cut, info, live, hyp, jc):
+        """Split the cut cells (``cells[cut]``) by their hyperplanes ``hyp[cut]`` (index ``jc[cut]`` of their
+        parent's list): every face clipped, crossings made once per edge, caps chained."""
         tested, faces, fcells, ent, ecells, fcnt, s = info
         # keep the cut cells only (cut is over `cells`; info covers cells[tested])
         cut_t = cut[tested]
@@ -254,8 +143,7 @@ class Frontier3D:
         ccells = cells[tested][cut_t]
         j = jc[tested][cut_t]
         nc = len(ccells)
-        par = live.par.a[ccells]
-        cut_plane = first + par * nK + j  # per cut cell
+        cut_plane = hyp[tested][cut_t]  # per cut cell
         ecell = np.repeat(fcells, fcnt)
         eface = np.repeat(np.arange(len(faces)), fcnt)
         nxt = _cyclic_next(fcnt)
@@ -334,25 +222,14 @@ class Frontier3D:
             fstart = self.fpool.n + np.concatenate([[0], np.cumsum(nf)[:-1]])
             self.fpool.extend(fl)
             new_cells.append((fstart, nf))
-        (lo_s, lo_n), (up_s, up_n) = new_cells
-        live.start.a[ccells], live.count.a[ccells] = lo_s, lo_n
-        live.sides.a[ccells, j] = -1
-        up_sides = live.sides.a[ccells]
-        up_sides[np.arange(nc), j] = 1
-        live.pos.extend(live.pos.a[ccells])
-        live.box.a[ccells] = self._boxes(lo_s, lo_n)
-        live.box.extend(self._boxes(up_s, up_n))
-        live.start.extend(up_s)
-        live.count.extend(up_n)
-        live.par.extend(par)
-        live.sides.extend(up_sides)
+        self._after_split(live, ccells, j, new_cells[0], new_cells[1])
 
     def _solve3(self, q1, q2, q3):
         """Points on three planes each (rows), with the error bound of :func:`cpa_theory.polytope._solve_vertices`
         (inf where float64 cannot bound the point: the caller computes it exactly)."""
         Q = np.stack([q1, q2, q3], axis=1)
-        M, b = self.pa.a[Q], self.pb.a[Q]
-        EM, Eb = self.pea.a[Q], self.peb.a[Q]
+        M, b = self.ha.a[Q], self.hb.a[Q]
+        EM, Eb = self.hea.a[Q], self.heb.a[Q]
         return _solve_stack(M, b, EM, Eb, self.scale)
 
     def compact(self, start, count):
@@ -377,19 +254,6 @@ class Frontier3D:
 def _group_starts(groups, n):
     """Start of each of ``n`` non-empty, contiguous, ordered groups in ``groups`` (for ``ufunc.reduceat``)."""
     return np.concatenate([[0], np.cumsum(np.bincount(groups, minlength=n))[:-1]])
-
-
-class _Live:
-    def __init__(self, start, count, par, sides, box):
-        C = len(start)
-        self.start, self.count = _Grow((), np.intp, 2 * C + 16), _Grow((), np.intp, 2 * C + 16)
-        self.par = _Grow((), np.intp, 2 * C + 16)
-        self.sides = _Grow(sides.shape[1:], np.int8, 2 * C + 16)
-        self.box = _Grow((6,), np.float64, 2 * C + 16)
-        self.pos = _Grow((), np.intp, 2 * C + 16)
-        for g, v in ((self.start, start), (self.count, count), (self.par, par), (self.sides, sides),
-                     (self.box, box)):
-            g.extend(v)
 
 
 def _chain(cell, a, b, ncells, nv):
@@ -484,7 +348,7 @@ def _witnesses(fr, p):
     faces = fr.fpool.a[_ranges(fr.start, fr.count)]
     fcell = _segment_ids(fr.count)
     q = fr.fplane.a[faces]
-    A, B, EA, EB = fr.pa.a[q], fr.pb.a[q], fr.pea.a[q], fr.peb.a[q]
+    A, B, EA, EB = fr.ha.a[q], fr.hb.a[q], fr.hea.a[q], fr.heb.a[q]
     sg = fr.fsign.a[faces].astype(np.float64)
     pt, perr = cys[fcell], errs[fcell]
     ap = np.abs(pt)
@@ -528,8 +392,8 @@ def polytope_of(fr, i) -> Polytope:
     facets, inc = [], np.zeros((len(vids), len(faces)), dtype=bool)
     for k, f in enumerate(faces.tolist()):
         q = int(fr.fplane.a[f])
-        facets.append((Hyper(fr.pa.a[q].copy(), float(fr.pb.a[q]), fr.pea.a[q].copy(), float(fr.peb.a[q]),
-                             _plane_key(fr, q), fn=lambda q=q: fr.exact_plane(q)), int(fr.fsign.a[f])))
+        facets.append((Hyper(fr.ha.a[q].copy(), float(fr.hb.a[q]), fr.hea.a[q].copy(), float(fr.heb.a[q]),
+                             _plane_key(fr, q), fn=lambda q=q: fr.exact_hyper(q)), int(fr.fsign.a[f])))
         fv = fr.pv.a[fr.fstart.a[f]: fr.fstart.a[f] + fr.fcount.a[f]]
         inc[np.searchsorted(vids, fv), k] = True
     VE = fr.VE.a[vids]
@@ -537,9 +401,9 @@ def polytope_of(fr, i) -> Polytope:
 
 
 def _plane_key(fr, q):
-    layer, par, jk = (int(v) for v in fr.pmeta.a[q])
+    layer, par, jk = (int(v) for v in fr.hmeta.a[q])
     if layer < 0:
-        return fr._root_planes[par].key
+        return fr._root_hypers[par].key
     K = len(fr.cond.layers[layer].activation.breakpoints)
     return (layer, jk // K, jk % K, tuple(c[par] for c in fr.prefix_codes[layer]))
 
@@ -550,7 +414,7 @@ def _adjacency(fr):
 
     faces = fr.fpool.a[_ranges(fr.start, fr.count)]
     fcell = _segment_ids(fr.count)
-    meta = fr.pmeta.a[fr.fplane.a[faces]]
+    meta = fr.hmeta.a[fr.fplane.a[faces]]
     pairs, unmatched = _match_codes(fr, fcell, meta)
     return pairs, unmatched, faces
 
