@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 import time
 from fractions import Fraction
+from typing import Callable, NamedTuple
 
 import numpy as np
 
@@ -831,27 +832,45 @@ def euler_check(fr, tol):
     return (int(chi) if chi == int(chi) else chi), ok and chi == 1
 
 
-def count_plane(cond, win, p, root, vol_w, *, keep_regions=False, exact_recheck=False, linear=True,
-                progress=None):
-    """Count, certify and check completeness in the plane; the :class:`cpa_theory.regions.RegionCount` fields
-    except ``hits`` and ``seconds`` (the caller's)."""
+class Geometry(NamedTuple):
+    """What differs between the plane and space engines after refinement: hooks on the final frontier."""
+
+    refine: Callable  # (cond, root, p, y0, radius, stats, progress) -> frontier
+    witnesses: Callable  # (fr, p) -> (witnesses (C, d) in x, float ball radii (C,))
+    cell: Callable  # (fr, i) -> region i as a polytope object (exact paths, keep_regions)
+    volumes: Callable  # (fr) -> (C,) float volumes
+    completeness: Callable  # (fr) -> (adjacent pairs, unmatched facets, balance and Euler ok, Euler χ or None)
+
+
+def _completeness_2d(fr):
+    from .tolerances import EULER_ANGLE_TOL
+
+    pairs, unmatched = _adjacency(fr)
+    chi, euler_ok = euler_check(fr, EULER_ANGLE_TOL)
+    return pairs, len(unmatched), _balance_ok(fr, unmatched) and euler_ok, chi
+
+
+def count_flat(cond, win, p, root, vol_w, geo: Geometry, *, keep_regions=False, exact_recheck=False, linear=True,
+               progress=None):
+    """Refine, certify and check completeness with the flat engine ``geo``: the
+    :class:`cpa_theory.regions.RegionCount` fields except ``hits`` and ``seconds`` (the caller's)."""
     from .regions import Region, RegionCount, _exact_witness, _Leaf
-    from .tolerances import EULER_ANGLE_TOL, VOLUME_SUM_RTOL
+    from .tolerances import VOLUME_SUM_RTOL
 
     stats: dict = {}
     bar = _LayerProgress(progress, len(cond.layers))
     try:
-        fr = refine(cond, root, p, win.center - p, win.radius, stats, bar.update)
+        fr = geo.refine(cond, root, p, win.center - p, win.radius, stats, bar.update)
     finally:
         bar.close()
-    fr.compact(fr.start, fr.count)  # certificates read the pool in cell order
+    fr.compact(fr.start, fr.count)  # certificates read the pools in cell order
     n = len(fr.count)
-    wit, rad = _witnesses(fr, p)
+    wit, rad = geo.witnesses(fr, p)
     ok = _recheck(cond, wit, rad, fr.codes, fr.flats, win.radius, exact_recheck)
     n_exact_wit = 0
     p_exact = [Fraction(float(v)) for v in p]
-    for i in np.flatnonzero(~ok).tolist():
-        leaf = _Leaf(polygon_of(fr, i), tuple(k[i] for k in fr.codes), tuple(k[i] for k in fr.flats), None, None)
+    for i in np.flatnonzero(~ok).tolist():  # float64 cannot certify: an exact rational witness
+        leaf = _Leaf(geo.cell(fr, i), tuple(k[i] for k in fr.codes), tuple(k[i] for k in fr.flats), None, None)
         got = _exact_witness(cond, leaf, p_exact)
         if got is not None:
             x, rho = got
@@ -860,11 +879,9 @@ def count_plane(cond, win, p, root, vol_w, *, keep_regions=False, exact_recheck=
             ok[i] = True
             n_exact_wit += 1
     n_bad = int(np.count_nonzero(~ok))
-    vol_sum = float(_volumes(fr).sum())
-    vol_ok = abs(vol_sum - vol_w) <= VOLUME_SUM_RTOL * vol_w
-    pairs, unmatched = _adjacency(fr)
-    chi, euler_ok = euler_check(fr, EULER_ANGLE_TOL)
-    complete = bool(vol_ok and _balance_ok(fr, unmatched) and euler_ok)
+    vol_ok = abs(float(geo.volumes(fr).sum()) - vol_w) <= VOLUME_SUM_RTOL * vol_w
+    pairs, n_unmatched, facets_ok, chi = geo.completeness(fr)
+    complete = bool(vol_ok and facets_ok)
     out_A = fr.A
     out_c = fr.c - np.einsum("cod,d->co", fr.A, p)  # f(x) = A (x − p) + c
     n_lin = _linear_components(n, pairs, out_A, out_c) if linear else n
@@ -872,15 +889,22 @@ def count_plane(cond, win, p, root, vol_w, *, keep_regions=False, exact_recheck=
     if keep_regions:
         regions = []
         for i in range(n):
-            P = polygon_of(fr, i)
+            P = geo.cell(fr, i)
             G, h = P.facet_arrays()
             regions.append(Region(tuple(k[i] for k in fr.codes), wit[i], float(rad[i]), P.V + p, out_A[i],
                                   out_c[i], (G, h + G @ p)))
     min_rad = float(rad[ok].min()) if ok.any() else math.inf
-    res = RegionCount(win.center, win.radius, n, n_lin, 0, n_bad == 0 and complete, n_bad, 0.0,
-                      int(stats.get("exact_fallbacks", 0)), regions, complete, min_rad, n_exact_wit, len(unmatched),
-                      chi)
-    return res
+    return RegionCount(win.center, win.radius, n, n_lin, 0, n_bad == 0 and complete, n_bad, 0.0,
+                       int(stats.get("exact_fallbacks", 0)), regions, complete, min_rad, n_exact_wit, n_unmatched, chi)
+
+
+PLANE = Geometry(lambda *a: refine(*a), lambda fr, p: _witnesses(fr, p), lambda fr, i: polygon_of(fr, i),
+                 lambda fr: _volumes(fr), lambda fr: _completeness_2d(fr))
+
+
+def count_plane(cond, win, p, root, vol_w, **kw):
+    """:func:`count_flat` with the plane engine."""
+    return count_flat(cond, win, p, root, vol_w, PLANE, **kw)
 
 
 class _LayerProgress:

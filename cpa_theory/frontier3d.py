@@ -21,14 +21,11 @@ slivers below float64 resolution are ordered correctly).
 
 from __future__ import annotations
 
-import math
-from fractions import Fraction
 
 import numpy as np
 
 from .errors import CPAInternalError
-from .frontier2d import (FlatFrontier, _box_sides, _cyclic_next, _Grow, _LayerProgress, _linear_components, _ranges,
-                         _recheck, _segment_ids)
+from .frontier2d import FlatFrontier, Geometry, _box_sides, _cyclic_next, _Grow, _ranges, _segment_ids, count_flat
 from .polytope import Hyper, Polytope
 from .tolerances import DOT_EXTRA_TERMS, FACET_BALANCE_RTOL, FILTER_SAFETY, UNIT_ROUNDOFF, VERTEX_ERR_MAX_RTOL
 
@@ -432,49 +429,20 @@ def _balance_ok(fr, unmatched, faces) -> bool:
     return bool(np.all((np.abs(a - b) <= FACET_BALANCE_RTOL * np.maximum(np.maximum(a, b), 1e-300)) & (a > 0)))
 
 
-def count_space(cond, win, p, root, vol_w, *, keep_regions=False, exact_recheck=False, linear=True, progress=None):
-    """Count, certify and check completeness in 3-D (``hits``/``seconds`` are the caller's)."""
-    from .regions import Region, RegionCount, _exact_witness, _Leaf
-    from .tolerances import VOLUME_SUM_RTOL
-
-    stats: dict = {}
-    bar = _LayerProgress(progress, len(cond.layers))
-    try:
-        fr = refine(cond, root, p, win.center - p, win.radius, stats, bar.update)
-    finally:
-        bar.close()
-    fr.compact(fr.start, fr.count)
-    n = len(fr.count)
-    wit, rad, cys = _witnesses(fr, p)
-    ok = _recheck(cond, wit, rad, fr.codes, fr.flats, win.radius, exact_recheck)
-    n_exact_wit = 0
-    p_exact = [Fraction(float(v)) for v in p]
-    for i in np.flatnonzero(~ok).tolist():
-        leaf = _Leaf(polytope_of(fr, i), tuple(k[i] for k in fr.codes), tuple(k[i] for k in fr.flats), None, None)
-        got = _exact_witness(cond, leaf, p_exact)
-        if got is not None:
-            x, rho = got
-            wit[i] = [float(v) for v in x]
-            rad[i] = float(rho)
-            ok[i] = True
-            n_exact_wit += 1
-    n_bad = int(np.count_nonzero(~ok))
-    vol_sum = float(_volumes(fr, cys).sum())
-    vol_ok = abs(vol_sum - vol_w) <= VOLUME_SUM_RTOL * vol_w
+def _completeness(fr):
     pairs, unmatched, faces = _adjacency(fr)
-    complete = bool(vol_ok and _balance_ok(fr, unmatched, faces))
-    out_A = fr.A
-    out_c = fr.c - np.einsum("cod,d->co", fr.A, p)
-    n_lin = _linear_components(n, pairs, out_A, out_c) if linear else n
-    regions = None
-    if keep_regions:
-        regions = []
-        for i in range(n):
-            P = polytope_of(fr, i)
-            G, h = P.facet_arrays()
-            regions.append(Region(tuple(k[i] for k in fr.codes), wit[i], float(rad[i]), P.V + p, out_A[i],
-                                  out_c[i], (G, h + G @ p)))
-    min_rad = float(rad[ok].min()) if ok.any() else math.inf
-    res = RegionCount(win.center, win.radius, n, n_lin, 0, n_bad == 0 and complete, n_bad, 0.0,
-                      int(stats.get("exact_fallbacks", 0)), regions, complete, min_rad, n_exact_wit, len(unmatched))
-    return res
+    return pairs, len(unmatched), _balance_ok(fr, unmatched, faces), None
+
+
+def _witnesses_only(fr, p):
+    wit, rad, fr._centres = _witnesses(fr, p)
+    return wit, rad
+
+
+SPACE = Geometry(lambda *a: refine(*a), _witnesses_only, lambda fr, i: polytope_of(fr, i),
+                 lambda fr: _volumes(fr, fr._centres), _completeness)
+
+
+def count_space(cond, win, p, root, vol_w, **kw):
+    """:func:`cpa_theory.frontier2d.count_flat` with the space engine."""
+    return count_flat(cond, win, p, root, vol_w, SPACE, **kw)
