@@ -249,3 +249,43 @@ def test_cap_chaining_rejects_an_open_cap():
         F3._chain(cell, np.array([1, 2, 3, 4]), np.array([2, 3, 4, 5]), 1, 10)  # 4 → 5 leaves the cap
     with pytest.raises(CPAInternalError):  # two cycles of two (a quadrilateral chained as two digons)
         F3._chain(cell, np.array([1, 2, 3, 4]), np.array([2, 1, 4, 3]), 1, 10)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("d", [2, 3])
+def test_adversarial_sweep_equals_the_cell_engine(d):
+    """BN with β = 0 (every first-layer hyperplane through the centroid) and a duplicated neuron; eval BN folded
+    from the batch's statistics; float-rounded concurrency at a window corner; coincident parallel families under
+    hard-tanh, |·| and leaky ReLU: the flat engines give the cell engine's counts, all certified."""
+    from cpa_theory.activations import absolute, hardtanh, leaky_relu
+
+    rng = np.random.default_rng(2026 + d)
+    n1 = 8 if d == 2 else 6
+    for trial in range(12):
+        X = rng.normal(size=(16, d))
+        W = rng.normal(size=(n1, d))
+        W[1] = W[0]
+        nets = [(Network(d, (Layer(W, np.zeros(n1), relu(), BatchNorm(n1, "train", beta=np.zeros(n1))),
+                             Layer(rng.normal(size=(5, n1)) / 3, rng.normal(size=5) * 0.1, relu()),
+                             Layer(np.ones((1, 5)), [0.0], identity())), X), X.mean(axis=0), 0.5)]
+        Z = X @ W.T
+        nets.append((Network(d, (Layer(W, np.zeros(n1), relu(), BatchNorm(n1, "eval", beta=np.zeros(n1),
+                                                                         running_mean=Z.mean(axis=0),
+                                                                         running_var=Z.var(axis=0))),
+                                 Layer(np.ones((1, n1)), [0.0], identity()))), X.mean(axis=0), 0.5))
+        pt = np.full(d, 0.5) + rng.normal(size=d) * 1e-12
+        V = rng.normal(size=(n1, d))
+        nets.append((Network(d, (Layer(V, -V @ pt, relu()), Layer(np.ones((1, n1)), [0.0], identity()))),
+                     np.zeros(d), 0.5))
+        F_ = rng.normal(size=(4, d))
+        F_ = np.vstack([F_, 2.0 * F_])
+        b = rng.normal(size=8) * 0.2
+        b[4:] = 2 * b[:4]
+        for act in (hardtanh, absolute, lambda: leaky_relu(0.1)):
+            nets.append((Network(d, (Layer(F_, b, act()), Layer(rng.normal(size=(4, 8)), rng.normal(size=4) * 0.1,
+                                                                 act()),
+                                     Layer(np.ones((1, 4)), [0.0], identity()))), rng.normal(size=d) * 0.1, 0.8))
+        for net, c, r in nets:
+            fast = count_regions(net, c, r)
+            _same(fast, count_regions(net, c, r, engine="cells"))
+            assert fast.certified
