@@ -752,48 +752,70 @@ def _corner_angles(fr):
     return np.pi - turn, on_w
 
 
-def _vertex_clusters(fr, exact_ids=None):
-    """Group the corners (pool entries) into the vertices of the planar subdivision: ``(labels, n)``.
+def _vertex_clusters(fr, vid=None, exact_ids=None):
+    """Group corners (vertex ids ``vid`` of pool entries; default: the plane engine's pool) into the vertices of
+    the subdivision: ``(labels, n)``.
 
     Copies of one exact point lie within their proven error bounds of each other: corners are joined when they
-    share a vertex id or a cell of any of four offset grids of spacing 4·max err (so copies, at most 2·max err
-    apart per coordinate, always share one). ``exact_ids``: corners (pool entries) whose groups are instead
-    decided by exact rational equality of their vertices (the second pass when the first does not close up)."""
+    share a vertex id or a cell of any of 2^d offset grids of spacing 4·max err (so copies, at most 2·max err
+    apart per coordinate, always share one; a grid cell is named by one 64-bit word, and a collision of two
+    names can only join more corners, which the checks then reject and the exact pass undoes). ``exact_ids``: corners whose groups are instead decided by exact
+    rational equality of their vertices (the second pass when the first does not close up)."""
+    from itertools import product
+
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    vid = fr.pv.v
+    d = fr.d
+    vid = fr.pv.v if vid is None else vid
     n = len(vid)
-    V = fr.VE.a[vid, :2]
-    g = 4.0 * float(fr.VE.a[vid, 2].max()) if n else 1.0
-    rows, cols = [np.arange(n)], [n + vid.astype(np.int64)]  # corner → its vertex id (node n + vid)
-    base = n + int(fr.VE.n)
-    float_ok = np.ones(n, dtype=bool)
+    if not n:
+        return np.zeros(0, dtype=np.int64), 0
+    uv, inv = np.unique(vid, return_inverse=True)  # corners sharing a vertex id are one point: cluster ids
+    inv = inv.reshape(-1)
+    m = len(uv)
+    V = fr.VE.a[uv, :d]
+    g = 4.0 * float(fr.VE.a[uv, d].max())
+    rows, cols = [], []
+    base = m
+    float_ok = np.ones(m, dtype=bool)
     if exact_ids is not None:
-        float_ok[exact_ids] = False
+        ex_u = np.unique(inv[np.asarray(exact_ids, dtype=np.int64)])
+        float_ok[ex_u] = False
     fi = np.flatnonzero(float_ok)
-    for ox, oy in ((0, 0), (0.5, 0), (0, 0.5), (0.5, 0.5)):
-        kx, ky = np.floor(V[fi, 0] / g + ox), np.floor(V[fi, 1] / g + oy)
-        order = np.lexsort((ky, kx))
-        step = np.r_[True, (kx[order][1:] != kx[order][:-1]) | (ky[order][1:] != ky[order][:-1])]
-        inv = np.empty(len(fi), dtype=np.int64)
-        inv[order] = np.cumsum(step) - 1
+    mix = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9][:d], dtype=np.uint64)
+    for off in product((0.0, 0.5), repeat=d):
+        keys = np.floor(V[fi] / g + np.asarray(off)).astype(np.int64).astype(np.uint64)
+        with np.errstate(over="ignore"):  # one 64-bit word per grid cell (a collision only joins more: checked)
+            h = (keys * mix[None, :]).sum(axis=1, dtype=np.uint64)
+        _, gi = np.unique(h, return_inverse=True)
+        gi = gi.reshape(-1)
         rows.append(fi)
-        cols.append(base + inv)
-        base += int(inv.max()) + 1 if len(inv) else 0
-    if exact_ids is not None and len(exact_ids):
+        cols.append(base + gi)
+        base += int(gi.max()) + 1 if len(gi) else 0
+    if exact_ids is not None and len(ex_u):
         exact_pts = {}
-        ex_lab = np.empty(len(exact_ids), dtype=np.int64)
-        for t, e in enumerate(np.asarray(exact_ids).tolist()):
-            ex_lab[t] = exact_pts.setdefault(fr.exact_vertex(int(vid[e])), len(exact_pts))
-        rows.append(np.asarray(exact_ids))
+        ex_lab = np.empty(len(ex_u), dtype=np.int64)
+        for t, e in enumerate(ex_u.tolist()):
+            ex_lab[t] = exact_pts.setdefault(fr.exact_vertex(int(uv[e])), len(exact_pts))
+        rows.append(ex_u)
         cols.append(base + ex_lab)
         base += len(exact_pts)
-    r, c = np.concatenate(rows), np.concatenate(cols)
+    r = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
+    c = np.concatenate(cols) if cols else np.zeros(0, dtype=np.int64)
     G = coo_matrix((np.ones(len(r)), (r, c)), shape=(base, base))
     _, lab = connected_components(G, directed=False)
-    labels = np.unique(lab[:n], return_inverse=True)[1].reshape(-1)
-    return labels, int(labels.max()) + 1 if n else 0
+    labels = np.unique(lab[:m], return_inverse=True)[1].reshape(-1)[inv]
+    return labels, int(labels.max()) + 1
+
+
+def _mixed(labels, nv, vid):
+    """Corners whose group joins more than one vertex id (to be re-decided exactly)."""
+    first = np.full(nv, -1, dtype=np.int64)
+    first[labels[::-1]] = vid[::-1]
+    mixed = np.zeros(nv, dtype=bool)
+    mixed[labels[vid != first[labels]]] = True
+    return np.flatnonzero(mixed[labels])
 
 
 def _euler_pass(fr, labels, nv, theta, on_w, tol):
@@ -821,13 +843,7 @@ def euler_check(fr, tol):
     if ok and chi == 1:
         return 1, True
     # second pass: groups joined by more than one vertex id are re-decided by exact equality
-    vid = fr.pv.v
-    first = np.full(nv, -1, dtype=np.int64)
-    first[labels[::-1]] = vid[::-1]
-    mixed = np.zeros(nv, dtype=bool)
-    mixed[labels[vid != first[labels]]] = True
-    exact_ids = np.flatnonzero(mixed[labels])
-    labels, nv = _vertex_clusters(fr, exact_ids)
+    labels, nv = _vertex_clusters(fr, exact_ids=_mixed(labels, nv, fr.pv.v))
     ok, chi = _euler_pass(fr, labels, nv, theta, on_w, tol)
     return (int(chi) if chi == int(chi) else chi), ok and chi == 1
 

@@ -429,9 +429,45 @@ def _balance_ok(fr, unmatched, faces) -> bool:
     return bool(np.all((np.abs(a - b) <= FACET_BALANCE_RTOL * np.maximum(np.maximum(a, b), 1e-300)) & (a > 0)))
 
 
+def _euler_pass(fr, labels, nv, faces, fcnt):
+    """χ = V − E + F − C of the cell complex whose vertices are the corner groups ``labels`` (one per face
+    entry): edges are distinct vertex pairs along the faces' cycles, faces distinct vertex sets (a face shared by
+    two cells counts once)."""
+    nxt = _cyclic_next(fcnt)
+    u, w = labels, labels[nxt]
+    keep = u != w
+    lo, hi = np.minimum(u, w)[keep], np.maximum(u, w)[keep]
+    E = len(np.unique(lo.astype(np.int64) * nv + hi))
+    rng = np.random.default_rng(2027)  # face identity by its vertex set: a sum of random words per vertex
+    R = rng.integers(1, 2**63, size=nv, dtype=np.uint64)
+    starts = np.concatenate([[0], np.cumsum(fcnt)[:-1]])
+    with np.errstate(over="ignore"):
+        h = np.add.reduceat(R[labels], starts) if len(labels) else np.zeros(0, dtype=np.uint64)
+    F = len(np.unique(np.stack([h, fcnt.astype(np.uint64)], axis=1), axis=0))
+    return nv - E + F - len(fr.count)
+
+
+def euler_check(fr):
+    """Euler characteristic V − E + F − C of the regions' complex (1 for a tiling of the window). Vertices are
+    identified as in the plane (:func:`cpa_theory.frontier2d._vertex_clusters`: proven error boxes, then exact
+    equality where the first pass does not give 1)."""
+    from .frontier2d import _mixed, _vertex_clusters
+
+    faces = fr.fpool.a[_ranges(fr.start, fr.count)]
+    fcnt = fr.fcount.a[faces]
+    vid = fr.pv.a[_ranges(fr.fstart.a[faces], fcnt)]
+    labels, nv = _vertex_clusters(fr, vid)
+    chi = _euler_pass(fr, labels, nv, faces, fcnt)
+    if chi != 1:
+        labels, nv = _vertex_clusters(fr, vid, exact_ids=_mixed(labels, nv, vid))
+        chi = _euler_pass(fr, labels, nv, faces, fcnt)
+    return int(chi), chi == 1
+
+
 def _completeness(fr):
     pairs, unmatched, faces = _adjacency(fr)
-    return pairs, len(unmatched), _balance_ok(fr, unmatched, faces), None
+    chi, euler_ok = euler_check(fr)
+    return pairs, len(unmatched), _balance_ok(fr, unmatched, faces) and euler_ok, chi
 
 
 def _witnesses_only(fr, p):

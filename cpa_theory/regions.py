@@ -96,7 +96,7 @@ class RegionCount:
     min_witness_radius: float = math.inf
     exact_witnesses: int = 0
     unmatched_facets: int = 0
-    euler_characteristic: int | None = None  # V − E + F of the regions' subdivision (plane engine; 1 = a tiling)
+    euler_characteristic: int | None = None  # V − E + F (− C in 3-D) of the regions' complex (1 = a tiling)
 
     @property
     def dim(self) -> int:

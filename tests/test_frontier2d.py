@@ -289,3 +289,28 @@ def test_adversarial_sweep_equals_the_cell_engine(d):
             fast = count_regions(net, c, r)
             _same(fast, count_regions(net, c, r, engine="cells"))
             assert fast.certified
+
+
+def test_space_euler_characteristic_sees_a_missing_cell():
+    """χ = V − E + F − C = 1 on a 3-D count; an interior cell removed (its faces still present on its
+    neighbours) gives χ = 2."""
+    import cpa_theory.frontier3d as F3
+    from cpa_theory.regions import _setup
+
+    rng = np.random.default_rng(21)
+    net = Network(3, (Layer(rng.normal(size=(6, 3)), rng.normal(size=6) * 0.3, relu()),
+                      Layer(rng.normal(size=(4, 6)), rng.normal(size=4) * 0.3, relu()),
+                      Layer(np.ones((1, 4)), [0.0], identity())))
+    cond = net.condition()
+    win, p, root, _ = _setup(cond, np.zeros(3), 1.0, None)
+    fr = F3.refine(cond, root, p, win.center - p, win.radius, {})
+    fr.compact(fr.start, fr.count)
+    assert F3.euler_check(fr) == (1, True)
+    # interior cells: no face on the window's sides
+    interior = [i for i in range(len(fr.count))
+                if np.all(fr.hmeta.a[fr.fplane.a[fr.fpool.a[fr.start[i]:fr.start[i] + fr.count[i]]], 0] >= 0)]
+    assert interior
+    keep = np.delete(np.arange(len(fr.count)), interior[0])
+    fr.start, fr.count = fr.start[keep], fr.count[keep]
+    chi, ok = F3.euler_check(fr)
+    assert not ok and chi == 2
