@@ -26,9 +26,9 @@ __all__ = ["Context", "Evidence", "SCALES", "symbolic", "random_mlp", "with_bias
 _D_SMALL = tuple(float(v) for v in np.round(np.r_[np.arange(0.0, 1.0, 0.05), np.arange(1.0, 2.0, 0.1),
                                                   np.arange(2.0, 6.01, 0.25)], 4))
 # D = r = 0.2 is left out of the counted grids: along e_1 it puts x̄ on ∂W in exact arithmetic, but the float64
-# anchor lands an ulp inside or outside W. The exact counter counts the float64 function (measured: 64 regions,
-# 32 of them slivers ~1e-17 wide, on 2 of 8 networks where the anchor is inside; 33 on the others), which the
-# float Euler count of the sweep cannot resolve — the oracle, not the counter, is undefined there.
+# anchor lands an ulp inside or outside W. The exact counter counts the float64 function (measured: 64 certified
+# regions — the 32 lines cross inside W, slivers below float64 resolution — on 2 of 8 networks; 33 on the others),
+# which the float Euler count of the sweep cannot resolve: the oracle, not the counter, is undefined there.
 _D_COUNTED = (0.0, 0.25, 0.6)
 
 #: problem sizes per scale; "full" is meant for a GPU or a long CPU run
