@@ -1,307 +1,28 @@
-"""The plane's counting engine: every cell of a layer split at once over flat arrays (issue #12, item 3).
+"""The plane engine (d = 2): cells are polygons in flat arrays, all cut cells split at once (issue #12).
 
-Same mathematics as the cell-by-cell engine in :mod:`cpa_theory.regions` (THEORY §3, §6) — the same charts, the
-same float64 filters with the same error bounds, the same exact rational fallbacks, the same certificates —
-but the per-cell Python loop is gone. For d = 2 the cells of the current layer live in three flat arrays:
+A :class:`cpa_theory.frontier.FlatFrontier` whose cells are counter-clockwise polygons in a **pool** of edges:
+cell c is ``pool[start[c] : start[c] + count[c]]``; entry i holds the vertex id at its start (``pv``), the line
+of the edge from it to the next entry (``pl``) and the inside's sign on it (``ps``). Splitting all cut cells by
+their lines is Sutherland–Hodgman written as one masked interleave of (vertex, crossing) slots over the gathered
+pool; the crossing points come from one vectorised Cramer solve with its error bound (:func:`_solve_pairs`, the
+bound of :func:`cpa_theory.polytope._solve_2x2`), exact rational points where float64 cannot bound them.
 
-* a **vertex table** (``V (Nv, 2)``, error bound ``err (Nv,)`` against the exact vertex, the two lines that
-  define the vertex ``vdef (Nv, 2)``, and the exact rational vertex for the few that were needed);
-* a **line table** (float64 ``a (L, 2)``, ``β (L,)`` with error bounds, and what the exact line is: a side of
-  the window, or the switching set (layer, neuron, breakpoint) on a parent cell whose code fixes its chart);
-* a **pool** of polygon edges: cell c is ``pool[start[c] : start[c] + count[c]]``, counter-clockwise; entry i
-  holds the vertex id at its start, the line of the edge from it to the next entry and the inside's sign.
-
-For layer ℓ with switching lines j = 0 … nK − 1 (from :meth:`ConditionedLayer.chart` on each parent cell),
-a first pass decides every line against every parent polygon at once (exact vertex signs); a line that misses
-a parent leaves its side fixed for every descendant. Then for j = 0 … nK − 1 *all* live cells whose parent
-line j cuts are tested together (exact signs at their vertices) and the cut ones are split together:
-Sutherland–Hodgman written as one masked interleave of (vertex, crossing) slots over the gathered pool. The
-crossing points come from one vectorised Cramer solve with its error bound; where float64 cannot bound a
-point (or decide a sign) the exact rational fallback is taken, one point at a time (rare, counted).
-
-Certification (witness re-check by an independent forward pass, completeness by volume sum and facet
-matching, Euler characteristic V − E + F = 1 of the planar subdivision) is vectorised over all regions too.
+Completeness in the plane adds the Euler check: V − E + F = 1 for the subdivision, every vertex closing up
+(angle sums 2π, or π at a T-junction, from the edges' normals so that slivers are measured right).
 """
 
 from __future__ import annotations
 
-import math
-import time
-from fractions import Fraction
-from typing import Callable, NamedTuple
-
 import numpy as np
 
-from .errors import CPAInternalError
-from .exact import ExactCharts, dot, solve
+from .frontier import (FlatFrontier, Geometry, _box_sides, _cyclic_next, _Grow, _match_codes, _mixed, _ranges,
+                       _segment_ids, _vertex_clusters, count_flat, run_layers, supports)
 from .polytope import Hyper, Polygon
-from .tolerances import (AFFINE_MAP_RTOL, DOT_EXTRA_TERMS, FACET_BALANCE_RTOL, FILTER_SAFETY, UNIT_ROUNDOFF,
-                         VERTEX_ERR_MAX_RTOL, WITNESS_MIN_RELATIVE_RADIUS)
+from .tolerances import DOT_EXTRA_TERMS, FACET_BALANCE_RTOL, FILTER_SAFETY, UNIT_ROUNDOFF, VERTEX_ERR_MAX_RTOL
 
-__all__ = ["layer_lines", "Frontier2D", "supports"]
+__all__ = ["Frontier2D", "count_plane", "euler_check", "supports"]
 
 U = UNIT_ROUNDOFF
-_SIGN_CHUNK = 1 << 19  # entries per vectorised parent test (bounded memory: ~100 bytes each)
-
-
-def supports(cond) -> bool:
-    """Whether the plane engine handles ``cond``: input dimension 2 and elementwise CPA activations only."""
-    return cond.input_dim == 2 and all(hasattr(l.activation, "breakpoints_array") and
-                                       not getattr(l.activation, "groups", None) for l in cond.layers)
-
-
-def layer_lines(cl, A, c, mA, mc, rel, li):
-    """Switching sets of layer ``cl`` on C parent charts h = A y + c, with error bounds (the chart primitive).
-
-    ``A (C, m, d)``, ``c (C, m)``, magnitude bounds ``mA``, ``mc`` (same shapes) and the charts' relative error
-    ``rel``. Returns a dict: ``fa (C, nK, d)``, ``fb (C, nK)`` with line (j, k) at index j·K + k being
-    {ẑ_j = t_k} = {fa·y = fb}; ``EA``, ``EB`` their error bounds; ``N``, ``z0`` (ẑ = N y + z0), ``mlin``,
-    ``mgap`` (magnitudes for the next chart) and ``rel2`` (this layer's relative error).
-    """
-    from .regions import _finite
-
-    bn, act = cl.bn, cl.activation
-    with np.errstate(over="ignore", invalid="ignore"):  # overflow is detected below and reported
-        lin, gap = cl.chart(A, c)
-        g, e = bn.gain, bn.shift
-        N = g[None, :, None] * lin
-        z0 = g * gap + e
-        mlin = np.matmul(np.abs(cl.weight), mA)
-        mgap = (mc + np.abs(bn.anchor)) @ np.abs(cl.weight).T
-        rel2 = rel + (cl.weight.shape[1] + DOT_EXTRA_TERMS + 2) * U
-        EN = rel2 * np.abs(g)[None, :, None] * mlin
-        Ez = rel2 * (np.abs(g) * mgap + np.abs(e))
-    _finite(N, z0, EN, Ez, what=f"the charts of layer {li}")
-    t = act.breakpoints_array
-    C, n = z0.shape
-    K = len(t)
-    fb = (t[None, None, :] - z0[:, :, None]).reshape(C, n * K)
-    return {"fa": np.repeat(N, K, axis=1), "fb": fb, "EA": np.repeat(EN, K, axis=1),
-            "EB": np.repeat(Ez, K, axis=1) + U * np.abs(fb), "N": N, "z0": z0, "mlin": mlin, "mgap": mgap,
-            "rel2": rel2, "K": K}
-
-
-class _Grow:
-    """A capacity-doubling float/int buffer (the flat tables grow by appends)."""
-
-    __slots__ = ("a", "n")
-
-    def __init__(self, shape_tail, dtype, cap=1024):
-        self.a = np.empty((cap,) + tuple(shape_tail), dtype=dtype)
-        self.n = 0
-
-    def extend(self, x) -> np.ndarray:
-        m = len(x)
-        if self.n + m > len(self.a):
-            cap = max(2 * len(self.a), self.n + m)
-            b = np.empty((cap,) + self.a.shape[1:], dtype=self.a.dtype)
-            b[: self.n] = self.a[: self.n]
-            self.a = b
-        ids = np.arange(self.n, self.n + m)
-        self.a[self.n: self.n + m] = x
-        self.n += m
-        return ids
-
-    @property
-    def v(self):
-        return self.a[: self.n]
-
-
-class _Cells:
-    """The live cells of a layer: pool start, count, parent index and sides (one row of int8 per cell)."""
-
-    def __init__(self, start, count, par, sides, box):
-        C = len(start)
-        self.box = _Grow(box.shape[1:], np.float64, 2 * C + 16)
-        self.box.extend(box)
-        self.start, self.count = _Grow((), np.intp, 2 * C + 16), _Grow((), np.intp, 2 * C + 16)
-        self.par, self.sides = _Grow((), np.intp, 2 * C + 16), _Grow(sides.shape[1:], np.int8, 2 * C + 16)
-        self.pos = _Grow((), np.intp, 2 * C + 16)  # per cell: its next line in the parent's cut list
-        self.start.extend(start)
-        self.count.extend(count)
-        self.par.extend(par)
-        self.sides.extend(sides)
-
-
-def _ranges(starts, counts):
-    """Concatenated ``arange(s, s + c)`` for every (s, c): the pool positions of a set of cells."""
-    total = int(counts.sum())
-    if total == 0:
-        return np.zeros(0, dtype=np.intp)
-    off = np.repeat(starts - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
-    return np.arange(total) + off
-
-
-def _cyclic_next(counts):
-    """For cells laid out one after another with these vertex counts: the index of each entry's successor."""
-    total = int(counts.sum())
-    nxt = np.arange(1, total + 1)
-    counts = counts[counts > 0]  # an empty cell has no entries (and must not overwrite its neighbour's wrap)
-    ends = np.cumsum(counts) - 1
-    nxt[ends] = ends - counts + 1
-    return nxt
-
-
-class FlatFrontier:
-    """What the plane and space engines share: the hyperplane table (float64 a, β with error bounds and what the
-    exact hyperplane is), the vertex table ``VE (Nv, d + 1)`` = (coordinates, error bound) with the d hyperplanes
-    defining each vertex (``vdef``) and the exact rational vertices computed so far (``vex``), exact signs, and
-    the layer loop (parent test, then waves). Subclasses hold the cells' geometry (:meth:`_boxes`,
-    :meth:`_cell_signs`, :meth:`_split`, :meth:`compact`)."""
-
-    d = 0
-    _ENTRIES_PER_CELL = 1  # pool entries per cell and vertex (faces repeat vertices in 3-D)
-
-    def _init_tables(self, cond, p, y0, radius, stats, hypers, scale):
-        self.cond, self.p, self.y0, self.radius, self.stats = cond, p, y0, float(radius), stats
-        self._charts = None  # exact charts, built on the first exact decision (rational weights cost ~10 µs each)
-        self.scale = scale
-        d = self.d
-        self.ha, self.hb = _Grow((d,), np.float64), _Grow((), np.float64)
-        self.hea, self.heb = _Grow((d,), np.float64), _Grow((), np.float64)
-        self.hmeta = _Grow((3,), np.int64)  # (layer or −1 for the domain's sides, parent index, j·K + k)
-        self._root_hypers = list(hypers)
-        for i, H in enumerate(hypers):
-            self.ha.extend(H.a[None])
-            self.hb.extend([H.beta])
-            self.hea.extend(np.asarray(H.err_a, dtype=np.float64)[None])
-            self.heb.extend([H.err_b])
-            self.hmeta.extend([[-1, i, 0]])
-        self._exact_hypers: dict = {}
-        self.VE = _Grow((d + 1,), np.float64)
-        self.vdef = _Grow((d,), np.int64)
-        self.vex: dict = {}
-        self.prefix_codes: list = []  # per layer ℓ: the parents' codes, a tuple of (C_ℓ, n_i) arrays, i < ℓ
-        self.codes: tuple = ()
-        self.flats: tuple = ()
-
-    # -- exact data ---------------------------------------------------------------------------------------------
-    def exact_hyper(self, hid: int):
-        """Exact (a*, β*) of hyperplane ``hid``: a side of the domain, or {ẑ_j = t_k} on its parent cell's chart."""
-        hit = self._exact_hypers.get(hid)
-        if hit is None:
-            layer, par, jk = (int(v) for v in self.hmeta.a[hid])
-            if layer < 0:
-                hit = self._root_hypers[par].exact()
-            else:
-                K = len(self.cond.layers[layer].activation.breakpoints)
-                prefix = tuple(c[par] for c in self.prefix_codes[layer])
-                if self._charts is None:
-                    self._charts = ExactCharts(self.cond, self.p)
-                hit = self._charts.hyperplane(prefix, jk // K, jk % K)
-            self._exact_hypers[hid] = hit
-        return hit
-
-    def exact_vertex(self, vid: int):
-        """Exact rational vertex ``vid``: the solution of its d defining hyperplanes' exact equations."""
-        v = self.vex.get(vid)
-        if v is None:
-            eqs = [self.exact_hyper(int(q)) for q in self.vdef.a[vid]]
-            v = solve([e[0] for e in eqs], [e[1] for e in eqs])
-            if v is None:
-                raise CPAInternalError("the hyperplanes defining a vertex are dependent in exact arithmetic; please "
-                                       "report this network and window.")
-            self.vex[vid] = v
-        return v
-
-    def _signs(self, vids, T, rows, exact_row):
-        """Exact sides of vertices ``vids (M,)`` for hyperplanes ``rows (M,)`` of the coefficient table ``T``
-        (:func:`_sign_table`): ``(M,)`` int8. float64 decides where |a·v − β| > E (the filter bound of
-        :func:`cpa_theory.polytope.vertex_signs`); elsewhere ``exact_row(row)`` gives the exact hyperplane."""
-        d = self.d
-        Vg, Tg = self.VE.a[vids], T[rows]
-        vals = np.einsum("md,md->m", Vg[:, :d], Tg[:, :d]) - Tg[:, d]
-        E = FILTER_SAFETY * (np.einsum("md,md->m", np.abs(Vg[:, :d]), Tg[:, d + 1:2 * d + 1]) + Tg[:, 2 * d + 1]
-                             + Tg[:, 2 * d + 2] * Vg[:, d])
-        if not np.isfinite(vals.sum() + E.sum()):  # E ≥ 0: its sum is finite iff every entry is
-            raise CPAInternalError("float64 overflow or NaN while deciding vertex sides; please report this "
-                                   "network and window (the exact count needs values within float64 range).")
-        s = np.sign(vals).astype(np.int8)
-        und = np.flatnonzero(~(np.abs(vals) > E))
-        for i in und.tolist():
-            a, b = exact_row(int(rows[i]))
-            val = dot(a, self.exact_vertex(int(vids[i]))) - b
-            s[i] = (val > 0) - (val < 0)
-        if len(und):
-            self.stats["exact_fallbacks"] = self.stats.get("exact_fallbacks", 0) + len(und)
-        return s
-
-    # -- one layer -------------------------------------------------------------------------------------------------
-    def run_layer(self, li, lines, screened, sides0, progress=None):
-        """Split the current cells (the parents, one per chart row of ``lines``) by layer ``li``'s switching sets.
-
-        Returns the live cells' ``(start, count, parent, sides (C, nK) int8)``."""
-        d = self.d
-        fa, fb, EA, EB = lines["fa"], lines["fb"], lines["EA"], lines["EB"]
-        C, nK = fb.shape
-        first = self.hb.n
-        # every (parent, switching set) pair gets a hyperplane id up front (parent-major order)
-        self.ha.extend(fa.reshape(-1, d))
-        self.hb.extend(fb.reshape(-1))
-        self.hea.extend(EA.reshape(-1, d))
-        self.heb.extend(EB.reshape(-1))
-        self.hmeta.extend(np.stack([np.full(C * nK, li), np.repeat(np.arange(C), nK), np.tile(np.arange(nK), C)],
-                                   axis=1))
-        T = _sign_table(fa.reshape(-1, d), fb.reshape(-1), EA.reshape(-1, d), EB.reshape(-1))
-
-        def exact_row(r):
-            return self.exact_hyper(first + int(r))
-
-        # parent test: every screened hyperplane against every parent cell (box filter, then exact vertex signs)
-        sides = sides0.copy()  # (C, nK) int8
-        active = np.zeros((C, nK), dtype=bool)
-        boxes = self._boxes(self.start, self.count)
-        cand = np.argwhere(screened)  # (pairs, 2): (parent, j)
-        step = max(1, _SIGN_CHUNK // max(1, self._ENTRIES_PER_CELL * int(self.count.mean())))
-        for s0 in range(0, len(cand), step):
-            pr = cand[s0:s0 + step]
-            smax, smin, _ = self._cell_signs(self.start[pr[:, 0]], self.count[pr[:, 0]], boxes[pr[:, 0]], T,
-                                             pr[:, 0] * nK + pr[:, 1], exact_row)
-            cut = (smax > 0) & (smin < 0)
-            active[pr[:, 0], pr[:, 1]] = cut
-            # off the cutting ones at most one side holds: max + min is 1, −1 or 0 (on the hyperplane everywhere)
-            nc = ~cut
-            sides[pr[nc, 0], pr[nc, 1]] = smax[nc] + smin[nc]
-        # live cells (append-only: a cut cell's lower half replaces it, its upper half is appended)
-        live = _Cells(self.start, self.count, np.arange(C), sides, boxes)
-        # waves: every live cell tests the next hyperplane of its parent's cut list (cells advance independently)
-        act_ptr = np.concatenate([[0], np.cumsum(active.sum(axis=1))])
-        act_j = np.nonzero(active)[1]
-        live.pos.extend(act_ptr[:-1])
-        end = act_ptr[1:]
-        waves = int(np.diff(act_ptr).max(initial=0))
-        for wave in range(waves):
-            cells = np.flatnonzero(live.pos.v < end[live.par.v])
-            if not len(cells):
-                break
-            jc = act_j[live.pos.a[cells]]
-            smax, smin, info = self._cell_signs(live.start.a[cells], live.count.a[cells], live.box.a[cells], T,
-                                                live.par.a[cells] * nK + jc, exact_row)
-            cut = (smax > 0) & (smin < 0)
-            nc = ~cut
-            live.sides.a[cells[nc], jc[nc]] = smax[nc] + smin[nc]
-            live.pos.a[cells] += 1
-            if cut.any():
-                self._split(cells, cut, info, live, first + live.par.a[cells] * nK + jc, jc)
-            if progress is not None:
-                progress(li, (wave + 1) / waves, live.par.n)
-        return live.start.v, live.count.v, live.par.v, live.sides.v
-
-    def _after_split(self, live, ccells, j, lower, upper):
-        """Bookkeeping of a split: the cut cells become their lower halves in place, the upper halves are
-        appended (sides, line pointer, parent and boxes inherited)."""
-        live.start.a[ccells], live.count.a[ccells] = lower
-        live.sides.a[ccells, j] = -1
-        up_sides = live.sides.a[ccells]
-        up_sides[np.arange(len(j)), j] = 1
-        live.pos.extend(live.pos.a[ccells])
-        live.box.a[ccells] = self._boxes(*lower)
-        live.box.extend(self._boxes(*upper))
-        live.start.extend(upper[0])
-        live.count.extend(upper[1])
-        live.par.extend(live.par.a[ccells])
-        live.sides.extend(up_sides)
-
 
 class Frontier2D(FlatFrontier):
     """The plane engine's state for one window: cell c is the polygon ``pool[start[c] : start[c] + count[c]]``,
@@ -414,32 +135,6 @@ class Frontier2D(FlatFrontier):
         self.count = np.asarray(count, dtype=np.intp)
 
 
-def _sign_table(a, b, ea, eb):
-    """Per hyperplane, the coefficients of the vertex-sign filter: ``(L, 2d + 3)`` rows (a, β, ea + k|a|,
-    eβ + k|β|, Σ|a| + Σea) with k = (d + DOT_EXTRA_TERMS)·u, so that for a vertex v with error e the bound is
-    E = S·(|v|·T[d+1 : 2d+1] + T[2d+1] + T[2d+2]·e) (:func:`cpa_theory.polytope.vertex_signs`)."""
-    k = (a.shape[1] + DOT_EXTRA_TERMS) * U
-    absA = np.abs(a)
-    return np.column_stack([a, b, ea + k * absA, eb + k * np.abs(b), absA.sum(axis=1) + ea.sum(axis=1)])
-
-
-def _box_sides(box, Tg):
-    """Side of a box for a hyperplane, decided in float64 when safe: ``(n,)`` int8, +1 / −1 when every point of
-    the box is strictly on that side of the *exact* hyperplane, 0 when undecided. ``box (n, 2d)`` = (lo, hi).
-
-    With M = max(|lo|, |hi|) per coordinate, |(a*·y − β*) − fl(a·y − β)| ≤ EA·M + Eβ + k(|a|·M + |β|) for every
-    y in the box (the vertex filter's bound at |y| ≤ M, error 0), and the float function's minimum over the box
-    is at the corner that takes lo where a ≥ 0 (maximum: the opposite corner)."""
-    d = box.shape[1] // 2
-    lo, hi = box[:, :d], box[:, d:]
-    a = Tg[:, :d]
-    M = np.maximum(np.abs(lo), np.abs(hi))
-    E = FILTER_SAFETY * (np.einsum("nd,nd->n", M, Tg[:, d + 1:2 * d + 1]) + Tg[:, 2 * d + 1])
-    pos = a >= 0
-    vmin = np.einsum("nd,nd->n", a, np.where(pos, lo, hi)) - Tg[:, d]
-    vmax = np.einsum("nd,nd->n", a, np.where(pos, hi, lo)) - Tg[:, d]
-    return (vmin > E).astype(np.int8) - (vmax < -E).astype(np.int8)
-
 
 def _solve_pairs(a1, b1, e1, eb1, a2, b2, e2, eb2, scale):
     """Intersections of line pairs a1·y = b1, a2·y = b2 (row-wise) with the error bound of
@@ -466,99 +161,11 @@ def _solve_pairs(a1, b1, e1, eb1, a2, b2, e2, eb2, scale):
     return X, err
 
 
-# -- the driver: layers, then certificates -------------------------------------------------------------------
-def _screen(lines, y0, radius):
-    """The C4 window screen of :mod:`cpa_theory.regions` (same safe margin): lines that can meet W, and the
-    side of the window centre for the others."""
-    fa, fb, EA, EB = lines["fa"], lines["fb"], lines["EA"], lines["EB"]
-    d = fa.shape[2]
-    ay0 = np.abs(y0) + radius
-    resid = np.einsum("cjd,d->cj", fa, y0) - fb
-    dual = np.abs(fa).sum(axis=2)
-    Es = FILTER_SAFETY * (np.einsum("cjd,d->cj", EA, ay0) + EB + (d + DOT_EXTRA_TERMS + 2) * U
-                          * (np.einsum("cjd,d->cj", np.abs(fa), ay0) + np.abs(fb)))
-    return np.abs(resid) - radius * dual <= Es, np.sign(resid).astype(np.int8)
-
-
-def _pieces(lines, csides, L):
-    """Piece of every neuron on every cell a layer left, from the cells' sides of its breakpoints; and whether
-    the neuron sits on a breakpoint on the whole cell (``flat``)."""
-    K, n = lines["K"], lines["z0"].shape[1]
-    if not K:
-        return np.zeros((L, n), dtype=np.int64), np.zeros((L, n), dtype=bool)
-    sk = csides.reshape(L, n, K)
-    return (sk >= 0).sum(axis=2).astype(np.int64), (sk == 0).any(axis=2)
-
-
-def _charts_after(cl, lines, par, pieces):
-    """The layer's output chart h = A y + c on cells (parents ``par`` into ``lines``, their ``pieces``) with the
-    magnitude bounds of :func:`cpa_theory.regions._refine_batch`: ``(A, c, mA, mc)``, row by row."""
-    act = cl.activation
-    K, N, z0, g, e = lines["K"], lines["N"], lines["z0"], cl.bn.gain, cl.bn.shift
-    slope_tab = np.asarray(act.slopes, dtype=np.float64)
-    icpt_tab = np.asarray(act.intercepts(), dtype=np.float64)
-    t = act.breakpoints_array
-    icpt_mag = np.abs(icpt_tab) + np.abs(slope_tab) * (np.abs(t).max() if K else 0.0) + (
-        np.abs(np.asarray(act.values_at_breakpoints())).max() if K else 0.0)
-    slope, icpt = slope_tab[pieces], icpt_tab[pieces]
-    aslope = np.abs(slope)
-    A = slope[:, :, None] * N[par]
-    c = slope * z0[par] + icpt
-    mA = aslope[:, :, None] * np.abs(g)[None, :, None] * lines["mlin"][par]
-    mc = aslope * (np.abs(g)[None, :] * lines["mgap"][par] + np.abs(e)[None, :]) + icpt_mag[pieces]
-    return A, c, mA, mc
-
-
-_CHART_CHUNK = 2048  # cells per chunk when composing the next layer (bounded temporaries)
-
-
-def _compose(cl, nxt, lines, par_of, pieces, li):
-    """The next layer's switching sets on every cell, chunk by chunk: the cells' input charts (C, n, d) are never
-    held all at once — only the next layer's lines, which the splitting needs."""
-    rel = lines["rel2"] + 2 * U
-    parts = []
-    for s0 in range(0, len(par_of), _CHART_CHUNK):
-        A, c, mA, mc = _charts_after(cl, lines, par_of[s0:s0 + _CHART_CHUNK], pieces[s0:s0 + _CHART_CHUNK])
-        parts.append(layer_lines(nxt, A, c, mA, mc, rel, li))
-    if not parts:  # no cell (cannot happen for a window with interior; kept total)
-        A, c = np.zeros((0,) + lines["N"].shape[1:]), np.zeros((0, lines["N"].shape[1]))
-        return layer_lines(nxt, A, c, A, c, rel, li)
-    out = {k: (np.concatenate([p[k] for p in parts]) if isinstance(parts[0][k], np.ndarray) else parts[0][k])
-           for k in parts[0]}
-    return out
-
-
-def run_layers(fr, cond, p, y0, radius, progress=None):
-    """All layers on the frontier ``fr`` (plane or space engine); leaves the final cells' codes, flats and output
-    charts f = A y + c in ``fr`` (``fr.A (C, n_out, d)``, ``fr.c (C, n_out)``)."""
-    d = len(p)
-    eye = np.eye(d)
-    lines = layer_lines(cond.layers[0], eye[None], p[None].copy(), eye[None], np.abs(p)[None], 0.0, 0)
-    codes, flats = (), ()
-    layers = cond.layers
-    for li, cl in enumerate(layers):
-        screened, sides0 = _screen(lines, y0, radius)
-        fr.prefix_codes.append(codes)
-        start, count, par_of, csides = fr.run_layer(li, lines, screened, sides0, progress)
-        fr.compact(start, count)
-        pieces, flat_here = _pieces(lines, csides, len(par_of))
-        codes = tuple(k[par_of] for k in codes) + (pieces,)
-        flats = tuple(k[par_of] for k in flats) + (flat_here,)
-        if li + 1 < len(layers):
-            lines = _compose(cl, layers[li + 1], lines, par_of, pieces, li + 1)
-        else:
-            fr.A, fr.c = _charts_after(cl, lines, par_of, pieces)[:2]
-    fr.codes, fr.flats = codes, flats
-    return fr
-
 
 def refine(cond, root, p, y0, radius, stats, progress=None):
     """All layers in the plane: the :class:`Frontier2D` holding the final cells (see :func:`run_layers`)."""
     return run_layers(Frontier2D(cond, root, p, y0, radius, stats), cond, p, y0, radius, progress)
 
-
-def _segment_ids(count):
-    return np.repeat(np.arange(len(count)), count)
 
 
 def _witnesses(fr, p):
@@ -588,25 +195,6 @@ def _witnesses(fr, p):
     return wit, rad
 
 
-def _recheck(cond, wit, rad, codes, flats, radius_w, exact, chunk=4096):
-    """Independent forward pass at every witness: ``(C,)`` bool (the test of
-    :func:`cpa_theory.regions._certify_batch`, on stacked code arrays)."""
-    from .exact import exact_code
-
-    ok = rad > WITNESS_MIN_RELATIVE_RADIUS * radius_w
-    for s0 in range(0, len(wit), chunk):
-        sl = slice(s0, s0 + chunk)
-        zs = cond.preactivations(wit[sl])
-        for li, (layer, z) in enumerate(zip(cond.layers, zs)):
-            ok[sl] &= np.all(layer.activation.piece_index(z) == codes[li][sl], axis=1)
-            if layer.activation.breakpoints:
-                on_bp = np.isin(z, layer.activation.breakpoints_array) & ~flats[li][sl]
-                ok[sl] &= ~np.any(on_bp, axis=1)
-    if exact:
-        for i in np.flatnonzero(ok).tolist():
-            ok[i] = all(np.array_equal(g, k[i]) for g, k in zip(exact_code(cond, wit[i]), codes))
-    return ok
-
 
 def polygon_of(fr, i) -> Polygon:
     """Region i as a :class:`cpa_theory.polytope.Polygon` (for the rare exact paths and ``keep_regions``)."""
@@ -619,6 +207,7 @@ def polygon_of(fr, i) -> Polygon:
     return Polygon(fr.VE.a[vids, :2].copy(), fr.VE.a[vids, 2].copy(), [fr.vex.get(int(v)) for v in vids], efs, fr.scale)
 
 
+
 def _line_key(fr, l):
     layer, par, jk = (int(v) for v in fr.hmeta.a[l])
     if layer < 0:
@@ -627,21 +216,6 @@ def _line_key(fr, l):
     return (layer, jk // K, jk % K, tuple(c[par] for c in fr.prefix_codes[layer]))
 
 
-def _code_words(codes, C):
-    """Codes packed into uint64 words: ``(W (C, nw), col → (word, shift, bits))``. Codes of layers whose pieces
-    are 0/1 take one bit per neuron, others one byte (pieces < 256: the activation tables are small)."""
-    cols_bits = []
-    for k in codes:
-        cols_bits.append(1 if k.size == 0 or int(k.max(initial=0)) <= 1 else 8)
-    bitpos = np.concatenate([[0], np.cumsum([b * k.shape[1] for b, k in zip(cols_bits, codes)])]).astype(np.int64)
-    nw = max(1, int((bitpos[-1] + 63) // 64))
-    W = np.zeros((C, nw), dtype=np.uint64)
-    for li, (b, k) in enumerate(zip(cols_bits, codes)):
-        for j in range(k.shape[1]):  # one column at a time: widths are at most a few thousand
-            pos = int(bitpos[li] + b * j)
-            W[:, pos // 64] |= k[:, j].astype(np.uint64) << np.uint64(pos % 64)
-    return W, bitpos, np.array(cols_bits, dtype=np.int64)
-
 
 def _adjacency(fr):
     """Every edge inside W matched with the region across it (THEORY §6; the rule of
@@ -649,49 +223,6 @@ def _adjacency(fr):
     that breakpoint). Returns ``(pairs (P, 2), unmatched pool positions)``."""
     return _match_codes(fr, _segment_ids(fr.count), fr.hmeta.a[fr.pl.v])
 
-
-def _match_codes(fr, cell, meta):
-    """For facets (edges in 2-D, faces in 3-D) of regions ``cell`` with hyperplane metadata ``meta`` (layer or
-    −1 for the domain's sides, parent, j·K + k): the region across each inner facet, vectorised — codes packed
-    into words and hashed, every candidate verified on all its words (a hash only finds it).
-    Returns ``(pairs (P, 2) with i < j, unmatched facet positions)``."""
-    C = len(fr.count)
-    W, bitpos, bits = _code_words(fr.codes, C)
-    rng = np.random.default_rng(12345)  # a fixed hash: only speed depends on it, matches are verified
-    R = rng.integers(1, 2**63, size=W.shape[1], dtype=np.uint64) | np.uint64(1)
-    with np.errstate(over="ignore"):
-        h = (W * R[None, :]).sum(axis=1, dtype=np.uint64)
-    order = np.argsort(h, kind="stable")
-    hs = h[order]
-    inner = np.flatnonzero(meta[:, 0] >= 0)
-    layer, jk = meta[inner, 0], meta[inner, 2]
-    Ks = np.array([max(1, len(l.activation.breakpoints)) for l in fr.cond.layers], dtype=np.int64)
-    j, k = jk // Ks[layer], jk % Ks[layer]
-    ci = cell[inner]
-    piece = np.empty(len(inner), dtype=np.int64)
-    for li in np.unique(layer).tolist():
-        sel = layer == li
-        piece[sel] = fr.codes[li][ci[sel], j[sel]]
-    other = np.where(piece == k + 1, k, np.where(piece == k, k + 1, -1))
-    valid = other >= 0
-    pos = bitpos[layer] + bits[layer] * j
-    word, shift = pos // 64, (pos % 64).astype(np.uint64)
-    with np.errstate(over="ignore"):
-        delta = (other - piece).astype(np.uint64) << shift  # mod 2^64: the piece field changes by other − piece
-        target = W[ci, word] + delta
-        hn = h[ci] + (target - W[ci, word]) * R[word]
-    at = np.minimum(np.searchsorted(hs, hn), len(hs) - 1)
-    nb = order[at]
-    good = valid & (hs[at] == hn)
-    gi = np.flatnonzero(good)
-    for s0 in range(0, len(gi), 1 << 16):  # verify every word of every candidate
-        g = gi[s0:s0 + (1 << 16)]
-        rows_c, rows_n = W[ci[g]], W[nb[g]]
-        rows_c[np.arange(len(g)), word[g]] = target[g]
-        good[g[~np.all(rows_c == rows_n, axis=1)]] = False
-    pairs = np.stack([ci[good], nb[good]], axis=1)
-    pairs = pairs[pairs[:, 0] < pairs[:, 1]]
-    return pairs, inner[~good]
 
 
 def _balance_ok(fr, unmatched) -> bool:
@@ -711,29 +242,13 @@ def _balance_ok(fr, unmatched) -> bool:
     return bool(np.all((np.abs(a - b) <= FACET_BALANCE_RTOL * np.maximum(np.maximum(a, b), 1e-300)) & (a > 0)))
 
 
+
 def _volumes(fr):
     V = fr.VE.a[fr.pv.v, :2]
     nxt = _cyclic_next(fr.count)
     cross = V[:, 0] * V[nxt, 1] - V[nxt, 0] * V[:, 1]
     return 0.5 * np.add.reduceat(cross, fr.start) if len(fr.count) else np.zeros(0)
 
-
-def _linear_components(n, pairs, A, c) -> int:
-    """Maximal linear regions: connected components of adjacent regions whose output maps agree
-    (AFFINE_MAP_RTOL, the comparison of :func:`cpa_theory.regions._linear_components`)."""
-    if not len(pairs):
-        return n
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    u, v = pairs[:, 0], pairs[:, 1]
-    same = np.ones(len(u), dtype=bool)
-    for X in (A.reshape(n, -1), c.reshape(n, -1)):
-        mag = np.abs(X).max(axis=1, initial=0)
-        scale = 1.0 + np.maximum(mag[u], mag[v])
-        same &= np.all(np.abs(X[u] - X[v]) <= AFFINE_MAP_RTOL * scale[:, None], axis=1)
-    g = coo_matrix((np.ones(int(same.sum())), (u[same], v[same])), shape=(n, n))
-    return int(connected_components(g, directed=False)[0])
 
 
 def _corner_angles(fr):
@@ -752,71 +267,6 @@ def _corner_angles(fr):
     return np.pi - turn, on_w
 
 
-def _vertex_clusters(fr, vid=None, exact_ids=None):
-    """Group corners (vertex ids ``vid`` of pool entries; default: the plane engine's pool) into the vertices of
-    the subdivision: ``(labels, n)``.
-
-    Copies of one exact point lie within their proven error bounds of each other: corners are joined when they
-    share a vertex id or a cell of any of 2^d offset grids of spacing 4·max err (so copies, at most 2·max err
-    apart per coordinate, always share one; a grid cell is named by one 64-bit word, and a collision of two
-    names can only join more corners, which the checks then reject and the exact pass undoes). ``exact_ids``: corners whose groups are instead decided by exact
-    rational equality of their vertices (the second pass when the first does not close up)."""
-    from itertools import product
-
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    d = fr.d
-    vid = fr.pv.v if vid is None else vid
-    n = len(vid)
-    if not n:
-        return np.zeros(0, dtype=np.int64), 0
-    uv, inv = np.unique(vid, return_inverse=True)  # corners sharing a vertex id are one point: cluster ids
-    inv = inv.reshape(-1)
-    m = len(uv)
-    V = fr.VE.a[uv, :d]
-    g = 4.0 * float(fr.VE.a[uv, d].max())
-    rows, cols = [], []
-    base = m
-    float_ok = np.ones(m, dtype=bool)
-    if exact_ids is not None:
-        ex_u = np.unique(inv[np.asarray(exact_ids, dtype=np.int64)])
-        float_ok[ex_u] = False
-    fi = np.flatnonzero(float_ok)
-    mix = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9][:d], dtype=np.uint64)
-    for off in product((0.0, 0.5), repeat=d):
-        keys = np.floor(V[fi] / g + np.asarray(off)).astype(np.int64).astype(np.uint64)
-        with np.errstate(over="ignore"):  # one 64-bit word per grid cell (a collision only joins more: checked)
-            h = (keys * mix[None, :]).sum(axis=1, dtype=np.uint64)
-        _, gi = np.unique(h, return_inverse=True)
-        gi = gi.reshape(-1)
-        rows.append(fi)
-        cols.append(base + gi)
-        base += int(gi.max()) + 1 if len(gi) else 0
-    if exact_ids is not None and len(ex_u):
-        exact_pts = {}
-        ex_lab = np.empty(len(ex_u), dtype=np.int64)
-        for t, e in enumerate(ex_u.tolist()):
-            ex_lab[t] = exact_pts.setdefault(fr.exact_vertex(int(uv[e])), len(exact_pts))
-        rows.append(ex_u)
-        cols.append(base + ex_lab)
-        base += len(exact_pts)
-    r = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
-    c = np.concatenate(cols) if cols else np.zeros(0, dtype=np.int64)
-    G = coo_matrix((np.ones(len(r)), (r, c)), shape=(base, base))
-    _, lab = connected_components(G, directed=False)
-    labels = np.unique(lab[:m], return_inverse=True)[1].reshape(-1)[inv]
-    return labels, int(labels.max()) + 1
-
-
-def _mixed(labels, nv, vid):
-    """Corners whose group joins more than one vertex id (to be re-decided exactly)."""
-    first = np.full(nv, -1, dtype=np.int64)
-    first[labels[::-1]] = vid[::-1]
-    mixed = np.zeros(nv, dtype=bool)
-    mixed[labels[vid != first[labels]]] = True
-    return np.flatnonzero(mixed[labels])
-
 
 def _euler_pass(fr, labels, nv, theta, on_w, tol):
     F = len(fr.count)
@@ -834,6 +284,7 @@ def _euler_pass(fr, labels, nv, theta, on_w, tol):
     return ok and twoE % 2 == 0, chi
 
 
+
 def euler_check(fr, tol):
     """Euler characteristic V − E + F of the subdivision (1 for a tiling of the window) and whether every
     vertex closes up (interior angle sums 2π, or π at a T-junction; at most π on W's boundary)."""
@@ -848,15 +299,6 @@ def euler_check(fr, tol):
     return (int(chi) if chi == int(chi) else chi), ok and chi == 1
 
 
-class Geometry(NamedTuple):
-    """What differs between the plane and space engines after refinement: hooks on the final frontier."""
-
-    refine: Callable  # (cond, root, p, y0, radius, stats, progress) -> frontier
-    witnesses: Callable  # (fr, p) -> (witnesses (C, d) in x, float ball radii (C,))
-    cell: Callable  # (fr, i) -> region i as a polytope object (exact paths, keep_regions)
-    volumes: Callable  # (fr) -> (C,) float volumes
-    completeness: Callable  # (fr) -> (adjacent pairs, unmatched facets, balance and Euler ok, Euler χ or None)
-
 
 def _completeness_2d(fr):
     from .tolerances import EULER_ANGLE_TOL
@@ -866,86 +308,12 @@ def _completeness_2d(fr):
     return pairs, len(unmatched), _balance_ok(fr, unmatched) and euler_ok, chi
 
 
-def count_flat(cond, win, p, root, vol_w, geo: Geometry, *, keep_regions=False, exact_recheck=False, linear=True,
-               progress=None):
-    """Refine, certify and check completeness with the flat engine ``geo``: the
-    :class:`cpa_theory.regions.RegionCount` fields except ``hits`` and ``seconds`` (the caller's)."""
-    from .regions import Region, RegionCount, _exact_witness, _Leaf
-    from .tolerances import VOLUME_SUM_RTOL
-
-    stats: dict = {}
-    bar = _LayerProgress(progress, len(cond.layers))
-    try:
-        fr = geo.refine(cond, root, p, win.center - p, win.radius, stats, bar.update)
-    finally:
-        bar.close()
-    fr.compact(fr.start, fr.count)  # certificates read the pools in cell order
-    n = len(fr.count)
-    wit, rad = geo.witnesses(fr, p)
-    ok = _recheck(cond, wit, rad, fr.codes, fr.flats, win.radius, exact_recheck)
-    n_exact_wit = 0
-    p_exact = [Fraction(float(v)) for v in p]
-    for i in np.flatnonzero(~ok).tolist():  # float64 cannot certify: an exact rational witness
-        leaf = _Leaf(geo.cell(fr, i), tuple(k[i] for k in fr.codes), tuple(k[i] for k in fr.flats), None, None)
-        got = _exact_witness(cond, leaf, p_exact)
-        if got is not None:
-            x, rho = got
-            wit[i] = [float(v) for v in x]
-            rad[i] = float(rho)
-            ok[i] = True
-            n_exact_wit += 1
-    n_bad = int(np.count_nonzero(~ok))
-    vol_ok = abs(float(geo.volumes(fr).sum()) - vol_w) <= VOLUME_SUM_RTOL * vol_w
-    pairs, n_unmatched, facets_ok, chi = geo.completeness(fr)
-    complete = bool(vol_ok and facets_ok)
-    out_A = fr.A
-    out_c = fr.c - np.einsum("cod,d->co", fr.A, p)  # f(x) = A (x − p) + c
-    n_lin = _linear_components(n, pairs, out_A, out_c) if linear else n
-    regions = None
-    if keep_regions:
-        regions = []
-        for i in range(n):
-            P = geo.cell(fr, i)
-            G, h = P.facet_arrays()
-            regions.append(Region(tuple(k[i] for k in fr.codes), wit[i], float(rad[i]), P.V + p, out_A[i],
-                                  out_c[i], (G, h + G @ p)))
-    min_rad = float(rad[ok].min()) if ok.any() else math.inf
-    return RegionCount(win.center, win.radius, n, n_lin, 0, n_bad == 0 and complete, n_bad, 0.0,
-                       int(stats.get("exact_fallbacks", 0)), regions, complete, min_rad, n_exact_wit, n_unmatched, chi)
-
 
 PLANE = Geometry(lambda *a: refine(*a), lambda fr, p: _witnesses(fr, p), lambda fr, i: polygon_of(fr, i),
                  lambda fr: _volumes(fr), lambda fr: _completeness_2d(fr))
 
 
+
 def count_plane(cond, win, p, root, vol_w, **kw):
     """:func:`count_flat` with the plane engine."""
     return count_flat(cond, win, p, root, vol_w, PLANE, **kw)
-
-
-class _LayerProgress:
-    """Rich progress on stderr once a window takes > 2 s (``mode`` None), always (True) or never (False):
-    layers done and the fraction of the current layer's switching sets processed."""
-
-    def __init__(self, mode, n_layers):
-        self.mode, self.n, self.bar, self.t0 = mode, n_layers, None, time.perf_counter()
-
-    def update(self, layer, frac, cells):
-        if self.mode is False or (self.mode is None and time.perf_counter() - self.t0 < 2.0):
-            return
-        if self.bar is None:
-            import sys
-
-            from rich.console import Console
-            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self.bar = Progress(TextColumn("counting regions (plane)"), BarColumn(),
-                                TextColumn("layer {task.fields[layer]}/{task.fields[n]}, {task.fields[cells]} cells"),
-                                TimeElapsedColumn(), console=Console(file=sys.stderr), transient=True)
-            self.bar.start()
-            self.task = self.bar.add_task("count", total=self.n, layer=0, n=self.n, cells=0)
-        self.bar.update(self.task, completed=layer + frac, layer=layer + 1, cells=cells)
-
-    def close(self):
-        if self.bar is not None:
-            self.bar.stop()

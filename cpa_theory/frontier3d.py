@@ -1,22 +1,17 @@
-"""The 3-D counting engine: every cell of a layer split at once over flat face tables (issue #12, item 3).
+"""The space engine (d = 3): cells are polyhedra in flat face tables, all cut cells split at once (issue #12).
 
-The 3-D sibling of :mod:`cpa_theory.frontier2d` (same charts :func:`frontier2d.layer_lines`, same float64
-filters and error bounds, same exact rational fallbacks, same certificates). A cell is a convex polyhedron held
-as its faces; a face is a convex polygon — a cyclic list of vertex ids, counter-clockwise seen from outside —
-on a plane of the plane table with the inside's sign. Tables:
+A :class:`cpa_theory.frontier.FlatFrontier` (same charts, float64 filters and error bounds, exact rational
+fallbacks and certificates as every engine) whose cells are convex polyhedra held as their faces: a face is a
+convex polygon — a cycle of vertex ids, counter-clockwise seen from outside — on a hyperplane of the table with
+the inside's sign; cell c is the face list ``fpool[start[c] : start[c] + count[c]]``.
 
-* vertices ``VE (Nv, 4)`` = (x, y, z, error bound), the three planes that define each (exact fallback), and
-  the exact rational vertex for the few that were needed;
-* planes (float64 a, β with error bounds; what the exact plane is: a window side or the switching set
-  (layer, neuron, breakpoint) on a parent cell);
-* faces (plane, sign, a range of the vertex pool) and cells (a range of the face pool).
-
-Splitting all cut cells by their parent's plane j at once: exact vertex signs; every face clipped by
-Sutherland–Hodgman (the masked interleave of :mod:`frontier2d`); a crossing point is made once per cell edge
-(the two faces of an edge agree on it: the edge is keyed by its two vertex ids) as the intersection of the
-edge's two face planes and the cut (vectorised solve with error bound, exact fallback); the new cap face is
+Splitting all cut cells at once: every face clipped by Sutherland–Hodgman (the masked interleave of
+:mod:`cpa_theory.frontier2d`); a crossing point is made once per cell edge (its two faces agree on it: the edge
+is keyed by its two vertex ids) as the intersection of the edge's two face planes and the cut (vectorised solve
+with the error bound of :func:`cpa_theory.polytope._solve_vertices`, exact fallback); the new cap face is
 chained from the clipped faces' segments on the cut (each cap vertex has one successor — no angular sort, so
-slivers below float64 resolution are ordered correctly).
+slivers below float64 resolution are ordered correctly). Completeness adds the Euler characteristic
+V − E + F − C = 1 of the regions' complex.
 """
 
 from __future__ import annotations
@@ -25,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import CPAInternalError
-from .frontier2d import FlatFrontier, Geometry, _box_sides, _cyclic_next, _Grow, _ranges, _segment_ids, count_flat
+from .frontier import FlatFrontier, Geometry, _box_sides, _cyclic_next, _Grow, _ranges, _segment_ids, count_flat
 from .polytope import Hyper, Polytope
 from .tolerances import DOT_EXTRA_TERMS, FACET_BALANCE_RTOL, FILTER_SAFETY, UNIT_ROUNDOFF, VERTEX_ERR_MAX_RTOL
 
@@ -322,8 +317,8 @@ def _solve_stack(M, b, EM, Eb, scale):
 
 # -- driver and certificates -----------------------------------------------------------------------------------
 def refine(cond, root, p, y0, radius, stats, progress=None):
-    """All layers in 3-D (the layer loop of :func:`cpa_theory.frontier2d.run_layers`)."""
-    from .frontier2d import run_layers
+    """All layers in 3-D (the layer loop of :func:`cpa_theory.frontier.run_layers`)."""
+    from .frontier import run_layers
 
     return run_layers(Frontier3D(cond, root, p, y0, radius, stats), cond, p, y0, radius, progress)
 
@@ -406,8 +401,8 @@ def _plane_key(fr, q):
 
 
 def _adjacency(fr):
-    """Faces inside W matched with the region across them (the rule of :func:`frontier2d._adjacency`)."""
-    from .frontier2d import _match_codes
+    """Faces inside W matched with the region across them (the rule of :func:`cpa_theory.frontier2d._adjacency`)."""
+    from .frontier import _match_codes
 
     faces = fr.fpool.a[_ranges(fr.start, fr.count)]
     fcell = _segment_ids(fr.count)
@@ -449,9 +444,9 @@ def _euler_pass(fr, labels, nv, faces, fcnt):
 
 def euler_check(fr):
     """Euler characteristic V − E + F − C of the regions' complex (1 for a tiling of the window). Vertices are
-    identified as in the plane (:func:`cpa_theory.frontier2d._vertex_clusters`: proven error boxes, then exact
+    identified as in the plane (:func:`cpa_theory.frontier._vertex_clusters`: proven error boxes, then exact
     equality where the first pass does not give 1)."""
-    from .frontier2d import _mixed, _vertex_clusters
+    from .frontier import _mixed, _vertex_clusters
 
     faces = fr.fpool.a[_ranges(fr.start, fr.count)]
     fcnt = fr.fcount.a[faces]
@@ -480,5 +475,5 @@ SPACE = Geometry(lambda *a: refine(*a), _witnesses_only, lambda fr, i: polytope_
 
 
 def count_space(cond, win, p, root, vol_w, **kw):
-    """:func:`cpa_theory.frontier2d.count_flat` with the space engine."""
+    """:func:`cpa_theory.frontier.count_flat` with the space engine."""
     return count_flat(cond, win, p, root, vol_w, SPACE, **kw)

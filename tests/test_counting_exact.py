@@ -240,7 +240,7 @@ def test_a_dropped_region_is_caught_by_completeness(monkeypatch, d):
                 yield leaf
 
     monkeypatch.setattr(R, "_leaves", drop_one)
-    res = count_regions(net, np.zeros(d), 1.0, engine="cells")  # the cell engine (plane/space: test_frontier2d)
+    res = count_regions(net, np.zeros(d), 1.0, engine="cells")  # the cell engine (plane/space: test_frontier)
     assert res.regions == full.regions - 1
     assert res.complete is False and res.certified is False
     assert res.as_json()["complete"] is False

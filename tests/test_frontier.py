@@ -1,5 +1,5 @@
-"""The plane engine (cpa_theory.frontier2d: every cell of a layer split at once) against the cell-by-cell engine,
-and its completeness checks (volume sum, facet matching, Euler characteristic) against injected faults."""
+"""The flat engines (cpa_theory.frontier: the plane and space engines split every cell of a layer at once) against
+the cell-by-cell engine, and their completeness checks (volume sum, facet matching, Euler characteristic) against injected faults."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import cpa_theory.frontier as FF
 import cpa_theory.frontier2d as F2
 from cpa_theory import BatchNorm, Layer, Network, identity, relu
 from cpa_theory.regions import count_regions
@@ -165,8 +166,8 @@ def test_box_filter_never_contradicts_exact_signs(box, line, where):
     lo = np.minimum(box[:2], box[2:])
     hi = np.maximum(box[:2], box[2:])
     a, beta = np.array(line[:2]), line[2]
-    T = F2._sign_table(a[None], np.array([beta]), np.zeros((1, 2)), np.zeros(1))
-    side = int(F2._box_sides(np.r_[lo, hi][None], T)[0])
+    T = FF._sign_table(a[None], np.array([beta]), np.zeros((1, 2)), np.zeros(1))
+    side = int(FF._box_sides(np.r_[lo, hi][None], T)[0])
     if side == 0:
         return
     # every corner and a random point of the box, in exact arithmetic, lies strictly on that side
@@ -180,10 +181,10 @@ def test_box_filter_never_contradicts_exact_signs(box, line, where):
 
 def test_box_filter_leaves_touching_lines_undecided():
     # a line through the box corner (1, 1): x + y = 2 touches the box [0, 1]^2 at one point
-    T = F2._sign_table(np.array([[1.0, 1.0]]), np.array([2.0]), np.zeros((1, 2)), np.zeros(1))
-    assert F2._box_sides(np.array([[0.0, 0.0, 1.0, 1.0]]), T)[0] == 0
-    T = F2._sign_table(np.array([[1.0, 1.0]]), np.array([2.0 + 1e-9]), np.zeros((1, 2)), np.zeros(1))
-    assert F2._box_sides(np.array([[0.0, 0.0, 1.0, 1.0]]), T)[0] == -1
+    T = FF._sign_table(np.array([[1.0, 1.0]]), np.array([2.0]), np.zeros((1, 2)), np.zeros(1))
+    assert FF._box_sides(np.array([[0.0, 0.0, 1.0, 1.0]]), T)[0] == 0
+    T = FF._sign_table(np.array([[1.0, 1.0]]), np.array([2.0 + 1e-9]), np.zeros((1, 2)), np.zeros(1))
+    assert FF._box_sides(np.array([[0.0, 0.0, 1.0, 1.0]]), T)[0] == -1
 
 
 # -- the 3-D engine (cpa_theory.frontier3d) ------------------------------------------------------------------
