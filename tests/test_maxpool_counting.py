@@ -110,9 +110,31 @@ def test_three_way_tie_point_counts_argmax_not_orderings():
     sectors, the argmax only 3 regions (a counter that splits by the losers' pair would report 6)."""
     W = np.array([[1.0, 0.0], [-0.5, 0.8], [-0.5, -0.8]])
     net = Network(2, (Layer(W, np.zeros(3), MaxGroups([[0, 1, 2]], 3)), Layer([[1.0]], [0.0], identity())))
-    res = count_regions(net, np.array([0.1, -0.05]), 1.0, keep_regions=True)
-    assert res.certified and res.regions == 3 and res.hits == 3
+    res = count_regions(net, np.array([0.1, -0.05]), 1.0, keep_regions=True, exact_recheck=True)
+    assert res.certified and res.regions == 3 and res.hits == 3 and res.unmatched_facets == 0
     assert sorted(int(r.code[0][0]) for r in res.region_list) == [0, 1, 2]
+    assert res.linear_regions == 3
+    # with a zero read-out all three argmax regions carry one affine map: the facet adjacency across z_a = z_b
+    # (argmax a ↔ b) must merge them into one maximal linear region
+    flat = Network(2, (net.layers[0], Layer([[0.0]], [0.0], identity())))
+    assert count_regions(flat, np.array([0.1, -0.05]), 1.0).linear_regions == 1
+
+
+def test_certifier_rejects_a_witness_on_a_tie():
+    """The independent forward pass must refuse a witness where the maximum is attained twice (a switching set),
+    unless the tie holds on the whole region (flat)."""
+    from cpa_theory.regions import _certify_batch
+
+    net = Network(2, (Layer(np.eye(2), np.zeros(2), MaxGroups([[0, 1]], 2)), Layer([[1.0]], [0.0], identity())))
+    cond = net.condition()
+    wit = np.array([[0.5, 0.5], [0.5, 0.25]])
+    codes = [(np.array([0]), np.array([0])), (np.array([0]), np.array([0]))]
+    ok = _certify_batch(cond, wit, np.array([0.1, 0.1]), codes, 1.0, False)
+    assert ok.tolist() == [False, True]
+    flats = [(np.array([True]), np.array([False]))] * 2
+    assert _certify_batch(cond, wit, np.array([0.1, 0.1]), codes, 1.0, False, flats).tolist() == [True, True]
+    wrong = [(np.array([1]), np.array([0]))] * 2  # argmax 1 where z_0 > z_1: refused
+    assert not _certify_batch(cond, wit[1:], np.array([0.1]), wrong[:1], 1.0, False).any()
 
 
 def test_relu_rewrite_of_max_counts_more_negative_control():
