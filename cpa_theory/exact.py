@@ -57,7 +57,7 @@ def exact_piece_maps(activation):
 
 
 class _ExactLayer:
-    __slots__ = ("W", "nz", "p", "g", "e", "t", "maps", "mg")
+    __slots__ = ("W", "nz", "p", "g", "e", "t", "maps", "mg", "act")
 
     def __init__(self, layer):
         self.W = [[_fr(v) for v in row] for row in layer.weight]
@@ -65,6 +65,7 @@ class _ExactLayer:
         self.p = [_fr(v) for v in layer.bn.anchor]
         self.g = [_fr(v) for v in layer.bn.gain]
         self.e = [_fr(v) for v in layer.bn.shift]
+        self.act = layer.activation
         self.mg = layer.activation if is_max_groups(layer.activation) else None
         if self.mg is None:
             self.t = [_fr(v) for v in layer.activation.breakpoints]

@@ -161,30 +161,72 @@ def pool_groups(pool, in_shape) -> MaxGroups:
 
 # -- the exact engine's refinement by a max-group layer ------------------------------------------------------
 def _resolve(act, groups, s):
-    """Winners of ``groups`` (int array) from constant pair signs ``s`` (over all pairs): ``(pieces, flat)``
-    per group. Pair (i < j) with sign s: s > 0 → j loses, s < 0 → i loses, s = 0 (identical on the cell) → j
-    loses (first position wins a tie)."""
+    """Winners of ``groups`` (int array) from constant pair signs ``s`` (over all pairs; only the pairs of
+    ``groups`` are read): ``(pieces, flat)`` per group. Pair (i < j) with sign s: s > 0 → j loses, s < 0 → i
+    loses, s = 0 (identical on the cell) → j loses (first position wins a tie); flat: the winner ties a member
+    identically."""
     G, smax = act.idx.shape
-    sel = np.isin(act.pair_group, groups)
-    p = np.flatnonzero(sel)
-    losses = np.zeros((G, smax), dtype=np.int64)
-    loser = np.where(s[p] < 0, act.pair_i[p], act.pair_j[p])
-    np.add.at(losses, (act.pair_group[p], loser), 1)
+    loser = np.where(s < 0, act.pair_i, act.pair_j)
+    losses = np.bincount(act.pair_group * smax + loser, minlength=G * smax).reshape(G, smax)
     losses[~act.valid] = 1 << 30
-    pieces = np.argmin(losses[groups], axis=1)
-    if np.any(losses[groups, pieces] != 0):  # signs on a cell are a total preorder: this cannot happen
+    win = np.argmin(losses, axis=1)
+    if np.any(losses[groups, win[groups]] != 0):  # signs on a cell are a total preorder: this cannot happen
         from .errors import CPAInternalError
 
         raise CPAInternalError("max-group refinement: inconsistent pair signs on a cell; please report this network.")
-    flat = np.zeros(len(groups), dtype=bool)
-    zero = p[s[p] == 0]
-    if len(zero):
-        win_of = dict(zip(groups.tolist(), pieces.tolist()))
-        for q in zero.tolist():
-            g = int(act.pair_group[q])
-            if win_of.get(g) == int(act.pair_i[q]):
-                flat[groups.tolist().index(g)] = True
-    return pieces, flat
+    tie = (s == 0) & (act.pair_i == win[act.pair_group])
+    flat = np.bincount(act.pair_group[tie], minlength=G) > 0
+    return win[groups], flat[groups]
+
+
+def _passthrough(cl) -> np.ndarray:
+    """``(n,)`` int: k where pre-activation j is exactly the input h_k (weight row e_k, gain 1, shift 0, anchor 0
+    — the identity layer that ``slice_network`` emits before a pool; float64 data are the exact data), else −1."""
+    W, bn = cl.weight, cl.bn
+    n = W.shape[0]
+    k = np.argmax(W != 0, axis=1)
+    ok = ((W != 0).sum(axis=1) == 1) & (W[np.arange(n), k] == 1.0) & (bn.gain == 1.0) & (bn.shift == 0.0) & (
+        bn.anchor[k] == 0.0)
+    return np.where(ok, k, -1)
+
+
+def _sign_table(prev_act) -> np.ndarray:
+    """For inputs h_a, h_b = φ(ẑ_a), φ(ẑ_b) on pieces (pa, pb) of the previous CPA layer: the sign of h_a − h_b
+    on a cell where neither neuron sits on a breakpoint throughout, when one piece is flat and the other's zero
+    of h_a − h_b lies at or beyond its piece's end (the set h_a = h_b is then that piece's own boundary, which
+    the cell does not cross), in exact rationals; 2 = not decided here. ``(P, P)`` int8, P = pieces."""
+    from fractions import Fraction
+
+    from .exact import exact_piece_maps
+
+    maps = exact_piece_maps(prev_act)
+    t = [Fraction(float(v)) for v in prev_act.breakpoints]
+    P = len(maps)
+    T = np.full((P, P), 2, dtype=np.int8)
+
+    def sgn(v):
+        return (v > 0) - (v < 0)
+
+    def beyond(tau, piece):  # −1: tau <= the piece's lower end; +1: tau >= its upper end; 0: inside
+        if piece > 0 and tau <= t[piece - 1]:
+            return -1
+        if piece < len(t) and tau >= t[piece]:
+            return 1
+        return 0
+
+    for pa, (sa, oa) in enumerate(maps):
+        for pb, (sb, ob) in enumerate(maps):
+            if sa == 0 and sb == 0:
+                T[pa, pb] = sgn(oa - ob)
+            elif sa == 0:  # h_a − h_b = −sb (ẑ_b − τ), τ = (oa − ob)/sb
+                side = beyond((oa - ob) / sb, pb)
+                if side:
+                    T[pa, pb] = side * sgn(sb)  # τ below the piece: ẑ_b − τ ≥ 0 → −sign(sb); above: +sign(sb)
+            elif sb == 0:  # h_a − h_b = sa (ẑ_a − τ), τ = (ob − oa)/sa
+                side = beyond((ob - oa) / sa, pa)
+                if side:
+                    T[pa, pb] = -side * sgn(sa)
+    return T
 
 
 def refine_max_batch(cl, li, batch, rel, y0, radius, d, charts, stats):
@@ -235,6 +277,18 @@ def refine_max_batch(cl, li, batch, rel, y0, radius, d, charts, stats):
     screened = (np.abs(resid) - radius * dual <= Es) & ~exact_zero
     sides0 = np.where(exact_zero, 0, np.sign(resid)).astype(np.int8)
     pairs_of = [np.flatnonzero(act.pair_group == gi) for gi in range(G)]
+    # pairs of passed-through inputs (a pool after an activation): many signs follow from the previous layer's
+    # pieces alone (a dead ReLU against a live one), which spares the exact fallbacks at vertices on the live
+    # neuron's own boundary, where z_a − z_b is exactly 0
+    known_tab = None
+    if li > 0:
+        prev = charts.layers[li - 1]
+        pt = _passthrough(cl)
+        if prev.mg is None and np.any(pt >= 0):
+            ka, kb = pt[lo], pt[hi]
+            both = np.flatnonzero((ka >= 0) & (kb >= 0))
+            if len(both):
+                known_tab = (_sign_table(prev.act), both, ka[both], kb[both])
     all_groups = np.arange(G)
     leaf_cells, leaf_parent, leaf_pieces, leaf_flat = [], [], [], []
     for ci, (P, _, _, _, _, code, flat) in enumerate(batch):
@@ -253,8 +307,17 @@ def refine_max_batch(cl, li, batch, rel, y0, radius, d, charts, stats):
                          (li, int(act.pair_group[q]), ("max", int(act.pair_i[q]), int(act.pair_j[q])), code),
                          fn=lambda q=q: line(q))
 
-        pending = [(P, sides0[ci].copy(), np.flatnonzero(screened[ci]), np.full(G, -1, np.int64),
-                    np.zeros(G, dtype=bool))]
+        s0, scr = sides0[ci].copy(), screened[ci]
+        if known_tab is not None:
+            T, both, ka, kb = known_tab
+            pc, fp = code[-1], flat[-1]
+            kn = T[pc[ka], pc[kb]]
+            kn[fp[ka] | fp[kb]] = 2  # a neuron on a breakpoint throughout: not decided by the table
+            hit = kn != 2
+            s0[both[hit]] = kn[hit]
+            scr = scr.copy()
+            scr[both[hit]] = False
+        pending = [(P, s0, np.flatnonzero(scr), np.full(G, -1, np.int64), np.zeros(G, dtype=bool))]
         while pending:
             Q, s, cand, pieces, fl = pending.pop()
             cutting = np.zeros(0, dtype=bool)
@@ -266,7 +329,9 @@ def refine_max_batch(cl, li, batch, rel, y0, radius, d, charts, stats):
                 s[cand[nc]] = pos[nc].view(np.int8) - neg[nc].view(np.int8)
             open_ = pieces < 0
             cut_groups = np.unique(act.pair_group[cand[cutting]]) if cutting.any() else np.zeros(0, np.int64)
-            settle = all_groups[open_ & ~np.isin(all_groups, cut_groups)]
+            is_cut = np.zeros(G, dtype=bool)
+            is_cut[cut_groups] = True
+            settle = all_groups[open_ & ~is_cut]
             if len(settle):
                 pieces, fl = pieces.copy(), fl.copy()
                 pieces[settle], fl[settle] = _resolve(act, settle, s)
