@@ -127,7 +127,8 @@ def exact_preactivations(cond, x, upto: int | None = None) -> list:
     layers = exact_layers(cond)
     for li, L in enumerate(layers if upto is None else layers[:upto + 1]):
         diff = [hi - pi for hi, pi in zip(h, L.p)]
-        z = [gi * dot(row, diff) + ei for row, gi, ei in zip(L.W, L.g, L.e)]
+        z = [gi * sum((row[k] * diff[k] for k in nz), Fraction(0)) + ei  # sparse rows: zero weights skipped
+             for row, nz, gi, ei in zip(L.W, L.nz, L.g, L.e)]
         out.append(z)
         h = L.outputs(z)
     return out
@@ -137,6 +138,14 @@ def exact_code(cond, x) -> tuple:
     """Activation code (piece index per neuron, per layer) at x in exact rational arithmetic."""
     layers = exact_layers(cond)
     return tuple(np.array(L.pieces(z), dtype=np.int64) for L, z in zip(layers, exact_preactivations(cond, x)))
+
+
+def exact_code_and_switching(cond, x) -> tuple[tuple, list]:
+    """(:func:`exact_code`, :func:`on_breakpoint`) at x from ONE exact forward pass."""
+    layers = exact_layers(cond)
+    zs = exact_preactivations(cond, x)
+    return (tuple(np.array(L.pieces(z), dtype=np.int64) for L, z in zip(layers, zs)),
+            [np.array(L.on_switching_set(z), dtype=bool) for L, z in zip(layers, zs)])
 
 
 def on_breakpoint(cond, x) -> list:

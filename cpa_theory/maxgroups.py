@@ -276,6 +276,10 @@ def refine_max_batch(cl, li, batch, rel, y0, radius, d, charts, stats):
                           * (np.einsum("cjd,d->cj", np.abs(fa), ay0) + np.abs(fb)))
     screened = (np.abs(resid) - radius * dual <= Es) & ~exact_zero
     sides0 = np.where(exact_zero, 0, np.sign(resid)).astype(np.int8)
+    # pairs whose normal is exactly zero (both rows constant on the cell, e.g. pixels the slice never moves):
+    # z_lo − z_hi = −fb* is one number per cell; a screened one (float64 cannot decide its sign) is decided once in
+    # rationals below instead of at every vertex
+    const_undecided = screened & ~np.any(fa != 0, axis=2) & ~np.any(EA != 0, axis=2)
     pairs_of = [np.flatnonzero(act.pair_group == gi) for gi in range(G)]
     # pairs of passed-through inputs (a pool after an activation): many signs follow from the previous layer's
     # pieces alone (a dead ReLU against a live one), which spares the exact fallbacks at vertices on the live
@@ -308,6 +312,19 @@ def refine_max_batch(cl, li, batch, rel, y0, radius, d, charts, stats):
                          fn=lambda q=q: line(q))
 
         s0, scr = sides0[ci].copy(), screened[ci]
+        cu = np.flatnonzero(const_undecided[ci])
+        if len(cu):
+            scr = scr.copy()
+            for q in cu.tolist():
+                a_ex, beta = line(q)  # exact: z_lo − z_hi = −β* on the whole cell
+                if any(a_ex):  # the error bound said the exact normal is 0: a bug if not
+                    from .errors import CPAInternalError
+
+                    raise CPAInternalError("max-group refinement: a pair with zero normal and zero error bound has a "
+                                           "nonzero exact normal; please report this network.")
+                s0[q] = (beta < 0) - (beta > 0)
+            scr[cu] = False
+            stats["exact_fallbacks"] = stats.get("exact_fallbacks", 0) + len(cu)
         if known_tab is not None:
             T, both, ka, kb = known_tab
             pc, fp = code[-1], flat[-1]

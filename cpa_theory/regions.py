@@ -27,7 +27,7 @@ from fractions import Fraction
 import numpy as np
 
 from .errors import CPAInternalError
-from .exact import ExactCharts, dot, exact_code, on_breakpoint
+from .exact import ExactCharts, dot, exact_code, exact_code_and_switching
 from .hyperplanes import switching_hyperplanes
 from .maxgroups import is_max_groups, refine_max_batch
 from .network import ConditionedNetwork, Network, as_point
@@ -380,9 +380,10 @@ def _exact_witness(cond, leaf, p_exact):
             return None
         rho = r if rho is None else min(rho, r)
     x = tuple(ci + pi for ci, pi in zip(cy, p_exact))
-    if not all(np.array_equal(g, k) for g, k in zip(exact_code(cond, x), leaf.code)):
+    code, on_bp = exact_code_and_switching(cond, x)  # one exact forward pass for both checks
+    if not all(np.array_equal(g, k) for g, k in zip(code, leaf.code)):
         return None
-    for bp, fl in zip(on_breakpoint(cond, x), leaf.flat):
+    for bp, fl in zip(on_bp, leaf.flat):
         if np.any(bp & ~fl):
             return None
     return x, rho
