@@ -118,6 +118,16 @@ def test_three_way_tie_point_counts_argmax_not_orderings():
     # (argmax a ↔ b) must merge them into one maximal linear region
     flat = Network(2, (net.layers[0], Layer([[0.0]], [0.0], identity())))
     assert count_regions(flat, np.array([0.1, -0.05]), 1.0).linear_regions == 1
+    # first-layer switching sets (C4 screen, hits) are the pairwise differences: normals w_a − w_b, offsets 0
+    from cpa_theory.hyperplanes import switching_hyperplanes
+    from cpa_theory.windows import window_hits
+
+    hp = switching_hyperplanes(net)
+    np.testing.assert_array_equal(hp.normals, [W[0] - W[1], W[0] - W[2], W[1] - W[2]])
+    assert int(np.sum(window_hits(hp, np.array([5.0, 5.0]), 0.5))) == 0  # far away: no tie cuts the window
+    G = np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0], [1.0, 1.0]])
+    dom = count_regions(net, polytope=(G, np.array([1.0, 1.0, 1.0, 1.0, 1.5])))
+    assert dom.regions == 3 and dom.hits == 3 and dom.certified
 
 
 def test_certifier_rejects_a_witness_on_a_tie():
