@@ -8,7 +8,8 @@ parameters) defines one exact CPA function. This module evaluates it in :class:`
 * :func:`exact_code` — the activation code at a rational point (the independent exact forward pass that
   re-checks witnesses);
 * :class:`ExactCharts` — the exact affine map ẑ_ℓ(y) = N y + z0 of layer ℓ on a cell with a given code
-  prefix (layers < ℓ), in coordinates y = x − origin; this is what exact facets and vertices are made of;
+  prefix (layers < ℓ), in coordinates y = x − origin; this is what exact facets and vertices are made of
+  (``difference``: the tie set ẑ_a = ẑ_b of a max-group layer, :mod:`cpa_theory.maxgroups`);
 * :func:`solve` — Gauss–Jordan in rationals.
 
 These are the slow, always-right fallbacks of the float64 filters in ``polytope`` and ``regions``.
@@ -156,7 +157,9 @@ def on_breakpoint(cond, x) -> list:
 
 
 class ExactCharts:
-    """Exact maps ẑ_ℓ(y) = N y + z0 on cells, y = x − origin, keyed by (ℓ, code prefix); cached."""
+    """Exact maps ẑ_ℓ(y) = N y + z0 on cells, y = x − origin, keyed by (code prefix, neuron); cached. Rows are built
+    lazily from the inputs they depend on (sparse weights), through elementwise pieces or a max-group layer's
+    winners."""
 
     def __init__(self, cond, origin):
         self.layers = exact_layers(cond)
