@@ -229,8 +229,11 @@ _SIMPLE = {
 
 
 def activation_from_spec(spec) -> CPAActivation:
-    """Build an activation from its ``cpa-network/1`` entry (a name or a dict)."""
-    if isinstance(spec, CPAActivation):
+    """Build an activation from its ``cpa-network/1`` entry (a name or a dict). A
+    :class:`cpa_theory.maxgroups.MaxGroups` object passes through (it has no cpa-network/1 entry)."""
+    from .maxgroups import MaxGroups
+
+    if isinstance(spec, (CPAActivation, MaxGroups)):
         return spec
     if isinstance(spec, str):
         if spec in _SIMPLE:

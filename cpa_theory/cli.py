@@ -135,6 +135,26 @@ def _parse_workers(text: str) -> int:
     return n
 
 
+def _parse_centres(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--centres {text!r} is not a whole number") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"--centres must be >= 1 (got {n}): the number of --data rows to centre on")
+    return n
+
+
+def _parse_jobs(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--jobs {text!r} is not a whole number") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"--jobs must be >= 1 (got {n}); use 1 to count in this process")
+    return n
+
+
 def _parse_seed(text: str) -> int:
     try:
         n = int(text)
@@ -448,6 +468,11 @@ def cmd_slice(args) -> int:
     from .slices import count_on_slice, random_slice, slice_through_points
     from .slice_views import as_convnet
 
+    if args.centres is not None or args.centres_file is not None:
+        return _cmd_slice_density(args)
+    if args.jobs is not None:
+        raise ShapeError("--jobs belongs to the density mode (--centres N or --centres-file); one slice is counted in "
+                         "this process.")
     given = sum(x is not None for x in (args.through, args.points, args.random))
     if given != 1:
         raise ShapeError("choose one slice: --through i,j,k --data X.npy, --points FILE, or --random K --center "
@@ -505,6 +530,88 @@ def cmd_slice(args) -> int:
 
     _print(out, args.json, table)
     return EXIT_OK if res.certified and res.complete else EXIT_CHECK_FAILED
+
+
+def _cmd_slice_density(args) -> int:
+    """``slice --centres N | --centres-file IDX.npy --data X.npy``: the slice density (``slices.slice_density``):
+    one random k-dim slice through each chosen data row (k = --random, default 2; window [−r, r]^k, r = --radius,
+    default 1; independent keys split from --seed), exact certified counts, their mean with a t-based 95 % CI,
+    counted in --jobs processes."""
+    import math
+
+    import jax
+    import numpy as np
+
+    from .density import worker_pool
+    from .errors import NetworkFormatError, ShapeError, WindowError
+    from .fileformat_v2 import load_any_network
+    from .inputs import read_user_bytes, short
+    from .slice_views import as_convnet
+    from .slices import MAX_SLICE_DIM, slice_density
+
+    if args.centres is not None and args.centres_file is not None:
+        raise ShapeError("give one of --centres N (the first N rows of --data) and --centres-file IDX.npy.")
+    for flag, val in (("--through", args.through), ("--points", args.points), ("--center", args.center),
+                      ("--out", args.out)):
+        if val is not None:
+            raise ShapeError(f"{flag} does not go with --centres/--centres-file (a random slice through each of many "
+                             "data rows); drop it, or drop --centres to count one slice.")
+    if args.data is None:
+        raise ShapeError("--centres/--centres-file choose rows of --data: add --data X.npy.")
+    read_user_bytes(args.network, "network file", NetworkFormatError)
+    net = as_convnet(load_any_network(args.network))
+    d = net.input_dim
+    X = _read_npy(args.data, "--data file")
+    X = X.reshape(X.shape[0], -1) if X.ndim >= 1 and X.shape[0] else X.reshape(0, -1)
+    if X.shape[1] != d:
+        raise ShapeError(f"--data rows have {X.shape[1]} values; the network's input has {d} (flattened).")
+    n = X.shape[0]
+    if args.centres_file is not None:
+        raw = _read_npy(args.centres_file, "--centres-file")
+        if raw.ndim != 1 or raw.size == 0 or not np.all(raw == np.round(raw)):
+            raise ShapeError(f"--centres-file {short(str(args.centres_file), 120)} must hold a non-empty 1-D array of "
+                             "row indices (whole numbers), e.g. np.save(path, np.arange(50)).")
+        idx = raw.astype(np.int64)
+        if idx.min() < 0 or idx.max() >= n:
+            raise ShapeError(f"--centres-file holds row indices out of range 0..{n - 1} (--data has {n} rows).")
+    else:
+        if args.centres > n:
+            raise ShapeError(f"--centres {args.centres} is more than the {n} rows of --data; give at most {n}.")
+        idx = np.arange(args.centres)
+    k = 2 if args.random is None else args.random
+    if not 1 <= k <= MAX_SLICE_DIM:
+        raise ShapeError(f"--random {k}: exact slices have k = 1 … {MAX_SLICE_DIM} dimensions.")
+    radius = 1.0 if args.radius is None else args.radius
+    if not (np.isfinite(radius) and radius > 0):
+        raise WindowError(f"--radius must be a finite number > 0; got {radius!r}.")
+    if not np.all(np.isfinite(X[idx])):
+        raise ShapeError("the chosen --data rows contain NaN or inf; give finite data.")
+    jobs = 1 if args.jobs is None else args.jobs
+    cpus = os.cpu_count() or 1
+    if jobs > cpus:
+        print(f"cpa-theory: note: --jobs {jobs} is more than the {cpus} CPUs here; using {cpus}.", file=sys.stderr)
+        jobs = cpus
+    jobs = min(jobs, len(idx))
+    key = jax.random.PRNGKey(args.seed)
+    if jobs > 1:
+        with worker_pool(jobs) as executor:  # Ctrl-C cancels the queued slices and stops the workers
+            res = slice_density(net, X[idx], radius=radius, key=key, k=k, executor=executor)
+    else:
+        res = slice_density(net, X[idx], radius=radius, key=key, k=k)
+    lo, hi = res["ci"]
+    finite = math.isfinite(lo) and math.isfinite(hi)
+    out = {"mode": "density", "centres": idx.tolist(), "counts": [int(c) for c in res["counts"]], "mean": res["mean"],
+           "ci": [lo, hi] if finite else None, "confidence": res["confidence"], "k": k, "radius": float(radius),
+           "seed": args.seed, "certified": res["certified"]}
+
+    def table(o):
+        ci = "n/a (one centre)" if o["ci"] is None else f"[{o['ci'][0]:.4g}, {o['ci'][1]:.4g}]"
+        print(f"slice density over {len(o['centres'])} centres (random {o['k']}-D slices, t in [-{o['radius']:g}, "
+              f"{o['radius']:g}]^{o['k']}, seed {o['seed']}): mean regions {o['mean']:.4g}, 95 % CI {ci}, "
+              f"certified {o['certified']}")
+
+    _print(out, args.json, table)
+    return EXIT_OK if res["certified"] else EXIT_CHECK_FAILED
 
 
 # -- sweep ---------------------------------------------------------------
@@ -665,11 +772,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--points", metavar="FILE", help="three points: .npy, a JSON list of lists or one x1,x2,... a line")
     p.add_argument("--random", type=int, metavar="K", help="a random K-dim slice (K = 1..4) through --center")
     p.add_argument("--center", action="append", help="with --random: the slice centre x1,x2,... or a file")
-    p.add_argument("--radius", type=_parse_radius, help="with --random: half-width of the slice window (default 1)")
-    p.add_argument("--seed", type=_parse_seed, default=0, help="with --random: PRNG seed (default 0)")
+    p.add_argument("--radius", type=_parse_radius, help="with --random or --centres: half-width of the slice window (default 1)")
+    p.add_argument("--seed", type=_parse_seed, default=0, help="with --random or --centres: PRNG seed (default 0)")
     p.add_argument("--margin", type=_parse_radius, default=0.1,
                    help="with three points: window half-width = (1 + margin) x the largest point coordinate (default 0.1)")
     p.add_argument("--out", metavar="PNG", help="also draw train-mode BN | eval mode | BN removed side by side")
+    p.add_argument("--centres", type=_parse_centres, metavar="N",
+                   help="density mode: a random slice (k = --random, default 2; half-width --radius, default 1) through "
+                   "each of the first N rows of --data; prints the counts and their mean with a 95 %% CI")
+    p.add_argument("--centres-file", metavar="IDX.npy", help="density mode: the rows of --data given by this 1-D "
+                   "integer .npy array")
+    p.add_argument("--jobs", type=_parse_jobs, metavar="J", help="density mode: count the slices in J processes")
     p.add_argument("--json", action="store_true", help="print one JSON document")
 
     p = add("sweep", "Monte Carlo BN-vs-no-BN hitting numbers over a grid (JAX, sharded, resumable)",

@@ -8,7 +8,8 @@ parameters) defines one exact CPA function. This module evaluates it in :class:`
 * :func:`exact_code` — the activation code at a rational point (the independent exact forward pass that
   re-checks witnesses);
 * :class:`ExactCharts` — the exact affine map ẑ_ℓ(y) = N y + z0 of layer ℓ on a cell with a given code
-  prefix (layers < ℓ), in coordinates y = x − origin; this is what exact facets and vertices are made of;
+  prefix (layers < ℓ), in coordinates y = x − origin; this is what exact facets and vertices are made of
+  (``difference``: the tie set ẑ_a = ẑ_b of a max-group layer, :mod:`cpa_theory.maxgroups`);
 * :func:`solve` — Gauss–Jordan in rationals.
 
 These are the slow, always-right fallbacks of the float64 filters in ``polytope`` and ``regions``.
@@ -19,6 +20,8 @@ from __future__ import annotations
 from fractions import Fraction
 
 import numpy as np
+
+from .maxgroups import is_max_groups
 
 __all__ = ["F", "exact_piece_maps", "exact_preactivations", "exact_code", "ExactCharts", "solve", "dot"]
 
@@ -55,15 +58,52 @@ def exact_piece_maps(activation):
 
 
 class _ExactLayer:
-    __slots__ = ("W", "p", "g", "e", "t", "maps")
+    __slots__ = ("W", "nz", "p", "g", "e", "t", "maps", "mg", "act")
 
     def __init__(self, layer):
         self.W = [[_fr(v) for v in row] for row in layer.weight]
+        self.nz = [np.flatnonzero(row).tolist() for row in layer.weight]  # sparse rows (zero weights skipped)
         self.p = [_fr(v) for v in layer.bn.anchor]
         self.g = [_fr(v) for v in layer.bn.gain]
         self.e = [_fr(v) for v in layer.bn.shift]
-        self.t = [_fr(v) for v in layer.activation.breakpoints]
-        self.maps = exact_piece_maps(layer.activation)
+        self.act = layer.activation
+        self.mg = layer.activation if is_max_groups(layer.activation) else None
+        if self.mg is None:
+            self.t = [_fr(v) for v in layer.activation.breakpoints]
+            self.maps = exact_piece_maps(layer.activation)
+        else:  # max over groups: no breakpoints; pieces are argmax positions
+            self.t, self.maps = [], []
+
+    def pieces(self, z) -> list:
+        """Piece of every output (exact): breakpoints <= z per neuron, or the first argmax per group."""
+        if self.mg is None:
+            return [sum(1 for tk in self.t if tk <= zi) for zi in z]
+        out = []
+        for g in self.mg.groups:
+            vals = [z[j] for j in g]
+            m = max(vals)
+            out.append(vals.index(m))
+        return out
+
+    def outputs(self, z) -> list:
+        if self.mg is not None:
+            return [max(z[j] for j in g) for g in self.mg.groups]
+        h = []
+        for zi in z:
+            a, o = self.maps[sum(1 for tk in self.t if tk <= zi)]
+            h.append(a * zi + o)
+        return h
+
+    def on_switching_set(self, z) -> list:
+        """Per output: z on a breakpoint, or the group's maximum attained twice (exact)."""
+        if self.mg is None:
+            return [any(zi == tk for tk in self.t) for zi in z]
+        out = []
+        for g in self.mg.groups:
+            vals = [z[j] for j in g]
+            m = max(vals)
+            out.append(sum(1 for v in vals if v == m) > 1)
+        return out
 
 
 _CACHE: dict = {}
@@ -88,79 +128,94 @@ def exact_preactivations(cond, x, upto: int | None = None) -> list:
     layers = exact_layers(cond)
     for li, L in enumerate(layers if upto is None else layers[:upto + 1]):
         diff = [hi - pi for hi, pi in zip(h, L.p)]
-        z = [gi * dot(row, diff) + ei for row, gi, ei in zip(L.W, L.g, L.e)]
+        z = [gi * sum((row[k] * diff[k] for k in nz), Fraction(0)) + ei  # sparse rows: zero weights skipped
+             for row, nz, gi, ei in zip(L.W, L.nz, L.g, L.e)]
         out.append(z)
-        h = []
-        for zi in z:
-            k = sum(1 for tk in L.t if tk <= zi)
-            a, o = L.maps[k]
-            h.append(a * zi + o)
+        h = L.outputs(z)
     return out
 
 
 def exact_code(cond, x) -> tuple:
     """Activation code (piece index per neuron, per layer) at x in exact rational arithmetic."""
     layers = exact_layers(cond)
-    return tuple(np.array([sum(1 for tk in L.t if tk <= zi) for zi in z], dtype=np.int64)
-                 for L, z in zip(layers, exact_preactivations(cond, x)))
+    return tuple(np.array(L.pieces(z), dtype=np.int64) for L, z in zip(layers, exact_preactivations(cond, x)))
+
+
+def exact_code_and_switching(cond, x) -> tuple[tuple, list]:
+    """(:func:`exact_code`, :func:`on_breakpoint`) at x from ONE exact forward pass."""
+    layers = exact_layers(cond)
+    zs = exact_preactivations(cond, x)
+    return (tuple(np.array(L.pieces(z), dtype=np.int64) for L, z in zip(layers, zs)),
+            [np.array(L.on_switching_set(z), dtype=bool) for L, z in zip(layers, zs)])
 
 
 def on_breakpoint(cond, x) -> list:
-    """Per layer, bool array: the exact pre-activation at x sits exactly on a breakpoint."""
+    """Per layer, bool array (one per output): the exact pre-activation at x sits exactly on a breakpoint, or (a
+    max-group layer) the group's maximum is attained by two members."""
     layers = exact_layers(cond)
-    return [np.array([any(zi == tk for tk in L.t) for zi in z], dtype=bool)
-            for L, z in zip(layers, exact_preactivations(cond, x))]
+    return [np.array(L.on_switching_set(z), dtype=bool) for L, z in zip(layers, exact_preactivations(cond, x))]
 
 
 class ExactCharts:
-    """Exact maps ẑ_ℓ(y) = N y + z0 on cells, y = x − origin, keyed by (ℓ, code prefix); cached."""
+    """Exact maps ẑ_ℓ(y) = N y + z0 on cells, y = x − origin, keyed by (code prefix, neuron); cached. Rows are built
+    lazily from the inputs they depend on (sparse weights), through elementwise pieces or a max-group layer's
+    winners."""
 
     def __init__(self, cond, origin):
         self.layers = exact_layers(cond)
         self.origin = [_fr(v) for v in origin]
         self.d = len(self.origin)
-        self._input = {}  # (ℓ, prefix key) -> (A rows, c) of the input of layer ℓ
+        self._input = {}  # (prefix key, k) -> exact (A_k, c_k) of input k of layer len(prefix)
         self._pre = {}
 
-    def _layer_input(self, codes):
-        """Exact chart (A columns, c) of the input of layer len(codes) on the cell of ``codes``."""
-        key = tuple(c.tobytes() for c in codes)
+    def _input_row(self, codes, ck, k):
+        """Exact (A_k, c_k) with h_k(y) = A_k·y + c_k: input k of layer len(codes) on the cell of ``codes``
+        (``ck`` its byte key). Built lazily, only for the inputs a requested row depends on (sparse weights: a
+        row of a materialised convolution or of a pool's identity layer touches few inputs)."""
+        key = (ck, k)
         hit = self._input.get(key)
         if hit is not None:
             return hit
         d = self.d
         if not codes:
-            cols = [[Fraction(int(i == j)) for i in range(d)] for j in range(d)]
-            hit = (cols, list(self.origin))
+            hit = (tuple(Fraction(int(i == k)) for i in range(d)), self.origin[k])
         else:
-            parent = codes[:-1]
-            maps = self.layers[len(codes) - 1].maps
-            n = len(codes[-1])
-            A = [[Fraction(0)] * d for _ in range(n)]
-            c = [Fraction(0)] * n
-            for j, k in enumerate(codes[-1]):
-                a, o = maps[int(k)]
+            L = self.layers[len(codes) - 1]
+            parent, pk = codes[:-1], ck[:-1]
+            if L.mg is not None:  # max groups: output k is its group's winner's pre-activation
+                hit = self._row(parent, pk, L.mg.groups[k][int(codes[-1][k])])
+            else:
+                a, o = L.maps[int(codes[-1][k])]
                 if a == 0:  # a flat piece: the input row is the constant o
-                    c[j] = o
-                    continue
-                row, z = self.row(parent, j)
-                A[j] = [a * v for v in row]
-                c[j] = a * z + o
-            hit = (list(zip(*A)), c)
+                    hit = (tuple(Fraction(0) for _ in range(d)), o)
+                else:
+                    row, z = self._row(parent, pk, k)
+                    hit = (tuple(a * v for v in row), a * z + o)
         self._input[key] = hit
         return hit
 
     def row(self, codes, j):
         """Exact (N_j, z0_j) with ẑ_j(y) = N_j·y + z0_j for neuron j of layer len(codes) on the cell of ``codes``."""
-        key = (tuple(c.tobytes() for c in codes), j)
+        return self._row(codes, tuple(c.tobytes() for c in codes), j)
+
+    def _row(self, codes, ck, j):
+        key = (ck, j)
         hit = self._pre.get(key)
         if hit is not None:
             return hit
-        cols, c = self._layer_input(codes)
         L = self.layers[len(codes)]
-        W, g = L.W[j], L.g[j]
-        diff = [ci - pi for ci, pi in zip(c, L.p)]
-        hit = (tuple(g * dot(W, col) for col in cols), g * dot(W, diff) + L.e[j])
+        d = self.d
+        acc = [Fraction(0)] * d
+        z = Fraction(0)
+        for k in L.nz[j]:
+            w = L.W[j][k]
+            a, c = self._input_row(codes, ck, k)
+            for i in range(d):
+                if a[i]:
+                    acc[i] += w * a[i]
+            z += w * (c - L.p[k])
+        g = L.g[j]
+        hit = (tuple(g * v for v in acc), g * z + L.e[j])
         self._pre[key] = hit
         return hit
 
@@ -168,6 +223,13 @@ class ExactCharts:
         """Exact (a, β) with {ẑ_j = t_k} = {a·y = β} on the cell of ``codes`` (layer ``len(codes)``)."""
         N, z0 = self.row(codes, j)
         return N, self.layers[len(codes)].t[k] - z0
+
+    def difference(self, codes, a, b):
+        """Exact (N_a − N_b, z0_b − z0_a): {ẑ_a = ẑ_b} = {(N_a − N_b)·y = z0_b − z0_a} on the cell of ``codes``
+        (a max-group layer's switching set between pre-activations a and b)."""
+        Na, za = self.row(codes, a)
+        Nb, zb = self.row(codes, b)
+        return tuple(u - v for u, v in zip(Na, Nb)), zb - za
 
 
 def solve(A, b):

@@ -5,7 +5,7 @@ linear, batchnorm, activation, avgpool, adaptive_avgpool, maxpool, flatten, resi
 ``batch``. Every array is either inline (nested lists) or a reference ``{"npz": "key"}`` into a sidecar
 ``.npz`` named by the top-level ``"arrays"`` entry (relative to the JSON file), read with
 ``allow_pickle=False`` — never pickles. :func:`load_any_network` reads v1 (→ :class:`Network`) and v2
-(→ :class:`ConvNetwork`).
+(→ :class:`ConvNetwork`; a dense network with ``max_groups`` layers → :class:`Network`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from .fileformat import FORMAT as FORMAT_V1
 from .fileformat import atomic_write_text, network_from_dict
 from .outputs import write_output
 from .layers import (Activation, AdaptiveAvgPool, AvgPool, BatchNormND, Conv, Flatten, Linear, MaxPool, Residual)
-from .network import Network
+from .maxgroups import MaxGroups, is_max_groups, refuse_max_groups
+from .network import Layer, Network
 
 __all__ = ["FORMAT_V2", "convnet_to_dict", "convnet_from_dict", "save_convnet", "load_any_network",
            "network_as_convnet"]
@@ -34,6 +35,7 @@ FORMAT_V2 = "cpa-network/2"
 
 def network_as_convnet(net: Network) -> ConvNetwork:
     """A dense v1 :class:`Network` as the same function in layer form (Linear, BatchNorm, Activation)."""
+    refuse_max_groups(net.layers, "the layer form of a dense network (ConvNetwork: elementwise activations)")
     layers = []
     for l in net.layers:
         layers.append(Linear(l.weight, l.bias))
@@ -103,6 +105,8 @@ def _layers_to_list(layers, arrays: _Arrays, prefix: str) -> list:
 def convnet_to_dict(net, *, sidecar: bool = False) -> tuple[dict, dict]:
     """``(document, arrays)``: the v2 document of ``net`` (ConvNetwork or dense Network) and, with
     ``sidecar=True``, the arrays it references (otherwise ``{}`` and everything is inline)."""
+    if isinstance(net, Network) and any(is_max_groups(l.activation) for l in net.layers):
+        return _dense_to_dict(net, sidecar)
     if isinstance(net, Network):
         net = network_as_convnet(net)
     arrays = _Arrays(sidecar)
@@ -111,6 +115,73 @@ def convnet_to_dict(net, *, sidecar: bool = False) -> tuple[dict, dict]:
     if net.batch is not None:
         doc["batch"] = arrays.put("batch", net.batch)
     return doc, arrays.store
+
+
+def _dense_to_dict(net: Network, sidecar: bool) -> tuple[dict, dict]:
+    """A dense network with max-group layers: per layer ``linear``, optional ``batchnorm``, then ``activation`` or
+    ``max_groups`` (``{"type": "max_groups", "n_in": n, "groups": [[i, ...], ...]}``); read back as a
+    :class:`Network` (docs/network-format-v2.md)."""
+    arrays = _Arrays(sidecar)
+    layers = []
+    for i, l in enumerate(net.layers):
+        layers += _layers_to_list((Linear(l.weight, l.bias),), arrays, f"l{i}_")
+        if l.batchnorm is not None:
+            layers += _layers_to_list((BatchNormND(l.batchnorm),), arrays, f"l{i}_bn")
+        if is_max_groups(l.activation):
+            layers.append(l.activation.to_v2())
+        else:
+            layers.append({"type": "activation", "activation": l.activation.to_spec()})
+    doc = {"format": FORMAT_V2, "input_shape": [net.input_dim], "layers": layers}
+    if net.batch is not None:
+        doc["batch"] = arrays.put("batch", net.batch)
+    return doc, arrays.store
+
+
+def _dense_from_dict(doc, store) -> Network:
+    """The inverse of :func:`_dense_to_dict`: a layer list with ``max_groups`` entries must be dense."""
+    shape = doc["input_shape"]
+    if not (isinstance(shape, list) and len(shape) == 1):
+        raise NetworkFormatError(f"a network with max_groups layers is dense: input_shape must be [d]; got {shape!r}.")
+    specs = doc["layers"]
+    if not isinstance(specs, list):
+        raise NetworkFormatError("layers must be a list of layer objects.")
+    layers, i = [], 0
+    while i < len(specs):
+        where = f"layers[{i}]"
+        s = specs[i]
+        if not (isinstance(s, dict) and s.get("type") == "linear"):
+            raise NetworkFormatError(f"{where}: a network with max_groups layers is a sequence of linear, optional "
+                                     "batchnorm, then activation or max_groups; expected a linear layer here.")
+        lin = _layers_from_list([s], store, where + ".")[0]
+        i += 1
+        bn = None
+        if i < len(specs) and isinstance(specs[i], dict) and specs[i].get("type") == "batchnorm":
+            bn = _layers_from_list([specs[i]], store, f"layers[{i}].")[0].bn
+            i += 1
+        if i >= len(specs) or not isinstance(specs[i], dict):
+            raise NetworkFormatError(f"layers[{i}]: expected an activation or max_groups entry after the linear layer.")
+        a = specs[i]
+        where = f"layers[{i}]"
+        try:
+            if a.get("type") == "max_groups":
+                _need(a, ("n_in", "groups"), where)
+                act = MaxGroups(a["groups"], a["n_in"])
+            elif a.get("type") == "activation":
+                _need(a, ("activation",), where)
+                act = activation_from_spec(a["activation"])
+            else:
+                raise NetworkFormatError(f"{where}: expected an activation or max_groups entry; got {a.get('type')!r}.")
+            bias = lin.bias if lin.bias is not None else np.zeros(lin.weight.shape[0])
+            layers.append(Layer(lin.weight, bias, act, bn))
+        except NetworkFormatError:
+            raise
+        except CPAInputError as exc:
+            raise type(exc)(f"{where}: {exc}") from None
+        i += 1
+    batch = _array(doc.get("batch"), store, "batch")
+    if not isinstance(shape[0], int) or isinstance(shape[0], bool):
+        raise NetworkFormatError(f"input_shape must be [d] with an integer d; got {shape!r}.")
+    return Network(shape[0], tuple(layers), batch)
 
 
 def _array(v, store, where):
@@ -191,12 +262,16 @@ def _layers_from_list(specs, store, prefix) -> tuple:
     return tuple(out)
 
 
-def convnet_from_dict(doc, store=None) -> ConvNetwork:
-    """Build a :class:`ConvNetwork` from a parsed v2 document (``store``: the sidecar's arrays, if any)."""
+def convnet_from_dict(doc, store=None) -> ConvNetwork | Network:
+    """Build a :class:`ConvNetwork` from a parsed v2 document (``store``: the sidecar's arrays, if any); a document
+    with ``max_groups`` layers is a dense network with max-pooling and gives a :class:`Network`."""
     if not isinstance(doc, dict) or doc.get("format") != FORMAT_V2:
         raise NetworkFormatError(f"format tag is {doc.get('format') if isinstance(doc, dict) else None!r}; "
                                  f"expected \"{FORMAT_V2}\".")
     _need(doc, ("input_shape", "layers"), "the network")
+    if isinstance(doc["layers"], list) and any(isinstance(s, dict) and s.get("type") == "max_groups"
+                                               for s in doc["layers"]):
+        return _dense_from_dict(doc, store)
     layers = _layers_from_list(doc["layers"], store, "")
     batch = _array(doc.get("batch"), store, "batch")
     return ConvNetwork(tuple(doc["input_shape"]), layers, batch)

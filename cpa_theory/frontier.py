@@ -41,9 +41,11 @@ _SIGN_CHUNK = 1 << 19  # entries per vectorised parent test (bounded memory: ~10
 
 
 def supports(cond) -> bool:
-    """Whether the plane engine handles ``cond``: input dimension 2 and elementwise CPA activations only."""
-    return cond.input_dim == 2 and all(hasattr(l.activation, "breakpoints_array") and
-                                       not getattr(l.activation, "groups", None) for l in cond.layers)
+    """Whether the plane engine handles ``cond``: input dimension 2 and elementwise CPA activations only
+    (max-pooling layers take the cell engine)."""
+    from .maxgroups import is_max_groups
+
+    return cond.input_dim == 2 and not any(is_max_groups(l.activation) for l in cond.layers)
 
 
 

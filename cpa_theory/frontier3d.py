@@ -30,9 +30,11 @@ U = UNIT_ROUNDOFF
 
 
 def supports(cond) -> bool:
-    """Input dimension 3 and elementwise CPA activations only."""
-    return cond.input_dim == 3 and all(hasattr(l.activation, "breakpoints_array") and
-                                       not getattr(l.activation, "groups", None) for l in cond.layers)
+    """Whether the space engine handles ``cond``: input dimension 3 and elementwise CPA activations only
+    (max-pooling layers take the cell engine)."""
+    from .maxgroups import is_max_groups
+
+    return cond.input_dim == 3 and not any(is_max_groups(l.activation) for l in cond.layers)
 
 
 def _ccw_faces(P: Polytope):

@@ -23,6 +23,7 @@ from enum import IntEnum
 import numpy as np
 
 from .errors import ShapeError
+from .maxgroups import distinct_pairs, is_max_groups
 from .network import ConditionedNetwork, Network
 from .tolerances import PULLBACK_RTOL
 
@@ -152,6 +153,8 @@ def switching_hyperplanes(net, layer: int = 0, affine=None, anchor=None) -> Swit
             raise ShapeError(f"anchor must have shape ({d},); got {p.shape}.")
         is_pullback = False
     normals, offsets, status, tau = layer_switching_sets(cl, A, c, p)
+    if is_max_groups(cl.activation):  # one "neuron" per distinct pair, the difference z_a − z_b, breakpoint 0
+        return SwitchingHyperplanes(layer, normals, p, offsets, np.zeros(1), status, None, None, is_pullback)
     scale = None if bn.scale is None else bn.scale.copy()
     return SwitchingHyperplanes(layer, normals, p, offsets, cl.activation.breakpoints_array, status, tau, scale,
                                 is_pullback)
@@ -165,7 +168,12 @@ def layer_switching_sets(cl, A, c, anchor):
     carry leading batch axes (one map per parent region).
 
     Returns ``normals (..., n, d)``, ``offsets (..., n, K)``, ``status (..., n, K)`` int8, ``tau (n, K)`` or None.
+    A max-group layer (max-pooling) has as switching sets the pairwise differences {ẑ_a = ẑ_b} of its groups:
+    then n is the number of distinct pairs (``maxgroups.distinct_pairs``), K = 1 (breakpoint 0 of ẑ_a − ẑ_b) and
+    tau is None.
     """
+    if is_max_groups(cl.activation):
+        return _pair_switching_sets(cl, A, c, anchor)
     W, bn = cl.weight, cl.bn
     # rows Aᵀ w_i, and w_iᵀ(A p + c − p_layer): zero when p is an exact pull-back; kept so the offsets stay exact.
     normals, anchor_gap = cl.chart(A, np.matmul(A, anchor) + c)
@@ -185,3 +193,27 @@ def layer_switching_sets(cl, A, c, anchor):
         if tau is not None and regular.ndim == 2:
             tau = np.where(regular, tau, 0.0)
     return normals, offsets, status, tau
+
+
+def _pair_switching_sets(cl, A, c, anchor):
+    """:func:`layer_switching_sets` of a max-group layer: ẑ_a − ẑ_b = (g_a lin_a − g_b lin_b)(y − anchor)
+    + (g_a gap_a + e_a) − (g_b gap_b + e_b), so the set {ẑ_a = ẑ_b} has normal g_a lin_a − g_b lin_b and offset
+    (g_b gap_b + e_b) − (g_a gap_a + e_a)."""
+    bn = cl.bn
+    lin, anchor_gap = cl.chart(A, np.matmul(A, anchor) + c)
+    lo, hi = distinct_pairs(cl.activation)
+    Nl = bn.gain[:, None] * lin
+    zg = bn.gain * anchor_gap + bn.shift
+    normals = Nl[..., lo, :] - Nl[..., hi, :]
+    offsets = (zg[..., hi] - zg[..., lo])[..., None]
+    status = np.full(offsets.shape, HyperplaneStatus.REGULAR, dtype=np.int8)
+    constant = ~np.any(normals != 0, axis=-1)
+    if np.any(constant):
+        const_diff = (bn.gain * cl.chart(A, c)[1] + bn.shift)
+        const_diff = const_diff[..., lo] - const_diff[..., hi]
+        status[constant] = HyperplaneStatus.CONSTANT
+        status[constant & (const_diff == 0)] = HyperplaneStatus.ON_BREAKPOINT
+    undefined = bn.undefined[lo] | bn.undefined[hi]
+    status[..., undefined, :] = HyperplaneStatus.BN_UNDEFINED
+    offsets = np.where(status == HyperplaneStatus.REGULAR, offsets, 0.0)
+    return normals, offsets, status, None

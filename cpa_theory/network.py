@@ -17,6 +17,7 @@ from .activations import CPAActivation, activation_from_spec
 from .bn import BatchNorm, ConditionedBN, condition_bn
 from .errors import ArgumentTypeError, BatchError, BatchNormError, DegenerateBatchNormError, NonFiniteError, ShapeError
 from .inputs import check_numbers, short
+from .maxgroups import is_max_groups
 
 __all__ = ["Layer", "Network", "ConditionedLayer", "ConditionedNetwork", "as_point", "as_points"]
 
@@ -74,7 +75,11 @@ def _layer_index(layer, n_layers: int, allow_end: bool = False) -> int:
 
 @dataclass(frozen=True)
 class Layer:
-    """z = W h + b, then optional BN, then φ. ``weight`` is out × in (nn.Linear)."""
+    """z = W h + b, then optional BN, then φ. ``weight`` is out × in (nn.Linear).
+
+    With a :class:`cpa_theory.maxgroups.MaxGroups` activation (max-pooling) the layer's pre-activations are the
+    ``weight.shape[0]`` rows (= ``n_in`` of the groups, BN over them) and its outputs are the group maxima
+    (``out_dim`` = number of groups)."""
 
     weight: np.ndarray
     bias: np.ndarray
@@ -96,6 +101,10 @@ class Layer:
         if self.batchnorm is not None and not isinstance(self.batchnorm, BatchNorm):
             raise BatchNormError(f"batchnorm must be None or a BatchNorm, e.g. BatchNorm({w.shape[0]}, 'train'); got "
                                  f"{short(self.batchnorm, 30)}.")
+        act = self.activation
+        if is_max_groups(act) and act.n_in != w.shape[0]:
+            raise ShapeError(f"the max groups index {act.n_in} pre-activations but the layer weight has {w.shape[0]} "
+                             "rows; give groups over the rows of the weight.")
         if self.batchnorm is not None and self.batchnorm.num_features != w.shape[0]:
             raise ShapeError(f"batchnorm has {self.batchnorm.num_features} features but the layer has "
                              f"{w.shape[0]} neurons; give gamma/beta of length {w.shape[0]}.")
@@ -106,6 +115,8 @@ class Layer:
 
     @property
     def out_dim(self) -> int:
+        if is_max_groups(self.activation):
+            return self.activation.n_groups
         return self.weight.shape[0]
 
 
@@ -256,7 +267,8 @@ class ConditionedNetwork:
         return h
 
     def activation_code(self, x) -> tuple[np.ndarray, ...]:
-        """Piece index of every neuron of every layer: a tuple of int ``(M, n_l)`` arrays."""
+        """Piece index of every neuron of every layer: a tuple of int ``(M, n_l)`` arrays (a max-group layer:
+        the argmax position per group, ``(M, G)``)."""
         return tuple(layer.activation.piece_index(z) for layer, z in zip(self.layers, self.preactivations(x)))
 
     def affine_map(self, x, layer: int) -> tuple[np.ndarray, np.ndarray]:
@@ -269,6 +281,11 @@ class ConditionedNetwork:
         x = as_point(x, self.input_dim, "x", "affine_map once per point")
         A, c = np.eye(self.input_dim), np.zeros(self.input_dim)
         for l, z in zip(self.layers[:layer], self.preactivations(x)[:layer]):
+            if is_max_groups(l.activation):  # the output of group g is its winner's pre-activation
+                win = l.activation.winners(l.activation.piece_index(z[0]))
+                lin, gap = l.chart(A, c)
+                A, c = (l.bn.gain[:, None] * lin)[win], (l.bn.gain * gap + l.bn.shift)[win]
+                continue
             pieces = l.activation.piece_index(z[0])
             slope = np.asarray(l.activation.slopes)[pieces]
             icpt = np.asarray(l.activation.intercepts())[pieces]

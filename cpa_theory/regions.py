@@ -28,8 +28,9 @@ import numpy as np
 
 from .errors import CPAInternalError
 from . import frontier2d, frontier3d
-from .exact import ExactCharts, dot, exact_code, on_breakpoint
+from .exact import ExactCharts, dot, exact_code, exact_code_and_switching
 from .hyperplanes import switching_hyperplanes
+from .maxgroups import is_max_groups, refine_max_batch
 from .network import ConditionedNetwork, Network, as_point
 from .polytope import (Hyper, box_polygon, box_polytope, cell_volume, cell_volumes, facet_measures,
                        polytope_from_halfspaces, split, vertex_signs)
@@ -218,6 +219,8 @@ def _leaves(cond, win, p, root, stats):
 
 def _refine_batch(cl, li, batch, rel, y0, radius, d, charts, stats):
     """Split every cell of ``batch`` by the switching sets of layer ``cl``; return the next layer's cells."""
+    if is_max_groups(cl.activation):  # max-pooling: argmax regions by clipping (maxgroups.refine_max_batch)
+        return refine_max_batch(cl, li, batch, rel, y0, radius, d, charts, stats)
     A = np.stack([item[1] for item in batch])  # (C, m, d)
     c = np.stack([item[2] for item in batch])  # (C, m)
     mA = np.stack([item[3] for item in batch])
@@ -338,7 +341,12 @@ def _certify_batch(cond, witnesses, radii, codes, radius_w, exact: bool, flats=N
     for li, (layer, z) in enumerate(zip(cond.layers, zs)):
         got = layer.activation.piece_index(z)
         ok &= np.all(got == np.stack([c[li] for c in codes]), axis=1)
-        if layer.activation.breakpoints:
+        if is_max_groups(layer.activation):  # the argmax must be unique (a tie is a switching set)
+            tie = layer.activation.ties(z)
+            if flats is not None:
+                tie &= ~np.stack([f[li] for f in flats])
+            ok &= ~np.any(tie, axis=1)
+        elif layer.activation.breakpoints:
             on_bp = np.isin(z, layer.activation.breakpoints_array)
             if flats is not None:
                 on_bp &= ~np.stack([f[li] for f in flats])
@@ -375,9 +383,10 @@ def _exact_witness(cond, leaf, p_exact):
             return None
         rho = r if rho is None else min(rho, r)
     x = tuple(ci + pi for ci, pi in zip(cy, p_exact))
-    if not all(np.array_equal(g, k) for g, k in zip(exact_code(cond, x), leaf.code)):
+    code, on_bp = exact_code_and_switching(cond, x)  # one exact forward pass for both checks
+    if not all(np.array_equal(g, k) for g, k in zip(code, leaf.code)):
         return None
-    for bp, fl in zip(on_breakpoint(cond, x), leaf.flat):
+    for bp, fl in zip(on_bp, leaf.flat):
         if np.any(bp & ~fl):
             return None
     return x, rho
@@ -444,7 +453,10 @@ def _adjacency(leaves):
                 continue
             layer, j, k = key[0], key[1], key[2]
             piece = int(lf.code[layer][j])
-            other = k if piece == k + 1 else (k + 1 if piece == k else None)
+            if isinstance(k, tuple):  # max group j, facet z_a = z_b: across it the argmax is the other one
+                other = k[2] if piece == k[1] else (k[1] if piece == k[2] else None)
+            else:
+                other = k if piece == k + 1 else (k + 1 if piece == k else None)
             if other is None:
                 unmatched.append((i, fi))
                 continue
@@ -693,6 +705,10 @@ def _domain_hits(cond, root, p) -> int:
     stats: dict = {}
     charts = ExactCharts(cond, p)
     cl = cond.layers[0]
+    if is_max_groups(cl.activation):
+        from .maxgroups import domain_hits_max
+
+        return domain_hits_max(cond, root, p, charts, stats)
     K = len(cl.activation.breakpoints)
     if not K:
         return 0

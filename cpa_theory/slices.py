@@ -18,9 +18,15 @@ Residual blocks: the dense form has one activation per layer and layers in seque
 pre-activations stay strictly inside one affine piece of φ over the whole slice window (rigorous interval
 bounds with wide margins). They never switch inside the window, so they add no region there: counts in
 W(0, r) are exact, and the returned network equals the original one on the window (up to rounding) — not
-outside it. Max-pooling cannot be written this way without splitting its pieces (max through ReLUs adds the
-switching sets of the losing pairs), so :func:`slice_network` refuses it with
-:class:`cpa_theory.layers.UnsupportedLayerError`.
+outside it.
+
+Max-pooling is a layer of its own: the current tensor h (e.g. the previous ReLU's output, then an identity
+weight) is the pre-activation of a dense layer whose activation is :class:`cpa_theory.maxgroups.MaxGroups` over
+the pool windows (stride, padding, dilation of :class:`cpa_theory.layers.MaxPool`; padded entries are −inf and
+never win, so they are left out of the groups). Its pieces are the argmax patterns, exactly those of the pool —
+writing max through ReLUs instead (max(a, b) = b + relu(a − b)) would add switching sets of losing pairs and of
+carried values and over-count. Inside a residual body the carried tensors pass a max-pool layer as singleton
+groups (max over one entry: the identity, no switching set).
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ import numpy as np
 from .activations import identity
 from .convnet import CActivation, CMaxPool, ConditionedConvNetwork, ConvNetwork, CResidual
 from .errors import ShapeError, WindowError
-from .layers import UnsupportedLayerError
+from .maxgroups import MaxGroups, pool_groups
 from .network import ConditionedNetwork, Layer, Network
 from .tolerances import SLICE_BASIS_RTOL
 
@@ -248,13 +254,47 @@ class _SliceBuilder:
         self.pending = new_pending
         self.dirty = False
 
+    def emit_max(self, pool):
+        """A dense layer W = (tangents of h), b = h's value, with the max-group activation over the pool windows of
+        h's tensor; carried tensors pass as singleton groups (the identity: no switching set)."""
+        h = self.h
+        n_u = h.T.shape[0]
+        shape = h.T.shape[1:]
+        main = pool_groups(pool, shape)
+        out_shape = pool.out_shape(shape)
+        Ws, bs = [h.T.reshape(n_u, -1).T], [h.v.reshape(-1)]
+        zlo, zhi = h.bounds(self.u_lo, self.u_hi)
+        lo_all, hi_all = [main(zlo[None])[0]], [main(zhi[None])[0]]  # max is monotone: bounds of the maxima
+        groups = list(main.groups)
+        n_h = Ws[0].shape[0]
+        sizes = []
+        for p in self.pending:
+            plo, phi = p.bounds(self.u_lo, self.u_hi)
+            Ws.append(p.T.reshape(n_u, -1).T)
+            bs.append(p.v.reshape(-1))
+            m = p.T[0].size
+            groups += [(n_h + sum(sizes) + k,) for k in range(m)]
+            sizes.append(m)
+            lo_all.append(plo), hi_all.append(phi)
+        W, b = np.concatenate(Ws), np.concatenate(bs)
+        self.layers.append(Layer(W, b, MaxGroups(groups, W.shape[0]), None))
+        self.u_lo, self.u_hi = np.concatenate(lo_all), np.concatenate(hi_all)
+        G = len(groups)
+        eye = np.eye(G)
+        off = main.n_groups
+        self.h = _Affine(np.zeros((1, *out_shape)), eye[:, :off].reshape(G, *out_shape))
+        new_pending = []
+        for p, m in zip(self.pending, sizes):
+            new_pending.append(_Affine(np.zeros((1, *p.T.shape[1:])), eye[:, off:off + m].reshape(G, *p.T.shape[1:])))
+            off += m
+        self.pending = new_pending
+        self.dirty = False
+
     def run(self, ops, prefix=""):
         for i, op in enumerate(ops):
             if isinstance(op, CMaxPool):
-                raise UnsupportedLayerError(
-                    f"{prefix}layer {i} (MaxPool): max-pooling is not expressible in the dense cpa-network/1 form "
-                    "(one activation per layer; writing max through ReLUs splits a max-pool piece into several "
-                    "codes), so slices support networks without MaxPool; use AvgPool.")
+                self.emit_max(op.op)
+                continue
             if isinstance(op, CActivation):
                 self.emit(op.activation)
                 continue

@@ -69,6 +69,9 @@ def count_regions_lp(net, center, radius: float, *, max_regions: int = 4096) -> 
     if win.dim != cond.input_dim:
         raise ShapeError(f"centre has {win.dim} coordinates; the network's input dimension is {cond.input_dim}.")
     cond._check_defined()
+    from cpa_theory.maxgroups import refuse_max_groups
+
+    refuse_max_groups(cond.layers, "the LP counter (numerics.lp_regions)")
     x0, d, r = win.center, cond.input_dim, float(win.radius)
     min_rho = WITNESS_MIN_RELATIVE_RADIUS * r
     eye = np.eye(d)

@@ -72,6 +72,20 @@ def _maxpool_net(path):
     return path
 
 
+def test_maxpool_network_slices_like_the_api(tmp_path, capsys):
+    """A cpa-network/2 CNN with MaxPool2d (refused before max-pooling was a CPA layer of the engine): the CLI count
+    equals count_on_slice, certified, and the three views are drawn."""
+    path = _maxpool_net(tmp_path / "mp.json")
+    png = tmp_path / "mp.png"
+    code, out, err = run_main(capsys, "slice", path, "--through", "0,1,2", "--data", DATA, "--json", "--out", png)
+    assert code == 0, err
+    doc = json.loads(out)
+    sl = slice_through_points(*np.load(DATA).reshape(3, -1), margin=0.1)
+    ref = count_on_slice(load_any_network(path), sl)
+    assert doc["regions"] == ref.regions > 1 and doc["certified"] and doc["complete"]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 @pytest.mark.parametrize("case, args, fix", [
     ("out of range", ["--through", "0,1,7", "--data", DATA], "out of range"),
     ("repeated row", ["--through", "0,1,1", "--data", DATA], "three different rows"),
@@ -80,7 +94,6 @@ def _maxpool_net(path):
     ("collinear", ["--points", "COLLINEAR"], "collinear"),
     ("wrong width", ["--points", "SHORT"], "coordinates"),
     ("pickle", ["--through", "0,1,2", "--data", "PICKLE"], "pickled"),
-    ("max-pool", ["MAXPOOL"], "MaxPool"),
     ("random without centre", ["--random", "2"], "--center"),
     ("indices", ["--through", "0,1", "--data", DATA], "three row indices"),
 ])
@@ -90,8 +103,6 @@ def test_bad_input_exits_2_naming_the_fix(tmp_path, capsys, case, args, fix):
     np.save(tmp_path / "obj.npy", np.array([{"a": 1}, 2, 3], dtype=object), allow_pickle=True)
     subst = {"COLLINEAR": tmp_path / "col.txt", "SHORT": tmp_path / "short.txt", "PICKLE": tmp_path / "obj.npy"}
     net = NET
-    if args == ["MAXPOOL"]:
-        net, args = _maxpool_net(tmp_path / "mp.json"), ["--through", "0,1,2", "--data", DATA]
     argv = ["slice", net] + [subst.get(a, a) for a in args]
     code, out, err = run_main(capsys, *argv)
     assert code == 2, (case, out, err)
@@ -132,3 +143,49 @@ def test_out_into_missing_folder_exits_2_and_3d_slices_are_not_drawn(tmp_path, c
 def test_help_has_an_example(capsys):
     code, out, _ = run_main(capsys, "slice", "--help")
     assert code == 0 and "example:" in out and "cpa-theory slice" in out
+
+
+def test_density_over_centres_equals_the_api_serial_and_parallel(tmp_path, capsys):
+    """--centres N: one random 2-D slice through each of the first N rows of --data (keys split from --seed); the
+    counts, mean and t CI equal slices.slice_density's, with --jobs 2 (process pool) as in one process; a
+    --centres-file selects the same rows; another seed gives other slices."""
+    import jax
+
+    from cpa_theory.slices import slice_density
+
+    base = ["slice", NET, "--data", DATA, "--radius", "0.4", "--seed", "5", "--json"]
+    code, out, err = run_main(capsys, *base, "--centres", "3")
+    assert code == 0, err
+    doc = json.loads(out)
+    X = np.load(DATA).reshape(3, -1)
+    ref = slice_density(load_any_network(NET), X, radius=0.4, key=jax.random.PRNGKey(5))
+    assert doc["counts"] == ref["counts"].tolist() and doc["mean"] == pytest.approx(ref["mean"])
+    assert doc["ci"] == pytest.approx(list(ref["ci"])) and doc["certified"] and doc["k"] == 2
+    assert doc["ci"][0] <= doc["mean"] <= doc["ci"][1]
+    code, out, err = run_main(capsys, *base, "--centres", "3", "--jobs", "2")
+    assert code == 0, err
+    assert json.loads(out)["counts"] == doc["counts"]
+    np.save(tmp_path / "idx.npy", np.array([2, 0]))
+    code, out, err = run_main(capsys, *base, "--centres-file", tmp_path / "idx.npy")
+    assert code == 0, err
+    sub = json.loads(out)
+    ref2 = slice_density(load_any_network(NET), X[[2, 0]], radius=0.4, key=jax.random.PRNGKey(5))
+    assert sub["centres"] == [2, 0] and sub["counts"] == ref2["counts"].tolist()
+    code, out, _ = run_main(capsys, "slice", NET, "--data", DATA, "--radius", "0.4", "--seed", "6", "--json",
+                            "--centres", "3")
+    assert code == 0 and json.loads(out)["counts"] != doc["counts"]  # the seed reaches the slices
+
+
+@pytest.mark.parametrize("args, fix", [
+    (["--centres", "3", "--through", "0,1,2"], "--through"),
+    (["--centres", "9"], "at most 3"),
+    (["--centres", "0"], "--centres must be >= 1"),
+    (["--centres-file", "IDX"], "out of range"),
+    (["--through", "0,1,2", "--jobs", "2"], "--jobs"),
+    (["--centres", "2", "--random", "5"], "k = 1"),
+])
+def test_density_bad_input_exits_2(tmp_path, capsys, args, fix):
+    np.save(tmp_path / "idx.npy", np.array([0, 7]))
+    argv = ["slice", NET, "--data", DATA] + [tmp_path / "idx.npy" if a == "IDX" else a for a in args]
+    code, out, err = run_main(capsys, *argv)
+    assert code == 2 and fix in err and out == "", (code, err)

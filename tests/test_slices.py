@@ -8,8 +8,7 @@ from cpa_theory.activations import identity, relu
 from cpa_theory.bn import BatchNorm, batch_statistics
 from cpa_theory.convnet import ConvNetwork
 from cpa_theory.errors import ShapeError
-from cpa_theory.layers import (Activation, AvgPool, BatchNormND, Conv, Flatten, Linear, MaxPool, Residual,
-                               UnsupportedLayerError)
+from cpa_theory.layers import Activation, AvgPool, BatchNormND, Conv, Flatten, Linear, MaxPool, Residual
 from cpa_theory.network import Layer, Network
 from cpa_theory.regions import count_regions
 from cpa_theory.slices import (count_on_slice, random_slice, slice_from_basis, slice_network,
@@ -129,12 +128,43 @@ def test_small_cnn_slice_matches_conditioned_forward(rng):
     assert res.certified and res.regions > 1
 
 
-def test_slice_refuses_maxpool(rng):
-    batch = rng.normal(size=(4, 1, 4, 4))
-    mp = ConvNetwork((1, 4, 4), (Conv(rng.normal(size=(2, 1, 3, 3)), padding=1), Activation(relu()), MaxPool(2)),
-                     batch)
-    with pytest.raises(UnsupportedLayerError, match="MaxPool"):
-        slice_network(mp, slice_through_points(*batch[:3].reshape(3, -1)))
+def _maxpool_resnet(rng):
+    B = 6
+    batch = rng.normal(size=(B, 1, 4, 4))
+    bn = lambda c: BatchNormND(BatchNorm(c, "train", rng.normal(1, .2, c), rng.normal(0, .2, c)))  # noqa: E731
+    return ConvNetwork((1, 4, 4), (
+        Conv(rng.normal(size=(2, 1, 3, 3)), rng.normal(size=2), padding=1), bn(2), Activation(relu()),
+        Residual((Conv(rng.normal(size=(2, 2, 3, 3)), None, padding=1), Activation(relu()), MaxPool(3, 1, 1),
+                  Conv(rng.normal(size=(2, 2, 3, 3)) * 0.5, None, padding=1))),
+        MaxPool(2), Flatten(), Linear(rng.normal(size=(2, 8)), rng.normal(size=2))), batch)
+
+
+def test_maxpool_slice_is_exact_on_the_window(rng):
+    """MaxPool2d on slices (also inside a residual body, where the block input passes the pool as singleton
+    groups): the slice network equals the conv network on the window; a 1-D count equals the runs of distinct
+    ORIGINAL codes (activation pieces and pool argmaxes) on a fine grid; 2-D witnesses carry pairwise distinct
+    original codes and every code seen on a grid is one of them."""
+    net = _maxpool_resnet(rng)
+    cond = net.condition()
+    sl = slice_through_points(*net.batch[:3].reshape(3, -1), margin=0.1)
+    sn = slice_network(net, sl)
+    t = rng.uniform(-sl.radius, sl.radius, size=(50, 2))
+    ref = cond.forward(sl.embed(t)).reshape(50, -1)
+    np.testing.assert_allclose(sn.forward(t), ref, atol=1e-9 * max(1.0, np.abs(ref).max()))
+    line = random_slice(net.batch.mean(axis=0).ravel(), 1, key=jax.random.key(5), radius=2.0)
+    n1 = count_on_slice(net, line)
+    g = np.linspace(-2.0, 2.0, 40001)[:, None]
+    codes = np.concatenate([c.reshape(len(g), -1) for c in cond.activation_code(line.embed(g))], axis=1)
+    runs = 1 + int(np.count_nonzero(np.any(codes[1:] != codes[:-1], axis=1)))
+    assert n1.certified and n1.regions == runs > 3
+    sl = slice_from_basis(sl.x0, sl.V, 0.3 * sl.radius)
+    res = count_on_slice(net, sl, keep_regions=True)
+    wit = np.stack([r.witness for r in res.region_list])
+    wcodes = _code_bytes(net, sl.embed(wit))
+    assert res.certified and len(set(wcodes)) == len(wcodes) == res.regions > 10
+    gg = np.linspace(-sl.radius, sl.radius, 120)
+    grid = np.stack(np.meshgrid(gg, gg), -1).reshape(-1, 2)
+    assert set(_code_bytes(net, sl.embed(grid))) <= set(wcodes)
 
 
 def _resnet(rng, act2):

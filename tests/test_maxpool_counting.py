@@ -1,0 +1,309 @@
+"""Exact counting through max-pooling (issue #14 items 1, 3, 6): the max-group layer's regions are its argmax
+patterns, checked against a brute-force enumeration, a grid, the ReLU rewrite of max (negative control), and a
+PyTorch CNN with MaxPool2d sliced through data."""
+
+import copy
+import itertools
+
+import numpy as np
+import pytest
+
+from cpa_theory.activations import identity, relu
+from cpa_theory.errors import CPAInputError, NetworkFormatError
+from cpa_theory.maxgroups import MaxGroups, MaxGroupsUnsupportedError, pool_groups
+from cpa_theory.network import Layer, Network
+from cpa_theory.regions import count_regions
+
+BOX = 1.5
+
+
+# -- brute force: enumerate every (ReLU pattern, argmax pattern) and clip the window in float64 -------------------
+def _clip(poly, a, b):
+    """Sutherland–Hodgman: the part of the polygon (list of (x, y)) with a·p <= b."""
+    out = []
+    for i in range(len(poly)):
+        p, q = np.asarray(poly[i]), np.asarray(poly[(i + 1) % len(poly)])
+        fp, fq = a @ p - b, a @ q - b
+        if fp <= 0:
+            out.append(p)
+        if (fp < 0 < fq) or (fq < 0 < fp):
+            out.append(p + fp / (fp - fq) * (q - p))
+    return out
+
+
+def _area(poly):
+    if len(poly) < 3:
+        return 0.0
+    P = np.asarray(poly)
+    return 0.5 * abs(np.dot(P[:, 0], np.roll(P[:, 1], -1)) - np.dot(P[:, 1], np.roll(P[:, 0], -1)))
+
+
+def _brute_force(W1, b1, relu_first, W2, b2, groups):
+    """Number of (ReLU pattern, argmax-per-group) combinations whose polygon in [−BOX, BOX]² has positive area.
+    ``relu_first``: a ReLU layer h = relu(W1 x + b1) precedes z = W2 h + b2; else z = W1 x + b1 directly."""
+    box = [np.array(v, dtype=float) for v in ((-BOX, -BOX), (BOX, -BOX), (BOX, BOX), (-BOX, BOX))]
+    n1 = len(b1)
+    patterns = itertools.product((0, 1), repeat=n1) if relu_first else [None]
+    count = 0
+    for s in patterns:
+        poly = box
+        if s is None:
+            Z, z0 = W1, b1
+        else:
+            for j in range(n1):  # active: W1_j x + b1_j >= 0, i.e. −W1_j x <= b1_j
+                poly = _clip(poly, -W1[j], b1[j]) if s[j] else _clip(poly, W1[j], -b1[j])
+            S = np.diag(np.asarray(s, dtype=float))
+            Z, z0 = W2 @ S @ W1, W2 @ S @ b1 + b2
+        for win in itertools.product(*[range(len(g)) for g in groups]):
+            q = poly
+            for g, w in zip(groups, win):
+                a = g[w]
+                for b in g:
+                    if b != a:  # z_a >= z_b: (Z_b − Z_a) x <= z0_a − z0_b
+                        q = _clip(q, Z[b] - Z[a], z0[a] - z0[b])
+            if _area(q) > 1e-9:
+                count += 1
+    return count
+
+
+def _grid_patterns(net, m=601):
+    g = np.linspace(-BOX, BOX, m)
+    X = np.stack(np.meshgrid(g, g), -1).reshape(-1, 2)
+    code = net.condition().activation_code(X)
+    return len({row.tobytes() for row in np.concatenate(code, axis=1).astype(np.int64)})
+
+
+GROUPS = [[[0, 1, 2], [3, 4], [5]], [[0, 1, 2, 3]], [[0, 1], [1, 2], [2, 3, 0]], [[4, 2, 0], [1, 3, 5]]]
+
+
+@pytest.mark.parametrize("case", range(4))
+def test_max_layer_count_equals_brute_force_and_bounds_the_grid(case):
+    rng = np.random.default_rng(100 + case)
+    groups = GROUPS[case]
+    n = 1 + max(max(g) for g in groups)
+    W, b = rng.normal(size=(n, 2)), rng.normal(size=n) * 0.6
+    net = Network(2, (Layer(W, b, MaxGroups(groups, n)),
+                      Layer(rng.normal(size=(1, len(groups))), [0.0], identity())))
+    res = count_regions(net, np.zeros(2), BOX)
+    assert res.certified and res.complete and res.unmatched_facets == 0
+    assert res.regions == _brute_force(W, b, False, None, None, groups)
+    assert _grid_patterns(net) <= res.regions
+    assert res.regions > len(groups)  # the cases are not trivial
+
+
+@pytest.mark.parametrize("case", range(3))
+def test_relu_then_max_count_equals_brute_force(case):
+    rng = np.random.default_rng(200 + case)
+    groups = [[[0, 1], [2, 3, 4]], [[0, 1, 2, 3]], [[0, 2], [1, 3], [4, 0]]][case]
+    W1, b1 = rng.normal(size=(5, 2)), rng.normal(size=5) * 0.5
+    W2, b2 = rng.normal(size=(5, 5)), rng.normal(size=5) * 0.3
+    net = Network(2, (Layer(W1, b1, relu()), Layer(W2, b2, MaxGroups(groups, 5)),
+                      Layer(rng.normal(size=(1, len(groups))), [0.0], identity())))
+    res = count_regions(net, np.zeros(2), BOX)
+    assert res.certified and res.complete
+    assert res.regions == _brute_force(W1, b1, True, W2, b2, groups)
+    assert _grid_patterns(net) <= res.regions
+
+
+def test_three_way_tie_point_counts_argmax_not_orderings():
+    """Three affine functions whose pairwise switching lines meet in one point inside W: their orderings make 6
+    sectors, the argmax only 3 regions (a counter that splits by the losers' pair would report 6)."""
+    W = np.array([[1.0, 0.0], [-0.5, 0.8], [-0.5, -0.8]])
+    net = Network(2, (Layer(W, np.zeros(3), MaxGroups([[0, 1, 2]], 3)), Layer([[1.0]], [0.0], identity())))
+    res = count_regions(net, np.array([0.1, -0.05]), 1.0, keep_regions=True, exact_recheck=True)
+    assert res.certified and res.regions == 3 and res.hits == 3 and res.unmatched_facets == 0
+    assert sorted(int(r.code[0][0]) for r in res.region_list) == [0, 1, 2]
+    assert res.linear_regions == 3
+    # with a zero read-out all three argmax regions carry one affine map: the facet adjacency across z_a = z_b
+    # (argmax a ↔ b) must merge them into one maximal linear region
+    flat = Network(2, (net.layers[0], Layer([[0.0]], [0.0], identity())))
+    assert count_regions(flat, np.array([0.1, -0.05]), 1.0).linear_regions == 1
+    # first-layer switching sets (C4 screen, hits) are the pairwise differences: normals w_a − w_b, offsets 0
+    from cpa_theory.hyperplanes import switching_hyperplanes
+    from cpa_theory.windows import window_hits
+
+    hp = switching_hyperplanes(net)
+    np.testing.assert_array_equal(hp.normals, [W[0] - W[1], W[0] - W[2], W[1] - W[2]])
+    assert int(np.sum(window_hits(hp, np.array([5.0, 5.0]), 0.5))) == 0  # far away: no tie cuts the window
+    G = np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0], [1.0, 1.0]])
+    dom = count_regions(net, polytope=(G, np.array([1.0, 1.0, 1.0, 1.0, 1.5])))
+    assert dom.regions == 3 and dom.hits == 3 and dom.certified
+
+
+def test_certifier_rejects_a_witness_on_a_tie():
+    """The independent forward pass must refuse a witness where the maximum is attained twice (a switching set),
+    unless the tie holds on the whole region (flat)."""
+    from cpa_theory.regions import _certify_batch
+
+    net = Network(2, (Layer(np.eye(2), np.zeros(2), MaxGroups([[0, 1]], 2)), Layer([[1.0]], [0.0], identity())))
+    cond = net.condition()
+    wit = np.array([[0.5, 0.5], [0.5, 0.25]])
+    codes = [(np.array([0]), np.array([0])), (np.array([0]), np.array([0]))]
+    ok = _certify_batch(cond, wit, np.array([0.1, 0.1]), codes, 1.0, False)
+    assert ok.tolist() == [False, True]
+    flats = [(np.array([True]), np.array([False]))] * 2
+    assert _certify_batch(cond, wit, np.array([0.1, 0.1]), codes, 1.0, False, flats).tolist() == [True, True]
+    wrong = [(np.array([1]), np.array([0]))] * 2  # argmax 1 where z_0 > z_1: refused
+    assert not _certify_batch(cond, wit[1:], np.array([0.1]), wrong[:1], 1.0, False).any()
+
+
+def test_relu_rewrite_of_max_counts_more_negative_control():
+    """max(a, b) = b + relu(a − b): the same function as a ReLU network needs b carried through the ReLU layer
+    (relu(b) − relu(−b)), which adds the switching set b = 0. The max-group layer must not count it."""
+    rng = np.random.default_rng(7)
+    A = rng.normal(size=(2, 2))
+    c = np.array([0.05, -0.03])
+    assert np.abs(np.linalg.solve(A, -c)).max() < 0.5  # a = b = 0 (both lines) meets inside W: 4 cells there
+    mx = Network(2, (Layer(A, c, MaxGroups([[0, 1]], 2)), Layer([[1.0]], [0.0], identity())))
+    rows = np.stack([A[0] - A[1], A[1], -A[1]])
+    rw = Network(2, (Layer(rows, [c[0] - c[1], c[1], -c[1]], relu()), Layer([[1.0, 1.0, -1.0]], [0.0], identity())))
+    x = rng.uniform(-1, 1, size=(200, 2))
+    np.testing.assert_allclose(mx.forward(x), rw.forward(x), rtol=0, atol=1e-12)
+    n_max = count_regions(mx, np.zeros(2), 1.0, keep_regions=True)
+    n_rw = count_regions(rw, np.zeros(2), 1.0, keep_regions=True)
+    assert n_max.certified and n_rw.certified
+    assert n_max.regions == 2 and n_rw.regions == 4  # the b = 0 line is a switching set of the rewrite only
+    maps = lambda res: {tuple(np.round(np.r_[r.out_A.ravel(), r.out_c], 9)) for r in res.region_list}  # noqa: E731
+    assert maps(n_max) == maps(n_rw) and len(maps(n_max)) == 2  # the same two affine pieces of one function
+
+
+def test_forward_numpy_jax_pieces_and_ties(rng):
+    import jax.numpy as jnp
+
+    mg = MaxGroups([[0, 3], [1, 2, 4], [5]], 6)
+    z = rng.normal(size=(20, 6))
+    ref = np.stack([z[:, [0, 3]].max(1), z[:, [1, 2, 4]].max(1), z[:, 5]], axis=1)
+    np.testing.assert_array_equal(mg(z), ref)
+    np.testing.assert_array_equal(np.asarray(mg(jnp.asarray(z), xp=jnp)), ref)
+    np.testing.assert_array_equal(mg.piece_index(z)[:, 1], z[:, [1, 2, 4]].argmax(1))
+    assert not mg.ties(z).any()
+    z[0, 4] = z[0, 2] = 10.0
+    assert mg.ties(z)[0].tolist() == [False, True, False] and mg.piece_index(z)[0, 1] == 1
+    net = Network(6, (Layer(np.eye(6), np.zeros(6), mg), Layer(rng.normal(size=(2, 3)), np.zeros(2), relu())))
+    cond = net.condition()
+    np.testing.assert_allclose(np.asarray(cond.forward(jnp.asarray(z), xp=jnp)), cond.forward(z), atol=1e-14)
+    A, c = cond.affine_map(z[3], 1)
+    np.testing.assert_allclose(A @ z[3] + c, mg(z[3:4])[0], atol=1e-14)
+
+
+def test_bad_groups_and_unsupported_uses_are_typed_errors(rng):
+    for groups, n in (([[0, 5]], 3), ([[]], 3), ([[0, 0]], 3), ("ab", 3), ([[0]], 0)):
+        with pytest.raises(CPAInputError):
+            MaxGroups(groups, n)
+    with pytest.raises(CPAInputError, match="rows"):
+        Layer(np.eye(3), np.zeros(3), MaxGroups([[0, 1]], 2))
+    net = Network(2, (Layer(rng.normal(size=(3, 2)), np.zeros(3), MaxGroups([[0, 1, 2]], 3)),))
+    from numerics.lp_regions import count_regions_lp
+
+    with pytest.raises(MaxGroupsUnsupportedError, match="max"):
+        count_regions_lp(net, np.zeros(2), 0.5)
+
+
+def test_file_round_trip_v2_and_v1_refused(tmp_path, rng):
+    from cpa_theory.bn import BatchNorm
+    from cpa_theory.fileformat import save_network
+    from cpa_theory.fileformat_v2 import load_any_network, save_convnet
+
+    bn = BatchNorm(6, "train", rng.normal(1, 0.2, 6), rng.normal(0, 0.2, 6))
+    net = Network(2, (Layer(rng.normal(size=(6, 2)), rng.normal(size=6), MaxGroups([[0, 1, 2], [3, 4], [5]], 6), bn),
+                      Layer(rng.normal(size=(2, 3)), rng.normal(size=2), relu())), rng.normal(size=(8, 2)))
+    for sidecar in (False, True):
+        path = tmp_path / f"mg{sidecar}.json"
+        save_convnet(net, path, sidecar=sidecar)
+        back = load_any_network(path)
+        assert isinstance(back, Network) and back.layers[0].activation == net.layers[0].activation
+        x = rng.normal(size=(30, 2))
+        np.testing.assert_array_equal(back.forward(x), net.forward(x))
+        assert count_regions(back, np.zeros(2), 1.0).regions == count_regions(net, np.zeros(2), 1.0).regions
+    with pytest.raises(NetworkFormatError, match="cpa-network/2"):
+        save_network(net, tmp_path / "v1.json")
+    assert not (tmp_path / "v1.json").exists()
+
+
+def test_pool_groups_match_maxpool_forward(rng):
+    from cpa_theory.layers import MaxPool
+
+    for pool, shape in ((MaxPool(2), (2, 4, 4)), (MaxPool(3, 2, 1), (1, 5, 5)), (MaxPool((2, 3), (1, 2), (1, 1), (1, 1)),
+                                                                              (2, 4, 6))):
+        mg = pool_groups(pool, shape)
+        x = rng.normal(size=(5, *shape))
+        np.testing.assert_array_equal(mg(x.reshape(5, -1)), pool(x).reshape(5, -1))
+
+
+# -- a PyTorch CNN with MaxPool2d, sliced through data ---------------------------------------------------------------
+def _torch_cnn(bn: bool):
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+    torch.manual_seed(11)
+    layers = [nn.Conv2d(1, 2, 3, padding=1), nn.BatchNorm2d(2) if bn else nn.Identity(), nn.ReLU(), nn.MaxPool2d(2),
+              nn.Conv2d(2, 2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(3, stride=2, padding=1), nn.Flatten(),
+              nn.Linear(8, 3)]
+    model = nn.Sequential(*layers).double()
+    gen = torch.Generator().manual_seed(12)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.copy_(torch.randn(2, generator=gen, dtype=torch.float64) * 0.3 + 1)
+                m.bias.copy_(torch.randn(2, generator=gen, dtype=torch.float64) * 0.3)
+                m.running_mean.copy_(torch.randn(2, generator=gen, dtype=torch.float64) * 0.2)
+                m.running_var.copy_(torch.rand(2, generator=gen, dtype=torch.float64) + 0.5)
+    return model
+
+
+def _frozen_train_forward(model, batch, x):
+    """PyTorch's train-mode function conditioned on ``batch`` at new points: BN statistics recorded on the batch
+    (mean, biased variance) and replayed with F.batch_norm."""
+    import torch
+    import torch.nn.functional as F
+
+    m = copy.deepcopy(model).train()
+    stats = {}
+    bns = [mod for mod in m.modules() if isinstance(mod, torch.nn.BatchNorm2d)]
+    hs = [b.register_forward_hook(lambda mod, i, o: stats.__setitem__(
+        mod, (i[0].mean(dim=(0, 2, 3)), i[0].var(dim=(0, 2, 3), unbiased=False)))) for b in bns]
+    with torch.no_grad():
+        m(batch)
+    for h in hs:
+        h.remove()
+    hs = [b.register_forward_hook(lambda mod, i, o: F.batch_norm(i[0], *stats[mod], mod.weight, mod.bias, False, 0.0,
+                                                                  mod.eps)) for b in bns]
+    with torch.no_grad():
+        y = m(x)
+    for h in hs:
+        h.remove()
+    return y.numpy()
+
+
+@pytest.mark.parametrize("mode", ["train", "eval", "no_bn"])
+def test_torch_maxpool_cnn_slice_matches_torch_and_counts_certified(mode):
+    torch = pytest.importorskip("torch")
+    from cpa_theory.importers_torch_fx import from_torch_convnet
+    from cpa_theory.slices import count_on_slice, slice_network, slice_through_points
+
+    model = _torch_cnn(bn=mode != "no_bn")
+    gen = torch.Generator().manual_seed(13)
+    batch = torch.randn(10, 1, 6, 6, generator=gen, dtype=torch.float64) + 0.5
+    if mode == "eval":
+        model.eval()
+        net = from_torch_convnet(model, input_shape=(1, 6, 6)).network
+    else:
+        net = from_torch_convnet(model, batch).network
+    X = batch.numpy().reshape(10, -1)
+    sl = slice_through_points(X[0], X[1], X[2], margin=0.05)
+    sn = slice_network(net, sl)
+    assert any(isinstance(l.activation, MaxGroups) for l in sn.layers)
+    t = np.random.default_rng(14).uniform(-sl.radius, sl.radius, size=(40, 2))
+    x = torch.from_numpy(sl.embed(t).reshape(-1, 1, 6, 6))
+    if mode == "train":
+        ref = _frozen_train_forward(model, batch, x)
+    else:
+        with torch.no_grad():
+            ref = model.eval()(x).numpy()
+    np.testing.assert_allclose(sn.forward(t), ref, rtol=0, atol=1e-10)
+    res = count_on_slice(net, sl, keep_regions=True)
+    assert res.certified and res.complete and res.regions > 20
+    # every region's witness has the region's argmax pattern in PyTorch's pools (the independent forward pass)
+    cond = sn.condition()
+    codes = cond.activation_code(np.array([r.witness for r in res.region_list]))
+    for i, r in enumerate(res.region_list):
+        assert all(np.array_equal(c[i], k) for c, k in zip(codes, r.code))
