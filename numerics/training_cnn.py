@@ -140,6 +140,20 @@ def _loss(params, running, X, y, cfg, mode="train"):
 
 
 @functools.lru_cache(maxsize=8)
+def _jitted_init(cfg: CNNConfig):
+    import jax
+
+    return jax.jit(functools.partial(init_cnn, cfg=cfg))  # one compile instead of many eager dispatches
+
+
+@functools.lru_cache(maxsize=16)
+def _jitted_forward(cfg: CNNConfig, mode: str):
+    import jax
+
+    return jax.jit(lambda params, running, X: forward(params, running, X, cfg, mode)[0])
+
+
+@functools.lru_cache(maxsize=8)
 def _compiled(cfg: CNNConfig):
     """One jitted Adam step and one jitted evaluation per configuration (reused across seeds: one compile)."""
     import jax
@@ -173,8 +187,8 @@ def train_cnn(key, X, y, X_test, y_test, cfg: CNNConfig) -> list[CNNCheckpoint]:
     X, Xt = jnp.asarray(X, jnp.float64), jnp.asarray(X_test, jnp.float64)
     y, yt = jnp.asarray(y, jnp.int32), jnp.asarray(y_test, jnp.int32)
     k_init, k_data = jax.random.split(key)
-    params, running = init_cnn(k_init, cfg)
     opt, step, evaluate = _compiled(cfg)
+    params, running = _jitted_init(cfg)(k_init)
     state = opt.init(params)
     wanted = sorted(set(int(c) for c in cfg.checkpoints))
     out = []
@@ -224,7 +238,7 @@ def conversion_error(ckpt: CNNCheckpoint, cfg: CNNConfig, mode: str, net, X) -> 
     import jax.numpy as jnp
 
     X = np.asarray(X, np.float64)
-    logits, _ = forward(ckpt.params, ckpt.running, jnp.asarray(X), cfg, "eval" if mode == "eval" else "train")
+    logits = _jitted_forward(cfg, "eval" if mode == "eval" else "train")(ckpt.params, ckpt.running, jnp.asarray(X))
     cnet = net.condition(X) if mode == "train" else net.condition()
     return float(np.max(np.abs(cnet.forward(X).reshape(len(X), -1) - np.asarray(logits))))
 

@@ -13,7 +13,7 @@ import numerics.training_cnn as training_cnn
 from cpa_theory.errors import CPAInternalError
 from cpa_theory.reproduce.common import SCALES, Context
 from cpa_theory.tolerances import TORCH_AGREEMENT_ATOL
-from numerics.training_cnn import CNNConfig, checked_convnets, checkpoint_convnets, forward, train_cnn
+from numerics.training_cnn import CNNConfig, checked_convnets, checkpoint_convnets, train_cnn
 
 # the tiny study below uses the same configuration, so the jitted training step is compiled once
 TINY = {"cnn_seeds": 2, "cnn_steps": 10, "cnn_checkpoints": (0, 10), "cnn_channels": 2, "cnn_hidden": 4,
@@ -30,11 +30,11 @@ def trained():
     for bn in (True, False):
         cfg = CNNConfig(channels=2, hidden=4, batchnorm=bn, steps=10, checkpoints=(0, 10))
         out[bn] = (cfg, train_cnn(jax.random.key(3), Xtr, ytr, Xte, yte, cfg))
-    return Xtr[:64], Xte[:40], out
+    return Xtr[:64], Xtr[64:128], out  # a batch and 64 other digits (same shape: one compiled forward)
 
 
 def _jax(ck, cfg, X, mode):
-    return np.asarray(forward(ck.params, ck.running, jnp.asarray(X), cfg, mode)[0])
+    return np.asarray(training_cnn._jitted_forward(cfg, mode)(ck.params, ck.running, jnp.asarray(X)))
 
 
 def test_training_moves_the_parameters_and_the_running_statistics(trained):
