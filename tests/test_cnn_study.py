@@ -146,3 +146,33 @@ def test_an_uncertified_count_is_an_error_not_a_data_point(tmp_path, monkeypatch
     with pytest.raises(CPAInternalError, match="uncertified"):
         _study(tmp_path, monkeypatch)
     assert not (tmp_path / "cnn_study.json").exists()
+
+
+def test_forward_and_running_statistics_follow_pytorch(trained):
+    # PyTorch semantics of the trained model: logits in train mode and the momentum update of the running
+    # statistics (unbiased variance over batch × positions for BatchNorm2d) equal torch's
+    torch = pytest.importorskip("torch")
+    batch, _, out = trained
+    cfg, cks = out[True]
+    ck = cks[-1]
+    nn = torch.nn
+    model = nn.Sequential(nn.Conv2d(1, cfg.channels, 3, padding=1), nn.BatchNorm2d(cfg.channels), nn.ReLU(),
+                          nn.AvgPool2d(2), nn.Flatten(), nn.Linear(cfg.flat, cfg.hidden), nn.BatchNorm1d(cfg.hidden),
+                          nn.ReLU(), nn.Linear(cfg.hidden, cfg.classes)).double()
+    p, r = ck.params, ck.running
+    with torch.no_grad():
+        for mod, w, b in ((model[0], "conv_W", "conv_b"), (model[5], "fc1_W", "fc1_b"), (model[8], "fc2_W", "fc2_b")):
+            mod.weight.copy_(torch.tensor(p[w]))
+            mod.bias.copy_(torch.tensor(p[b]))
+        for mod, name in ((model[1], "bn1"), (model[6], "bn2")):
+            mod.weight.copy_(torch.tensor(p[f"{name}_gamma"]))
+            mod.bias.copy_(torch.tensor(p[f"{name}_beta"]))
+            mod.running_mean.copy_(torch.tensor(r[f"{name}_mean"]))
+            mod.running_var.copy_(torch.tensor(r[f"{name}_var"]))
+        model.train()
+        ref = model(torch.tensor(np.asarray(batch))).numpy()
+    logits, new = training_cnn.forward(p, r, jnp.asarray(batch), cfg, "train")
+    assert np.max(np.abs(np.asarray(logits) - ref)) <= TORCH_AGREEMENT_ATOL
+    for mod, name in ((model[1], "bn1"), (model[6], "bn2")):
+        np.testing.assert_allclose(np.asarray(new[f"{name}_mean"]), mod.running_mean.numpy(), rtol=0, atol=1e-12)
+        np.testing.assert_allclose(np.asarray(new[f"{name}_var"]), mod.running_var.numpy(), rtol=0, atol=1e-12)
