@@ -76,7 +76,9 @@ def _cnn_section(cnn: dict) -> list[str]:
          f"half-widths {min(cfg['slice_radii']):.2f}–{max(cfg['slice_radii']):.2f}), **window** = N in W(0, r) of a "
          f"random 2-D slice through a test digit ({cfg['centres']} test digits). The same slices for every seed, "
          "mode and checkpoint (paired). CI: Student-t 95 % over units (triples / test digits) of the seeds' average; "
-         "boot: 95 % pigeonhole bootstrap over seeds × units; seeds: t interval over the seeds' means.", "",
+         "boot: 95 % pigeonhole bootstrap over seeds × units; seeds: t interval over the seeds' means. Test accuracy "
+         "of a BN model: eval mode. At step 0 eval mode (running mean 0, variance 1, γ = 1, β = 0) is the no-BN "
+         "model's initial network up to the factor 1/√(1 + ε), hence (almost always) the same counts.", "",
          "| measure | r | step | mode | test acc. | mean N | 95 % CI (t, units) | 95 % CI (boot, seeds × units) | "
          "95 % CI (t, seeds) | seeds' means |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in cnn["rows"]:
