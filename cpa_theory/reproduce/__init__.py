@@ -97,7 +97,8 @@ def reproduce(out="runs/reproduce", claims=None, scale: str = "small", seed: int
               log=print, fresh: bool = False) -> tuple[list[dict], dict | None]:
     """Run the selected claims (default all) and, with all claims, the real-data study; write ``out``.
 
-    Returns ``(entries, realdata)``: the results.json entries and the real-data study (None when skipped)."""
+    Returns ``(entries, realdata)``: the results.json entries and the real-data study (None when skipped), with
+    the trained-CNN study under ``realdata["cnn"]`` and ``realdata["certified"]`` covering both."""
     from numerics.kernels import ensure_x64
 
     if scale not in SCALES:
