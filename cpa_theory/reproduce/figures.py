@@ -123,12 +123,12 @@ def switching_tau(net) -> np.ndarray:
 
 
 _CNN_TITLE = {"slice": "N on the plane through three test digits (whole slice window)",
-              "window": "N in W(0, r) of a random 2-D slice through a test digit"}
+              "window": "N in W(0, r) of a random 2-D slice\nthrough a test digit"}
 
 
 def plot_cnn_measure(rows, measure, out) -> None:
-    """One panel per radius: mean exact count over training steps per mode, the 95 % pigeonhole-bootstrap band
-    (seeds × units) and each seed's mean as a small marker (rows of ``reproduce.cnn_study``)."""
+    """One panel per radius: mean exact count over training steps per mode, its 95 % t interval over units (the
+    rows' ``ci95``) as a band and each seed's mean as a small marker (rows of ``reproduce.cnn_study``)."""
     plt = _plt()
     radii = sorted({r["radius"] for r in rows}, key=lambda v: -1.0 if v is None else v)
     fig, axes = plt.subplots(1, len(radii), figsize=(5.5 * len(radii), 4), squeeze=False)
@@ -145,11 +145,12 @@ def plot_cnn_measure(rows, measure, out) -> None:
             for r, st in zip(rs, steps):
                 ax.plot([st + jitter] * len(r["seed_means"]), r["seed_means"], "_", color=colour, ms=8, alpha=0.8)
         ax.set_xlabel("training step")
-        ax.set_ylabel("mean exact certified region count N\n(band: 95 % t interval over units of seed means; "
-                      "ticks: each seed's mean)", fontsize=8)
+        if ax is axes[0][0]:
+            ax.set_ylabel("mean exact certified region count N\n(band: 95 % t interval over units of seed means; "
+                          "ticks: each seed's mean)", fontsize=8)
         n = rs[0]
-        where = "" if radius is None else f", r = {radius:g}"
-        ax.set_title(f"CNN on digits: {_CNN_TITLE[measure]}{where}\n({n['seeds']} seeds × {n['units']} "
+        where = "" if radius is None else f"r = {radius:g}, "
+        ax.set_title(f"CNN on digits: {_CNN_TITLE[measure]}\n({where}{n['seeds']} seeds × {n['units']} "
                      f"{'triples' if measure == 'slice' else 'test digits'})", fontsize=8)
         ax.set_ylim(bottom=0)
         ax.legend(fontsize=7)
