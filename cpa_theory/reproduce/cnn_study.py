@@ -55,6 +55,9 @@ def cnn_config(size: dict) -> dict:
     for k in ("seeds", "slices", "centres"):
         if int(cfg[k]) < 2:  # an interval needs two independent draws
             raise CPAInputError(f"CNN study: {k} = {cfg[k]}; give at least 2.")
+    if max(cfg["checkpoints"]) != cfg["steps"] or min(cfg["checkpoints"]) < 0:
+        raise CPAInputError(f"CNN study: checkpoints {cfg['checkpoints']} must lie in [0, steps] and end at "
+                            f"steps = {cfg['steps']}.")
     return cfg
 
 
@@ -153,7 +156,7 @@ def run_cnn_study(ctx, log=lambda msg: None) -> dict:
         keys = jax.random.split(ctx.key(f"cnn-window-{r}"), n_c)
         slices[("window", float(r))] = [random_slice(Xte[i].ravel(), 2, key=k, radius=r)
                                         for i, k in zip(centres, keys)]
-    steps = max(cfg_s["checkpoints"])
+    steps = cfg_s["steps"]
     counts: dict = {}  # (measure, radius, step, mode) -> seeds × units
     acc: dict = {}  # (step, model) -> [(train acc, test acc) per seed]
     max_conv_err = 0.0
