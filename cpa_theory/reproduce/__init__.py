@@ -4,6 +4,7 @@ DIR/header.json   versions, device, dtype, seed, scale, claims, git revision, co
 DIR/claims/CN.json one finished claim (atomic; a rerun with the same configuration skips it: resumable)
 DIR/phase/         the C7 sweep's run directory (resumable on its own)
 DIR/realdata.json  the real-data study (moons, digits) — written when all claims are selected
+DIR/cnn_study.json the trained-CNN study on digits (reproduce.cnn_study) — likewise; a measurement, no claim
 DIR/results.json   the INTERFACE list: {"claim", "status": pass|fail, "negative_control": refuted|not-refuted, …}
 DIR/report.md      claim table, derivations, numbers, figures (PNG files beside it)
 DIR/.cpa-theory-run.jsonl  the manifest of every file above (cpa_theory.rundir): only those are ever
@@ -96,7 +97,8 @@ def reproduce(out="runs/reproduce", claims=None, scale: str = "small", seed: int
               log=print, fresh: bool = False) -> tuple[list[dict], dict | None]:
     """Run the selected claims (default all) and, with all claims, the real-data study; write ``out``.
 
-    Returns ``(entries, realdata)``: the results.json entries and the real-data study (None when skipped)."""
+    Returns ``(entries, realdata)``: the results.json entries and the real-data study (None when skipped), with
+    the trained-CNN study under ``realdata["cnn"]`` and ``realdata["certified"]`` covering both."""
     from numerics.kernels import ensure_x64
 
     if scale not in SCALES:
@@ -149,11 +151,30 @@ def _run_claims(run, out, chosen, ids, with_data, header, scale, seed, progress,
             data["seconds"] = round(time.perf_counter() - t0, 2)
             write_output(path, json.dumps(data, indent=1) + "\n")
             log(f"real data: done ({data['seconds']:.1f} s)")
+        cnn = cnn_study_result(run, ctx, log)
+        data = {**data, "cnn": cnn, "certified": bool(data.get("certified", True) and cnn["certified"])}
     write_output(out / "results.json", json.dumps(entries, indent=1) + "\n")
     from .report import write_report
 
-    write_report(out, header, entries, data, [proofs[n] for n in names])
+    write_report(out, header, entries, data, [proofs[n] for n in names], cnn=None if data is None else data["cnn"])
     return entries, data
+
+
+def cnn_study_result(run, ctx, log=print) -> dict:
+    """The trained-CNN study (``reproduce.cnn_study``): ``ctx.out/cnn_study.json`` if an earlier run of this
+    configuration wrote it, else computed and written (figures beside it) through the run directory ``run``."""
+    path = ctx.out / "cnn_study.json"
+    done = _load_owned(run, path)
+    if done is not None:
+        log("CNN study: done earlier, skipped")
+        return done
+    log("CNN study: training small CNNs on digits with and without BN, exact counts on 2-D slices …")
+    from .cnn_study import run_cnn_study
+
+    cnn = _plain(run_cnn_study(ctx, log))
+    write_output(path, json.dumps(cnn, indent=1) + "\n")
+    log(f"CNN study: done ({cnn['seconds']:.1f} s)")
+    return cnn
 
 
 def all_passed(entries: list[dict], data: dict | None = None) -> bool:

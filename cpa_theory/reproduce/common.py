@@ -37,14 +37,20 @@ SCALES = {
               "phase_counted": 8,
               "phase_distances": _D_SMALL, "phase_bias_scales": (0.1, 0.3, 1.0, 3.0),
               "counted_bias_scales": (0.1, 1.0), "counted_distances": _D_COUNTED, "example_counted": 8,
-              "ball_samples": 100_000, "train_steps": 300, "digits_steps": 200, "queries": 12},
+              "ball_samples": 100_000, "train_steps": 300, "digits_steps": 200, "queries": 12,
+              # the trained-CNN study (reproduce.cnn_study): a tiny version (planes through three test digits
+              # hold ~10³ regions even for 2 channels; ~4 × more with 4 channels and 16 hidden units)
+              "cnn_seeds": 3, "cnn_steps": 200, "cnn_checkpoints": (0, 200), "cnn_channels": 2, "cnn_hidden": 8,
+              "cnn_slices": 3, "cnn_centres": 8, "cnn_radii": (0.05,), "cnn_test": 300},
     "full": {"nets": 24, "mc_biases": 20000, "mc_counts": 1000, "c9_train_steps": 600, "phase_networks": 16384,
              "phase_counted": 32,
              "phase_distances": tuple(float(v) for v in np.round(np.arange(0.0, 6.01, 0.05), 4)),
              "phase_bias_scales": (0.03, 0.1, 0.3, 1.0, 3.0, 10.0), "counted_bias_scales": (0.1, 0.3, 1.0, 3.0),
              "counted_distances": (0.0, 0.1, 0.25, 0.4, 0.6, 1.0, 1.5),
              "example_counted": 96, "ball_samples": 2_000_000, "train_steps": 1000, "digits_steps": 600,
-             "queries": 48},
+             "queries": 48,
+             "cnn_seeds": 5, "cnn_steps": 600, "cnn_checkpoints": (0, 30, 150, 600), "cnn_channels": 4,
+             "cnn_hidden": 16, "cnn_slices": 6, "cnn_centres": 32, "cnn_radii": (0.025, 0.05, 0.1), "cnn_test": 300},
 }
 
 

@@ -6,7 +6,8 @@ import numpy as np
 
 from ..plotting import plot_partition, save_figure
 
-__all__ = ["plot_training", "plot_density_radius", "plot_partitions", "plot_offsets"]
+__all__ = ["plot_training", "plot_density_radius", "plot_partitions", "plot_offsets", "plot_cnn_measure",
+           "plot_cnn_effects"]
 
 _STYLE = {"train": ("tab:blue", "BN, train mode (real batch)"), "eval": ("tab:green", "BN, eval mode"),
           "plain": ("tab:red", "no BN")}
@@ -119,3 +120,67 @@ def switching_tau(net) -> np.ndarray:
     from ..hyperplanes import switching_hyperplanes
 
     return np.asarray(switching_hyperplanes(net).tau).ravel()
+
+
+_CNN_TITLE = {"slice": "N on the plane through three test digits (whole slice window)",
+              "window": "N in W(0, r) of a random 2-D slice\nthrough a test digit"}
+
+
+def plot_cnn_measure(rows, measure, out) -> None:
+    """One panel per radius: mean exact count over training steps per mode, its 95 % t interval over units (the
+    rows' ``ci95``) as a band and each seed's mean as a small marker (rows of ``reproduce.cnn_study``)."""
+    plt = _plt()
+    radii = sorted({r["radius"] for r in rows}, key=lambda v: -1.0 if v is None else v)
+    fig, axes = plt.subplots(1, len(radii), figsize=(5.5 * len(radii), 4), squeeze=False)
+    for ax, radius in zip(axes[0], radii):
+        for k, (mode, (colour, label)) in enumerate(_STYLE.items()):
+            rs = sorted((r for r in rows if r["radius"] == radius and r["mode"] == mode), key=lambda r: r["step"])
+            if not rs:
+                continue
+            steps = np.array([r["step"] for r in rs], float)
+            ax.plot(steps, [r["mean"] for r in rs], "o-", color=colour, label=label)
+            ax.fill_between(steps, [r["ci95"][0] for r in rs], [r["ci95"][1] for r in rs], color=colour, alpha=0.18,
+                            lw=0)
+            jitter = (k - 1) * 0.012 * max(steps.max(), 1.0)  # seeds' means beside the mean, per mode
+            for r, st in zip(rs, steps):
+                ax.plot([st + jitter] * len(r["seed_means"]), r["seed_means"], "_", color=colour, ms=8, alpha=0.8)
+        ax.set_xlabel("training step")
+        if ax is axes[0][0]:
+            ax.set_ylabel("mean exact certified region count N\n(band: 95 % t interval over units of seed means; "
+                          "ticks: each seed's mean)", fontsize=8)
+        n = rs[0]
+        where = "" if radius is None else f"r = {radius:g}, "
+        ax.set_title(f"CNN on digits: {_CNN_TITLE[measure]}\n({where}{n['seeds']} seeds × {n['units']} "
+                     f"{'triples' if measure == 'slice' else 'test digits'})", fontsize=8)
+        ax.set_ylim(bottom=0)
+        ax.legend(fontsize=7)
+    save_figure(fig, out)
+    plt.close(fig)
+
+
+def plot_cnn_effects(effects, out) -> None:
+    """Paired differences of mean counts (train − eval, train − plain, eval − plain) per measure and training
+    step with their 95 % bootstrap intervals; filled markers where the Holm-adjusted p-value is < 0.05."""
+    plt = _plt()
+    groups = sorted({(e["measure"], e["radius"]) for e in effects}, key=lambda g: (g[0], g[1] or 0))
+    fig, axes = plt.subplots(1, len(groups), figsize=(4.5 * len(groups) + 1.5, 0.32 * len(effects) / len(groups)
+                                                      + 2.0), squeeze=False, sharey=True)
+    colours = {"train − eval": "tab:blue", "train − plain": "tab:purple", "eval − plain": "tab:green"}
+    for ax, (measure, radius) in zip(axes[0], groups):
+        es = [e for e in effects if e["measure"] == measure and e["radius"] == radius]
+        es.sort(key=lambda e: (e["step"], list(colours).index(e["comparison"])))
+        for y, e in enumerate(es):
+            c = colours[e["comparison"]]
+            lo, hi = e["ci95"]
+            ax.plot([lo, hi], [y, y], color=c, lw=2)
+            ax.plot(e["mean"], y, "o", color=c, mfc=c if e["p_holm"] < 0.05 else "white", ms=6)
+        ax.axvline(0.0, color="grey", lw=0.8, ls=":")
+        if ax is axes[0][0]:  # every panel lists the same (step, comparison) rows in the same order
+            ax.set_yticks(range(len(es)), [f"step {e['step']}: {e['comparison']}" for e in es], fontsize=7)
+            ax.invert_yaxis()
+        where = "plane through three test digits" if measure == "slice" else f"window r = {radius:g}"
+        ax.set_title(f"CNN on digits, {where}", fontsize=9)
+        ax.set_xlabel("paired difference of mean N (95 % t interval over units;\nfilled: Holm-adjusted "
+                      "p < 0.05)", fontsize=8)
+    save_figure(fig, out)
+    plt.close(fig)
