@@ -275,10 +275,16 @@ def _solve_vertices(rows, P_scale):
     b = np.array([H.beta for H in hs]).reshape(len(rows), d)
     EM = np.array([H.err_a for H in hs]).reshape(len(rows), d, d)
     Eb = np.array([H.err_b for H in hs]).reshape(len(rows), d)
+    return _solve_systems(M, b, EM, Eb, P_scale)
+
+
+def _solve_systems(M, b, EM, Eb, P_scale):
+    """:func:`_solve_vertices` on the stacked systems: ``M (E, d, d)``, ``b (E, d)`` and their bounds."""
+    d = M.shape[1]
     V = np.full(b.shape, np.nan)
-    err = np.full(len(rows), np.inf)
+    err = np.full(len(M), np.inf)
     try:  # the usual case: every system is nonsingular in float64 (LU without a zero pivot)
-        good = np.ones(len(rows), dtype=bool)
+        good = np.ones(len(M), dtype=bool)
         inv = np.linalg.inv(M)
         Mg, bg = M, b
     except np.linalg.LinAlgError:  # some are singular: keep the others (exact vertices for the rest)
@@ -317,15 +323,29 @@ def split(P, H: Hyper, signs, stats=None):
     new_err = np.empty(len(edges))
     new_ex = []
     new_inc = np.zeros((len(edges), F + 1), dtype=bool)
-    rows = []
-    for e, (u, w) in enumerate(edges):
-        shared = P.inc[u] & P.inc[w]
-        new_inc[e, :F] = shared
-        cols = np.flatnonzero(shared)
-        if len(cols) > d - 1:
-            cols = _independent_rows(np.array([P.facets[c][0].a for c in cols]), cols, d - 1) or list(cols[: d - 1])
-        rows.append([P.facets[c][0] for c in cols] + [H])
     if edges:
+        eu = np.array([u for u, _ in edges])
+        ew = np.array([w for _, w in edges])
+        shared = P.inc[eu] & P.inc[ew]
+        new_inc[:, :F] = shared
+    if edges and d >= 3 and np.all(shared.sum(axis=1) == d - 1):
+        # the usual case (every new vertex on exactly d − 1 old facets and H): the same systems as below, built
+        # as arrays from the facets' data at once instead of edge by edge
+        cols = np.nonzero(shared)[1].reshape(len(edges), d - 1)
+        fs = [f[0] for f in P.facets]
+        Fa = np.array([f.a for f in fs] + [H.a])
+        Fb = np.array([f.beta for f in fs] + [H.beta])
+        FEa = np.array([f.err_a for f in fs] + [H.err_a])
+        FEb = np.array([f.err_b for f in fs] + [H.err_b])
+        idx = np.concatenate([cols, np.full((len(edges), 1), F)], axis=1)
+        new_V, new_err = _solve_systems(Fa[idx], Fb[idx], FEa[idx], FEb[idx], P.scale)
+    elif edges:
+        rows = []
+        for e in range(len(edges)):
+            cols = np.flatnonzero(shared[e])
+            if len(cols) > d - 1:
+                cols = _independent_rows(np.array([P.facets[c][0].a for c in cols]), cols, d - 1) or list(cols[: d - 1])
+            rows.append([P.facets[c][0] for c in cols] + [H])
         new_V, new_err = _solve_vertices(rows, P.scale)
     for e, (u, w) in enumerate(edges):
         new_ex.append(None)
@@ -364,24 +384,20 @@ def _edges(P: Polytope, pos, neg):
     d = P.dim
     common = P.inc[pos][:, None, :] & P.inc[neg][None, :, :]
     counts = common.sum(axis=2)
-    out = []
     G = None
     ia, ib = np.nonzero(counts >= d - 1)
     if not len(ia):
-        return out
+        return []
     # vertices incident to every shared facet of each candidate pair: an edge has exactly its two endpoints
     on_all = (P.inc[None, :, :] | ~common[ia, ib][:, None, :]).all(axis=2).sum(axis=1)
-    for a, b, k in zip(ia.tolist(), ib.tolist(), on_all.tolist()):
-        if k != 2:
-            continue
-        if counts[a, b] > d - 1:
-            cols = np.flatnonzero(common[a, b])
-            if G is None:
-                G = np.array([f[0].a for f in P.facets])
-            if np.linalg.matrix_rank(G[cols]) != d - 1:
-                continue
-        out.append((pos[a], neg[b]))
-    return out
+    keep = on_all == 2
+    for t in np.flatnonzero(keep & (counts[ia, ib] > d - 1)).tolist():  # more than d − 1 shared: check the rank
+        cols = np.flatnonzero(common[ia[t], ib[t]])
+        if G is None:
+            G = np.array([f[0].a for f in P.facets])
+        if np.linalg.matrix_rank(G[cols]) != d - 1:
+            keep[t] = False
+    return list(zip(pos[ia[keep]].tolist(), neg[ib[keep]].tolist()))
 
 
 # -- the plane: ordered polygons --------------------------------------------------------------------------------
