@@ -724,7 +724,8 @@ class _Progress:
                 return
             self.task = self.bar.add_task("count", total=self.vol, info="")
         self.bar.update(self.task, completed=min(self.done, self.vol), refresh=True,
-                        info=f"{regions} regions, {stats.get('exact_fallbacks', 0)} exact decisions")
+                        info=f"{regions} regions" + (f", {stats['exact_fallbacks']} exact signs"
+                                                     if stats.get("exact_fallbacks") else ""))
 
     def close(self):
         if self.bar is not None:
