@@ -578,13 +578,15 @@ class _RegionTable:
         (layer, j, k, prefix key) of their switching sets for :func:`_balance_ok`, and the number of maximal
         linear regions (None without ``linear``)."""
         book, n = self.book, self.n
+        if n == 0:
+            return len(self.early_unmatched), list(dict.fromkeys(self.early_unmatched)), 0 if self.linear else None
         width = book.width * book.dtype.itemsize
-        codes = np.ascontiguousarray(np.concatenate(self.codes)) if n else np.zeros((0, book.width), book.dtype)
+        codes = np.ascontiguousarray(np.concatenate(self.codes))
         self.codes = [codes]
-        keys = codes.view(np.dtype((np.void, width))).ravel() if width else np.zeros(n, dtype="V1")
+        keys = codes.view(np.dtype((np.void, width))).ravel()
         order = np.argsort(keys, kind="stable")
         skeys = keys[order]
-        counts = np.concatenate(self.nfacets) if n else np.zeros(0, np.int32)
+        counts = np.concatenate(self.nfacets)
         elems, news = np.concatenate(self.elems), np.concatenate(self.news)
         self.nfacets, self.elems, self.news = [counts], [elems], [news]  # the chunks' memory goes
         fstart = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
@@ -629,8 +631,7 @@ class _RegionTable:
                 same_u.append(u[same])
                 same_v.append(v[same])
             r0 = r1
-        n_lin = _linear_components(n, np.concatenate(same_u), np.concatenate(same_v)) if self.linear and n else (
-            n if self.linear else None)
+        n_lin = _linear_components(n, np.concatenate(same_u), np.concatenate(same_v)) if self.linear else None
         return n_unmatched, list(balance), n_lin
 
 
