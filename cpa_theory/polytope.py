@@ -531,15 +531,23 @@ def cell_volumes(cells) -> np.ndarray:
             out[i] = cell_volume(P)
     if idx3:
         out[idx3] = _volumes_3d([cells[i] for i in idx3])
-    for idx in simple.values():
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            try:
-                got = _volumes_simple([cells[i] for i in idx])
-            except np.linalg.LinAlgError:  # two facets of a cell with parallel normals: Qhull for all of them
-                got = np.full(len(idx), np.nan)
-        for i, v in zip(idx, got.tolist()):  # a cell whose facet normals are nearly dependent: Qhull
-            out[i] = v if math.isfinite(v) and v >= 0 else cell_volume(cells[i])
+    for d, idx_all in simple.items():
+        # groups of cells with at most _SIMPLE_ROWS (vertex, facet subset) rows: bounded transient memory
+        rows = np.cumsum([len(cells[i].V) << d for i in idx_all])
+        cut = np.searchsorted(rows, np.arange(1, rows[-1] // _SIMPLE_ROWS + 1) * _SIMPLE_ROWS, side="right")
+        for idx in np.split(np.asarray(idx_all), np.unique(cut[(cut > 0) & (cut < len(idx_all))])):
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                try:
+                    got = _volumes_simple([cells[i] for i in idx])
+                except np.linalg.LinAlgError:  # two facets of a cell with parallel normals: Qhull for them all
+                    got = np.full(len(idx), np.nan)
+            for i, v in zip(idx.tolist(), got.tolist()):  # a cell whose facet normals are nearly dependent: Qhull
+                out[i] = v if math.isfinite(v) and v >= 0 else cell_volume(cells[i])
     return out
+
+
+#: rows (vertex × subset of its facets) per pass of :func:`_volumes_simple` (~ 100 bytes each at peak)
+_SIMPLE_ROWS = 1 << 17
 
 
 def _is_simple(P) -> bool:
@@ -593,8 +601,8 @@ def _volumes_simple(cells) -> np.ndarray:
         cellv = np.repeat(vcell, len(subs))
         uniq, first, inv = np.unique(keys(cols, cellv), return_index=True, return_inverse=True)
         cnt = np.bincount(inv, minlength=len(uniq))
-        Vrep = np.repeat(V, len(subs), axis=0)
-        cen = np.stack([np.bincount(inv, weights=Vrep[:, t], minlength=len(uniq)) for t in range(d)], 1)
+        cen = np.stack([np.bincount(inv, weights=np.repeat(V[:, t], len(subs)), minlength=len(uniq))
+                        for t in range(d)], 1)
         level_cols[j], level_cell[j], level_c[j], level_key[j] = cols[first], cellv[first], cen / cnt[:, None], uniq
     vol = np.ones(len(level_key[d]))
     for j in range(d - 1, -1, -1):  # faces on j facets from their faces on j + 1 facets

@@ -315,11 +315,12 @@ def test_a_slow_window_shows_regions_and_fraction_of_w_in_the_cli(monkeypatch, c
 
 
 @pytest.mark.parametrize("d", [4, 5])
-def test_simple_cell_volumes_in_high_dimension_equal_qhull(d):
+def test_simple_cell_volumes_in_high_dimension_equal_qhull(monkeypatch, d):
     """cell_volumes' face-lattice pass (simple polytopes, d ≥ 4) equals Qhull's hull volume cell by cell; a wrong
     factor or distance in the cone decomposition breaks the per-cell equality."""
     from scipy.spatial import ConvexHull
 
+    import cpa_theory.polytope as PT
     from cpa_theory.polytope import _is_simple, _volumes_simple
 
     rng = np.random.default_rng(20 + d)
@@ -334,3 +335,5 @@ def test_simple_cell_volumes_in_high_dimension_equal_qhull(d):
     want = np.array([ConvexHull(P.V).volume for P in cells])
     np.testing.assert_allclose(got, want, rtol=1e-8, atol=1e-15 * vol_w)
     assert abs(cell_volumes(cells).sum() - vol_w) <= 1e-9 * vol_w
+    monkeypatch.setattr(PT, "_SIMPLE_ROWS", 700)  # many groups of a few cells: the same volumes in place
+    np.testing.assert_allclose(cell_volumes(cells), want, rtol=1e-8, atol=1e-15 * vol_w)
