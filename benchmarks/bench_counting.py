@@ -203,9 +203,11 @@ def _section_c_d(headline, args, repeat):
         _section_d(headline, args)
 
 
-#: (d): the d = 4–6 nets and the radius each is counted at (radius 1 where that finishes within ~5 min on
-#: the shared 2-core machine, else the largest of 0.5 / 0.3 / 0.2 that does; measured in the issue 12 work)
-HIGH_DIM = (((4, 16, 16, 1), 1.0), ((5, 32, 32, 1), 0.2), ((6, 16, 16, 16, 1), 0.2))
+#: (d): the d = 4–6 nets and the radius each is counted at: the largest of 1 / 0.5 / 0.3 / 0.2 / 0.1 that
+#: finishes within ~5 CPU minutes (issue 12, shared 2-core machine, CPU s): 4-16-16-1 r=1 (20,601 regions,
+#: ~10 s), 5-32-32-1 r=0.1 (97,725 regions, ~79 s; r=0.2 did not finish), 6-16-16-16-1 r=0.2 (130,508 regions,
+#: ~221 s)
+HIGH_DIM = (((4, 16, 16, 1), 1.0), ((5, 32, 32, 1), 0.1), ((6, 16, 16, 16, 1), 0.2))
 
 
 def _count_high_dim(widths, radius):
