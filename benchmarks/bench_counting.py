@@ -118,7 +118,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer networks, one repetition")
     ap.add_argument("--sections", default="abc", help="which parts to run, e.g. 'c' (default abc; d via --high-dim)")
     ap.add_argument("--high-dim", action="store_true", help="also the d = 4-6 windows of section (d) (minutes)")
-    ap.add_argument("--high-dim-radius", default="", help="radii for (d)'s three nets, e.g. 1,0.3,0.2 (default: HIGH_DIM)")
+    ap.add_argument("--high-dim-radius", default="",
+                    help="radii for (d)'s three nets, e.g. 1,0.3,0.2 (default: HIGH_DIM)")
     args = ap.parse_args()
     repeat = 1 if args.quick else 3
     rng = np.random.default_rng(0)
@@ -240,7 +241,8 @@ def _section_d(headline, args):
               f"{str(js['complete']):>5s} {t:8.1f} {cpu:8.1f} {js['regions'] / t:7.0f} {peak:9.0f}")
         headline[f"high_dim_{name}"] = {"radius": r, "regions": js["regions"], "linear_regions": js["linear_regions"],
                                         "certified": js["certified"], "complete": js["complete"],
-                                        "seconds": round(t, 2), "cpu_seconds": round(cpu, 2), "regions_per_second": round(js["regions"] / t, 1),
+                                        "seconds": round(t, 2), "cpu_seconds": round(cpu, 2),
+                                        "regions_per_second": round(js["regions"] / t, 1),
                                         "peak_mib": round(peak, 1)}
 
 if __name__ == "__main__":

@@ -562,8 +562,8 @@ def _volumes_simple(cells) -> np.ndarray:
     Cone decomposition down the face lattice: a k-face F (the facets S meeting in it) has volume
     vol_k(F) = (1/k) Σ_g h(F, g) · vol_{k−1}(F ∩ facet g) over the facets g ∉ S that meet F, where h is the
     distance, inside aff(F), from F's vertex centroid to aff(F ∩ facet g):
-    |â_g·c_F − β̂_g| / ‖â_g − P_S â_g‖ (unit normals; P_S the projection onto the span of S's normals); a vertex
-    has vol_0 = 1. The faces of a simple polytope are the subsets of the d facets at each vertex. Each level
+    |â_g·c_F − β̂_g| / ‖â_g − P_S â_g‖ (unit normals; P_S the projection onto the span of S's normals); a
+    vertex has vol_0 = 1. The faces of a simple polytope are the subsets of the d facets at each vertex. Each level
     is one vectorised pass over all faces of all cells (instead of one Qhull call per cell, ~1 ms in d = 5).
     """
     from math import comb

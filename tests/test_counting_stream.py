@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import cpa_theory.regions as R
-from cpa_theory import BatchNorm, Layer, Network, identity, relu
+from cpa_theory import Layer, Network, identity, relu
 from cpa_theory.polytope import Polygon, Polytope, cell_volumes, facet_measures
 from cpa_theory.tolerances import AFFINE_MAP_RTOL, FACET_BALANCE_RTOL, VOLUME_SUM_RTOL
 
