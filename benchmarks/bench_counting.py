@@ -9,7 +9,8 @@
     run in the same process on the same window with equal counts asserted, peak memory (tracemalloc, separate
     run), and the peer tool's medians beside (wall and CPU ratios: on a shared machine CPU time is the fairer
     figure against the peer's idle-machine wall times);
-(d) d = 4–6 windows (5-32-32-1, 6-16-16-16-1 at radius 1) with --high-dim: seconds and peak memory.
+(d) d = 4–6 windows (4-16-16-1, 5-32-32-1, 6-16-16-16-1; radii in ``HIGH_DIM``) with --high-dim: regions, N_lin,
+    certified/complete, seconds, regions/s and peak RSS, each window in a fresh process.
 
     python benchmarks/bench_counting.py [--quick] [--high-dim]
 
@@ -125,7 +126,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer networks, one repetition")
     ap.add_argument("--sections", default="abc", help="which parts to run, e.g. 'c' (default abc; d via --high-dim)")
-    ap.add_argument("--high-dim", action="store_true", help="also the d = 5, 6 windows of radius 1 (minutes)")
+    ap.add_argument("--high-dim", action="store_true", help="also the d = 4-6 windows of section (d) (minutes)")
+    ap.add_argument("--high-dim-radius", default="",
+                    help="radii for (d)'s three nets, e.g. 1,0.3,0.2 (default: HIGH_DIM)")
     args = ap.parse_args()
     repeat = 1 if args.quick else 3
     rng = np.random.default_rng(0)
@@ -223,19 +226,49 @@ def _section_c_d(headline, args, repeat):
 
     # (d)
     if args.high_dim:
-        for widths in ((5, 32, 32, 1), (6, 16, 16, 16, 1)):
-            net = random_net(np.random.default_rng(0), widths)
-            tracemalloc.start()
-            t = time.perf_counter()
-            res = count_regions(net, np.zeros(widths[0]), 1.0, linear=False, progress=None)
-            t = time.perf_counter() - t
-            peak = tracemalloc.get_traced_memory()[1] / 2**20
-            tracemalloc.stop()
-            name = "-".join(map(str, widths))
-            print(f"(d) {name} r=1: {res.regions} regions, certified={res.certified}, {t:.1f} s, peak {peak:.0f} MiB")
-            headline[f"seconds_{name}"] = round(t, 2)
-            headline[f"peak_mib_{name}"] = round(peak, 1)
+        _section_d(headline, args)
 
+
+#: (d): the d = 4–6 nets and the radius each is counted at: the largest of 1 / 0.5 / 0.3 / 0.2 / 0.1 that
+#: finishes within ~5 CPU minutes (issue 12, shared 2-core machine, CPU s): 4-16-16-1 r=1 (20,601 regions,
+#: ~10 s), 5-32-32-1 r=0.1 (97,725 regions, ~79 s; r=0.2 did not finish), 6-16-16-16-1 r=0.2 (130,508 regions,
+#: ~221 s)
+HIGH_DIM = (((4, 16, 16, 1), 1.0), ((5, 32, 32, 1), 0.1), ((6, 16, 16, 16, 1), 0.2))
+
+
+def _count_high_dim(widths, radius):
+    """One (d) window in a fresh process: the result, seconds and the process's peak RSS."""
+    import resource
+
+    net = random_net(np.random.default_rng(0), widths)
+    t, cpu = time.perf_counter(), time.process_time()
+    res = count_regions(net, np.zeros(widths[0]), radius, progress=None)
+    t, cpu = time.perf_counter() - t, time.process_time() - cpu
+    return res.as_json(), t, cpu, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _section_d(headline, args):
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    radii = [float(v) for v in args.high_dim_radius.split(",")] if args.high_dim_radius else None
+    print(f"(d) load: {os.getloadavg()[0]:.2f} (1-min load average; 2 cores shared); each window in a fresh "
+          "process, peak = its maximum RSS (the imports alone ~50 MiB); CPU s = that process's CPU time")
+    print(f"{'net':18s} {'r':>5s} {'regions':>9s} {'N_lin':>9s} {'cert':>5s} {'compl':>5s} {'seconds':>8s} "
+          f"{'CPU s':>8s} {'reg/s':>7s} {'peak MiB':>9s}")
+    ctx = mp.get_context("spawn")
+    for k, (widths, r) in enumerate(HIGH_DIM):
+        r = radii[k] if radii else r
+        with ProcessPoolExecutor(1, mp_context=ctx) as pool:
+            js, t, cpu, peak = pool.submit(_count_high_dim, widths, r).result()
+        name = "-".join(map(str, widths))
+        print(f"{name:18s} {r:5.2f} {js['regions']:9d} {js['linear_regions']:9d} {str(js['certified']):>5s} "
+              f"{str(js['complete']):>5s} {t:8.1f} {cpu:8.1f} {js['regions'] / t:7.0f} {peak:9.0f}")
+        headline[f"high_dim_{name}"] = {"radius": r, "regions": js["regions"], "linear_regions": js["linear_regions"],
+                                        "certified": js["certified"], "complete": js["complete"],
+                                        "seconds": round(t, 2), "cpu_seconds": round(cpu, 2),
+                                        "regions_per_second": round(js["regions"] / t, 1),
+                                        "peak_mib": round(peak, 1)}
 
 if __name__ == "__main__":
     main()

@@ -28,9 +28,10 @@ __all__ = ["DensityResult", "local_density", "density_functional", "count_many",
 EXECUTOR_CHUNK = 8
 
 
-def _count_chunk(cond: ConditionedNetwork, centers, radius: float, linear: bool) -> list[dict]:
-    """Worker entry point (module level, so process pools can pickle it)."""
-    return [count_regions(cond, c, radius, linear=linear).as_json() for c in centers]
+def _count_chunk(cond: ConditionedNetwork, centers, radius: float, linear: bool, progress=False) -> list[dict]:
+    """Worker entry point (module level, so process pools can pickle it). ``progress``: each window's own bar
+    (``count_regions``; None: once a window takes > 2 s, on a terminal)."""
+    return [count_regions(cond, c, radius, linear=linear, progress=progress).as_json() for c in centers]
 
 
 def _conditioned(net) -> ConditionedNetwork:
@@ -100,7 +101,8 @@ def _count_into(run, cond, centers, radius, executor, client, linear, progress, 
         step = chunk or (EXECUTOR_CHUNK if run is not None else 1)
         for lo in _progress(range(0, len(todo), step), progress, "counting windows"):
             idx = todo[lo:lo + step]
-            finished(idx, _count_chunk(cond, centers[idx], radius, linear))
+            # in this process and without a bar over the windows, a window that takes > 2 s shows its own
+            finished(idx, _count_chunk(cond, centers[idx], radius, linear, progress=False if progress else None))
     rows = [found[i] for i in range(len(centers))]
     if run is not None:
         run.finish(rows)

@@ -665,27 +665,38 @@ def count_flat(cond, win, p, root, vol_w, geo: Geometry, *, keep_regions=False, 
 
 
 class _LayerProgress:
-    """Rich progress on stderr once a window takes > 2 s (``mode`` None), always (True) or never (False):
-    layers done and the fraction of the current layer's switching sets processed."""
+    """Rich progress on stderr for one window of a flat engine: layers done, the fraction of the current layer's
+    waves, the cells so far. ``mode``: True at once, None once the window has taken
+    ``regions._PROGRESS_AFTER_S`` seconds and only when stderr is a terminal (the cell engine's rule), False
+    never."""
 
     def __init__(self, mode, n_layers):
         self.mode, self.n, self.bar, self.t0 = mode, n_layers, None, time.perf_counter()
 
     def update(self, layer, frac, cells):
-        if self.mode is False or (self.mode is None and time.perf_counter() - self.t0 < 2.0):
+        import sys
+
+        from . import regions as R
+
+        if self.mode is False or (self.mode is None and (time.perf_counter() - self.t0 < R._PROGRESS_AFTER_S
+                                                         or not R._is_terminal(sys.stderr))):
             return
         if self.bar is None:
-            import sys
-
             from rich.console import Console
+            from rich.errors import LiveError
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-            self.bar = Progress(TextColumn("counting regions (plane)"), BarColumn(),
+            console = Console(file=sys.stderr, force_terminal=True if self.mode is None else None)
+            self.bar = Progress(TextColumn("counting regions"), BarColumn(),
                                 TextColumn("layer {task.fields[layer]}/{task.fields[n]}, {task.fields[cells]} cells"),
-                                TimeElapsedColumn(), console=Console(file=sys.stderr), transient=True)
-            self.bar.start()
+                                TimeElapsedColumn(), console=console, transient=True)
+            try:
+                self.bar.start()
+            except LiveError:  # another rich display owns the terminal: stay quiet
+                self.bar, self.mode = None, False
+                return
             self.task = self.bar.add_task("count", total=self.n, layer=0, n=self.n, cells=0)
-        self.bar.update(self.task, completed=layer + frac, layer=layer + 1, cells=cells)
+        self.bar.update(self.task, completed=layer + frac, layer=layer + 1, cells=cells, refresh=True)
 
     def close(self):
         if self.bar is not None:

@@ -52,9 +52,15 @@ MAX_EXACT_DEPTH = 1000
 #: cells are refined in batches of this many per layer (vectorised charts; bounded memory).
 _BATCH = 512
 
-#: witnesses are re-checked in batches of this many (one vectorised forward pass; bounded memory).
-_CERTIFY_CHUNK = 4096
-_VOLUME_CHUNK = 256  # leaves per vectorised volume pass (and progress update)
+#: regions are certified in chunks of this many as they stream out of the refinement (one vectorised forward
+#: pass and volume pass per chunk, then a progress update); only then are their cells dropped.
+_STREAM_CHUNK = 512
+
+#: a window shows its progress bar (``progress=None``) once it has taken this long.
+_PROGRESS_AFTER_S = 2.0
+
+#: neighbour look-ups per vectorised pass when completeness is checked at the end (bounded transient memory).
+_LOOKUP_CHUNK = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -199,28 +205,51 @@ def enumerate_regions(net, center, radius, *, stats=None, domain=None):
 
 
 def _leaves(cond, win, p, root, stats):
+    """Yield the regions (:class:`_Leaf`) depth first with a bounded frontier.
+
+    The frontier is a stack of generators, one per layer in progress: each refines one batch of at most
+    ``_BATCH`` cells of its layer (:func:`_refine_batch`) and hands out the next layer's cells in batches
+    of at most ``_BATCH`` as they are made. At any time the stack holds, per layer, one parent batch, the
+    split stack of the cell being refined (O(n_l) cells) and at most ``_BATCH`` finished children: O(depth ×
+    _BATCH) cells, whatever the fan-out of a cell (one window cell can split into 10^5 first-layer cells).
+    """
     d = cond.input_dim
     y0 = win.center - p
     charts = ExactCharts(cond, p)
     layers = cond.layers
     # a cell: (cell, A, c, mA, mc, code, flat) with h = A y + c, |A| ≤ mA, |c| ≤ mc, error ≤ rel·(mA, mc)
     eye = np.eye(d)
-    stack = [(0, 0.0, [(root, eye, p.copy(), eye, np.abs(p), (), ())])]
+    stack = [iter([(0, 0.0, [(root, eye, p.copy(), eye, np.abs(p), (), ())])])]
     while stack:
-        li, rel, batch = stack.pop()
+        item = next(stack[-1], None)
+        if item is None:
+            stack.pop()
+            continue
+        li, rel, batch = item
         if li == len(layers):
             for P, A, c, _, _, code, flat in batch:
                 yield _Leaf(P, code, flat, A, c)
             continue
-        leaves, rel2 = _refine_batch(layers[li], li, batch, rel, y0, win.radius, d, charts, stats)
-        for i in range(0, len(leaves), _BATCH):
-            stack.append((li + 1, rel2, leaves[i:i + _BATCH]))
+        stack.append(_tagged(li + 1, _refine_batch(layers[li], li, batch, rel, y0, win.radius, d, charts, stats,
+                                                  chunk=_BATCH)))
 
 
-def _refine_batch(cl, li, batch, rel, y0, radius, d, charts, stats):
-    """Split every cell of ``batch`` by the switching sets of layer ``cl``; return the next layer's cells."""
+def _tagged(li, parts):
+    for part, rel in parts:
+        yield li, rel, part
+
+
+def _refine_batch(cl, li, batch, rel, y0, radius, d, charts, stats, chunk=_BATCH):
+    """Split every cell of ``batch`` by the switching sets of layer ``cl``; yield the next layer's cells in
+    lists of at most ``chunk`` (None: one list) as they are made, each list with its charts' relative error
+    bound. The cells of one parent are made depth first (a split stack of O(n_l) cells), so a generator holds
+    ``batch``, that stack and at most ``chunk`` children whatever a cell's fan-out."""
     if is_max_groups(cl.activation):  # max-pooling: argmax regions by clipping (maxgroups.refine_max_batch)
-        return refine_max_batch(cl, li, batch, rel, y0, radius, d, charts, stats)
+        out, rel_max = refine_max_batch(cl, li, batch, rel, y0, radius, d, charts, stats)
+        step = max(1, len(out) if chunk is None else chunk)
+        for i in range(0, len(out), step):
+            yield out[i:i + step], rel_max
+        return
     A = np.stack([item[1] for item in batch])  # (C, m, d)
     c = np.stack([item[2] for item in batch])  # (C, m)
     mA = np.stack([item[3] for item in batch])
@@ -262,6 +291,11 @@ def _refine_batch(cl, li, batch, rel, y0, radius, d, charts, stats):
     icpt_mag = np.abs(icpt_tab) + np.abs(slope_tab) * (np.abs(t).max() if K else 0.0) + (
         np.abs(np.asarray(act.values_at_breakpoints())).max() if K else 0.0)
     leaf_cells, leaf_parent, leaf_sides = [], [], []
+
+    def next_cells(cells, parents, sides):
+        return _next_cells(batch, cells, parents, sides, K, n, N, z0, g, e, mlin, mgap, slope_tab, icpt_tab,
+                           icpt_mag)
+
     for ci, (P, _, _, _, _, code, flat) in enumerate(batch):
         fa_c, fb_c, EA_c, EB_c = fa[ci], fb[ci], EA[ci], EB[ci]
 
@@ -298,9 +332,17 @@ def _refine_batch(cl, li, batch, rel, y0, radius, d, charts, stats):
             leaf_cells.append(Q)
             leaf_parent.append(ci)
             leaf_sides.append(s_here)
-    if not leaf_cells:
-        return [], rel2 + 2 * U
-    # the next layer's charts of all leaves at once (same arithmetic as one leaf at a time, row by row)
+            if chunk is not None and len(leaf_cells) >= chunk:
+                yield next_cells(leaf_cells, leaf_parent, leaf_sides), rel2 + 2 * U
+                leaf_cells, leaf_parent, leaf_sides = [], [], []
+    if leaf_cells:
+        yield next_cells(leaf_cells, leaf_parent, leaf_sides), rel2 + 2 * U
+
+
+def _next_cells(batch, leaf_cells, leaf_parent, leaf_sides, K, n, N, z0, g, e, mlin, mgap, slope_tab, icpt_tab,
+                icpt_mag):
+    """The next layer's cells: the charts of the leaves ``leaf_cells`` (children of ``batch[leaf_parent[i]]``,
+    on the sides ``leaf_sides``) all at once (same arithmetic as one leaf at a time, row by row)."""
     L = len(leaf_cells)
     par = np.asarray(leaf_parent, dtype=np.intp)
     if K:
@@ -320,7 +362,7 @@ def _refine_batch(cl, li, batch, rel, y0, radius, d, charts, stats):
     for i in range(L):
         code, flat = batch[leaf_parent[i]][5], batch[leaf_parent[i]][6]
         out.append((leaf_cells[i], A2[i], c2[i], mA2[i], mc2[i], code + (pieces[i],), flat + (flat_here[i],)))
-    return out, rel2 + 2 * U
+    return out
 
 
 # -- certification -------------------------------------------------------------------------------------------
@@ -428,103 +470,239 @@ def _code_key(code) -> bytes:
     return b"|".join(c.tobytes() for c in code)
 
 
-def _adjacency(leaves):
-    """Match every facet inside W with the region across it.
+def _pieces(layer) -> int:
+    """Number of pieces of a layer's code entries (the values a neuron's code can take; for a max-group layer
+    the argmax position in the largest group)."""
+    if is_max_groups(layer.activation):
+        return int(layer.activation.sizes.max())
+    return len(layer.activation.breakpoints) + 1
 
-    The region across a (d−1)-facet of R on the switching set of neuron (ℓ, j), breakpoint k, has R's code
-    with that neuron's piece moved across k (k ↔ k + 1) and nothing else changed: a generic point of the facet
-    is on no other switching set, and pieces are continuous there. Returns ``(pairs, unmatched)``: adjacent
-    region index pairs, and unmatched facets as (region, facet index) for the measure-balance fallback.
+
+def _code_len(layer) -> int:
+    """Entries of a layer's code: one per neuron, or one per group of a max-group layer."""
+    return layer.activation.n_groups if is_max_groups(layer.activation) else layer.weight.shape[0]
+
+
+class _CodeBook:
+    """Compact activation codes: one row of ``width`` elements of ``dtype`` per region.
+
+    All neurons of all layers in one flat index (layer ℓ's neuron j at ``offsets[ℓ] + j``). When every layer
+    has ≤ 2 pieces (ReLU, leaky ReLU, |·|, …) the row is the bits of the code (``np.packbits``, ⌈n/8⌉ bytes for
+    n neurons), else one uint8 (uint16 beyond 256 pieces) per neuron. The region across a facet on neuron
+    (ℓ, j) differs in one element of the row: (element, new value) is all a facet needs to name it.
     """
-    keys = [_code_key(lf.code) for lf in leaves]
-    index = {k: i for i, k in enumerate(keys)}
-    pairs, unmatched = [], []
-    for i, lf in enumerate(leaves):
-        # byte offset of layer l's row in keys[i] (rows joined by one separator byte): the neighbour's key is
-        # keys[i] with one element's bytes replaced, which equals _code_key of the modified code
-        starts, off = [], 0
-        for row in lf.code:
-            starts.append(off)
-            off += row.nbytes + 1
-        base = None
-        for fi, (H, s) in enumerate(lf.P.facet_list()):
-            key = H.key
-            if key[0] in ("box", "domain"):
-                continue
-            layer, j, k = key[0], key[1], key[2]
-            piece = int(lf.code[layer][j])
-            if isinstance(k, tuple):  # max group j, facet z_a = z_b: across it the argmax is the other one
-                other = k[2] if piece == k[1] else (k[1] if piece == k[2] else None)
-            else:
-                other = k if piece == k + 1 else (k + 1 if piece == k else None)
-            if other is None:
-                unmatched.append((i, fi))
-                continue
-            row = lf.code[layer]
-            if base is None:
-                base = bytearray(keys[i])
-            at = starts[layer] + j * row.itemsize
-            saved = base[at:at + row.itemsize]
-            base[at:at + row.itemsize] = row.dtype.type(other).tobytes()
-            nb = index.get(bytes(base))
-            base[at:at + row.itemsize] = saved
-            if nb is None:
-                unmatched.append((i, fi))
-            elif nb > i:
-                pairs.append((i, nb))
-    return pairs, unmatched
+
+    def __init__(self, cond):
+        sizes = [_code_len(layer) for layer in cond.layers]
+        self.is_max = [is_max_groups(layer.activation) for layer in cond.layers]
+        self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        self.total = int(self.offsets[-1])
+        most = max(_pieces(layer) for layer in cond.layers)
+        self.bits = most <= 2
+        self.dtype = np.dtype(np.uint8 if most <= 256 else np.uint16)
+        self.width = (self.total + 7) // 8 if self.bits else self.total
+        self.elem_dtype = np.dtype(np.uint16 if self.width < 2**16 else np.int32)
+
+    def flat(self, codes) -> np.ndarray:
+        """``(M, total)`` int64 piece indices of M codes (tuples of per-layer arrays)."""
+        return np.array([np.concatenate(code) for code in codes], dtype=np.int64).reshape(len(codes), self.total)
+
+    def pack(self, flat) -> np.ndarray:
+        return np.packbits(flat.astype(np.uint8), axis=1) if self.bits else flat.astype(self.dtype)
+
+    def unpack(self, rows) -> np.ndarray:
+        if self.bits:
+            return np.unpackbits(rows, axis=1, count=self.total).astype(np.int64)
+        return rows.astype(np.int64)
+
+    def delta(self, rows, reg, pos, other):
+        """(element, new value) turning the packed rows ``rows[reg]`` into the codes with flat neuron ``pos``
+        at piece ``other``."""
+        if self.bits:
+            elem = pos // 8
+            return elem, rows[reg, elem] ^ (np.uint8(0x80) >> (pos % 8).astype(np.uint8))
+        return pos, other.astype(self.dtype)
+
+    def neuron(self, rows, reg, elem, new):
+        """Inverse of :meth:`delta`: ``(layer, neuron j, k)`` of the facet each delta crosses: k the breakpoint
+        (the lower of the two pieces), or for a max-group layer ("max", a, b) with a < b the two argmax
+        positions (the key of the tie facet z_a = z_b)."""
+        if self.bits:
+            flip = (rows[reg, elem] ^ new).astype(np.float64)  # one bit
+            pos = elem.astype(np.int64) * 8 + 7 - np.round(np.log2(flip)).astype(np.int64)
+            k = np.zeros(len(pos), dtype=np.int64)  # two pieces: breakpoint 0
+            hi = k + 1
+        else:
+            pos = elem.astype(np.int64)
+            old, nw = rows[reg, elem].astype(np.int64), new.astype(np.int64)
+            k, hi = np.minimum(old, nw), np.maximum(old, nw)
+        layer = np.searchsorted(self.offsets, pos, side="right") - 1
+        ks = [("max", int(a), int(b)) if self.is_max[l] else int(a)
+              for l, a, b in zip(layer.tolist(), k.tolist(), hi.tolist())]
+        return layer, pos - self.offsets[layer], ks
+
+    def prefix_key(self, flat_row, layer) -> bytes:
+        """The name of the switching sets of ``layer`` on the cell with the code ``flat_row`` of the earlier
+        layers (``Hyper.key[3]``, which is that prefix of every descendant's code)."""
+        return flat_row[: self.offsets[layer]].tobytes()
 
 
-def _balance_ok(leaves, unmatched) -> bool:
+class _RegionTable:
+    """What completeness and N_lin need of the regions once their cells are certified and dropped.
+
+    Per region: its packed code (``_CodeBook``), the number of its facets inside W, per such facet the
+    (element, new value) naming the region across it, and (with ``linear``) its output map A (n_out, d), c.
+    Facets whose neuron could not have been crossed there (coincident switching sets) are kept aside with their
+    switching set's name for the facet-measure balance. Memory: N · (code bytes + 4 + F · (element + value
+    bytes) + 8 · n_out (d + 1)) for N regions with F facets inside W on average.
+    """
+
+    def __init__(self, cond, linear: bool):
+        self.book = _CodeBook(cond)
+        self.linear = linear
+        self.codes, self.nfacets, self.elems, self.news, self.maps_A, self.maps_c = [], [], [], [], [], []
+        self.n = 0
+        self.early_unmatched = []  # (layer, j, k, prefix key) of facets no neighbour code can match
+
+    def add(self, leaves, p) -> None:
+        book = self.book
+        flat = book.flat([lf.code for lf in leaves])
+        rows = book.pack(flat)
+        reg, pos, other = [], [], []
+        for i, lf in enumerate(leaves):
+            for H, _ in lf.P.facet_list():
+                key = H.key
+                if key[0] in ("box", "domain"):
+                    continue
+                l, j, k = key[0], key[1], key[2]
+                at = int(book.offsets[l]) + j
+                piece = int(flat[i, at])
+                if isinstance(k, tuple):  # max group j, tie facet z_a = z_b: across it the argmax is the other
+                    o = k[2] if piece == k[1] else (k[1] if piece == k[2] else -1)
+                else:  # breakpoint k: the piece moves across it (k ↔ k + 1)
+                    o = k if piece == k + 1 else (k + 1 if piece == k else -1)
+                if o < 0:
+                    self.early_unmatched.append((l, j, k, book.prefix_key(flat[i], l)))
+                    continue
+                reg.append(i)
+                pos.append(at)
+                other.append(o)
+        reg = np.asarray(reg, dtype=np.intp)
+        pos, other = np.asarray(pos, dtype=np.int64), np.asarray(other, dtype=np.int64)
+        elem, new = book.delta(rows, reg, pos, other)
+        self.codes.append(rows)
+        self.nfacets.append(np.bincount(reg, minlength=len(leaves)).astype(np.int32))
+        self.elems.append(elem.astype(book.elem_dtype))
+        self.news.append(new.astype(book.dtype))
+        if self.linear:
+            self.maps_A.append(np.stack([lf.A for lf in leaves]))
+            self.maps_c.append(np.stack([lf.c - lf.A @ p for lf in leaves]))  # f(x) = A (x − p) + c
+        self.n += len(leaves)
+
+    def nbytes(self) -> int:
+        return sum(a.nbytes for part in (self.codes, self.nfacets, self.elems, self.news, self.maps_A, self.maps_c)
+                   for a in part)
+
+    def finish(self):
+        """Match every facet with its neighbour by code look-up (sorted packed codes, vectorised in chunks).
+
+        Returns ``(n_unmatched, balance_keys, n_lin)``: facets without a neighbour, the names
+        (layer, j, k, prefix key) of their switching sets for :func:`_balance_ok`, and the number of maximal
+        linear regions (None without ``linear``)."""
+        book, n = self.book, self.n
+        if n == 0:
+            return len(self.early_unmatched), list(dict.fromkeys(self.early_unmatched)), 0 if self.linear else None
+        width = book.width * book.dtype.itemsize
+        codes = np.ascontiguousarray(np.concatenate(self.codes))
+        self.codes = [codes]
+        keys = codes.view(np.dtype((np.void, width))).ravel()
+        order = np.argsort(keys, kind="stable")
+        skeys = keys[order]
+        counts = np.concatenate(self.nfacets)
+        elems, news = np.concatenate(self.elems), np.concatenate(self.news)
+        self.nfacets, self.elems, self.news = [counts], [elems], [news]  # the chunks' memory goes
+        fstart = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
+        A_all = c_all = None
+        if self.linear:
+            A_all, c_all = np.concatenate(self.maps_A), np.concatenate(self.maps_c)
+            self.maps_A, self.maps_c = [A_all], [c_all]
+            magA = np.abs(A_all).reshape(n, -1).max(axis=1, initial=0)
+            magc = np.abs(c_all).reshape(n, -1).max(axis=1, initial=0)
+        balance = {k: None for k in self.early_unmatched}
+        n_unmatched = len(self.early_unmatched)
+        same_u, same_v = [], []
+        r0 = 0
+        while r0 < n:  # blocks of regions with about _LOOKUP_CHUNK facets
+            r1 = max(r0 + 1, int(np.searchsorted(fstart, fstart[r0] + _LOOKUP_CHUNK, side="right")) - 1)
+            r1 = min(r1, n)
+            f0, f1 = fstart[r0], fstart[r1]
+            reg = np.repeat(np.arange(r0, r1), counts[r0:r1])
+            el, nw = elems[f0:f1].astype(np.intp), news[f0:f1]
+            q = codes[reg]
+            q[np.arange(len(reg)), el] = nw
+            qk = q.view(np.dtype((np.void, width))).ravel()
+            at = np.searchsorted(skeys, qk, side="right") - 1  # the last region with that code, as a dict would
+            found = at >= 0
+            found[found] = skeys[at[found]] == qk[found]
+            nb = np.where(found, order[np.maximum(at, 0)], -1)
+            miss = ~found
+            if miss.any():
+                n_unmatched += int(miss.sum())
+                lay, neu, brk = book.neuron(codes, reg[miss], el[miss], nw[miss])
+                flat = book.unpack(codes[reg[miss]])
+                for row, l, j, k in zip(flat, lay.tolist(), neu.tolist(), brk):
+                    balance[(l, j, k, book.prefix_key(row, l))] = None
+            if self.linear:
+                sel = found & (nb > reg)
+                u, v = reg[sel], nb[sel]
+                same = np.ones(len(u), dtype=bool)
+                for X, mag in ((A_all, magA), (c_all, magc)):  # _same_map on every adjacent pair at once
+                    Xu, Xv = X[u].reshape(len(u), X[0].size), X[v].reshape(len(v), X[0].size)
+                    scale = 1.0 + np.maximum(mag[u], mag[v])
+                    same &= np.all(np.abs(Xu - Xv) <= AFFINE_MAP_RTOL * scale[:, None], axis=1)
+                same_u.append(u[same])
+                same_v.append(v[same])
+            r0 = r1
+        n_lin = _linear_components(n, np.concatenate(same_u), np.concatenate(same_v)) if self.linear else None
+        return n_unmatched, list(balance), n_lin
+
+
+def _balance_ok(leaves, keys, book) -> bool:
     """Fallback for unmatched facets (coincident switching sets): per switching set and parent cell, the facet
-    measure seen from its two sides must agree (THEORY §6, area-weighted facet matching)."""
-    if not unmatched:
+    measure seen from its two sides must agree (THEORY §6, area-weighted facet matching).
+
+    ``leaves``: all regions (an iterable: a second enumeration when the cells were not kept); ``keys``: the
+    names (layer, j, k, prefix key) of the switching sets to balance."""
+    if not keys:
         return True
-    keys = {}
-    for i, fi in unmatched:
-        H = leaves[i].P.facet_list()[fi][0]
-        keys[(H.key[0], H.key[1], H.key[2], _code_key(H.key[3]))] = None
     sums = {k: [0.0, 0.0] for k in keys}
+    triples = {k[:3] for k in keys}
     for lf in leaves:
         fl = lf.P.facet_list()
-        hit = [fi for fi, (H, s) in enumerate(fl) if H.key[0] not in ("box", "domain")
-               and (H.key[0], H.key[1], H.key[2], _code_key(H.key[3])) in sums]
+        hit = [fi for fi, (H, s) in enumerate(fl) if H.key[0] not in ("box", "domain") and H.key[:3] in triples]
+        if not hit:
+            continue
+        row = book.flat([lf.code])[0]
+        hit = [fi for fi in hit if (*fl[fi][0].key[:3], book.prefix_key(row, fl[fi][0].key[0])) in sums]
         if not hit:
             continue
         meas = facet_measures(lf.P)
         for fi in hit:
             H, s = fl[fi]
-            sums[(H.key[0], H.key[1], H.key[2], _code_key(H.key[3]))][s > 0] += float(meas[fi])
+            sums[(*H.key[:3], book.prefix_key(row, H.key[0]))][s > 0] += float(meas[fi])
     return all(abs(a - b) <= FACET_BALANCE_RTOL * max(a, b, 1e-300) and a > 0 for a, b in sums.values())
 
 
-def _linear_components(leaves, pairs, out_maps) -> int:
-    """Maximal linear regions: union-find over adjacent regions whose output maps agree (AFFINE_MAP_RTOL)."""
-    parent = list(range(len(leaves)))
+def _linear_components(n, u, v) -> int:
+    """Maximal linear regions: connected components of the ``n`` regions under the adjacent pairs (u, v) whose
+    output maps agree (AFFINE_MAP_RTOL)."""
+    if not len(u):
+        return n
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
 
-    def find(u):
-        while parent[u] != u:
-            parent[u] = parent[parent[u]]
-            u = parent[u]
-        return u
-
-    if not pairs:
-        return len(leaves)
-    # _same_map on every adjacent pair at once (the same comparisons, vectorised over the pairs)
-    uv = np.asarray(pairs, dtype=np.intp)
-    A_all = np.stack([m[0] for m in out_maps])
-    c_all = np.stack([m[1] for m in out_maps])
-    same = np.ones(len(uv), dtype=bool)
-    for X in (A_all, c_all):
-        Xu, Xv = X[uv[:, 0]].reshape(len(uv), -1), X[uv[:, 1]].reshape(len(uv), -1)
-        mag = np.abs(X).reshape(len(X), -1).max(axis=1, initial=0)
-        scale = 1.0 + np.maximum(mag[uv[:, 0]], mag[uv[:, 1]])
-        same &= np.all(np.abs(Xu - Xv) <= AFFINE_MAP_RTOL * scale[:, None], axis=1)
-    for u, v in uv[same].tolist():
-        ru, rv = find(u), find(v)
-        if ru != rv:
-            parent[ru] = rv
-    return len({find(i) for i in range(len(leaves))})
+    g = coo_matrix((np.ones(len(u), dtype=np.int8), (u, v)), shape=(n, n))
+    return int(connected_components(g, directed=False)[0])
 
 
 def _polytope_domain(polytope, d):
@@ -548,7 +726,10 @@ def _polytope_domain(polytope, d):
 
 
 class _Progress:
-    """Rich progress on stderr for one window: fraction of vol(W) counted, regions, exact fallbacks."""
+    """Rich progress on stderr for one window: fraction of vol(W) counted, regions, exact decisions.
+
+    ``mode``: True shows it at once, None once the window has taken 2 s and only when stderr is a terminal,
+    False never."""
 
     def __init__(self, mode, vol):
         self.mode, self.vol, self.bar, self.start = mode, vol, None, time.perf_counter()
@@ -556,30 +737,57 @@ class _Progress:
 
     def update(self, dvol, regions, stats):
         self.done += dvol
-        if self.mode is False or (self.mode is None and time.perf_counter() - self.start < 2.0):
+        if self.mode is False or (self.mode is None and (time.perf_counter() - self.start < _PROGRESS_AFTER_S
+                                                         or not _is_terminal(sys.stderr))):
             return
         if self.bar is None:
             from rich.console import Console
+            from rich.errors import LiveError
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+            # mode None has checked that stderr is a terminal; True leaves it to rich
+            console = Console(file=sys.stderr, force_terminal=True if self.mode is None else None)
             self.bar = Progress(TextColumn("counting regions"), BarColumn(), TextColumn("{task.percentage:>5.1f}% of W"),
                                 TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                                console=Console(file=sys.stderr), transient=True)
-            self.bar.start()
+                                console=console, transient=True)
+            try:
+                self.bar.start()
+            except LiveError:  # another rich display (an outer progress bar) owns the terminal: stay quiet
+                self.bar, self.mode = None, False
+                return
             self.task = self.bar.add_task("count", total=self.vol, info="")
-        if regions % 256 == 0:
-            self.bar.update(self.task, completed=self.done,
-                            info=f"{regions} regions, {stats.get('exact_fallbacks', 0)} exact decisions")
+        self.bar.update(self.task, completed=min(self.done, self.vol), refresh=True,
+                        info=f"{regions} regions" + (f", {stats['exact_fallbacks']} exact signs"
+                                                     if stats.get("exact_fallbacks") else ""))
 
     def close(self):
         if self.bar is not None:
             self.bar.stop()
 
 
+def _is_terminal(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
 def count_regions(net, center=None, radius=None, *, keep_regions: bool = False, exact_recheck: bool = False,
                   linear: bool = True, polytope=None, progress: bool | None = False,
                   engine: str = "auto") -> RegionCount:
     """Exact, certified, complete count of activation regions of ``net`` in the ℓ∞ window W(center, radius).
+
+    The regions stream out of the depth-first refinement (:func:`_leaves`, O(depth × ``_BATCH``) cells held)
+    and are certified in chunks of ``_STREAM_CHUNK`` (witness balls, the independent forward pass, exact
+    rational witnesses where float64 cannot certify, volumes); then their cells are dropped and only what
+    completeness and N_lin need is kept (:class:`_RegionTable`). Memory: O(depth · ``_BATCH`` + ``_STREAM_CHUNK``)
+    cells, plus N · (code bytes + 4 + F · 3 + 8 · n_out (d + 1)) bytes for N regions with F facets inside W each
+    (ReLU-like codes: one bit per neuron; element uint16 + value uint8 per facet) — measured 72, 84 and 87
+    bytes per region on 4-16-16-1, 5-32-32-1 and 6-16-16-16-1 (F ≈ 7–7.6) — and during the final matching
+    about as much again (sorted codes; look-ups in chunks of ``_LOOKUP_CHUNK`` facets). Facets that no
+    neighbour matches (coincident switching sets, or a region missing) are settled by a facet-measure balance
+    that enumerates the regions a second time (rare). ``keep_regions=True`` keeps every region instead
+    (memory O(N · cell size), several kB per region in d ≥ 4).
 
     Args:
         net: :class:`Network` (conditioned on its batch) or :class:`ConditionedNetwork`.
@@ -589,9 +797,11 @@ def count_regions(net, center=None, radius=None, *, keep_regions: bool = False, 
         linear: also count maximal linear regions (N_lin), from the facet adjacency.
         polytope: ``(G, h)``: count in the bounded polytope {x : G x ≤ h} instead of a window (centre and
             radius are then taken from its bounding box, which the C4 screen uses).
-        progress: rich progress bar on stderr (True), never (False), or once the window takes > 2 s (None).
-        engine: ``"auto"`` (the plane engine :mod:`cpa_theory.frontier2d` for d = 2, every cell of a layer split
-            at once) or ``"cells"`` (cell by cell, any d; the reference the plane engine is tested against).
+        progress: rich progress bar on stderr (True), never (False), or once the window takes > 2 s and
+            stderr is a terminal (None); it shows the fraction of vol(W) counted and the regions so far.
+        engine: ``"auto"`` (the flat engines :mod:`cpa_theory.frontier2d` / :mod:`cpa_theory.frontier3d` for
+            d = 2 / 3, every cell of a layer split at once) or ``"cells"`` (cell by cell, any d; the reference
+            the flat engines are tested against).
 
     Returns: :class:`RegionCount` with ``regions`` (N), ``linear_regions`` (N_lin), ``hits`` (first-layer
     switching sets that cut int W, by C4), ``complete`` (volumes add up, every inner facet matched),
@@ -626,70 +836,70 @@ def count_regions(net, center=None, radius=None, *, keep_regions: bool = False, 
         return res
     p_exact = [Fraction(float(v)) for v in p]
     stats: dict = {}
-    leaves = []
-    vol_sum = 0.0
+    table = _RegionTable(cond, linear)
+    kept = [] if keep_regions else None
+    regions = [] if keep_regions else None
+    tally = {"vol": 0.0, "bad": 0, "exact": 0, "min_rad": math.inf}
     bar = _Progress(progress, vol_w)
+
+    def certify(chunk):  # witnesses, forward pass, exact witnesses, volumes; then the cells can go
+        n = len(chunk)
+        vols = cell_volumes([lf.P for lf in chunk])
+        cys = np.array([lf.P.interior_point() for lf in chunk])
+        errs = np.array([lf.P.err.max() for lf in chunk]) + U * np.abs(cys).max(axis=1) * 4
+        wit = cys + p
+        rad = _inradii(chunk, cys, errs) - 2 * U * np.abs(wit).max(axis=1)
+        ok = _certify_batch(cond, wit, rad, [lf.code for lf in chunk], win.radius, exact_recheck,
+                            [lf.flat for lf in chunk])
+        for i in np.flatnonzero(~ok):  # regions float64 cannot certify: an exact rational witness
+            got = _exact_witness(cond, chunk[i], p_exact)
+            if got is not None:
+                x, rho = got
+                wit[i] = [float(v) for v in x]
+                rad[i] = float(rho)
+                ok[i] = True
+                tally["exact"] += 1
+        tally["bad"] += int(n - np.count_nonzero(ok))
+        if ok.any():
+            tally["min_rad"] = min(tally["min_rad"], float(rad[ok].min()))
+        tally["vol"] += float(vols.sum())
+        table.add(chunk, p)
+        if keep_regions:
+            kept.extend(chunk)
+            for i, lf in enumerate(chunk):
+                G, h = lf.P.facet_arrays()
+                regions.append(Region(lf.code, wit[i], float(rad[i]), lf.P.V + p, lf.A, lf.c - lf.A @ p,
+                                      (G, h + G @ p)))
+        bar.update(float(vols.sum()), table.n, stats)
+
     pending: list = []
-
-    def add_volumes():  # volumes in chunks (one vectorised pass per chunk in 3-D), then the progress bar
-        nonlocal vol_sum
-        vols = cell_volumes([lf.P for lf in pending])
-        for lf, v in zip(pending, vols.tolist()):
-            vol_sum += v
-            leaves.append(lf)
-            bar.update(v, len(leaves), stats)
-        pending.clear()
-
     try:
         for leaf in _leaves(cond, win, p, root, stats):
             pending.append(leaf)
-            if len(pending) >= _VOLUME_CHUNK:
-                add_volumes()
-        add_volumes()
+            if len(pending) >= _STREAM_CHUNK:
+                certify(pending)
+                pending = []
+        if pending:
+            certify(pending)
+        pending = []
     finally:
         bar.close()
-    # witnesses: float64 first (one vectorised forward pass), exact rational ones where float64 cannot certify
-    n = len(leaves)
-    wit = np.empty((n, cond.input_dim))
-    rad = np.empty(n)
-    if n:
-        cys = np.array([lf.P.interior_point() for lf in leaves])
-        errs = np.array([lf.P.err.max() for lf in leaves]) + U * np.abs(cys).max(axis=1) * 4
-        wit[:] = cys + p
-        rad[:] = _inradii(leaves, cys, errs) - 2 * U * np.abs(wit).max(axis=1)
-    ok = np.zeros(n, dtype=bool)
-    for s0 in range(0, n, _CERTIFY_CHUNK):
-        sl = slice(s0, s0 + _CERTIFY_CHUNK)
-        ok[sl] = _certify_batch(cond, wit[sl], rad[sl], [lf.code for lf in leaves[sl]], win.radius, exact_recheck,
-                                [lf.flat for lf in leaves[sl]])
-    n_exact_wit = 0
-    for i in np.flatnonzero(~ok):
-        got = _exact_witness(cond, leaves[i], p_exact)
-        if got is not None:
-            x, rho = got
-            wit[i] = [float(v) for v in x]
-            rad[i] = float(rho)
-            ok[i] = True
-            n_exact_wit += 1
-    n_bad = int(np.count_nonzero(~ok))
-    # completeness: volumes, and every facet inside W matched by its neighbour
-    vol_ok = abs(vol_sum - vol_w) <= VOLUME_SUM_RTOL * vol_w
-    pairs, unmatched = _adjacency(leaves)
-    complete = bool(vol_ok and _balance_ok(leaves, unmatched))
-    out_maps = [(lf.A, lf.c - lf.A @ p) for lf in leaves]  # f(x) = A (x − p) + c
-    n_lin = _linear_components(leaves, pairs, out_maps) if linear else n
-    regions = None
-    if keep_regions:
-        regions = []
-        for i, lf in enumerate(leaves):
-            G, h = lf.P.facet_arrays()
-            regions.append(Region(lf.code, wit[i], float(rad[i]), lf.P.V + p, out_maps[i][0], out_maps[i][1],
-                                  (G, h + G @ p)))
+    n = table.n
+    # completeness: volumes, and every facet inside W matched by its neighbour (measure balance for the rest)
+    vol_ok = abs(tally["vol"] - vol_w) <= VOLUME_SUM_RTOL * vol_w
+    n_unmatched, balance_keys, n_lin = table.finish()
+    balanced = True
+    if vol_ok and balance_keys:
+        again = kept if keep_regions else _leaves(cond, win, p, root, {})
+        balanced = _balance_ok(again, balance_keys, table.book)
+    complete = bool(vol_ok and balanced)
+    if not linear:
+        n_lin = n
     hits = _window_hits(cond, win, domain, root, p)
-    min_rad = float(rad[ok].min()) if ok.any() else math.inf
+    n_bad = tally["bad"]
     return RegionCount(win.center, win.radius, n, n_lin, hits, n_bad == 0 and complete, n_bad,
                        time.perf_counter() - start, int(stats.get("exact_fallbacks", 0)), regions, complete,
-                       min_rad, n_exact_wit, len(unmatched))
+                       tally["min_rad"], tally["exact"], n_unmatched)
 
 
 def _window_hits(cond, win, domain, root, p) -> int:
