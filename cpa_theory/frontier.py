@@ -268,7 +268,7 @@ class FlatFrontier:
                                              pr[:, 0] * nK + pr[:, 1], exact_row)
             cut = (smax > 0) & (smin < 0)
             active[pr[:, 0], pr[:, 1]] = cut
-            # off the cutting ones at most one side holds: max + min is 1, −1 or 0 (on the hyperplane everywhere)
+            # off the cutting ones at most one side holds: max + min is > 0, < 0 or 0 (on the hyperplane everywhere)
             nc = ~cut
             sides[pr[nc, 0], pr[nc, 1]] = smax[nc] + smin[nc]
         # live cells (append-only: a cut cell's lower half replaces it, its upper half is appended)
@@ -336,24 +336,39 @@ def _box_sides(box, Tg):
     M = np.maximum(np.abs(lo), np.abs(hi))
     E = FILTER_SAFETY * (np.einsum("nd,nd->n", M, Tg[:, d + 1:2 * d + 1]) + Tg[:, 2 * d + 1])
     pos = a >= 0
-    vmin = np.einsum("nd,nd->n", a, np.where(pos, lo, hi)) - Tg[:, d]
-    vmax = np.einsum("nd,nd->n", a, np.where(pos, hi, lo)) - Tg[:, d]
-    return (vmin > E).astype(np.int8) - (vmax < -E).astype(np.int8)
+    with np.errstate(over="ignore", invalid="ignore"):
+        vmin = np.einsum("nd,nd->n", a, np.where(pos, lo, hi)) - Tg[:, d]
+        vmax = np.einsum("nd,nd->n", a, np.where(pos, hi, lo)) - Tg[:, d]
+    side = (vmin > E).astype(np.int8) - (vmax < -E).astype(np.int8)
+    side[~(np.isfinite(vmin) & np.isfinite(vmax) & np.isfinite(E))] = 0  # overflow decides nothing: exact signs
+    return side
 
 
 # -- the driver: layers, then certificates -------------------------------------------------------------------
 
 def _screen(lines, y0, radius):
-    """The C4 window screen of :mod:`cpa_theory.regions` (same safe margin): lines that can meet W, and the
-    side of the window centre for the others."""
+    """The C4 window screen with a safe margin (the cell engine's and the flat engines' one screen): a switching
+    set whose window slack is below −E misses W entirely and keeps the side of the window centre. Returns
+    ``(screened (C, nK) bool, sides at the centre (C, nK) int8)``; overflow is an internal error."""
     fa, fb, EA, EB = lines["fa"], lines["fb"], lines["EA"], lines["EB"]
     d = fa.shape[2]
     ay0 = np.abs(y0) + radius
-    resid = np.einsum("cjd,d->cj", fa, y0) - fb
-    dual = np.abs(fa).sum(axis=2)
-    Es = FILTER_SAFETY * (np.einsum("cjd,d->cj", EA, ay0) + EB + (d + DOT_EXTRA_TERMS + 2) * U
-                          * (np.einsum("cjd,d->cj", np.abs(fa), ay0) + np.abs(fb)))
-    return np.abs(resid) - radius * dual <= Es, np.sign(resid).astype(np.int8)
+    with np.errstate(over="ignore", invalid="ignore"):
+        resid = np.einsum("cjd,d->cj", fa, y0) - fb
+        dual = np.abs(fa).sum(axis=2) * radius
+        Es = FILTER_SAFETY * (np.einsum("cjd,d->cj", EA, ay0) + EB + (d + DOT_EXTRA_TERMS + 2) * U
+                              * (np.einsum("cjd,d->cj", np.abs(fa), ay0) + np.abs(fb)))
+    screen_finite(resid, dual, Es)
+    return np.abs(resid) - dual <= Es, np.sign(resid).astype(np.int8)
+
+
+def screen_finite(*arrays) -> None:
+    """A NaN in the screen would read as 'misses W' (every comparison with NaN is False): refuse instead."""
+    for a in arrays:
+        if not np.all(np.isfinite(a)):
+            raise CPAInternalError("float64 overflow in the window screen (a switching set's slack over W); the "
+                                   "exact count needs the charts within float64 range. Please report this network "
+                                   "and window.")
 
 
 
@@ -455,20 +470,25 @@ def _recheck(cond, wit, rad, codes, flats, radius_w, exact, chunk=4096):
 
 
 
-def _code_words(codes, C):
-    """Codes packed into uint64 words: ``(W (C, nw), col → (word, shift, bits))``. Codes of layers whose pieces
-    are 0/1 take one bit per neuron, others one byte (pieces < 256: the activation tables are small)."""
-    cols_bits = []
-    for k in codes:
-        cols_bits.append(1 if k.size == 0 or int(k.max(initial=0)) <= 1 else 8)
-    bitpos = np.concatenate([[0], np.cumsum([b * k.shape[1] for b, k in zip(cols_bits, codes)])]).astype(np.int64)
-    nw = max(1, int((bitpos[-1] + 63) // 64))
-    W = np.zeros((C, nw), dtype=np.uint64)
-    for li, (b, k) in enumerate(zip(cols_bits, codes)):
+def _code_words(codes, C, max_pieces):
+    """Codes packed into uint64 words: ``(W (C, nw), woff, per_word, bits)``.
+
+    Layer ℓ's piece indices take ``bits[ℓ]`` = the bit length of its largest piece ``max_pieces[ℓ]`` (one bit for
+    two pieces), ``per_word[ℓ]`` fields to a word, each layer starting on a fresh word at ``woff[ℓ]``: neuron j's
+    field is word ``woff[ℓ] + j // per_word[ℓ]``, shift ``(j % per_word[ℓ]) · bits[ℓ]``. No field crosses a word
+    and every piece (and every neighbour's piece) fits its field, so distinct codes give distinct words."""
+    bits = np.array([max(1, int(K).bit_length()) for K in max_pieces], dtype=np.int64)
+    per_word = 64 // bits
+    nwords = np.array([-(-k.shape[1] // pw) for k, pw in zip(codes, per_word)], dtype=np.int64)
+    woff = np.concatenate([[0], np.cumsum(nwords)]).astype(np.int64)
+    W = np.zeros((C, max(1, int(woff[-1]))), dtype=np.uint64)
+    for li, k in enumerate(codes):
+        if k.size and (k.min() < 0 or k.max() > max_pieces[li]):
+            raise CPAInternalError(f"layer {li}: a piece index outside 0 … {max_pieces[li]}; please report this.")
         for j in range(k.shape[1]):  # one column at a time: widths are at most a few thousand
-            pos = int(bitpos[li] + b * j)
-            W[:, pos // 64] |= k[:, j].astype(np.uint64) << np.uint64(pos % 64)
-    return W, bitpos, np.array(cols_bits, dtype=np.int64)
+            w, sh = int(woff[li] + j // per_word[li]), int((j % per_word[li]) * bits[li])
+            W[:, w] |= k[:, j].astype(np.uint64) << np.uint64(sh)
+    return W, woff, per_word, bits
 
 
 
@@ -478,7 +498,8 @@ def _match_codes(fr, cell, meta):
     into words and hashed, every candidate verified on all its words (a hash only finds it).
     Returns ``(pairs (P, 2) with i < j, unmatched facet positions)``."""
     C = len(fr.count)
-    W, bitpos, bits = _code_words(fr.codes, C)
+    maxp = [len(l.activation.breakpoints) for l in fr.cond.layers]
+    W, woff, per_word, bits = _code_words(fr.codes, C, maxp)
     rng = np.random.default_rng(12345)  # a fixed hash: only speed depends on it, matches are verified
     R = rng.integers(1, 2**63, size=W.shape[1], dtype=np.uint64) | np.uint64(1)
     with np.errstate(over="ignore"):
@@ -496,8 +517,8 @@ def _match_codes(fr, cell, meta):
         piece[sel] = fr.codes[li][ci[sel], j[sel]]
     other = np.where(piece == k + 1, k, np.where(piece == k, k + 1, -1))
     valid = other >= 0
-    pos = bitpos[layer] + bits[layer] * j
-    word, shift = pos // 64, (pos % 64).astype(np.uint64)
+    word = woff[layer] + j // per_word[layer]
+    shift = ((j % per_word[layer]) * bits[layer]).astype(np.uint64)
     with np.errstate(over="ignore"):
         delta = (other - piece).astype(np.uint64) << shift  # mod 2^64: the piece field changes by other − piece
         target = W[ci, word] + delta

@@ -264,9 +264,7 @@ def refine_max_batch(cl, li, batch, rel, y0, radius, d, charts, stats):
         EA = EN[:, lo] + EN[:, hi] + U * np.abs(fa)
         EB = Ez[:, lo] + Ez[:, hi] + U * np.abs(fb)
     _finite(N, z0, EN, Ez, fa, fb, EA, EB, what=f"the charts of layer {li}")
-    C = z0.shape[0]
     G = act.n_groups
-    n_pairs = len(lo)
     # pairs whose float data and error bounds are exactly zero are identically z_lo = z_hi (e.g. two dead ReLUs)
     exact_zero = (~np.any(fa != 0, axis=2) & (fb == 0) & ~np.any(EA != 0, axis=2) & (EB == 0))
     ay0 = np.abs(y0) + radius
@@ -274,6 +272,9 @@ def refine_max_batch(cl, li, batch, rel, y0, radius, d, charts, stats):
     dual = np.abs(fa).sum(axis=2)
     Es = FILTER_SAFETY * (np.einsum("cjd,d->cj", EA, ay0) + EB + (d + DOT_EXTRA_TERMS + 2) * U
                           * (np.einsum("cjd,d->cj", np.abs(fa), ay0) + np.abs(fb)))
+    from .frontier import screen_finite  # (frontier imports exact, which imports this module)
+
+    screen_finite(resid, dual, Es)
     screened = (np.abs(resid) - radius * dual <= Es) & ~exact_zero
     sides0 = np.where(exact_zero, 0, np.sign(resid)).astype(np.int8)
     # pairs whose normal is exactly zero (both rows constant on the cell, e.g. pixels the slice never moves):

@@ -28,6 +28,7 @@ import numpy as np
 
 from .errors import CPAInternalError
 from . import frontier2d, frontier3d
+from .frontier import _screen, layer_lines
 from .exact import ExactCharts, dot, exact_code, exact_code_and_switching
 from .hyperplanes import switching_hyperplanes
 from .maxgroups import is_max_groups, refine_max_batch
@@ -254,37 +255,16 @@ def _refine_batch(cl, li, batch, rel, y0, radius, d, charts, stats, chunk=_BATCH
     c = np.stack([item[2] for item in batch])  # (C, m)
     mA = np.stack([item[3] for item in batch])
     mc = np.stack([item[4] for item in batch])
-    bn, act = cl.bn, cl.activation
-    with np.errstate(over="ignore", invalid="ignore"):  # overflow is detected below and reported
-        lin, gap = cl.chart(A, c)
-        g, e = bn.gain, bn.shift
-        N = g[None, :, None] * lin  # ẑ(y) = N y + z0 on each cell
-        z0 = g * gap + e
-        absW = np.abs(cl.weight)
-        mlin = np.matmul(absW, mA)
-        mgap = (mc + np.abs(bn.anchor)) @ absW.T
-        m_in = cl.weight.shape[1]
-        # error of (N, z0) against the exact chart: the parent's relative error plus this layer's dot products
-        rel2 = rel + (m_in + DOT_EXTRA_TERMS + 2) * U
-        EN = rel2 * np.abs(g)[None, :, None] * mlin
-        Ez = rel2 * (np.abs(g) * mgap + np.abs(e))
-    _finite(N, z0, EN, Ez, what=f"the charts of layer {li}")
+    act = cl.activation
+    # the chart primitive (ConditionedLayer.chart) with the error bounds, and the C4 screen: shared with the
+    # flat engines (cpa_theory.frontier)
+    lines = layer_lines(cl, A, c, mA, mc, rel, li)
+    fa, fb, EA, EB = lines["fa"], lines["fb"], lines["EA"], lines["EB"]
+    N, z0, mlin, mgap, rel2, K = lines["N"], lines["z0"], lines["mlin"], lines["mgap"], lines["rel2"], lines["K"]
+    g, e = cl.bn.gain, cl.bn.shift
     t = act.breakpoints_array
     C, n = z0.shape
-    K = len(t)
-    fa = np.repeat(N, K, axis=1)  # (C, nK, d): hyperplane (j, k) at index j*K + k
-    fb = (t[None, None, :] - z0[:, :, None]).reshape(C, n * K)
-    EA = np.repeat(EN, K, axis=1)
-    EB = np.repeat(Ez, K, axis=1) + U * np.abs(fb)
-    # C4 screen with a safe margin: a switching set whose window slack is below −E misses W entirely and keeps
-    # the side it has at the window centre
-    ay0 = np.abs(y0) + radius
-    resid = np.einsum("cjd,d->cj", fa, y0) - fb
-    dual = np.abs(fa).sum(axis=2)
-    Es = FILTER_SAFETY * (np.einsum("cjd,d->cj", EA, ay0) + EB + (d + DOT_EXTRA_TERMS + 2) * U
-                          * (np.einsum("cjd,d->cj", np.abs(fa), ay0) + np.abs(fb)))
-    screened = np.abs(resid) - radius * dual <= Es
-    sides0 = np.sign(resid).astype(np.int8)
+    screened, sides0 = _screen(lines, y0, radius)
     slope_tab = np.asarray(act.slopes, dtype=np.float64)
     icpt_tab = np.asarray(act.intercepts(), dtype=np.float64)
     # bound on |φ's offset| used for the next chart's magnitude (covers the rounding of the intercepts)

@@ -315,3 +315,57 @@ def test_space_euler_characteristic_sees_a_missing_cell():
     fr.start, fr.count = fr.start[keep], fr.count[keep]
     chi, ok = F3.euler_check(fr)
     assert not ok and chi == 2
+
+
+# -- the referee's findings (both made certified results wrong before the fix) ------------------------------
+def test_code_words_are_injective_across_word_boundaries_and_large_pieces():
+    """relu(7) then hard-tanh(8): with one bit per ReLU neuron the next layer's fields used to start at bit 63
+    and lose their high bits; pieces ≥ 256 used to spill into the next field. Distinct codes must give distinct
+    words (and the neighbour's word must be this word with one field replaced)."""
+    a = np.array([[0] * 7, [0] * 7, [1] * 7])
+    b = np.array([[0] * 7 + [0], [0] * 7 + [2], [1] * 8])
+    W, *_ = FF._code_words((a, b), 3, [1, 2])
+    assert len({tuple(r) for r in W.tolist()}) == 3
+    W, *_ = FF._code_words((np.array([[256, 0], [0, 1]]),), 2, [300])
+    assert len({tuple(r) for r in W.tolist()}) == 2
+
+
+def test_linear_regions_after_a_one_bit_layer_equal_the_cell_engine():
+    from cpa_theory import activations as A
+
+    rng = np.random.default_rng(0)
+    for _ in range(16):
+        net = Network(2, (Layer(rng.normal(size=(7, 2)), rng.normal(size=7) * 0.3, relu()),
+                          Layer(rng.normal(size=(8, 7)) * 2, rng.normal(size=8) * 0.3, A.hardtanh()),
+                          Layer(rng.integers(0, 2, size=(1, 8)).astype(float), [0.0], identity())))
+        _same(count_regions(net, np.zeros(2), 1.0), count_regions(net, np.zeros(2), 1.0, engine="cells"))
+
+
+def test_linear_regions_of_a_ten_piece_spline_strip():
+    """x through a 9-breakpoint spline on [0, 1]: 10 vertical strips; strips 7 and 8 share the map y = x
+    (values 0.8, 0.9 at t = 0.8, 0.9), so N_lin = 9 (the colliding code words gave 10, certified)."""
+    from cpa_theory import activations as A
+
+    t = [0.1 * k for k in range(1, 10)]
+    sp = A.spline(t, [0.1, 0.5, 0.0, 0.6, 0.1, 0.9, 0.7, 0.8, 0.9], 1.0, 3.0)
+    W2, b2 = np.zeros((8, 5)), np.full(8, 5.0)
+    W2[7, 0], b2[7] = 1.0, -10.0
+    net = Network(2, (Layer(np.array([[1.0, 0.0]] * 5), np.full(5, 10.0), relu()), Layer(W2, b2, sp),
+                      Layer(np.eye(8)[7:8], [0.0], identity())))
+    res = count_regions(net, np.array([0.5, 0.5]), 0.5)
+    assert (res.regions, res.linear_regions, res.certified) == (10, 9, True)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("engine", ["auto", "cells"])
+def test_overflow_in_the_window_screen_is_an_internal_error(engine):
+    """γ = 1e308: the screen's slack overflows; NaN used to read as 'misses W' and the count came back 1,
+    certified, where the exact codes at (3, −1) and (2, 1) differ."""
+    from cpa_theory.errors import CPAInternalError
+
+    X = np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]])
+    net = Network(2, (Layer(np.array([[1.0, -1.0]]), [0.0], relu(),
+                            BatchNorm(1, "train", gamma=[1e308], beta=[-1.5e308])),
+                      Layer(np.ones((1, 1)), [0.0], identity())), X)
+    with pytest.raises(CPAInternalError, match="overflow"):
+        count_regions(net, np.array([3.0, 0.0]), 1.0, engine=engine)
