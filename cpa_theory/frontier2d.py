@@ -17,7 +17,7 @@ import numpy as np
 
 from .frontier import (FlatFrontier, Geometry, _box_sides, _cyclic_next, _Grow, _match_codes, _mixed, _ranges,
                        _segment_ids, _vertex_clusters, count_flat, run_layers, supports)
-from .polytope import Hyper, Polygon
+from .polytope import Hyper, Polygon, facet_clearance
 from .tolerances import DOT_EXTRA_TERMS, FACET_BALANCE_RTOL, FILTER_SAFETY, UNIT_ROUNDOFF, VERTEX_ERR_MAX_RTOL
 
 __all__ = ["Frontier2D", "count_plane", "euler_check", "supports"]
@@ -181,15 +181,7 @@ def _witnesses(fr, p):
     lid = fr.pl.v
     A, B, EA, EB = fr.ha.a[lid], fr.hb.a[lid], fr.hea.a[lid], fr.heb.a[lid]
     sg = fr.ps.v.astype(np.float64)
-    pt, perr = cys[cell], errs[cell]
-    ap = np.abs(pt)
-    absA = np.abs(A)
-    slack = -sg * (np.einsum("fd,fd->f", A, pt) - B)
-    E = FILTER_SAFETY * (np.einsum("fd,fd->f", EA, ap) + EB + (absA.sum(axis=1) + EA.sum(axis=1)) * perr
-                         + (2 + DOT_EXTRA_TERMS) * U * (np.einsum("fd,fd->f", absA, ap) + np.abs(B)))
-    nrm = np.linalg.norm(A, axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r = np.where(nrm > 0, (slack - E) / (nrm + np.linalg.norm(EA, axis=1)), np.inf)
+    r = facet_clearance(A, B, EA, EB, sg, cys[cell], errs[cell])
     wit = cys + p
     rad = np.minimum.reduceat(r, bounds) - 2 * U * np.abs(wit).max(axis=1)
     return wit, rad

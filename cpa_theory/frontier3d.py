@@ -21,8 +21,8 @@ import numpy as np
 
 from .errors import CPAInternalError
 from .frontier import FlatFrontier, Geometry, _box_sides, _cyclic_next, _Grow, _ranges, _segment_ids, count_flat
-from .polytope import Hyper, Polytope
-from .tolerances import DOT_EXTRA_TERMS, FACET_BALANCE_RTOL, FILTER_SAFETY, UNIT_ROUNDOFF, VERTEX_ERR_MAX_RTOL
+from .polytope import Hyper, Polytope, _solve_systems, facet_clearance
+from .tolerances import FACET_BALANCE_RTOL, UNIT_ROUNDOFF
 
 __all__ = ["Frontier3D", "supports", "count_space"]
 
@@ -285,36 +285,13 @@ def _chain(cell, a, b, ncells, nv):
 
 
 def _solve_stack(M, b, EM, Eb, scale):
-    """Solutions of many d×d systems M v = b with the bound of :func:`cpa_theory.polytope._solve_vertices`."""
-    d = M.shape[1]
-    V = np.zeros(b.shape)
-    err = np.full(len(b), np.inf)
+    """:func:`cpa_theory.polytope._solve_systems` (the bound of :func:`cpa_theory.polytope._solve_vertices`) with
+    overflow silenced and the rows it cannot bound (error +inf) set to 0, for the exact fallback to replace."""
     if not len(b):
-        return V, err
+        return np.zeros(b.shape), np.full(0, np.inf)
     with np.errstate(all="ignore"):
-        det = np.linalg.det(M)
-    good = np.isfinite(det) & (np.abs(det) > 0)
-    if not good.any():
-        return V, err
-    Mg, bg = M[good], b[good]
-    try:
-        inv = np.linalg.inv(Mg)
-    except np.linalg.LinAlgError:
-        return V, err
-    with np.errstate(all="ignore"):
-        v = np.einsum("eij,ej->ei", inv, bg)
-        av = np.abs(v)
-        resid = np.abs(np.einsum("eij,ej->ei", Mg, v) - bg) + (d + DOT_EXTRA_TERMS) * U * (
-            np.einsum("eij,ej->ei", np.abs(Mg), av) + np.abs(bg))
-        ninv = np.abs(inv).sum(axis=2).max(axis=1) * (1 + (d + DOT_EXTRA_TERMS) * U * d)
-        pert = np.einsum("eij,ej->ei", EM[good], av) + Eb[good] + resid
-        shrink = 1.0 - ninv * EM[good].sum(axis=2).max(axis=1)
-        e = np.where(shrink > 0.5, FILTER_SAFETY * ninv * pert.max(axis=1) / np.where(shrink > 0.5, shrink, 1.0),
-                     np.inf) + U * av.max(axis=1)
-    e = np.where(np.all(np.isfinite(v), axis=1) & (e <= VERTEX_ERR_MAX_RTOL * scale), e, np.inf)
-    V[good] = np.where(np.isfinite(e)[:, None], v, 0.0)
-    err[good] = e
-    return V, err
+        V, err = _solve_systems(M, b, EM, Eb, scale)
+    return np.where(np.isfinite(err)[:, None], V, 0.0), err
 
 
 # -- driver and certificates -----------------------------------------------------------------------------------
@@ -344,15 +321,7 @@ def _witnesses(fr, p):
     q = fr.fplane.a[faces]
     A, B, EA, EB = fr.ha.a[q], fr.hb.a[q], fr.hea.a[q], fr.heb.a[q]
     sg = fr.fsign.a[faces].astype(np.float64)
-    pt, perr = cys[fcell], errs[fcell]
-    ap = np.abs(pt)
-    absA = np.abs(A)
-    slack = -sg * (np.einsum("fd,fd->f", A, pt) - B)
-    E = FILTER_SAFETY * (np.einsum("fd,fd->f", EA, ap) + EB + (absA.sum(axis=1) + EA.sum(axis=1)) * perr
-                         + (3 + DOT_EXTRA_TERMS) * U * (np.einsum("fd,fd->f", absA, ap) + np.abs(B)))
-    nrm = np.linalg.norm(A, axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r = np.where(nrm > 0, (slack - E) / (nrm + np.linalg.norm(EA, axis=1)), np.inf)
+    r = facet_clearance(A, B, EA, EB, sg, cys[fcell], errs[fcell])
     wit = cys + p
     rad = np.minimum.reduceat(r, fr.start) - 2 * U * np.abs(wit).max(axis=1)
     return wit, rad, cys

@@ -174,7 +174,7 @@ def layer_switching_sets(cl, A, c, anchor):
     """
     if is_max_groups(cl.activation):
         return _pair_switching_sets(cl, A, c, anchor)
-    W, bn = cl.weight, cl.bn
+    bn = cl.bn
     # rows Aᵀ w_i, and w_iᵀ(A p + c − p_layer): zero when p is an exact pull-back; kept so the offsets stay exact.
     normals, anchor_gap = cl.chart(A, np.matmul(A, anchor) + c)
     t = cl.activation.breakpoints_array

@@ -61,6 +61,21 @@ def exact_hyper(a, beta, key) -> Hyper:
                  exact=(tuple(Fraction(float(v)) for v in a), Fraction(float(beta))))
 
 
+def facet_clearance(A, B, EA, EB, sg, pt, perr):
+    """Certified lower bound on how far each point ``pt[f]`` (coordinates within ``perr[f]``) lies on the inner
+    side ``sg[f]·(a·y − β) ≤ 0`` of facet f's hyperplane (a = ``A[f]``, β = ``B[f]`` with error bounds ``EA``,
+    ``EB``): the inner slack minus its filter bound, over ‖a‖ + ‖ea‖. Rows with a = 0 give +inf. A witness's
+    radius is the minimum over its cell's facets."""
+    ap = np.abs(pt)
+    absA = np.abs(A)
+    slack = -sg * (np.einsum("fd,fd->f", A, pt) - B)
+    E = FILTER_SAFETY * (np.einsum("fd,fd->f", EA, ap) + EB + (absA.sum(axis=1) + EA.sum(axis=1)) * perr
+                         + (A.shape[1] + DOT_EXTRA_TERMS) * U * (np.einsum("fd,fd->f", absA, ap) + np.abs(B)))
+    nrm = np.linalg.norm(A, axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(nrm > 0, (slack - E) / (nrm + np.linalg.norm(EA, axis=1)), np.inf)
+
+
 class _Cell:
     __slots__ = ()
 
@@ -91,15 +106,9 @@ class _Cell:
         EA = np.array([H.err_a for H, _ in fs])
         EB = np.array([H.err_b for H, _ in fs])
         sg = np.array([s for _, s in fs], dtype=np.float64)
-        ap = np.abs(point)
-        slack = -sg * (A @ point - B)
-        E = FILTER_SAFETY * (EA @ ap + EB + (np.abs(A).sum(axis=1) + EA.sum(axis=1)) * point_err
-                             + (len(point) + DOT_EXTRA_TERMS) * U * (np.abs(A) @ ap + np.abs(B)))
-        nrm = np.linalg.norm(A, axis=1)
-        live = nrm > 0
-        if not live.any():
-            return float("inf")
-        return float(np.min((slack[live] - E[live]) / (nrm[live] + np.linalg.norm(EA[live], axis=1))))
+        n = len(fs)
+        r = facet_clearance(A, B, EA, EB, sg, np.broadcast_to(point, (n, len(point))), np.full(n, point_err))
+        return float(r.min(initial=np.inf))
 
     def exact_vertices(self):
         return [self.exact_vertex(i) for i in range(len(self.V))]

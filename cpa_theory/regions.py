@@ -33,10 +33,10 @@ from .exact import ExactCharts, dot, exact_code, exact_code_and_switching
 from .hyperplanes import switching_hyperplanes
 from .maxgroups import is_max_groups, refine_max_batch
 from .network import ConditionedNetwork, Network, as_point
-from .polytope import (Hyper, box_polygon, box_polytope, cell_volume, cell_volumes, facet_measures,
+from .polytope import (Hyper, box_polygon, box_polytope, cell_volume, cell_volumes, facet_clearance, facet_measures,
                        polytope_from_halfspaces, split, vertex_signs)
-from .tolerances import (AFFINE_MAP_RTOL, DOT_EXTRA_TERMS, FACET_BALANCE_RTOL, FILTER_SAFETY, UNIT_ROUNDOFF,
-                         VOLUME_SUM_RTOL, WITNESS_MIN_RELATIVE_RADIUS)
+from .tolerances import (AFFINE_MAP_RTOL, FACET_BALANCE_RTOL, UNIT_ROUNDOFF, VOLUME_SUM_RTOL,
+                         WITNESS_MIN_RELATIVE_RADIUS)
 from .windows import Window, WindowRelation, window_relations
 
 __all__ = ["Region", "RegionCount", "count_regions", "enumerate_regions", "MAX_VERTEX_DIM"]
@@ -426,16 +426,7 @@ def _inradii(leaves, points, point_errs) -> np.ndarray:
     EB = np.array([H.err_b for H, _ in hs])
     sg = np.array([s for _, s in hs], dtype=np.float64)
     seg = np.repeat(np.arange(len(leaves)), counts)
-    pt, perr = points[seg], point_errs[seg]
-    ap = np.abs(pt)
-    d = points.shape[1]
-    slack = -sg * (np.einsum("fd,fd->f", A, pt) - B)
-    absA = np.abs(A)
-    E = FILTER_SAFETY * (np.einsum("fd,fd->f", EA, ap) + EB + (absA.sum(axis=1) + EA.sum(axis=1)) * perr
-                         + (d + DOT_EXTRA_TERMS) * U * (np.einsum("fd,fd->f", absA, ap) + np.abs(B)))
-    nrm = np.linalg.norm(A, axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r = np.where(nrm > 0, (slack - E) / (nrm + np.linalg.norm(EA, axis=1)), np.inf)
+    r = facet_clearance(A, B, EA, EB, sg, points[seg], point_errs[seg])
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     return np.minimum.reduceat(r, starts)
 

@@ -12,7 +12,6 @@ from dataclasses import replace
 
 import numpy as np
 
-from .bn import BatchNorm
 from .convnet import ConvNetwork
 from .errors import ShapeError
 from .layers import BatchNormND, Residual

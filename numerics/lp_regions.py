@@ -81,7 +81,7 @@ def count_regions_lp(net, center, radius: float, *, max_regions: int = 4096) -> 
     # a cell: (G, h, witness centre, witness radius, A, c) with h_layer_input = A x + c on the cell
     cells = [(G0, h0, x0, r, eye, np.zeros(d))]
     for layer in cond.layers:
-        bn, W, act = layer.bn, layer.weight, layer.activation
+        bn, act = layer.bn, layer.activation
         t = act.breakpoints_array
         nxt = []
         for G, h, wc, wr, A, c in cells:

@@ -144,20 +144,26 @@ def test_maxpool_slice_is_exact_on_the_window(rng):
     groups): the slice network equals the conv network on the window; a 1-D count equals the runs of distinct
     ORIGINAL codes (activation pieces and pool argmaxes) on a fine grid; 2-D witnesses carry pairwise distinct
     original codes and every code seen on a grid is one of them."""
-    net = _maxpool_resnet(rng)
+    _assert_slice_exact(_maxpool_resnet(rng), rng, key=5)
+
+
+def _assert_slice_exact(net, rng, key):
+    """(1) the slice network equals the conv network on the window; (2) on a 1-D slice the exact count equals the
+    runs of distinct ORIGINAL codes on a fine grid; (3) on a 2-D slice the witnesses carry pairwise distinct
+    original codes and every code seen on a grid is one of them."""
     cond = net.condition()
     sl = slice_through_points(*net.batch[:3].reshape(3, -1), margin=0.1)
     sn = slice_network(net, sl)
     t = rng.uniform(-sl.radius, sl.radius, size=(50, 2))
     ref = cond.forward(sl.embed(t)).reshape(50, -1)
     np.testing.assert_allclose(sn.forward(t), ref, atol=1e-9 * max(1.0, np.abs(ref).max()))
-    line = random_slice(net.batch.mean(axis=0).ravel(), 1, key=jax.random.key(5), radius=2.0)
+    line = random_slice(net.batch.mean(axis=0).ravel(), 1, key=jax.random.key(key), radius=2.0)
     n1 = count_on_slice(net, line)
     g = np.linspace(-2.0, 2.0, 40001)[:, None]
     codes = np.concatenate([c.reshape(len(g), -1) for c in cond.activation_code(line.embed(g))], axis=1)
     runs = 1 + int(np.count_nonzero(np.any(codes[1:] != codes[:-1], axis=1)))
     assert n1.certified and n1.regions == runs > 3
-    sl = slice_from_basis(sl.x0, sl.V, 0.3 * sl.radius)
+    sl = slice_from_basis(sl.x0, sl.V, 0.3 * sl.radius)  # a smaller window keeps the test fast
     res = count_on_slice(net, sl, keep_regions=True)
     wit = np.stack([r.witness for r in res.region_list])
     wcodes = _code_bytes(net, sl.embed(wit))
@@ -195,27 +201,7 @@ def test_residual_slice_is_exact_on_the_window(rng, act2):
     the exact count equals the number of runs of distinct activation codes of the ORIGINAL network on a fine
     grid; (3) on a 2-D slice the regions' witnesses carry pairwise distinct original codes (no region is split
     by a carried neuron) and every code seen on a grid is one of them."""
-    net = _resnet(rng, act2)
-    cond = net.condition()
-    sl = slice_through_points(*net.batch[:3].reshape(3, -1), margin=0.1)
-    sn = slice_network(net, sl)
-    t = rng.uniform(-sl.radius, sl.radius, size=(50, 2))
-    ref = cond.forward(sl.embed(t)).reshape(50, -1)
-    np.testing.assert_allclose(sn.forward(t), ref, atol=1e-9 * max(1.0, np.abs(ref).max()))
-    line = random_slice(net.batch.mean(axis=0).ravel(), 1, key=jax.random.key(4), radius=2.0)
-    n1 = count_on_slice(net, line)
-    g = np.linspace(-2.0, 2.0, 40001)[:, None]
-    codes = np.concatenate([c.reshape(len(g), -1) for c in cond.activation_code(line.embed(g))], axis=1)
-    runs = 1 + int(np.count_nonzero(np.any(codes[1:] != codes[:-1], axis=1)))
-    assert n1.certified and n1.regions == runs > 3
-    sl = slice_from_basis(sl.x0, sl.V, 0.3 * sl.radius)  # a smaller window keeps the test fast
-    res = count_on_slice(net, sl, keep_regions=True)
-    wit = np.stack([r.witness for r in res.region_list])
-    wcodes = _code_bytes(net, sl.embed(wit))
-    assert res.certified and len(set(wcodes)) == len(wcodes) == res.regions > 10
-    gg = np.linspace(-sl.radius, sl.radius, 120)
-    grid = np.stack(np.meshgrid(gg, gg), -1).reshape(-1, 2)
-    assert set(_code_bytes(net, sl.embed(grid))) <= set(wcodes)
+    _assert_slice_exact(_resnet(rng, act2), rng, key=4)
 
 
 def test_slice_density_mean_ci_and_parallel_equal_serial(rng):
