@@ -29,6 +29,7 @@ import numpy as np
 
 from .errors import CPAInternalError
 from .exact import ExactCharts, dot, solve
+from .polytope import Hyper
 from .tolerances import AFFINE_MAP_RTOL, DOT_EXTRA_TERMS, FILTER_SAFETY, UNIT_ROUNDOFF, WITNESS_MIN_RELATIVE_RADIUS
 
 __all__ = ["FlatFrontier", "Geometry", "layer_lines", "run_layers", "count_flat", "supports"]
@@ -200,6 +201,18 @@ class FlatFrontier:
                 hit = self._charts.hyperplane(prefix, jk // K, jk % K)
             self._exact_hypers[hid] = hit
         return hit
+
+    def hyper(self, hid: int) -> Hyper:
+        """Hyperplane ``hid`` as a :class:`cpa_theory.polytope.Hyper` (float data, bounds, the cell engine's key
+        and its exact form on demand) for the rare paths that hand a region to the polytope code."""
+        layer, par, jk = (int(v) for v in self.hmeta.a[hid])
+        if layer < 0:
+            key = self._root_hypers[par].key
+        else:
+            K = len(self.cond.layers[layer].activation.breakpoints)
+            key = (layer, jk // K, jk % K, tuple(c[par] for c in self.prefix_codes[layer]))
+        return Hyper(self.ha.a[hid].copy(), float(self.hb.a[hid]), self.hea.a[hid].copy(), float(self.heb.a[hid]),
+                     key, fn=lambda: self.exact_hyper(hid))
 
     def exact_vertex(self, vid: int):
         """Exact rational vertex ``vid``: the solution of its d defining hyperplanes' exact equations."""

@@ -17,7 +17,7 @@ import numpy as np
 
 from .frontier import (FlatFrontier, Geometry, _box_sides, _cyclic_next, _Grow, _match_codes, _mixed, _ranges,
                        _segment_ids, _vertex_clusters, count_flat, run_layers, supports)
-from .polytope import Hyper, Polygon, facet_clearance
+from .polytope import Polygon, facet_clearance
 from .tolerances import DOT_EXTRA_TERMS, FACET_BALANCE_RTOL, FILTER_SAFETY, UNIT_ROUNDOFF, VERTEX_ERR_MAX_RTOL
 
 __all__ = ["Frontier2D", "count_plane", "euler_check", "supports"]
@@ -135,7 +135,6 @@ class Frontier2D(FlatFrontier):
         self.count = np.asarray(count, dtype=np.intp)
 
 
-
 def _solve_pairs(a1, b1, e1, eb1, a2, b2, e2, eb2, scale):
     """Intersections of line pairs a1·y = b1, a2·y = b2 (row-wise) with the error bound of
     :func:`cpa_theory.polytope._solve_2x2` (Cramer's rule; inf where float64 cannot bound the point)."""
@@ -161,11 +160,9 @@ def _solve_pairs(a1, b1, e1, eb1, a2, b2, e2, eb2, scale):
     return X, err
 
 
-
 def refine(cond, root, p, y0, radius, stats, progress=None):
     """All layers in the plane: the :class:`Frontier2D` holding the final cells (see :func:`run_layers`)."""
     return run_layers(Frontier2D(cond, root, p, y0, radius, stats), cond, p, y0, radius, progress)
-
 
 
 def _witnesses(fr, p):
@@ -187,26 +184,12 @@ def _witnesses(fr, p):
     return wit, rad
 
 
-
 def polygon_of(fr, i) -> Polygon:
     """Region i as a :class:`cpa_theory.polytope.Polygon` (for the rare exact paths and ``keep_regions``)."""
     ent = np.arange(fr.start[i], fr.start[i] + fr.count[i])
     vids = fr.pv.a[ent]
-    efs = []
-    for l, s in zip(fr.pl.a[ent].tolist(), fr.ps.a[ent].tolist()):
-        efs.append((Hyper(fr.ha.a[l].copy(), float(fr.hb.a[l]), fr.hea.a[l].copy(), float(fr.heb.a[l]),
-                          _line_key(fr, l), fn=lambda l=l: fr.exact_hyper(l)), int(s)))
+    efs = [(fr.hyper(h), s) for h, s in zip(fr.pl.a[ent].tolist(), fr.ps.a[ent].tolist())]
     return Polygon(fr.VE.a[vids, :2].copy(), fr.VE.a[vids, 2].copy(), [fr.vex.get(int(v)) for v in vids], efs, fr.scale)
-
-
-
-def _line_key(fr, l):
-    layer, par, jk = (int(v) for v in fr.hmeta.a[l])
-    if layer < 0:
-        return fr._root_hypers[par].key
-    K = len(fr.cond.layers[layer].activation.breakpoints)
-    return (layer, jk // K, jk % K, tuple(c[par] for c in fr.prefix_codes[layer]))
-
 
 
 def _adjacency(fr):
@@ -214,7 +197,6 @@ def _adjacency(fr):
     :func:`cpa_theory.regions._adjacency`: the neighbour's code differs in exactly that neuron, moved across
     that breakpoint). Returns ``(pairs (P, 2), unmatched pool positions)``."""
     return _match_codes(fr, _segment_ids(fr.count), fr.hmeta.a[fr.pl.v])
-
 
 
 def _balance_ok(fr, unmatched) -> bool:
@@ -234,13 +216,11 @@ def _balance_ok(fr, unmatched) -> bool:
     return bool(np.all((np.abs(a - b) <= FACET_BALANCE_RTOL * np.maximum(np.maximum(a, b), 1e-300)) & (a > 0)))
 
 
-
 def _volumes(fr):
     V = fr.VE.a[fr.pv.v, :2]
     nxt = _cyclic_next(fr.count)
     cross = V[:, 0] * V[nxt, 1] - V[nxt, 0] * V[:, 1]
     return 0.5 * np.add.reduceat(cross, fr.start) if len(fr.count) else np.zeros(0)
-
 
 
 def _corner_angles(fr):
@@ -259,7 +239,6 @@ def _corner_angles(fr):
     return np.pi - turn, on_w
 
 
-
 def _euler_pass(fr, labels, nv, theta, on_w, tol):
     F = len(fr.count)
     k = np.bincount(labels, minlength=nv)
@@ -276,7 +255,6 @@ def _euler_pass(fr, labels, nv, theta, on_w, tol):
     return ok and twoE % 2 == 0, chi
 
 
-
 def euler_check(fr, tol):
     """Euler characteristic V − E + F of the subdivision (1 for a tiling of the window) and whether every
     vertex closes up (interior angle sums 2π, or π at a T-junction; at most π on W's boundary)."""
@@ -291,7 +269,6 @@ def euler_check(fr, tol):
     return (int(chi) if chi == int(chi) else chi), ok and chi == 1
 
 
-
 def _completeness_2d(fr):
     from .tolerances import EULER_ANGLE_TOL
 
@@ -303,7 +280,6 @@ def _completeness_2d(fr):
 
 PLANE = Geometry(lambda *a: refine(*a), lambda fr, p: _witnesses(fr, p), lambda fr, i: polygon_of(fr, i),
                  lambda fr: _volumes(fr), lambda fr: _completeness_2d(fr))
-
 
 
 def count_plane(cond, win, p, root, vol_w, **kw):

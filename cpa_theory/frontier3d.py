@@ -21,7 +21,7 @@ import numpy as np
 
 from .errors import CPAInternalError
 from .frontier import FlatFrontier, Geometry, _box_sides, _cyclic_next, _Grow, _ranges, _segment_ids, count_flat
-from .polytope import Hyper, Polytope, _solve_systems, facet_clearance
+from .polytope import Polytope, _solve_systems, facet_clearance
 from .tolerances import FACET_BALANCE_RTOL, UNIT_ROUNDOFF
 
 __all__ = ["Frontier3D", "supports", "count_space"]
@@ -354,21 +354,11 @@ def polytope_of(fr, i) -> Polytope:
     vids = np.unique(fr.pv.a[_ranges(fr.fstart.a[faces], fr.fcount.a[faces])])
     facets, inc = [], np.zeros((len(vids), len(faces)), dtype=bool)
     for k, f in enumerate(faces.tolist()):
-        q = int(fr.fplane.a[f])
-        facets.append((Hyper(fr.ha.a[q].copy(), float(fr.hb.a[q]), fr.hea.a[q].copy(), float(fr.heb.a[q]),
-                             _plane_key(fr, q), fn=lambda q=q: fr.exact_hyper(q)), int(fr.fsign.a[f])))
+        facets.append((fr.hyper(int(fr.fplane.a[f])), int(fr.fsign.a[f])))
         fv = fr.pv.a[fr.fstart.a[f]: fr.fstart.a[f] + fr.fcount.a[f]]
         inc[np.searchsorted(vids, fv), k] = True
     VE = fr.VE.a[vids]
     return Polytope(VE[:, :3].copy(), VE[:, 3].copy(), [fr.vex.get(int(v)) for v in vids], facets, inc, fr.scale)
-
-
-def _plane_key(fr, q):
-    layer, par, jk = (int(v) for v in fr.hmeta.a[q])
-    if layer < 0:
-        return fr._root_hypers[par].key
-    K = len(fr.cond.layers[layer].activation.breakpoints)
-    return (layer, jk // K, jk % K, tuple(c[par] for c in fr.prefix_codes[layer]))
 
 
 def _adjacency(fr):
