@@ -56,6 +56,17 @@ def test_slice_count_equals_explicitly_composed_network(rng):
         assert tuple(tuple(c[0]) for c in code) == tuple(tuple(c) for c in reg.code)
 
 
+
+@pytest.mark.parametrize("k", [1, 3, 4])
+def test_random_k_dim_slice_equals_explicitly_composed_network(rng, k):
+    """k = 1, 3, 4 (k = 2 above): the slice is an input layer of dimension k (cell engine for k = 4)."""
+    net = _mlp(rng)
+    sl = random_slice(net.batch.mean(axis=0), k, key=jax.random.key(k), radius=1.2)
+    res = count_on_slice(net, sl)
+    ref = count_regions(_composed_by_hand(net, sl.x0, sl.V), np.zeros(k), sl.radius)
+    assert res.certified and ref.certified and res.complete
+    assert res.regions == ref.regions > 3
+
 def test_slice_points_and_forward(rng):
     net = _mlp(rng)
     p = net.batch[[1, 2, 5]]
