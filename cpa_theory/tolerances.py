@@ -104,6 +104,13 @@ VERTEX_ERR_MAX_RTOL = 1e-9
 #: combinatorial facet matching, not by this sum.
 VOLUME_SUM_RTOL = 1e-7
 
+#: Lawrence's vertex formula for the volume of a simple polytope (d ≥ 4) sums terms that can be far larger than
+#: the volume; its result is used only when its first-order error estimate (each term's rounding and vertex
+#: error, amplified by the vertex's normal-matrix condition number, summed in absolute value) is below this times
+#: the volume — so the sum over all cells errs by at most this relative, 10× inside VOLUME_SUM_RTOL — otherwise
+#: the cell's volume comes from the face-lattice decomposition.
+VOLUME_FORMULA_RTOL = 1e-8
+
 #: Facet balance (completeness fallback for coincident switching sets): on one switching set, the (d−1)-measure
 #: of the facets seen from its two sides must agree within this relative error (same reasoning as above).
 FACET_BALANCE_RTOL = 1e-7

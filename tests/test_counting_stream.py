@@ -8,6 +8,7 @@ union-find over the adjacent pairs, and the facet-measure balance over the kept 
 """
 
 import gc
+import math
 import re
 import sys
 from fractions import Fraction
@@ -349,3 +350,42 @@ def test_simple_cell_volumes_in_high_dimension_equal_qhull(monkeypatch, d):
     assert abs(cell_volumes(cells).sum() - vol_w) <= 1e-9 * vol_w
     monkeypatch.setattr(PT, "_SIMPLE_ROWS", 700)  # many groups of a few cells: the same volumes in place
     np.testing.assert_allclose(cell_volumes(cells), want, rtol=1e-8, atol=1e-15 * vol_w)
+
+
+@pytest.mark.parametrize("d", [4, 5, 6])
+def test_lawrence_volumes_equal_qhull_and_fall_back_where_their_error_estimate_is_large(monkeypatch, d):
+    """cell_volumes takes simple d ≥ 4 cells' volumes from Lawrence's vertex formula where its error estimate is
+    small: those equal the face-lattice cone decomposition's (checked against Qhull above) cell by cell, and sum
+    to vol(W); a formula with a wrong factorial is caught by the same comparison; with a useless direction
+    (c = 0) every cell falls back to the face lattice and the volumes are unchanged."""
+    import cpa_theory.polytope as PT
+    from cpa_theory.polytope import _is_simple, _volumes_lawrence, _volumes_simple
+
+    rng = np.random.default_rng(40 + d)
+    net = Network(d, (Layer(rng.normal(size=(8, d)), rng.normal(size=8) * 0.3, relu()),
+                      Layer(rng.normal(size=(4, 8)) / 2, rng.normal(size=4) * 0.3, relu()),
+                      Layer(np.ones((1, 4)), [0.0], identity())))
+    cond = R._conditioned(net)
+    win, p, root, vol_w = R._setup(cond, np.zeros(d), 1.0, None)
+    cells = [lf.P for lf in R._leaves(cond, win, p, root, {})]
+    cells = [P for P in cells if _is_simple(P)]
+    want = _volumes_simple(cells)
+    vol, ok = _volumes_lawrence(cells)
+    assert len(cells) > 30 and ok.mean() > 0.7
+    np.testing.assert_allclose(vol[ok], want[ok], rtol=1e-8)
+    got = cell_volumes(cells)
+    np.testing.assert_allclose(got, want, rtol=1e-8)
+    assert abs(got.sum() - vol_w) <= 1e-9 * vol_w
+    with monkeypatch.context() as m:  # many groups of a few cells: the same volumes in place
+        m.setattr(PT, "_LAWRENCE_ENTRIES", 40 * d * d)
+        np.testing.assert_array_equal(cell_volumes(cells), got)
+    # negative control: a mutated formula (d!/d instead of d!) fails the same comparison
+    factorial = math.factorial
+    with monkeypatch.context() as m:
+        m.setattr(PT.math, "factorial", lambda k: factorial(k) // k)
+        bad, bad_ok = _volumes_lawrence(cells)
+    assert bad_ok.any() and not np.allclose(bad[bad_ok], want[bad_ok], rtol=1e-8)
+    # no usable direction: nothing passes the estimate, the face lattice gives the same volumes
+    monkeypatch.setattr(PT, "_lawrence_directions", lambda k: np.zeros((1, k)))
+    assert not _volumes_lawrence(cells)[1].any()
+    np.testing.assert_allclose(cell_volumes(cells), got, rtol=1e-8)
