@@ -30,7 +30,7 @@ import numpy as np
 from .errors import CPAInternalError
 from .exact import ExactCharts, dot, solve
 from .polytope import Hyper
-from .tolerances import AFFINE_MAP_RTOL, DOT_EXTRA_TERMS, FILTER_SAFETY, UNIT_ROUNDOFF, WITNESS_MIN_RELATIVE_RADIUS
+from .tolerances import DOT_EXTRA_TERMS, FILTER_SAFETY, UNIT_ROUNDOFF, WITNESS_MIN_RELATIVE_RADIUS
 
 __all__ = ["FlatFrontier", "Geometry", "layer_lines", "run_layers", "count_flat", "supports"]
 
@@ -439,7 +439,8 @@ def _compose(cl, nxt, lines, par_of, pieces, li):
 
 def run_layers(fr, cond, p, y0, radius, progress=None):
     """All layers on the frontier ``fr`` (plane or space engine); leaves the final cells' codes, flats and output
-    charts f = A y + c in ``fr`` (``fr.A (C, n_out, d)``, ``fr.c (C, n_out)``)."""
+    charts f = A y + c in ``fr`` (``fr.A (C, n_out, d)``, ``fr.c (C, n_out)``, their magnitude bounds ``fr.mA``,
+    ``fr.mc`` and relative error ``fr.rel``)."""
     d = len(p)
     eye = np.eye(d)
     lines = layer_lines(cond.layers[0], eye[None], p[None].copy(), eye[None], np.abs(p)[None], 0.0, 0)
@@ -456,7 +457,8 @@ def run_layers(fr, cond, p, y0, radius, progress=None):
         if li + 1 < len(layers):
             lines = _compose(cl, layers[li + 1], lines, par_of, pieces, li + 1)
         else:
-            fr.A, fr.c = _charts_after(cl, lines, par_of, pieces)[:2]
+            fr.A, fr.c, fr.mA, fr.mc = _charts_after(cl, lines, par_of, pieces)
+            fr.rel = lines["rel2"] + 2 * U
     fr.codes, fr.flats = codes, flats
     return fr
 
@@ -551,20 +553,44 @@ def _match_codes(fr, cell, meta):
 
 
 
-def _linear_components(n, pairs, A, c) -> int:
+def output_maps(A, c, mA, mc, rel, p):
+    """Regions' output maps in x-coordinates with proven error bounds: from charts f = A y + c (y = x − p) with
+    magnitude bounds ``mA``, ``mc`` and relative error ``rel`` (|error| ≤ rel·(mA, mc), as every chart in the
+    engines), returns ``(A, c_x, eA, ec)``: f(x) = A x + c_x, and per region one bound on the error of every
+    entry of A (``eA``) and of c_x (``ec``)."""
+    n = len(A)
+    A2 = A.reshape(n, -1, A.shape[-1])
+    cx = c - np.einsum("cod,d->co", A2, p).reshape(c.shape)
+    sp = float(np.abs(p).sum())
+    eA = rel * mA.reshape(n, -1).max(axis=1, initial=0)
+    ec = (rel * mc.reshape(n, -1).max(axis=1, initial=0) + eA * sp
+          + (A.shape[-1] + 2) * U * (np.abs(c).reshape(n, -1).max(axis=1, initial=0)
+                                     + np.abs(A).reshape(n, -1).max(axis=1, initial=0) * sp))
+    return A, cx, eA, ec
+
+
+def same_maps(u, v, A, c, eA, ec):
+    """For adjacent pairs (u, v): do the output maps agree within their proven float error (entry by entry,
+    FILTER_SAFETY × the two regions' bounds)? Maps that differ by more are different; maps within the bound are
+    taken as the same map (a difference below float64's resolution of the computation is not resolved)."""
+    n = len(A)
+    same = np.ones(len(u), dtype=bool)
+    for X, E in ((A.reshape(n, -1), eA), (c.reshape(n, -1), ec)):
+        tol = FILTER_SAFETY * (E[u] + E[v])
+        same &= np.all(np.abs(X[u] - X[v]) <= tol[:, None], axis=1)
+    return same
+
+
+def _linear_components(n, pairs, A, c, eA, ec) -> int:
     """Maximal linear regions: connected components of adjacent regions whose output maps agree
-    (AFFINE_MAP_RTOL, the comparison of :func:`cpa_theory.regions._linear_components`)."""
+    (:func:`same_maps`)."""
     if not len(pairs):
         return n
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
     u, v = pairs[:, 0], pairs[:, 1]
-    same = np.ones(len(u), dtype=bool)
-    for X in (A.reshape(n, -1), c.reshape(n, -1)):
-        mag = np.abs(X).max(axis=1, initial=0)
-        scale = 1.0 + np.maximum(mag[u], mag[v])
-        same &= np.all(np.abs(X[u] - X[v]) <= AFFINE_MAP_RTOL * scale[:, None], axis=1)
+    same = same_maps(u, v, A, c, eA, ec)
     g = coo_matrix((np.ones(int(same.sum())), (u[same], v[same])), shape=(n, n))
     return int(connected_components(g, directed=False)[0])
 
@@ -681,9 +707,8 @@ def count_flat(cond, win, p, root, vol_w, geo: Geometry, *, keep_regions=False, 
     vol_ok = abs(float(geo.volumes(fr).sum()) - vol_w) <= VOLUME_SUM_RTOL * vol_w
     pairs, n_unmatched, facets_ok, chi = geo.completeness(fr)
     complete = bool(vol_ok and facets_ok)
-    out_A = fr.A
-    out_c = fr.c - np.einsum("cod,d->co", fr.A, p)  # f(x) = A (x − p) + c
-    n_lin = _linear_components(n, pairs, out_A, out_c) if linear else n
+    out_A, out_c, eA, ec = output_maps(fr.A, fr.c, fr.mA, fr.mc, fr.rel, p)  # f(x) = A (x − p) + c
+    n_lin = _linear_components(n, pairs, out_A, out_c, eA, ec) if linear else n
     regions = None
     if keep_regions:
         regions = []

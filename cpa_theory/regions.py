@@ -28,14 +28,14 @@ import numpy as np
 
 from .errors import CPAInternalError
 from . import frontier2d, frontier3d
-from .frontier import _screen, layer_lines
+from .frontier import _screen, layer_lines, output_maps, same_maps
 from .exact import ExactCharts, dot, exact_code, exact_code_and_switching
 from .hyperplanes import switching_hyperplanes
 from .maxgroups import is_max_groups, refine_max_batch
 from .network import ConditionedNetwork, Network, as_point
 from .polytope import (Hyper, box_polygon, box_polytope, cell_volume, cell_volumes, facet_clearance, facet_measures,
                        polytope_from_halfspaces, split, vertex_signs)
-from .tolerances import (AFFINE_MAP_RTOL, FACET_BALANCE_RTOL, UNIT_ROUNDOFF, VOLUME_SUM_RTOL,
+from .tolerances import (FACET_BALANCE_RTOL, UNIT_ROUNDOFF, VOLUME_SUM_RTOL,
                          WITNESS_MIN_RELATIVE_RADIUS)
 from .windows import Window, WindowRelation, window_relations
 
@@ -144,12 +144,14 @@ def _finite(*arrays, what: str):
 
 
 class _Leaf:
-    """A region before certification: its cell (y-coordinates), code, flat neurons and output map (y)."""
+    """A region before certification: its cell (y-coordinates), code, flat neurons and output map (y) f = A y + c
+    with magnitude bounds mA, mc and relative error rel (|error| ≤ rel·(mA, mc))."""
 
-    __slots__ = ("P", "code", "flat", "A", "c")
+    __slots__ = ("P", "code", "flat", "A", "c", "mA", "mc", "rel")
 
-    def __init__(self, P, code, flat, A, c):
+    def __init__(self, P, code, flat, A, c, mA=None, mc=None, rel=None):
         self.P, self.code, self.flat, self.A, self.c = P, code, flat, A, c
+        self.mA, self.mc, self.rel = mA, mc, rel
 
 
 def _setup(cond, center, radius, domain):
@@ -228,8 +230,8 @@ def _leaves(cond, win, p, root, stats):
             continue
         li, rel, batch = item
         if li == len(layers):
-            for P, A, c, _, _, code, flat in batch:
-                yield _Leaf(P, code, flat, A, c)
+            for P, A, c, mA, mc, code, flat in batch:
+                yield _Leaf(P, code, flat, A, c, mA, mc, rel)
             continue
         stack.append(_tagged(li + 1, _refine_batch(layers[li], li, batch, rel, y0, win.radius, d, charts, stats,
                                                   chunk=_BATCH)))
@@ -432,11 +434,6 @@ def _inradii(leaves, points, point_errs) -> np.ndarray:
 
 
 # -- completeness and maximal linear regions ----------------------------------------------------------------
-def _same_map(a, b) -> bool:
-    scale = 1.0 + max(np.abs(a).max(initial=0), np.abs(b).max(initial=0))
-    return bool(np.all(np.abs(a - b) <= AFFINE_MAP_RTOL * scale))
-
-
 def _code_key(code) -> bytes:
     return b"|".join(c.tobytes() for c in code)
 
@@ -525,13 +522,14 @@ class _RegionTable:
     (element, new value) naming the region across it, and (with ``linear``) its output map A (n_out, d), c.
     Facets whose neuron could not have been crossed there (coincident switching sets) are kept aside with their
     switching set's name for the facet-measure balance. Memory: N · (code bytes + 4 + F · (element + value
-    bytes) + 8 · n_out (d + 1)) for N regions with F facets inside W on average.
+    bytes) + 8 · n_out (d + 1) + 16) for N regions with F facets inside W on average.
     """
 
     def __init__(self, cond, linear: bool):
         self.book = _CodeBook(cond)
         self.linear = linear
         self.codes, self.nfacets, self.elems, self.news, self.maps_A, self.maps_c = [], [], [], [], [], []
+        self.err_A, self.err_c = [], []  # per region: error bounds of its output map's entries (same_maps)
         self.n = 0
         self.early_unmatched = []  # (layer, j, k, prefix key) of facets no neighbour code can match
 
@@ -566,13 +564,19 @@ class _RegionTable:
         self.elems.append(elem.astype(book.elem_dtype))
         self.news.append(new.astype(book.dtype))
         if self.linear:
-            self.maps_A.append(np.stack([lf.A for lf in leaves]))
-            self.maps_c.append(np.stack([lf.c - lf.A @ p for lf in leaves]))  # f(x) = A (x − p) + c
+            rel = np.array([lf.rel for lf in leaves])
+            A, cx, eA, ec = output_maps(np.stack([lf.A for lf in leaves]), np.stack([lf.c for lf in leaves]),
+                                        np.stack([lf.mA for lf in leaves]) * rel[:, None, None],
+                                        np.stack([lf.mc for lf in leaves]) * rel[:, None], 1.0, p)
+            self.maps_A.append(A)
+            self.maps_c.append(cx)  # f(x) = A (x − p) + c
+            self.err_A.append(eA)
+            self.err_c.append(ec)
         self.n += len(leaves)
 
     def nbytes(self) -> int:
-        return sum(a.nbytes for part in (self.codes, self.nfacets, self.elems, self.news, self.maps_A, self.maps_c)
-                   for a in part)
+        return sum(a.nbytes for part in (self.codes, self.nfacets, self.elems, self.news, self.maps_A, self.maps_c,
+                                         self.err_A, self.err_c) for a in part)
 
     def finish(self):
         """Match every facet with its neighbour by code look-up (sorted packed codes, vectorised in chunks).
@@ -596,9 +600,8 @@ class _RegionTable:
         A_all = c_all = None
         if self.linear:
             A_all, c_all = np.concatenate(self.maps_A), np.concatenate(self.maps_c)
-            self.maps_A, self.maps_c = [A_all], [c_all]
-            magA = np.abs(A_all).reshape(n, -1).max(axis=1, initial=0)
-            magc = np.abs(c_all).reshape(n, -1).max(axis=1, initial=0)
+            eA_all, ec_all = np.concatenate(self.err_A), np.concatenate(self.err_c)
+            self.maps_A, self.maps_c, self.err_A, self.err_c = [A_all], [c_all], [eA_all], [ec_all]
         balance = {k: None for k in self.early_unmatched}
         n_unmatched = len(self.early_unmatched)
         same_u, same_v = [], []
@@ -626,11 +629,7 @@ class _RegionTable:
             if self.linear:
                 sel = found & (nb > reg)
                 u, v = reg[sel], nb[sel]
-                same = np.ones(len(u), dtype=bool)
-                for X, mag in ((A_all, magA), (c_all, magc)):  # _same_map on every adjacent pair at once
-                    Xu, Xv = X[u].reshape(len(u), X[0].size), X[v].reshape(len(v), X[0].size)
-                    scale = 1.0 + np.maximum(mag[u], mag[v])
-                    same &= np.all(np.abs(Xu - Xv) <= AFFINE_MAP_RTOL * scale[:, None], axis=1)
+                same = same_maps(u, v, A_all, c_all, eA_all, ec_all)
                 same_u.append(u[same])
                 same_v.append(v[same])
             r0 = r1
@@ -666,7 +665,7 @@ def _balance_ok(leaves, keys, book) -> bool:
 
 def _linear_components(n, u, v) -> int:
     """Maximal linear regions: connected components of the ``n`` regions under the adjacent pairs (u, v) whose
-    output maps agree (AFFINE_MAP_RTOL)."""
+    output maps agree (:func:`cpa_theory.frontier.same_maps`)."""
     if not len(u):
         return n
     from scipy.sparse import coo_matrix
@@ -752,9 +751,10 @@ def count_regions(net, center=None, radius=None, *, keep_regions: bool = False, 
     and are certified in chunks of ``_STREAM_CHUNK`` (witness balls, the independent forward pass, exact
     rational witnesses where float64 cannot certify, volumes); then their cells are dropped and only what
     completeness and N_lin need is kept (:class:`_RegionTable`). Memory: O(depth · ``_BATCH`` + ``_STREAM_CHUNK``)
-    cells, plus N · (code bytes + 4 + F · 3 + 8 · n_out (d + 1)) bytes for N regions with F facets inside W each
-    (ReLU-like codes: one bit per neuron; element uint16 + value uint8 per facet) — measured 72, 84 and 87
-    bytes per region on 4-16-16-1, 5-32-32-1 and 6-16-16-16-1 (F ≈ 7–7.6) — and during the final matching
+    cells, plus N · (code bytes + 4 + F · 3 + 8 · n_out (d + 1) + 16) bytes for N regions with F facets inside W
+    each (ReLU-like codes: one bit per neuron; element uint16 + value uint8 per facet; the map and its two error
+    bounds) — measured 72, 84 and 87 bytes per region on 4-16-16-1, 5-32-32-1 and 6-16-16-16-1 (F ≈ 7–7.6)
+    before the 16 bytes of error bounds were added — and during the final matching
     about as much again (sorted codes; look-ups in chunks of ``_LOOKUP_CHUNK`` facets). Facets that no
     neighbour matches (coincident switching sets, or a region missing) are settled by a facet-measure balance
     that enumerates the regions a second time (rare). ``keep_regions=True`` keeps every region instead

@@ -318,6 +318,26 @@ def test_linear_regions_merge_across_a_dead_neuron_without_lps():
     assert res.regions == old.regions == 7 and res.linear_regions == old.linear_regions == 4
 
 
+
+@pytest.mark.parametrize("engine", ["auto", "cells"])
+@pytest.mark.parametrize("d", [2, 3])
+def test_linear_regions_compare_maps_within_their_error_bounds_at_any_scale(engine, d):
+    """Output maps are compared within their proven float error, not a tolerance relative to 1 + the largest
+    entry: a kink of 1 beside a slope of 1e10 and a kink of 1e-10 are both kinks (the old tolerance merged
+    them), while a kink of 1e-10 cancelled exactly by a twin neuron still merges (maps within their bounds)."""
+    e = np.eye(d)
+    # f = 1e10·(x₁ + 10) + relu(x₂): x₁ + 10 > 0 on W, so the maps (1e10, 0, …) and (1e10, 1, …) differ
+    big = Network(d, (Layer(e[:2], [10.0, 0.0], relu()), Layer(np.array([[1e10, 1.0]]), [0.0], identity())))
+    assert count_regions(big, np.zeros(d), 1.0, engine=engine).linear_regions == 2
+    tiny = Network(d, (Layer(e[:1], [0.0], relu()), Layer(np.array([[1e-10]]), [0.0], identity())))
+    assert count_regions(tiny, np.zeros(d), 1.0, engine=engine).linear_regions == 2
+    # 1e-10·(relu(x₁) − relu(x₁ − 1e-3)) + 0·relu(x₂): six regions; across x₂ = 0 the maps are equal (output
+    # weight 0: merged), across x₁ = 0 and x₁ = 1e-3 the slope changes by 1e-10 (kinks): three linear regions
+    twin = Network(d, (Layer(np.stack([e[0], e[0], e[1]]), [0.0, -1e-3, 0.0], relu()),
+                       Layer(np.array([[1e-10, -1e-10, 0.0]]), [0.0], identity())))
+    res = count_regions(twin, np.zeros(d), 1.0, engine=engine)
+    assert (res.regions, res.linear_regions) == (6, 3)
+
 def test_progress_bar_goes_to_stderr_and_does_not_change_the_result(capsys):
     rng = np.random.default_rng(2)
     net = Network(2, (Layer(rng.normal(size=(8, 2)), rng.normal(size=8) * 0.3, relu()),

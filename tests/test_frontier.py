@@ -91,7 +91,7 @@ def _keep(fr, idx):
     fr.start, fr.count = fr.start[idx], fr.count[idx]
     fr.codes = tuple(k[idx] for k in fr.codes)
     fr.flats = tuple(k[idx] for k in fr.flats)
-    fr.A, fr.c = fr.A[idx], fr.c[idx]
+    fr.A, fr.c, fr.mA, fr.mc = fr.A[idx], fr.c[idx], fr.mA[idx], fr.mc[idx]
     fr.compact(fr.start, fr.count)
 
 
@@ -228,10 +228,7 @@ def test_space_engine_completeness_catches_injected_faults(monkeypatch, edit):
         fr = orig(*args, **kw)
         n = len(fr.count)
         idx = np.delete(np.arange(n), 4) if edit == "drop" else np.r_[np.arange(n), 4]
-        fr.start, fr.count = fr.start[idx], fr.count[idx]
-        fr.codes = tuple(k[idx] for k in fr.codes)
-        fr.flats = tuple(k[idx] for k in fr.flats)
-        fr.A, fr.c = fr.A[idx], fr.c[idx]
+        _keep(fr, idx)
         return fr
 
     monkeypatch.setattr(F3, "refine", refine)
