@@ -194,6 +194,11 @@ class ExactCharts:
         self._input[key] = hit
         return hit
 
+    def output(self, codes, o):
+        """Exact (A_o, c_o) with f_o(y) = A_o·y + c_o: output o of the network on the region of the full code
+        ``codes`` (one array per layer)."""
+        return self._input_row(codes, tuple(c.tobytes() for c in codes), o)
+
     def row(self, codes, j):
         """Exact (N_j, z0_j) with ẑ_j(y) = N_j·y + z0_j for neuron j of layer len(codes) on the cell of ``codes``."""
         return self._row(codes, tuple(c.tobytes() for c in codes), j)

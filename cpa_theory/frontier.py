@@ -581,9 +581,26 @@ def same_maps(u, v, A, c, eA, ec):
     return same
 
 
-def _linear_components(n, pairs, A, c, eA, ec) -> int:
+def confirm_same_maps(cond, p, u, v, same, code_of, n_out):
+    """The pairs that :func:`same_maps` could not tell apart in float64, decided in rationals: their exact output
+    maps (:meth:`cpa_theory.exact.ExactCharts.output` on their codes, ``code_of(i)``) are compared. Float64
+    cannot see a kink below its resolution of the map (1e-16 of a slope of 1e8 beside it, say); the exact
+    function of the float64 data has it. Returns the confirmed mask and the number of pairs decided."""
+    idx = np.flatnonzero(same)
+    if not len(idx):
+        return same, 0
+    charts = ExactCharts(cond, p)
+    out = same.copy()
+    for t in idx.tolist():
+        cu, cv = code_of(int(u[t])), code_of(int(v[t]))
+        out[t] = all(charts.output(cu, o) == charts.output(cv, o) for o in range(n_out))
+    return out, len(idx)
+
+
+def _linear_components(n, pairs, A, c, eA, ec, confirm=None) -> int:
     """Maximal linear regions: connected components of adjacent regions whose output maps agree
-    (:func:`same_maps`)."""
+    (:func:`same_maps`, then ``confirm(u, v, same)`` — :func:`confirm_same_maps` — on the pairs float64 takes
+    as equal)."""
     if not len(pairs):
         return n
     from scipy.sparse import coo_matrix
@@ -591,6 +608,8 @@ def _linear_components(n, pairs, A, c, eA, ec) -> int:
 
     u, v = pairs[:, 0], pairs[:, 1]
     same = same_maps(u, v, A, c, eA, ec)
+    if confirm is not None:
+        same = confirm(u, v, same)
     g = coo_matrix((np.ones(int(same.sum())), (u[same], v[same])), shape=(n, n))
     return int(connected_components(g, directed=False)[0])
 
@@ -708,7 +727,9 @@ def count_flat(cond, win, p, root, vol_w, geo: Geometry, *, keep_regions=False, 
     pairs, n_unmatched, facets_ok, chi = geo.completeness(fr)
     complete = bool(vol_ok and facets_ok)
     out_A, out_c, eA, ec = output_maps(fr.A, fr.c, fr.mA, fr.mc, fr.rel, p)  # f(x) = A (x − p) + c
-    n_lin = _linear_components(n, pairs, out_A, out_c, eA, ec) if linear else n
+    confirm = lambda u, v, same: confirm_same_maps(cond, p, u, v, same,  # noqa: E731
+                                                   lambda i: tuple(k[i] for k in fr.codes), out_A.shape[1])[0]
+    n_lin = _linear_components(n, pairs, out_A, out_c, eA, ec, confirm) if linear else n
     regions = None
     if keep_regions:
         regions = []

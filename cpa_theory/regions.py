@@ -28,7 +28,7 @@ import numpy as np
 
 from .errors import CPAInternalError
 from . import frontier2d, frontier3d
-from .frontier import _screen, layer_lines, output_maps, same_maps
+from .frontier import _screen, confirm_same_maps, layer_lines, output_maps, same_maps
 from .exact import ExactCharts, dot, exact_code, exact_code_and_switching
 from .hyperplanes import switching_hyperplanes
 from .maxgroups import is_max_groups, refine_max_batch
@@ -527,6 +527,7 @@ class _RegionTable:
 
     def __init__(self, cond, linear: bool):
         self.book = _CodeBook(cond)
+        self.cond, self.p = cond, None
         self.linear = linear
         self.codes, self.nfacets, self.elems, self.news, self.maps_A, self.maps_c = [], [], [], [], [], []
         self.err_A, self.err_c = [], []  # per region: error bounds of its output map's entries (same_maps)
@@ -535,6 +536,7 @@ class _RegionTable:
 
     def add(self, leaves, p) -> None:
         book = self.book
+        self.p = p
         flat = book.flat([lf.code for lf in leaves])
         rows = book.pack(flat)
         reg, pos, other = [], [], []
@@ -573,6 +575,12 @@ class _RegionTable:
             self.err_A.append(eA)
             self.err_c.append(ec)
         self.n += len(leaves)
+
+    def _code_of(self, i: int) -> tuple:
+        """Region i's code (one array per layer) from its packed row (after :meth:`finish` concatenated them)."""
+        flat = self.book.unpack(self.codes[0][i:i + 1])[0]
+        off = self.book.offsets
+        return tuple(flat[off[l]:off[l + 1]] for l in range(len(off) - 1))
 
     def nbytes(self) -> int:
         return sum(a.nbytes for part in (self.codes, self.nfacets, self.elems, self.news, self.maps_A, self.maps_c,
@@ -630,6 +638,7 @@ class _RegionTable:
                 sel = found & (nb > reg)
                 u, v = reg[sel], nb[sel]
                 same = same_maps(u, v, A_all, c_all, eA_all, ec_all)
+                same = confirm_same_maps(self.cond, self.p, u, v, same, self._code_of, A_all.shape[1])[0]
                 same_u.append(u[same])
                 same_v.append(v[same])
             r0 = r1
