@@ -337,6 +337,11 @@ def test_linear_regions_compare_maps_within_their_error_bounds_at_any_scale(engi
                        Layer(np.array([[1e-10, -1e-10, 0.0]]), [0.0], identity())))
     res = count_regions(twin, np.zeros(d), 1.0, engine=engine)
     assert (res.regions, res.linear_regions) == (6, 3)
+    # a kink of 2^-54 beside a slope of 2^27: inside the maps' float error bound (one bound per region), so
+    # only the rational comparison (confirm_same_maps) sees it
+    hidden = Network(d, (Layer(np.stack([e[0] * 2.0**27, e[1] * 2.0**-27]), [10 * 2.0**27, 0.0], relu()),
+                         Layer(np.array([[1.0, 2.0**-27]]), [0.0], identity())))
+    assert count_regions(hidden, np.zeros(d), 1.0, engine=engine).linear_regions == 2
 
 def test_progress_bar_goes_to_stderr_and_does_not_change_the_result(capsys):
     rng = np.random.default_rng(2)
