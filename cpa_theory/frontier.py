@@ -571,8 +571,8 @@ def output_maps(A, c, mA, mc, rel, p):
 
 def same_maps(u, v, A, c, eA, ec):
     """For adjacent pairs (u, v): do the output maps agree within their proven float error (entry by entry,
-    FILTER_SAFETY × the two regions' bounds)? Maps that differ by more are different; maps within the bound are
-    taken as the same map (a difference below float64's resolution of the computation is not resolved)."""
+    FILTER_SAFETY × the two regions' bounds)? Maps that differ by more are different; maps within the bound may
+    still differ below float64's resolution of the computation: :func:`confirm_same_maps` decides those."""
     n = len(A)
     same = np.ones(len(u), dtype=bool)
     for X, E in ((A.reshape(n, -1), eA), (c.reshape(n, -1), ec)):
