@@ -581,15 +581,16 @@ def same_maps(u, v, A, c, eA, ec):
     return same
 
 
-def confirm_same_maps(cond, p, u, v, same, code_of, n_out):
+def confirm_same_maps(cond, p, u, v, same, code_of, n_out, charts=None):
     """The pairs that :func:`same_maps` could not tell apart in float64, decided in rationals: their exact output
     maps (:meth:`cpa_theory.exact.ExactCharts.output` on their codes, ``code_of(i)``) are compared. Float64
     cannot see a kink below its resolution of the map (1e-16 of a slope of 1e8 beside it, say); the exact
-    function of the float64 data has it. Returns the confirmed mask and the number of pairs decided."""
+    function of the float64 data has it. ``charts``: an :class:`ExactCharts` on (cond, p) to reuse (its cache)
+    across calls. Returns the confirmed mask and the number of pairs decided."""
     idx = np.flatnonzero(same)
     if not len(idx):
         return same, 0
-    charts = ExactCharts(cond, p)
+    charts = ExactCharts(cond, p) if charts is None else charts
     out = same.copy()
     for t in idx.tolist():
         cu, cv = code_of(int(u[t])), code_of(int(v[t]))

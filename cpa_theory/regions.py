@@ -35,8 +35,7 @@ from .maxgroups import is_max_groups, refine_max_batch
 from .network import ConditionedNetwork, Network, as_point
 from .polytope import (Hyper, box_polygon, box_polytope, cell_volume, cell_volumes, facet_clearance, facet_measures,
                        polytope_from_halfspaces, split, vertex_signs)
-from .tolerances import (FACET_BALANCE_RTOL, UNIT_ROUNDOFF, VOLUME_SUM_RTOL,
-                         WITNESS_MIN_RELATIVE_RADIUS)
+from .tolerances import FACET_BALANCE_RTOL, UNIT_ROUNDOFF, VOLUME_SUM_RTOL, WITNESS_MIN_RELATIVE_RADIUS
 from .windows import Window, WindowRelation, window_relations
 
 __all__ = ["Region", "RegionCount", "count_regions", "enumerate_regions", "MAX_VERTEX_DIM"]
@@ -613,6 +612,7 @@ class _RegionTable:
         balance = {k: None for k in self.early_unmatched}
         n_unmatched = len(self.early_unmatched)
         same_u, same_v = [], []
+        charts = None
         r0 = 0
         while r0 < n:  # blocks of regions with about _LOOKUP_CHUNK facets
             r1 = max(r0 + 1, int(np.searchsorted(fstart, fstart[r0] + _LOOKUP_CHUNK, side="right")) - 1)
@@ -638,7 +638,9 @@ class _RegionTable:
                 sel = found & (nb > reg)
                 u, v = reg[sel], nb[sel]
                 same = same_maps(u, v, A_all, c_all, eA_all, ec_all)
-                same = confirm_same_maps(self.cond, self.p, u, v, same, self._code_of, A_all.shape[1])[0]
+                if same.any() and charts is None:  # one exact chart cache for all blocks
+                    charts = ExactCharts(self.cond, self.p)
+                same = confirm_same_maps(self.cond, self.p, u, v, same, self._code_of, A_all.shape[1], charts)[0]
                 same_u.append(u[same])
                 same_v.append(v[same])
             r0 = r1

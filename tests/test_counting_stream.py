@@ -327,6 +327,17 @@ def test_a_slow_window_shows_regions_and_fraction_of_w_in_the_cli(monkeypatch, c
     assert "counting regions" not in capsys.readouterr().err
 
 
+def _window_cells(d, seed, width):
+    """The cells (y-coordinates) of a random ReLU net d → width → 4 → 1 on W(0, 1), and vol(W)."""
+    rng = np.random.default_rng(seed)
+    net = Network(d, (Layer(rng.normal(size=(width, d)), rng.normal(size=width) * 0.3, relu()),
+                      Layer(rng.normal(size=(4, width)) / 2, rng.normal(size=4) * 0.3, relu()),
+                      Layer(np.ones((1, 4)), [0.0], identity())))
+    cond = R._conditioned(net)
+    win, p, root, vol_w = R._setup(cond, np.zeros(d), 1.0, None)
+    return [lf.P for lf in R._leaves(cond, win, p, root, {})], vol_w
+
+
 @pytest.mark.parametrize("d", [4, 5])
 def test_simple_cell_volumes_in_high_dimension_equal_qhull(monkeypatch, d):
     """cell_volumes' face-lattice pass (simple polytopes, d ≥ 4) equals Qhull's hull volume cell by cell; a wrong
@@ -336,19 +347,16 @@ def test_simple_cell_volumes_in_high_dimension_equal_qhull(monkeypatch, d):
     import cpa_theory.polytope as PT
     from cpa_theory.polytope import _is_simple, _volumes_simple
 
-    rng = np.random.default_rng(20 + d)
-    net = Network(d, (Layer(rng.normal(size=(7, d)), rng.normal(size=7) * 0.3, relu()),
-                      Layer(rng.normal(size=(4, 7)) / 2, rng.normal(size=4) * 0.3, relu()),
-                      Layer(np.ones((1, 4)), [0.0], identity())))
-    cond = R._conditioned(net)
-    win, p, root, vol_w = R._setup(cond, np.zeros(d), 1.0, None)
-    cells = [lf.P for lf in R._leaves(cond, win, p, root, {})]
+    cells, vol_w = _window_cells(d, seed=20 + d, width=7)
     assert len(cells) > 30 and all(_is_simple(P) for P in cells)
     got = _volumes_simple(cells)
     want = np.array([ConvexHull(P.V).volume for P in cells])
     np.testing.assert_allclose(got, want, rtol=1e-8, atol=1e-15 * vol_w)
     assert abs(cell_volumes(cells).sum() - vol_w) <= 1e-9 * vol_w
-    monkeypatch.setattr(PT, "_SIMPLE_ROWS", 700)  # many groups of a few cells: the same volumes in place
+    # no Lawrence direction: cell_volumes takes every cell through the face lattice, in many groups of a few
+    # cells: the same volumes in place
+    monkeypatch.setattr(PT, "_lawrence_directions", lambda k: np.zeros((1, k)))
+    monkeypatch.setattr(PT, "_SIMPLE_ROWS", 700)
     np.testing.assert_allclose(cell_volumes(cells), want, rtol=1e-8, atol=1e-15 * vol_w)
 
 
@@ -361,13 +369,7 @@ def test_lawrence_volumes_equal_qhull_and_fall_back_where_their_error_estimate_i
     import cpa_theory.polytope as PT
     from cpa_theory.polytope import _is_simple, _volumes_lawrence, _volumes_simple
 
-    rng = np.random.default_rng(40 + d)
-    net = Network(d, (Layer(rng.normal(size=(8, d)), rng.normal(size=8) * 0.3, relu()),
-                      Layer(rng.normal(size=(4, 8)) / 2, rng.normal(size=4) * 0.3, relu()),
-                      Layer(np.ones((1, 4)), [0.0], identity())))
-    cond = R._conditioned(net)
-    win, p, root, vol_w = R._setup(cond, np.zeros(d), 1.0, None)
-    cells = [lf.P for lf in R._leaves(cond, win, p, root, {})]
+    cells, vol_w = _window_cells(d, seed=40 + d, width=8)
     cells = [P for P in cells if _is_simple(P)]
     want = _volumes_simple(cells)
     vol, ok = _volumes_lawrence(cells)
