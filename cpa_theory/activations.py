@@ -14,6 +14,7 @@ The *piece index* of a pre-activation z is the number of breakpoints ``<= z``
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -108,23 +109,34 @@ class CPAActivation:
     def num_breakpoints(self) -> int:
         return len(self.breakpoints)
 
-    def values_at_breakpoints(self) -> tuple[float, ...]:
-        """φ(t_k) for every breakpoint, from the slopes (exact spline algebra)."""
+    def exact_values_at_breakpoints(self) -> tuple[Fraction, ...]:
+        """φ(t_k) for every breakpoint in rationals: the spline the float data (t, a, φ(t_1)) define, continuous
+        exactly (each value from the previous one along its piece, no rounding)."""
         vals = []
-        v = self.value_at_first
+        v = Fraction(self.value_at_first)
         for k, tk in enumerate(self.breakpoints):
             if k:
-                v = v + self.slopes[k] * (tk - self.breakpoints[k - 1])
+                v = v + Fraction(self.slopes[k]) * (Fraction(tk) - Fraction(self.breakpoints[k - 1]))
             vals.append(v)
         return tuple(vals)
 
-    def intercepts(self) -> tuple[float, ...]:
-        """Intercepts β_k with φ(z) = a_k z + β_k on piece k (length K+1)."""
+    def values_at_breakpoints(self) -> tuple[float, ...]:
+        """φ(t_k) for every breakpoint, each the float64 nearest to the exact value."""
+        return tuple(float(v) for v in self.exact_values_at_breakpoints())
+
+    def exact_intercepts(self) -> tuple[Fraction, ...]:
+        """Intercepts β_k with φ(z) = a_k z + β_k on piece k (length K+1), in rationals: piece 0 through
+        (t_1, φ(t_1)), piece k ≥ 1 through (t_k, φ(t_k)); the pieces meet exactly at every breakpoint."""
         if not self.breakpoints:
-            return (self.value_at_first,)
-        vals = self.values_at_breakpoints()
-        first = vals[0] - self.slopes[0] * self.breakpoints[0]
-        return (first, *(v - a * t for v, a, t in zip(vals, self.slopes[1:], self.breakpoints)))
+            return (Fraction(self.value_at_first),)
+        vals = self.exact_values_at_breakpoints()
+        t = [Fraction(v) for v in self.breakpoints]
+        a = [Fraction(v) for v in self.slopes]
+        return (vals[0] - a[0] * t[0], *(v - ak * tk for v, ak, tk in zip(vals, a[1:], t)))
+
+    def intercepts(self) -> tuple[float, ...]:
+        """Intercepts β_k (length K+1), each the float64 nearest to :meth:`exact_intercepts`."""
+        return tuple(float(v) for v in self.exact_intercepts())
 
     # -- evaluation ------------------------------------------------------
     def __call__(self, z, xp=np):

@@ -43,18 +43,12 @@ def dot(a, b) -> Fraction:
 def exact_piece_maps(activation):
     """Per piece k: (slope a_k, offset o_k) with φ(z) = a_k z + o_k exactly, from the activation's float data.
 
-    Same definition as the forward pass: φ(z) = v_ref + a_k (z − t_ref) with the breakpoint values.
+    Same function as the forward pass φ(z) = φ(t_1) + a_0 (z − t_1) + Σ (a_k − a_{k−1}) max(z − t_k, 0) taken
+    exactly: the continuous spline of :meth:`CPAActivation.exact_intercepts` (rounding the breakpoint values
+    first would leave a jump of ~1e-17 at a breakpoint, e.g. hardsigmoid's 6·fl(1/6) ≠ 1).
     """
-    t = [_fr(v) for v in activation.breakpoints]
     a = [_fr(v) for v in activation.slopes]
-    if not t:
-        return [(a[0], _fr(activation.value_at_first))]
-    vals = [_fr(v) for v in activation.values_at_breakpoints()]
-    out = []
-    for k in range(len(t) + 1):
-        ref, vref = (t[0], vals[0]) if k == 0 else (t[k - 1], vals[k - 1])
-        out.append((a[k], vref - a[k] * ref))
-    return out
+    return list(zip(a, activation.exact_intercepts()))
 
 
 class _ExactLayer:

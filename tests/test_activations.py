@@ -1,3 +1,5 @@
+from fractions import Fraction
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -96,3 +98,49 @@ def test_jax_evaluation_matches_numpy():
 
     act = spline([-1.0, 0.5, 2.0], [0.0, 1.0, -1.0], 0.3, 2.0)
     np.testing.assert_allclose(np.asarray(act(jnp.asarray(Z), xp=jnp)), act(Z), atol=1e-12)
+
+
+def _pieces_meet_exactly(act) -> bool:
+    from cpa_theory.exact import exact_piece_maps
+
+    maps = exact_piece_maps(act)
+    return all(maps[k][0] * Fraction(t) + maps[k][1] == maps[k + 1][0] * Fraction(t) + maps[k + 1][1]
+               for k, t in enumerate(act.breakpoints))
+
+
+@pytest.mark.parametrize("make", [hardsigmoid, hardtanh, relu6, absolute, lambda: leaky_relu(0.1),
+                                  lambda: spline([-1.0, 0.3, 0.7], [0.1, 1.0 / 3.0, -0.2], 0.3, -1.0 / 7.0)])
+def test_exact_pieces_meet_at_every_breakpoint(make):
+    """The exact function of the float data is the continuous spline the forward pass evaluates: the exact
+    pieces meet exactly, and the float intercepts are the nearest floats to the exact ones. Negative control:
+    pieces built from the *rounded* breakpoint values (hardsigmoid: 6·fl(1/6) ≠ 1) leave a jump."""
+    act = make()
+    assert _pieces_meet_exactly(act)
+    assert act.intercepts() == tuple(float(v) for v in act.exact_intercepts())
+    z = np.linspace(-8, 8, 33)
+    k = act.piece_index(z)
+    np.testing.assert_allclose(np.asarray(act.slopes)[k] * z + np.asarray(act.intercepts())[k], act(z),
+                               rtol=0, atol=1e-14)
+
+
+def test_rounded_breakpoint_values_would_leave_a_jump():
+    act = hardsigmoid()
+    a = [Fraction(v) for v in act.slopes]
+    t = [Fraction(v) for v in act.breakpoints]
+    rounded = [Fraction(v) for v in act.values_at_breakpoints()]  # 0 and fl(6·fl(1/6)) = 1
+    assert rounded[1] == 1 and act.exact_values_at_breakpoints()[1] != 1
+    # piece 1 through (t_1, φ(t_1)) and piece 2 through the rounded (t_2, 1): they miss at t_2
+    assert a[1] * t[1] + (rounded[0] - a[1] * t[0]) != a[2] * t[1] + (rounded[1] - a[2] * t[1])
+
+
+@given(st.lists(st.floats(-5, 5), min_size=1, max_size=5, unique=True),
+       st.lists(st.floats(-5, 5), min_size=5, max_size=5), st.floats(-3, 3), st.floats(-3, 3))
+def test_exact_spline_pieces_are_continuous(ts, vs, a0, aK):
+    ts = sorted(ts)
+    if any(b - a < 1e-3 for a, b in zip(ts, ts[1:])):
+        return
+    try:
+        act = spline(ts, vs[: len(ts)], a0, aK)
+    except ActivationError:
+        return
+    assert _pieces_meet_exactly(act)

@@ -212,6 +212,28 @@ def test_space_engine_on_bn_concurrent_planes():
     assert fast.certified
 
 
+def test_space_engine_certifies_across_a_hardsigmoid_saturation():
+    """A referee's 3-D case (hardsigmoid then hardtanh, radius 37): the space engine said certified false with
+    χ = −21 while the cell engine certified. Cause: the exact pieces were built from *rounded* breakpoint values,
+    so the exact function jumped by ~1e-17 at z = 3 (6·fl(1/6) ≠ 1) and the switching sets of layer 2 missed
+    each other across layer 1's saturation planes (a non-conforming complex). With the exact continuous spline
+    both engines certify the same count, one sliver of radius < 1e-15 included."""
+    from cpa_theory import hardsigmoid, hardtanh
+
+    W1 = [[-2.171875, -1.984375, 2.9375], [3.71875, 1.921875, 1.484375], [0.1875, 5.609375, -2.078125],
+          [-0.515625, 3.015625, -0.53125]]
+    W2 = [[-0.453125, 0.546875, -1.546875, 0.34375], [-2.171875, 0.828125, 0.78125, -0.25]]
+    net = Network(3, (Layer(np.array(W1), [0.5625, -0.546875, -0.6875, -0.921875], hardsigmoid()),
+                      Layer(np.array(W2), [-0.0, -0.125], hardtanh()),
+                      Layer(np.array([[-0.671875, 0.609375]]), [0.0], identity())))
+    c = np.array([0.0625, 0.265625, -0.265625])
+    fast = count_regions(net, c, 37.0)
+    ref = count_regions(net, c, 37.0, engine="cells")
+    _same(fast, ref)
+    assert fast.certified and fast.complete and fast.euler_characteristic == 1 and ref.certified
+    assert fast.unmatched_facets == 0 and fast.min_witness_radius < 1e-15
+
+
 @pytest.mark.parametrize("edit", ["drop", "duplicate"])
 def test_space_engine_completeness_catches_injected_faults(monkeypatch, edit):
     import cpa_theory.frontier3d as F3
