@@ -691,7 +691,8 @@ class Geometry(NamedTuple):
     witnesses: Callable  # (fr, p) -> (witnesses (C, d) in x, float ball radii (C,))
     cell: Callable  # (fr, i) -> region i as a polytope object (exact paths, keep_regions)
     volumes: Callable  # (fr) -> (C,) float volumes
-    completeness: Callable  # (fr) -> (adjacent pairs, unmatched facets, balance and Euler ok, Euler χ or None)
+    completeness: Callable  # (fr) -> (adjacent pairs, unmatched inner facets as (region, hyperplane id, inner
+    #                        sign, corners), balance and Euler ok, Euler χ or None)
 
 
 
@@ -725,8 +726,11 @@ def count_flat(cond, win, p, root, vol_w, geo: Geometry, *, keep_regions=False, 
             n_exact_wit += 1
     n_bad = int(np.count_nonzero(~ok))
     vol_ok = abs(float(geo.volumes(fr).sum()) - vol_w) <= VOLUME_SUM_RTOL * vol_w
-    pairs, n_unmatched, facets_ok, chi = geo.completeness(fr)
+    pairs, unmatched, facets_ok, chi = geo.completeness(fr)
+    n_unmatched = len(unmatched)
     complete = bool(vol_ok and facets_ok)
+    if linear and unmatched:  # facets whose neighbour's code was not predicted: find it exactly
+        pairs = np.concatenate([pairs, _probe_pairs(fr, cond, p, root, unmatched)]).astype(np.int64)
     out_A, out_c, eA, ec = output_maps(fr.A, fr.c, fr.mA, fr.mc, fr.rel, p)  # f(x) = A (x − p) + c
     confirm = lambda u, v, same: confirm_same_maps(cond, p, u, v, same,  # noqa: E731
                                                    lambda i: tuple(k[i] for k in fr.codes), out_A.shape[1])[0]
@@ -743,6 +747,20 @@ def count_flat(cond, win, p, root, vol_w, geo: Geometry, *, keep_regions=False, 
     return RegionCount(win.center, win.radius, n, n_lin, 0, n_bad == 0 and complete, n_bad, 0.0,
                        int(stats.get("exact_fallbacks", 0)), regions, complete, min_rad, n_exact_wit, n_unmatched, chi)
 
+
+
+def _probe_pairs(fr, cond, p, root, unmatched):
+    """Adjacent pairs across the unmatched facets (:mod:`cpa_theory.facet_probe`), for N_lin."""
+    from .facet_probe import FacetProber
+
+    index = {tuple(k[i].tobytes() for k in fr.codes): i for i in range(len(fr.count))}
+    prober = FacetProber(cond, p, root, lambda code: index.get(tuple(k.tobytes() for k in code)))
+    out = []
+    for cell, hid, sign, corners in unmatched:
+        j = prober.probe(cell, tuple(k[cell] for k in fr.codes), fr.exact_hyper(hid), sign, corners)
+        if j is not None:
+            out.append((min(cell, j), max(cell, j)))
+    return np.array(out, dtype=np.int64).reshape(-1, 2)
 
 
 class _LayerProgress:

@@ -274,7 +274,16 @@ def _completeness_2d(fr):
 
     pairs, unmatched = _adjacency(fr)
     chi, euler_ok = euler_check(fr, EULER_ANGLE_TOL)
-    return pairs, len(unmatched), _balance_ok(fr, unmatched) and euler_ok, chi
+    return pairs, _unmatched_edges(fr, unmatched), _balance_ok(fr, unmatched) and euler_ok, chi
+
+
+def _unmatched_edges(fr, unmatched):
+    """(region, hyperplane id, inner sign, end points (2, 2)) of the edges at pool positions ``unmatched``."""
+    nxt = _cyclic_next(fr.count)
+    cell = _segment_ids(fr.count)[unmatched]
+    V = fr.VE.a[:, :2]
+    return [(int(c), int(fr.pl.v[e]), int(fr.ps.v[e]), V[[fr.pv.v[e], fr.pv.v[nxt[e]]]])
+            for c, e in zip(cell.tolist(), np.asarray(unmatched).tolist())]
 
 
 

@@ -181,7 +181,10 @@ class Frontier3D(FlatFrontier):
             o_v = np.stack([vid, xid], axis=1).ravel()[mask]
             o_cut = np.stack([cut_v, cut_x], axis=1).ravel()[mask]
             o_face = np.repeat(np.arange(len(faces)), per)
-            good = per >= 3  # a clipped face with fewer than 3 vertices has no area on this side
+            # a clipped face with fewer than 3 vertices has no area on this side, nor one whose kept vertices all
+            # lie on the cut (it touches the cap in a segment: degenerate arrangements, cf. polytope._live_facets)
+            strict = np.add.reduceat((s == keep).astype(np.intp), fbounds) if len(fbounds) else per
+            good = (per >= 3) & (strict > 0)
             # segments on the cut: from an emitted point labelled cut to the next emitted point of its face
             o_next = _cyclic_next(per)
             seg = np.flatnonzero(o_cut & good[o_face])
@@ -423,7 +426,13 @@ def euler_check(fr):
 def _completeness(fr):
     pairs, unmatched, faces = _adjacency(fr)
     chi, euler_ok = euler_check(fr)
-    return pairs, len(unmatched), _balance_ok(fr, unmatched, faces) and euler_ok, chi
+    fcell = _segment_ids(fr.count)
+    info = []
+    for u in np.asarray(unmatched).tolist():  # (region, hyperplane id, inner sign, corners) per unmatched face
+        f = faces[u]
+        corners = fr.VE.a[fr.pv.a[fr.fstart.a[f]: fr.fstart.a[f] + fr.fcount.a[f]], :3]
+        info.append((int(fcell[u]), int(fr.fplane.a[f]), int(fr.fsign.a[f]), corners))
+    return pairs, info, _balance_ok(fr, unmatched, faces) and euler_ok, chi
 
 
 def _witnesses_only(fr, p):

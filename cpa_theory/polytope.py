@@ -353,7 +353,8 @@ def split(P, H: Hyper, signs, stats=None):
         for e in range(len(edges)):
             cols = np.flatnonzero(shared[e])
             if len(cols) > d - 1:
-                cols = _independent_rows(np.array([P.facets[c][0].a for c in cols]), cols, d - 1) or list(cols[: d - 1])
+                pick = _independent_rows(np.array([P.facets[c][0].a for c in cols]), np.arange(len(cols)), d - 1)
+                cols = cols[pick] if pick is not None else cols[: d - 1]
             rows.append([P.facets[c][0] for c in cols] + [H])
         new_V, new_err = _solve_vertices(rows, P.scale)
     for e, (u, w) in enumerate(edges):
@@ -380,12 +381,25 @@ def split(P, H: Hyper, signs, stats=None):
         err = np.concatenate([P.err[keep], new_err])
         ex = [P.ex[i] for i in keep] + list(new_ex)
         inc = np.vstack([inc_old, new_inc])
-        live = inc.sum(axis=0) >= d  # a facet needs at least d vertices; others no longer touch in d − 1 dims
+        live = _live_facets(inc_old[: len(keep) - len(zero), :F], inc, d, len(zero))
         return Polytope(V, err, ex, [f for f, k in zip(facets, live) if k], inc[:, live], P.scale)
 
     below = half(np.concatenate([neg, zero]), 1)
     above = half(np.concatenate([pos, zero]), -1)
     return below, above
+
+
+def _live_facets(inc_strict, inc, d, on_cut):
+    """The facets a side of a split keeps (the cut H, last, always): an old facet F stays (d−1)-dimensional iff
+    one of its vertices lies strictly on the kept side — then F meets the open half-space in a relatively open
+    set. If all its kept vertices lie on H, F ∩ half-space ⊂ F ∩ H has dimension ≤ d − 2 however many vertices
+    it has (degenerate arrangements: a cut through a non-simple face), and listing it would make a 'facet' that
+    only touches. ``inc_strict``: incidence of the strictly kept vertices with the old facets; ``inc``: the
+    side's full incidence (old facets, then H); ``on_cut``: how many old vertices lie on H."""
+    live = inc.sum(axis=0) >= d
+    if on_cut:  # without old vertices on H, a facet with a crossing point on it has a strict vertex too
+        live[:-1] &= inc_strict.any(axis=0)
+    return live
 
 
 def _edges(P: Polytope, pos, neg):
@@ -760,6 +774,13 @@ def _volumes_3d(cells) -> np.ndarray:
     area = np.bincount(jf, weights=tri, minlength=foff)
     h = np.einsum("ij,ij->i", nout, cf - centre[cell_f])
     return np.bincount(cell_f, weights=h * area / 3.0, minlength=n)
+
+
+def facet_corners(P, f: int) -> np.ndarray:
+    """The float vertices of facet ``f`` of ``P`` (order of ``P.facet_list()``): ``(m, d)``."""
+    if isinstance(P, Polygon):
+        return P.V[[f, (f + 1) % len(P.V)]]
+    return P.V[P.inc[:, f]]
 
 
 def facet_measures(P):

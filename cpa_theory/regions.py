@@ -33,8 +33,8 @@ from .exact import ExactCharts, dot, exact_code, exact_code_and_switching
 from .hyperplanes import switching_hyperplanes
 from .maxgroups import is_max_groups, refine_max_batch
 from .network import ConditionedNetwork, Network, as_point
-from .polytope import (Hyper, box_polygon, box_polytope, cell_volume, cell_volumes, facet_clearance, facet_measures,
-                       polytope_from_halfspaces, split, vertex_signs)
+from .polytope import (Hyper, box_polygon, box_polytope, cell_volume, cell_volumes, facet_clearance, facet_corners,
+                       facet_measures, polytope_from_halfspaces, split, vertex_signs)
 from .tolerances import FACET_BALANCE_RTOL, UNIT_ROUNDOFF, VOLUME_SUM_RTOL, WITNESS_MIN_RELATIVE_RADIUS
 from .windows import Window, WindowRelation, window_relations
 
@@ -530,6 +530,8 @@ class _RegionTable:
         self.linear = linear
         self.codes, self.nfacets, self.elems, self.news, self.maps_A, self.maps_c = [], [], [], [], [], []
         self.err_A, self.err_c = [], []  # per region: error bounds of its output map's entries (same_maps)
+        self.same_u = self.same_v = np.zeros(0, dtype=np.int64)  # adjacent pairs with one map (after finish)
+        self._charts = None
         self.n = 0
         self.early_unmatched = []  # (layer, j, k, prefix key) of facets no neighbour code can match
 
@@ -609,6 +611,7 @@ class _RegionTable:
             A_all, c_all = np.concatenate(self.maps_A), np.concatenate(self.maps_c)
             eA_all, ec_all = np.concatenate(self.err_A), np.concatenate(self.err_c)
             self.maps_A, self.maps_c, self.err_A, self.err_c = [A_all], [c_all], [eA_all], [ec_all]
+        self._lookup = (skeys, order, width)
         balance = {k: None for k in self.early_unmatched}
         n_unmatched = len(self.early_unmatched)
         same_u, same_v = [], []
@@ -644,8 +647,32 @@ class _RegionTable:
                 same_u.append(u[same])
                 same_v.append(v[same])
             r0 = r1
-        n_lin = _linear_components(n, np.concatenate(same_u), np.concatenate(same_v)) if self.linear else None
+        if self.linear:
+            self.same_u, self.same_v = np.concatenate(same_u), np.concatenate(same_v)
+            self._charts = charts
+        n_lin = _linear_components(n, self.same_u, self.same_v) if self.linear else None
         return n_unmatched, list(balance), n_lin
+
+    def index_of(self, code):
+        """The region with ``code`` (one array per layer), or None (after :meth:`finish`)."""
+        skeys, order, width = self._lookup
+        row = self.book.pack(self.book.flat([code]))
+        key = np.ascontiguousarray(row).view(np.dtype((np.void, width))).ravel()
+        at = int(np.searchsorted(skeys, key[0], side="right")) - 1
+        return int(order[at]) if at >= 0 and skeys[at] == key[0] else None
+
+    def linear_with(self, u, v) -> int:
+        """N_lin after adding the adjacent pairs (u, v) found across unmatched facets (:mod:`.facet_probe`):
+        their maps are compared as in :meth:`finish`."""
+        u, v = np.asarray(u, dtype=np.int64), np.asarray(v, dtype=np.int64)
+        A, c, eA, ec = self.maps_A[0], self.maps_c[0], self.err_A[0], self.err_c[0]
+        same = same_maps(u, v, A, c, eA, ec)
+        if same.any() and self._charts is None:
+            self._charts = ExactCharts(self.cond, self.p)
+        same = confirm_same_maps(self.cond, self.p, u, v, same, self._code_of, A.shape[1], self._charts)[0]
+        self.same_u = np.concatenate([self.same_u, u[same]])
+        self.same_v = np.concatenate([self.same_v, v[same]])
+        return _linear_components(self.n, self.same_u, self.same_v)
 
 
 def _balance_ok(leaves, keys, book) -> bool:
@@ -672,6 +699,54 @@ def _balance_ok(leaves, keys, book) -> bool:
             H, s = fl[fi]
             sums[(*H.key[:3], book.prefix_key(row, H.key[0]))][s > 0] += float(meas[fi])
     return all(abs(a - b) <= FACET_BALANCE_RTOL * max(a, b, 1e-300) and a > 0 for a, b in sums.values())
+
+
+class _probing:
+    """An iterable over the regions (a second enumeration) that, on its way, finds the region across every
+    facet of a switching set named in ``keys`` whose predicted neighbour code is not in ``table``
+    (:class:`cpa_theory.facet_probe.FacetProber`); :meth:`pairs` gives them once iterated."""
+
+    def __init__(self, leaves, cond, p, root, table, keys):
+        from .facet_probe import FacetProber
+
+        self.leaves, self.table, self.book = leaves, table, table.book
+        self.triples = {k[:3] for k in keys}
+        self.keys = set(keys)
+        self.prober = FacetProber(cond, p, root, table.index_of)
+        self.u, self.v = [], []
+
+    def __iter__(self):
+        book = self.book
+        for lf in self.leaves:
+            yield lf
+            fl = lf.P.facet_list()
+            hit = [fi for fi, (H, _) in enumerate(fl)
+                   if H.key[0] not in ("box", "domain") and H.key[:3] in self.triples]
+            if not hit:
+                continue
+            row = book.flat([lf.code])[0]
+            hit = [fi for fi in hit if (*fl[fi][0].key[:3], book.prefix_key(row, fl[fi][0].key[0])) in self.keys]
+            if not hit:
+                continue
+            i = self.table.index_of(lf.code)
+            for fi in hit:
+                H, s = fl[fi]
+                l, j, k = H.key[:3]
+                if not isinstance(k, tuple):  # the predicted neighbour exists: matched already
+                    piece = int(lf.code[l][j])
+                    o = k if piece == k + 1 else (k + 1 if piece == k else -1)
+                    if o >= 0:
+                        guess = [c.copy() for c in lf.code]
+                        guess[l][j] = o
+                        if self.table.index_of(guess) is not None:
+                            continue
+                nb = self.prober.probe(i, lf.code, H.exact(), s, facet_corners(lf.P, fi))
+                if nb is not None and i is not None:
+                    self.u.append(min(i, nb))
+                    self.v.append(max(i, nb))
+
+    def pairs(self):
+        return self.u, self.v
 
 
 def _linear_components(n, u, v) -> int:
@@ -871,9 +946,13 @@ def count_regions(net, center=None, radius=None, *, keep_regions: bool = False, 
     vol_ok = abs(tally["vol"] - vol_w) <= VOLUME_SUM_RTOL * vol_w
     n_unmatched, balance_keys, n_lin = table.finish()
     balanced = True
-    if vol_ok and balance_keys:
+    if balance_keys and (vol_ok or linear):
         again = kept if keep_regions else _leaves(cond, win, p, root, {})
+        if linear:  # the same enumeration finds the neighbours across unmatched facets (N_lin)
+            again = _probing(again, cond, p, root, table, balance_keys)
         balanced = _balance_ok(again, balance_keys, table.book)
+        if linear:
+            n_lin = table.linear_with(*again.pairs())
     complete = bool(vol_ok and balanced)
     if not linear:
         n_lin = n

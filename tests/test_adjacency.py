@@ -1,0 +1,166 @@
+"""Adjacency across facets, and with it maximal linear regions (N_lin), on degenerate arrangements.
+
+Facet matching predicts the code across a facet of {ẑ_j = t_k}: the same code with neuron j moved across t_k.
+Two things break the prediction in degenerate arrangements, and both are tested here against an oracle that
+shares nothing with the engines' adjacency: region pairs whose closures share a (d−1)-dimensional disc, found by
+one LP per (region pair, facet) on the certified regions' inequalities (scipy's HiGHS), then connected
+components of the pairs with equal output maps.
+
+* a facet crossed by two switching sets at once (twin neurons; a later neuron exactly at a breakpoint along the
+  facet) — the region across has a code that differs in two entries (:mod:`cpa_theory.facet_probe` finds it);
+* a hyperplane that only touches a cell in a lower-dimensional face with ≥ d vertices (a split no longer keeps
+  it, :func:`cpa_theory.polytope._live_facets`; before, it paired regions that only touch).
+"""
+
+import numpy as np
+import pytest
+from scipy.optimize import linprog
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from cpa_theory import Layer, Network, absolute, hardtanh, identity, relu
+from cpa_theory.regions import count_regions
+
+
+def _share_a_facet(Gi, hi, Gj, hj) -> bool:
+    """Do {Gi x ≤ hi} and {Gj x ≤ hj} share a (d−1)-disc on one of region i's facet hyperplanes? One LP per
+    facet: the largest in-plane radius s of a disc on {g·x = b} inside both closures."""
+    d = Gi.shape[1]
+    G = np.vstack([Gi, Gj])
+    h = np.concatenate([hi, hj])
+    norms = np.linalg.norm(G, axis=1)
+    for g, b in zip(Gi, hi):
+        u = g / np.linalg.norm(g)
+        along = G @ u
+        par = np.abs(np.abs(along) - norms) <= 1e-12 * norms  # constant on the plane: no margin
+        margin = np.where(par, 0.0, np.sqrt(np.maximum(norms ** 2 - along ** 2, 0.0)))
+        rhs = h + np.where(par, 1e-12 * (1 + np.abs(h)), 0.0)
+        res = linprog(np.r_[np.zeros(d), -1.0], A_ub=np.c_[G, margin], b_ub=rhs, A_eq=np.r_[g, 0.0][None],
+                      b_eq=[b], bounds=[(None, None)] * d + [(None, 1.0)], method="highs")
+        if res.status == 0 and -res.fun > 1e-9:
+            return True
+    return False
+
+
+def nlin_oracle(regions) -> int:
+    n = len(regions)
+    maps = [np.c_[r.out_A, r.out_c] for r in regions]
+    lo = np.array([r.vertices.min(axis=0) for r in regions]) - 1e-9
+    hi = np.array([r.vertices.max(axis=0) for r in regions]) + 1e-9
+    u, v = [], []
+    for i in range(n):
+        for j in range(i + 1, n):
+            if np.any(lo[i] > hi[j]) or np.any(lo[j] > hi[i]):  # closures apart: no LP needed
+                continue
+            if np.array_equal(maps[i], maps[j]) and _share_a_facet(*regions[i].facets, *regions[j].facets):
+                u.append(i)
+                v.append(j)
+    g = coo_matrix((np.ones(len(u)), (u, v)), shape=(n, n))
+    return int(connected_components(g, directed=False)[0])
+
+
+def _engines(d):
+    return ("auto", "cells") if d in (2, 3) else ("cells",)
+
+
+@pytest.mark.parametrize("d", [2, 3, 4])
+def test_twin_neurons_merge_across_their_shared_facet(d):
+    """f = relu(x₁) − relu(x₁) + relu(x₂) = relu(x₂): four regions, two linear regions (crossing x₁ = 0 flips
+    both twins, so the predicted neighbour code does not exist)."""
+    e = np.eye(d)
+    net = Network(d, (Layer(np.stack([e[0], e[0], e[1]]), np.zeros(3), relu()),
+                      Layer(np.array([[1.0, -1.0, 1.0]]), [0.0], identity())))
+    for engine in _engines(d):
+        res = count_regions(net, np.zeros(d), 1.0, engine=engine)
+        assert (res.regions, res.linear_regions, res.certified) == (4, 2, True), engine
+
+
+@pytest.mark.parametrize("d", [2, 3])
+def test_a_neuron_exactly_at_its_breakpoint_along_a_facet(d):
+    """f = relu(−relu(x₁)) + relu(x₂) = relu(x₂): the layer-2 neuron's pre-activation is exactly 0 where layer 1
+    is dead (piece 1 there) and −x₁ beyond, so crossing x₁ = 0 moves two neurons of two layers at once."""
+    e = np.eye(d)
+    net = Network(d, (Layer(e[:2], [0.0, 0.0], relu()),
+                      Layer(np.array([[-1.0, 0.0], [0.0, 1.0]]), [0.0, 0.0], relu()),
+                      Layer(np.array([[1.0, 1.0]]), [0.0], identity())))
+    for engine in _engines(d):
+        res = count_regions(net, np.zeros(d), 1.0, engine=engine)
+        assert (res.regions, res.linear_regions, res.certified) == (4, 2, True), engine
+
+
+def _degenerate_net(d, seed):
+    """Small integer weights, zero or half-integer biases, a duplicated row per layer half the time, and
+    relu / hardtanh / abs: arrangements full of concurrent, coincident and touching hyperplanes."""
+    rng = np.random.default_rng([d, seed])
+    acts = (relu, hardtanh, absolute)
+    layers, n = [], d
+    for w in (4, 3):
+        W = rng.integers(-2, 3, size=(w, n)).astype(float)
+        if rng.random() < 0.5:
+            W[-1] = W[0]
+        b = rng.integers(-1, 2, size=w).astype(float) * (0 if rng.random() < 0.5 else 0.5)
+        layers.append(Layer(W, b, acts[rng.integers(3)]()))
+        n = w
+    layers.append(Layer(rng.integers(-2, 3, size=(1, n)).astype(float), [0.0], identity()))
+    return Network(d, tuple(layers)), rng.integers(-2, 3, size=d) * 0.25
+
+
+@pytest.mark.parametrize("d, seeds", [(2, range(4)), (3, range(3)), (4, (0, 14))])
+def test_linear_regions_of_degenerate_nets_equal_the_lp_oracle(d, seeds):
+    """N_lin of both engines equals the LP oracle on degenerate nets. 4-D seed 14: 54 listed 'facets' touch
+    their cell only in a 2-face with 4 vertices; matching them paired regions that merely touch and gave
+    N_lin 147 instead of 161. 4-D seed 0: an edge on more than d − 1 facets (the split picked its independent
+    facets by the wrong index and crashed)."""
+    for seed in seeds:
+        net, c = _degenerate_net(d, seed)
+        for engine in _engines(d):
+            res = count_regions(net, c, 1.0, engine=engine, keep_regions=True)
+            assert res.certified and res.complete, (seed, engine)
+            assert res.linear_regions == _oracle_of(d, seed, res.region_list), (seed, engine)
+
+
+_ORACLE: dict = {}
+
+
+def _oracle_of(d, seed, regions=None) -> int:
+    """The oracle's N_lin of ``_degenerate_net(d, seed)`` (regions: certified ones; computed once)."""
+    if (d, seed) not in _ORACLE:
+        if regions is None:
+            net, c = _degenerate_net(d, seed)
+            regions = count_regions(net, c, 1.0, engine="cells", keep_regions=True).region_list
+        _ORACLE[(d, seed)] = nlin_oracle(regions)
+    return _ORACLE[(d, seed)]
+
+
+def test_the_oracle_sees_a_wrong_merge():
+    """Negative control for the oracle: regions that only touch at a corner, with one map, stay two."""
+    from types import SimpleNamespace as NS
+
+    A, c = np.array([[1.0, 0.0]]), np.array([0.0])
+    box = lambda lo, hi: (np.r_[np.eye(2), -np.eye(2)], np.r_[hi, -np.asarray(lo)])  # noqa: E731
+    reg = lambda lo, hi: NS(out_A=A, out_c=c, facets=box(lo, hi),  # noqa: E731
+                            vertices=np.array([[lo[0], lo[1]], [hi[0], hi[1]]], dtype=float))
+    touching = [reg([0, 0], [1, 1]), reg([1, 1], [2, 2])]
+    sharing = [reg([0, 0], [1, 1]), reg([1, 0], [2, 1])]
+    assert nlin_oracle(touching) == 2 and nlin_oracle(sharing) == 1
+
+
+def test_mutations_of_the_adjacency_are_caught(monkeypatch):
+    """The checks above fail when either fix is removed from the implementation: no exact probe across
+    unmatched facets (twins stay apart: N_lin 4), or a split that keeps every hyperplane with d vertices on it
+    as a facet (4-D seed 14: regions that only touch are merged, N_lin below the oracle)."""
+    import cpa_theory.facet_probe as FP
+    import cpa_theory.polytope as P
+
+    e = np.eye(2)
+    twins = Network(2, (Layer(np.stack([e[0], e[0], e[1]]), np.zeros(3), relu()),
+                        Layer(np.array([[1.0, -1.0, 1.0]]), [0.0], identity())))
+    with monkeypatch.context() as m:
+        m.setattr(FP.FacetProber, "probe", lambda self, *a: None)
+        assert count_regions(twins, np.zeros(2), 1.0).linear_regions == 4
+        assert count_regions(twins, np.zeros(2), 1.0, engine="cells").linear_regions == 4
+    net, c = _degenerate_net(4, 14)
+    expected = _oracle_of(4, 14)
+    with monkeypatch.context() as m:  # the old rule: any hyperplane with d vertices on it stays a facet
+        m.setattr(P, "_live_facets", lambda inc_strict, inc, d, on_cut: inc.sum(axis=0) >= d)
+        assert count_regions(net, c, 1.0, engine="cells").linear_regions < expected
