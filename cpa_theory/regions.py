@@ -68,7 +68,9 @@ class Region:
     """One certified activation region.
 
     code: tuple of int arrays (piece index per neuron, per layer); witness: ``(d,)`` x-coordinates;
-    radius: a Euclidean ball of this radius around the witness lies in the region;
+    radius: a Euclidean ball of this radius around the witness lies in the region (for regions thinner than
+    float64 resolution, certified by an exact rational witness, ``witness`` is that point rounded to float64
+    and may fall just outside; ``radius`` is the exact ball's);
     vertices: ``(Nv, d)`` x-coordinates; out_A ``(n_out, d)``, out_c ``(n_out,)``: f(x) = out_A x + out_c;
     facets: ``(G, h)`` with the region = {x : G x ≤ h} (window sides and switching hyperplanes).
     """
