@@ -29,6 +29,7 @@ import numpy as np
 
 from .errors import CPAInternalError
 from .exact import ExactCharts, dot, solve
+from .frontier_kernels import NUMPY, chart_tables, charts_after, next_lines
 from .polytope import Hyper
 from .tolerances import DOT_EXTRA_TERMS, FILTER_SAFETY, UNIT_ROUNDOFF, WITNESS_MIN_RELATIVE_RADIUS
 
@@ -56,29 +57,25 @@ def layer_lines(cl, A, c, mA, mc, rel, li):
     ``A (C, m, d)``, ``c (C, m)``, magnitude bounds ``mA``, ``mc`` (same shapes) and the charts' relative error
     ``rel``. Returns a dict: ``fa (C, nK, d)``, ``fb (C, nK)`` with line (j, k) at index j·K + k being
     {ẑ_j = t_k} = {fa·y = fb}; ``EA``, ``EB`` their error bounds; ``N``, ``z0`` (ẑ = N y + z0), ``mlin``,
-    ``mgap`` (magnitudes for the next chart) and ``rel2`` (this layer's relative error).
+    ``mgap`` (magnitudes for the next chart) and ``rel2`` (this layer's relative error); the arithmetic is
+    :func:`cpa_theory.frontier_kernels.next_lines`.
     """
+    bn, act = cl.bn, cl.activation
+    t = act.breakpoints_array
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is detected below and reported
+        fa, fb, EA, EB, N, z0, mlin, mgap = next_lines(cl.weight, bn.anchor, bn.gain, bn.shift, t, A, c, mA, mc, rel)
+    return _lines_dict(fa, fb, EA, EB, N, z0, mlin, mgap, rel + (cl.weight.shape[1] + DOT_EXTRA_TERMS + 2) * U,
+                       len(t), li)
+
+
+def _lines_dict(fa, fb, EA, EB, N, z0, mlin, mgap, rel2, K, li):
+    """:func:`layer_lines`'s dict from :func:`cpa_theory.frontier_kernels.next_lines`'s arrays, after the overflow
+    check (an internal error)."""
     from .regions import _finite
 
-    bn, act = cl.bn, cl.activation
-    with np.errstate(over="ignore", invalid="ignore"):  # overflow is detected below and reported
-        lin, gap = cl.chart(A, c)
-        g, e = bn.gain, bn.shift
-        N = g[None, :, None] * lin
-        z0 = g * gap + e
-        mlin = np.matmul(np.abs(cl.weight), mA)
-        mgap = (mc + np.abs(bn.anchor)) @ np.abs(cl.weight).T
-        rel2 = rel + (cl.weight.shape[1] + DOT_EXTRA_TERMS + 2) * U
-        EN = rel2 * np.abs(g)[None, :, None] * mlin
-        Ez = rel2 * (np.abs(g) * mgap + np.abs(e))
-    _finite(N, z0, EN, Ez, what=f"the charts of layer {li}")
-    t = act.breakpoints_array
-    C, n = z0.shape
-    K = len(t)
-    fb = (t[None, None, :] - z0[:, :, None]).reshape(C, n * K)
-    return {"fa": np.repeat(N, K, axis=1), "fb": fb, "EA": np.repeat(EN, K, axis=1),
-            "EB": np.repeat(Ez, K, axis=1) + U * np.abs(fb), "N": N, "z0": z0, "mlin": mlin, "mgap": mgap,
-            "rel2": rel2, "K": K}
+    _finite(N, z0, EA, EB, mlin, mgap, what=f"the charts of layer {li}")
+    return {"fa": fa, "fb": fb, "EA": EA, "EB": EB, "N": N, "z0": z0, "mlin": mlin, "mgap": mgap, "rel2": rel2,
+            "K": K}
 
 
 
@@ -164,6 +161,7 @@ class FlatFrontier:
 
     def _init_tables(self, cond, p, y0, radius, stats, hypers, scale):
         self.cond, self.p, self.y0, self.radius, self.stats = cond, p, y0, float(radius), stats
+        self.kernels = NUMPY  # the float kernels (cpa_theory.frontier_kernels); refine() may set JAX's
         self._charts = None  # exact charts, built on the first exact decision (rational weights cost ~10 µs each)
         self.scale = scale
         d = self.d
@@ -230,16 +228,12 @@ class FlatFrontier:
         """Exact sides of vertices ``vids (M,)`` for hyperplanes ``rows (M,)`` of the coefficient table ``T``
         (:func:`_sign_table`): ``(M,)`` int8. float64 decides where |a·v − β| > E (the filter bound of
         :func:`cpa_theory.polytope.vertex_signs`); elsewhere ``exact_row(row)`` gives the exact hyperplane."""
-        d = self.d
-        Vg, Tg = self.VE.a[vids], T[rows]
-        vals = np.einsum("md,md->m", Vg[:, :d], Tg[:, :d]) - Tg[:, d]
-        E = FILTER_SAFETY * (np.einsum("md,md->m", np.abs(Vg[:, :d]), Tg[:, d + 1:2 * d + 1]) + Tg[:, 2 * d + 1]
-                             + Tg[:, 2 * d + 2] * Vg[:, d])
-        if not np.isfinite(vals.sum() + E.sum()):  # E ≥ 0: its sum is finite iff every entry is
+        s, und, bad = self.kernels.vertex_sides(self.VE.a[vids], T[rows])
+        if bad.any():
             raise CPAInternalError("float64 overflow or NaN while deciding vertex sides; please report this "
                                    "network and window (the exact count needs values within float64 range).")
-        s = np.sign(vals).astype(np.int8)
-        und = np.flatnonzero(~(np.abs(vals) > E))
+        s = np.array(s, dtype=np.int8)
+        und = np.flatnonzero(und)
         for i in und.tolist():
             a, b = exact_row(int(rows[i]))
             val = dot(a, self.exact_vertex(int(vids[i]))) - b
@@ -337,24 +331,9 @@ def _sign_table(a, b, ea, eb):
 
 
 def _box_sides(box, Tg):
-    """Side of a box for a hyperplane, decided in float64 when safe: ``(n,)`` int8, +1 / −1 when every point of
-    the box is strictly on that side of the *exact* hyperplane, 0 when undecided. ``box (n, 2d)`` = (lo, hi).
-
-    With M = max(|lo|, |hi|) per coordinate, |(a*·y − β*) − fl(a·y − β)| ≤ EA·M + Eβ + k(|a|·M + |β|) for every
-    y in the box (the vertex filter's bound at |y| ≤ M, error 0), and the float function's minimum over the box
-    is at the corner that takes lo where a ≥ 0 (maximum: the opposite corner)."""
-    d = box.shape[1] // 2
-    lo, hi = box[:, :d], box[:, d:]
-    a = Tg[:, :d]
-    M = np.maximum(np.abs(lo), np.abs(hi))
-    E = FILTER_SAFETY * (np.einsum("nd,nd->n", M, Tg[:, d + 1:2 * d + 1]) + Tg[:, 2 * d + 1])
-    pos = a >= 0
-    with np.errstate(over="ignore", invalid="ignore"):
-        vmin = np.einsum("nd,nd->n", a, np.where(pos, lo, hi)) - Tg[:, d]
-        vmax = np.einsum("nd,nd->n", a, np.where(pos, hi, lo)) - Tg[:, d]
-    side = (vmin > E).astype(np.int8) - (vmax < -E).astype(np.int8)
-    side[~(np.isfinite(vmin) & np.isfinite(vmax) & np.isfinite(E))] = 0  # overflow decides nothing: exact signs
-    return side
+    """Side of boxes ``(n, 2d)`` for hyperplanes (rows of :func:`_sign_table`): +1 / −1 / 0 undecided, by
+    :func:`cpa_theory.frontier_kernels.box_sides` on numpy."""
+    return NUMPY.box_sides(box, Tg)
 
 
 # -- the driver: layers, then certificates -------------------------------------------------------------------
@@ -398,21 +377,10 @@ def _pieces(lines, csides, L):
 
 def _charts_after(cl, lines, par, pieces):
     """The layer's output chart h = A y + c on cells (parents ``par`` into ``lines``, their ``pieces``) with the
-    magnitude bounds of :func:`cpa_theory.regions._refine_batch`: ``(A, c, mA, mc)``, row by row."""
-    act = cl.activation
-    K, N, z0, g, e = lines["K"], lines["N"], lines["z0"], cl.bn.gain, cl.bn.shift
-    slope_tab = np.asarray(act.slopes, dtype=np.float64)
-    icpt_tab = np.asarray(act.intercepts(), dtype=np.float64)
-    t = act.breakpoints_array
-    icpt_mag = np.abs(icpt_tab) + np.abs(slope_tab) * (np.abs(t).max() if K else 0.0) + (
-        np.abs(np.asarray(act.values_at_breakpoints())).max() if K else 0.0)
-    slope, icpt = slope_tab[pieces], icpt_tab[pieces]
-    aslope = np.abs(slope)
-    A = slope[:, :, None] * N[par]
-    c = slope * z0[par] + icpt
-    mA = aslope[:, :, None] * np.abs(g)[None, :, None] * lines["mlin"][par]
-    mc = aslope * (np.abs(g)[None, :] * lines["mgap"][par] + np.abs(e)[None, :]) + icpt_mag[pieces]
-    return A, c, mA, mc
+    magnitude bounds of :func:`cpa_theory.regions._refine_batch`: ``(A, c, mA, mc)``, row by row
+    (:func:`cpa_theory.frontier_kernels.charts_after`)."""
+    return charts_after(lines["N"][par], lines["z0"][par], lines["mlin"][par], lines["mgap"][par], pieces,
+                        chart_tables(cl.activation), cl.bn.gain, cl.bn.shift)
 
 
 
@@ -420,20 +388,29 @@ _CHART_CHUNK = 2048  # cells per chunk when composing the next layer (bounded te
 
 
 
-def _compose(cl, nxt, lines, par_of, pieces, li):
-    """The next layer's switching sets on every cell, chunk by chunk: the cells' input charts (C, n, d) are never
-    held all at once — only the next layer's lines, which the splitting needs."""
+def _compose(cl, nxt, lines, par_of, pieces, li, kernels=NUMPY):
+    """The next layer's switching sets on every cell, chunk by chunk (``kernels.compose``: the output charts of
+    :func:`cpa_theory.frontier_kernels.charts_after`, then :func:`cpa_theory.frontier_kernels.next_lines`): the
+    cells' input charts (C, n, d) are never held all at once — only the next layer's lines, which the splitting
+    needs."""
     rel = lines["rel2"] + 2 * U
+    tables = chart_tables(cl.activation)
+    bn2, t2 = nxt.bn, nxt.activation.breakpoints_array
     parts = []
-    for s0 in range(0, len(par_of), _CHART_CHUNK):
-        A, c, mA, mc = _charts_after(cl, lines, par_of[s0:s0 + _CHART_CHUNK], pieces[s0:s0 + _CHART_CHUNK])
-        parts.append(layer_lines(nxt, A, c, mA, mc, rel, li))
-    if not parts:  # no cell (cannot happen for a window with interior; kept total)
-        A, c = np.zeros((0,) + lines["N"].shape[1:]), np.zeros((0, lines["N"].shape[1]))
-        return layer_lines(nxt, A, c, A, c, rel, li)
-    out = {k: (np.concatenate([p[k] for p in parts]) if isinstance(parts[0][k], np.ndarray) else parts[0][k])
-           for k in parts[0]}
-    return out
+    for s0 in range(0, max(1, len(par_of)), _CHART_CHUNK):  # one empty chunk when there is no cell
+        par, pc = par_of[s0:s0 + _CHART_CHUNK], pieces[s0:s0 + _CHART_CHUNK]
+        parts.append(kernels.compose((lines["N"][par], lines["z0"][par], lines["mlin"][par], lines["mgap"][par],
+                                      pc, tables, cl.bn.gain, cl.bn.shift, nxt.weight, bn2.anchor, bn2.gain,
+                                      bn2.shift, t2, rel)))
+    arrays = [np.concatenate([p[k] for p in parts]) for k in range(8)]
+    return _lines_dict(*arrays, rel + (nxt.weight.shape[1] + DOT_EXTRA_TERMS + 2) * U, len(t2), li)
+
+
+
+def _with_kernels(fr, kernels):
+    """``fr`` with its float kernels set (numpy when ``kernels`` is None)."""
+    fr.kernels = NUMPY if kernels is None else kernels
+    return fr
 
 
 
@@ -455,7 +432,7 @@ def run_layers(fr, cond, p, y0, radius, progress=None):
         codes = tuple(k[par_of] for k in codes) + (pieces,)
         flats = tuple(k[par_of] for k in flats) + (flat_here,)
         if li + 1 < len(layers):
-            lines = _compose(cl, layers[li + 1], lines, par_of, pieces, li + 1)
+            lines = _compose(cl, layers[li + 1], lines, par_of, pieces, li + 1, fr.kernels)
         else:
             fr.A, fr.c, fr.mA, fr.mc = _charts_after(cl, lines, par_of, pieces)
             fr.rel = lines["rel2"] + 2 * U
@@ -711,7 +688,7 @@ def _mixed(labels, nv, vid):
 class Geometry(NamedTuple):
     """What differs between the plane and space engines after refinement: hooks on the final frontier."""
 
-    refine: Callable  # (cond, root, p, y0, radius, stats, progress) -> frontier
+    refine: Callable  # (cond, root, p, y0, radius, stats, progress, kernels) -> frontier
     witnesses: Callable  # (fr, p) -> (witnesses (C, d) in x, float ball radii (C,))
     cell: Callable  # (fr, i) -> region i as a polytope object (exact paths, keep_regions)
     volumes: Callable  # (fr) -> (C,) float volumes
@@ -721,7 +698,7 @@ class Geometry(NamedTuple):
 
 
 def count_flat(cond, win, p, root, vol_w, geo: Geometry, *, keep_regions=False, exact_recheck=False, linear=True,
-               progress=None):
+               progress=None, kernels=NUMPY):
     """Refine, certify and check completeness with the flat engine ``geo``: the
     :class:`cpa_theory.regions.RegionCount` fields except ``hits`` and ``seconds`` (the caller's)."""
     from .regions import Region, RegionCount, _exact_witness, _Leaf
@@ -730,7 +707,7 @@ def count_flat(cond, win, p, root, vol_w, geo: Geometry, *, keep_regions=False, 
     stats: dict = {}
     bar = _LayerProgress(progress, len(cond.layers))
     try:
-        fr = geo.refine(cond, root, p, win.center - p, win.radius, stats, bar.update)
+        fr = geo.refine(cond, root, p, win.center - p, win.radius, stats, bar.update, kernels)
     finally:
         bar.close()
     fr.compact(fr.start, fr.count)  # certificates read the pools in cell order

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .frontier import (FlatFrontier, Geometry, _box_sides, _cyclic_next, _Grow, _match_codes, _mixed, _ranges,
-                       _segment_ids, _vertex_clusters, count_flat, run_layers, supports)
+from .frontier import (FlatFrontier, Geometry, _cyclic_next, _Grow, _match_codes, _mixed, _ranges, _segment_ids,
+                       _vertex_clusters, _with_kernels, count_flat, run_layers, supports)
 from .polytope import Polygon, facet_clearance
 from .tolerances import DOT_EXTRA_TERMS, FACET_BALANCE_RTOL, FILTER_SAFETY, UNIT_ROUNDOFF, VERTEX_ERR_MAX_RTOL
 
@@ -61,7 +61,7 @@ class Frontier2D(FlatFrontier):
 
         A cell whose box lies strictly on one side (:func:`_box_sides`) gets that side; the others get exact
         vertex signs (``s`` per pool entry ``ent`` of the ``tested`` cells, ``cnt`` entries each)."""
-        side = _box_sides(boxes, T[rows])
+        side = self.kernels.box_sides(boxes, T[rows])
         smax, smin = side.copy(), side.copy()
         tested = np.flatnonzero(side == 0)
         cnt = counts[tested]
@@ -160,9 +160,10 @@ def _solve_pairs(a1, b1, e1, eb1, a2, b2, e2, eb2, scale):
     return X, err
 
 
-def refine(cond, root, p, y0, radius, stats, progress=None):
+def refine(cond, root, p, y0, radius, stats, progress=None, kernels=None):
     """All layers in the plane: the :class:`Frontier2D` holding the final cells (see :func:`run_layers`)."""
-    return run_layers(Frontier2D(cond, root, p, y0, radius, stats), cond, p, y0, radius, progress)
+    fr = _with_kernels(Frontier2D(cond, root, p, y0, radius, stats), kernels)
+    return run_layers(fr, cond, p, y0, radius, progress)
 
 
 def _witnesses(fr, p):

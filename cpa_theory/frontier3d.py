@@ -20,7 +20,8 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import CPAInternalError
-from .frontier import FlatFrontier, Geometry, _box_sides, _cyclic_next, _Grow, _ranges, _segment_ids, count_flat
+from .frontier import (FlatFrontier, Geometry, _cyclic_next, _Grow, _ranges, _segment_ids, _with_kernels,
+                       count_flat)
 from .polytope import Polytope, _solve_systems, facet_clearance
 from .tolerances import FACET_BALANCE_RTOL, UNIT_ROUNDOFF
 
@@ -111,7 +112,7 @@ class Frontier3D(FlatFrontier):
         return np.concatenate([lo - 2 * U * np.abs(lo), hi + 2 * U * np.abs(hi)], axis=1)
 
     def _cell_signs(self, cstart, ccount, boxes, T, rows, exact_row):
-        side = _box_sides(boxes, T[rows])
+        side = self.kernels.box_sides(boxes, T[rows])
         smax, smin = side.copy(), side.copy()
         tested = np.flatnonzero(side == 0)
         info = None
@@ -298,11 +299,12 @@ def _solve_stack(M, b, EM, Eb, scale):
 
 
 # -- driver and certificates -----------------------------------------------------------------------------------
-def refine(cond, root, p, y0, radius, stats, progress=None):
+def refine(cond, root, p, y0, radius, stats, progress=None, kernels=None):
     """All layers in 3-D (the layer loop of :func:`cpa_theory.frontier.run_layers`)."""
     from .frontier import run_layers
 
-    return run_layers(Frontier3D(cond, root, p, y0, radius, stats), cond, p, y0, radius, progress)
+    fr = _with_kernels(Frontier3D(cond, root, p, y0, radius, stats), kernels)
+    return run_layers(fr, cond, p, y0, radius, progress)
 
 
 def _cell_vertices(fr):

@@ -832,7 +832,7 @@ def _is_terminal(stream) -> bool:
 
 def count_regions(net, center=None, radius=None, *, keep_regions: bool = False, exact_recheck: bool = False,
                   linear: bool = True, polytope=None, progress: bool | None = False,
-                  engine: str = "auto") -> RegionCount:
+                  engine: str = "auto", kernels: str = "auto") -> RegionCount:
     """Exact, certified, complete count of activation regions of ``net`` in the ℓ∞ window W(center, radius).
 
     The regions stream out of the depth-first refinement (:func:`_leaves`, O(depth × ``_BATCH``) cells held)
@@ -861,14 +861,19 @@ def count_regions(net, center=None, radius=None, *, keep_regions: bool = False, 
         engine: ``"auto"`` (the flat engines :mod:`cpa_theory.frontier2d` / :mod:`cpa_theory.frontier3d` for
             d = 2 / 3, every cell of a layer split at once) or ``"cells"`` (cell by cell, any d; the reference
             the flat engines are tested against).
+        kernels: the flat engines' float64 kernels (:mod:`cpa_theory.frontier_kernels`): ``"numpy"``, ``"jax"``
+            (jitted, :mod:`numerics.frontier_jax`; exact decisions stay on the host) or ``"auto"`` (jax when
+            JAX's default backend is a GPU, else numpy). Counts and certificates do not depend on it.
 
     Returns: :class:`RegionCount` with ``regions`` (N), ``linear_regions`` (N_lin), ``hits`` (first-layer
     switching sets that cut int W, by C4), ``complete`` (volumes add up, every inner facet matched),
     ``certified`` (every witness re-checked and complete), ``exact_fallbacks`` (sign decisions made in
     rationals), ``min_witness_radius``.
     """
+    from .frontier_kernels import select_kernels
     from .inputs import check_count_args
 
+    kern = select_kernels(kernels)  # an unknown name is a typed error whatever the engine
     if polytope is None:
         check_count_args(net, center, radius, "count_regions")  # typed errors for wrong types / unusable radii
     start = time.perf_counter()
@@ -883,13 +888,15 @@ def count_regions(net, center=None, radius=None, *, keep_regions: bool = False, 
     win, p, root, vol_w = _setup(cond, center, radius, domain)
     if engine == "auto" and frontier2d.supports(cond):  # the plane: all cells of a layer split at once
         res = frontier2d.count_plane(cond, win, p, root, vol_w, keep_regions=keep_regions,
-                                     exact_recheck=exact_recheck, linear=linear, progress=progress)
+                                     exact_recheck=exact_recheck, linear=linear, progress=progress,
+                                     kernels=kern)
         res.hits = _window_hits(cond, win, domain, root, p)
         res.seconds = time.perf_counter() - start
         return res
     if engine == "auto" and frontier3d.supports(cond):  # 3-D: the same, over flat face tables
         res = frontier3d.count_space(cond, win, p, root, vol_w, keep_regions=keep_regions,
-                                     exact_recheck=exact_recheck, linear=linear, progress=progress)
+                                     exact_recheck=exact_recheck, linear=linear, progress=progress,
+                                     kernels=kern)
         res.hits = _window_hits(cond, win, domain, root, p)
         res.seconds = time.perf_counter() - start
         return res
