@@ -7,10 +7,12 @@ exactly at a breakpoint on the facet) crossing it changes two or more code entri
 the two regions were never paired — so maximal linear regions (N_lin) on both sides were never merged.
 
 This module decides the neighbour exactly. At a rational point c on the facet's exact hyperplane H = {a·y = β}
-(the facet's float centroid projected exactly onto H), the exact forward pass gives every ẑ at c. A neuron
-strictly inside a piece at c keeps it in a whole ball around c. A neuron exactly at breakpoint t_m keeps one
+(the facet's float centroid projected exactly onto H), every ẑ at c is known: a float64 forward pass with a
+proven error bound decides the neurons far from their breakpoints, and the exact chart of the half-ball
+(:class:`cpa_theory.exact.ExactCharts`) gives the exact ẑ(c) of the few others. A neuron strictly inside a piece
+at c keeps it in a whole ball around c. A neuron exactly at breakpoint t_m keeps one
 piece on each open half-ball {±(a·y − β) > 0} if its chart there (fixed by the earlier layers' pieces on that
-half-ball, :class:`cpa_theory.exact.ExactCharts`) is parallel to a (ẑ − t_m = λ (a·y − β): piece m + 1 where
+half-ball) is parallel to a (ẑ − t_m = λ (a·y − β): piece m + 1 where
 λ·side > 0, m where < 0) or is constant (ẑ ≡ t_m: the piece :func:`cpa_theory.exact.exact_code` gives). Any
 other chart through c crosses H at c: c is not a good probe and the next point is tried. So :func:`half_ball_code`
 proves that each half-ball has one code; when the inner half-ball's code is the region's own and c lies inside
@@ -24,7 +26,9 @@ from fractions import Fraction
 
 import numpy as np
 
-from .exact import ExactCharts, exact_layers, exact_preactivations
+from .exact import ExactCharts, dot, exact_layers
+from .frontier_kernels import TINY
+from .tolerances import DOT_EXTRA_TERMS, FILTER_SAFETY, UNIT_ROUNDOFF as U
 
 __all__ = ["half_ball_code", "neighbour_code", "FacetProber"]
 
@@ -38,38 +42,78 @@ def _parallel(N, a):
     return lam if all(n == lam * v for n, v in zip(N, a)) else None
 
 
-def half_ball_code(cond, charts: ExactCharts, zs, a, side: int):
-    """The code (one int64 array per layer) of the open half-ball {side·(a·y − β) > 0} at a point c of
-    H = {a·y = β} where the exact pre-activations are ``zs`` (:func:`cpa_theory.exact.exact_preactivations` at
-    c), or None when a switching set other than H passes through c (see the module docstring)."""
+def _float_layer(layer, h, dh):
+    """ẑ of ``layer`` (a :class:`cpa_theory.network.ConditionedLayer`) at float inputs ``h`` with |h − h*| ≤ ``dh``:
+    ``(z, dz)`` with |z − ẑ(h*)| ≤ dz (the forward error bound of g·W(h − p) + e, times FILTER_SAFETY, with an
+    absolute term for underflow); non-finite entries get dz = inf (decided exactly)."""
+    W, bn = layer.weight, layer.bn
+    aW, ag = np.abs(W), np.abs(bn.gain)
+    m = W.shape[1]
+    with np.errstate(over="ignore", invalid="ignore"):
+        z = layer.preactivation(h[None])[0]
+        dz = FILTER_SAFETY * (ag * (aW @ dh) + (m + DOT_EXTRA_TERMS + 2) * U * (ag * (aW @ (np.abs(h) + np.abs(bn.anchor)))
+                                                                             + np.abs(bn.shift))
+                              + (m + 3) * TINY * (1 + ag * aW.sum(axis=1)))
+    dz[~(np.isfinite(z) & np.isfinite(dz))] = np.inf
+    return z, dz
+
+
+def half_ball_code(cond, charts: ExactCharts, c, a, side: int):
+    """The code (one int64 array per layer) of the open half-ball {side·(a·y − β) > 0} at the rational point
+    ``c`` (y-coordinates of ``charts``) of H = {a·y = β}, or None when a switching set other than H passes
+    through c (see the module docstring).
+
+    A float64 forward pass with a proven error bound (:func:`_float_layer`) decides every neuron whose ẑ is
+    farther from its breakpoints than the bound (its piece is the same on a whole ball); the others get their
+    exact ẑ(c) from the half-ball's exact chart (:meth:`ExactCharts.row`, continuous across c) — so an exact
+    value is computed only for the few neurons at or near a breakpoint."""
+    x = [ci + oi for ci, oi in zip(c, charts.origin)]
+    h = np.array([float(v) for v in x])
+    dh = 2 * U * np.abs(h) + TINY
     prefix: tuple = ()
-    for L, z in zip(exact_layers(cond), zs):
-        if L.mg is not None:  # a max-group layer: a tie at c is not resolved here
+    for L, FL in zip(exact_layers(cond), cond.layers):
+        if L.mg is not None:  # a max-group layer: every pre-activation exact; a tie at c is not resolved here
+            z = [dot(N, c) + z0 for N, z0 in (charts.row(prefix, j) for j in range(len(L.W)))]
             if any(L.on_switching_set(z)):
                 return None
             pieces = L.pieces(z)
-        else:
-            pieces = []
-            for j, zj in enumerate(z):
-                m = next((m for m, t in enumerate(L.t) if t == zj), None)
-                if m is None:
-                    pieces.append(sum(1 for t in L.t if t <= zj))
-                    continue
-                N, _ = charts.row(prefix, j)
-                if not any(N):  # ẑ ≡ t_m on the half-ball
-                    pieces.append(m + 1)
-                    continue
+            hx = [float(v) for v in L.outputs(z)]
+            h, dh = np.array(hx), U * np.abs(hx) + TINY
+            prefix = prefix + (np.array(pieces, dtype=np.int64),)
+            continue
+        act = FL.activation
+        t = act.breakpoints_array
+        zf, dz = _float_layer(FL, h, dh)
+        pieces = np.searchsorted(t, zf, side="right").astype(np.int64)  # breakpoints ≤ ẑ
+        near = np.flatnonzero(~np.all(np.abs(zf[:, None] - t[None, :]) > dz[:, None], axis=1)) if len(t) else []
+        slope, icpt = np.asarray(act.slopes, dtype=np.float64), np.asarray(act.intercepts(), dtype=np.float64)
+        with np.errstate(over="ignore", invalid="ignore"):
+            h = slope[pieces] * zf + icpt[pieces]
+            dh = np.abs(slope[pieces]) * dz + 2 * U * (np.abs(slope[pieces] * zf) + np.abs(icpt[pieces])) + TINY
+        for j in np.asarray(near).tolist():
+            N, z0 = charts.row(prefix, j)
+            zj = dot(N, c) + z0
+            k = sum(1 for tk in L.t if tk <= zj)
+            sa, so = L.maps[k]
+            hj = float(sa * zj + so)
+            h[j], dh[j] = hj, U * abs(hj) + TINY
+            m = next((m for m, tk in enumerate(L.t) if tk == zj), None)
+            if m is None:
+                pieces[j] = k
+            elif not any(N):  # ẑ ≡ t_m on the half-ball
+                pieces[j] = m + 1
+            else:
                 lam = _parallel(N, a)
                 if lam is None:
                     return None
-                pieces.append(m + 1 if lam * side > 0 else m)
-        prefix = prefix + (np.array(pieces, dtype=np.int64),)
+                pieces[j] = m + 1 if lam * side > 0 else m
+        prefix = prefix + (pieces,)
     return prefix
 
 
-def neighbour_code(cond, charts: ExactCharts, origin, hyper, inside: int, code, points, domain):
+def neighbour_code(cond, charts: ExactCharts, hyper, inside: int, code, points, domain):
     """The code of the region across a facet, proved as in the module docstring, or None if no probe point
-    works. ``hyper``: the facet's exact (a, β) in y = x − origin; ``inside``: the region lies where
+    works. ``hyper``: the facet's exact (a, β) in the charts' y = x − origin; ``inside``: the region lies where
     inside·(a·y − β) < 0; ``code``: the region's code; ``points``: float candidate points (y-coordinates) near the
     facet's relative interior, tried in order; ``domain``: exact (a, β, s) of the domain's sides, interior where
     s·(a·y − β) < 0."""
@@ -77,18 +121,16 @@ def neighbour_code(cond, charts: ExactCharts, origin, hyper, inside: int, code, 
     aa = sum(v * v for v in a)
     if aa == 0:
         return None
-    org = [Fraction(float(v)) for v in origin]
     for c0 in points:
         c = [Fraction(float(v)) for v in c0]
         t = (beta - sum(u * v for u, v in zip(a, c))) / aa
         c = [ci + t * ai for ci, ai in zip(c, a)]  # exactly on H
         if not all(s * (sum(u * v for u, v in zip(g, c)) - b) < 0 for g, b, s in domain):
             continue
-        zs = exact_preactivations(cond, [ci + oi for ci, oi in zip(c, org)])
-        mine = half_ball_code(cond, charts, zs, a, -inside)
+        mine = half_ball_code(cond, charts, c, a, -inside)
         if mine is None or any(not np.array_equal(u, v) for u, v in zip(mine, code)):
             continue
-        other = half_ball_code(cond, charts, zs, a, inside)
+        other = half_ball_code(cond, charts, c, a, inside)
         if other is not None:
             return other
     return None
@@ -111,7 +153,7 @@ class FacetProber:
         verts = np.asarray(verts, dtype=np.float64)
         cen = verts.mean(axis=0)
         points = [cen] + [0.5 * cen + 0.5 * v for v in verts] + [0.9 * cen + 0.1 * v for v in verts]
-        other = neighbour_code(self.cond, self.charts, self.origin, hyper, inside, code, points, self.domain)
+        other = neighbour_code(self.cond, self.charts, hyper, inside, code, points, self.domain)
         j = None if other is None else self.index(other)
         if j is not None and j != i:
             self.found += 1

@@ -164,3 +164,29 @@ def test_mutations_of_the_adjacency_are_caught(monkeypatch):
     with monkeypatch.context() as m:  # the old rule: any hyperplane with d vertices on it stays a facet
         m.setattr(P, "_live_facets", lambda inc_strict, inc, d, on_cut: inc.sum(axis=0) >= d)
         assert count_regions(net, c, 1.0, engine="cells").linear_regions < expected
+
+
+def test_the_probe_decides_a_neuron_float64_misplaces_in_rationals(monkeypatch):
+    """ẑ = −3·relu(x) + relu(x) + 2·relu(x) is exactly 0 for x > 0 (flat: piece 1), but float64 gives −1.1e-16
+    at x = fl(1/3). The probe's float pass leaves it to the exact chart (its error bound exceeds 1.1e-16); with
+    the bound removed (mutant) the float value would place it on piece 0, a code no region has."""
+    from fractions import Fraction
+
+    import cpa_theory.facet_probe as FP
+    from cpa_theory.exact import ExactCharts, exact_code
+
+    W0 = np.array([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    net = Network(2, (Layer(W0, np.zeros(4), relu()), Layer(np.array([[-3.0, 1.0, 2.0, 0.0]]), [0.0], relu()),
+                      Layer(np.ones((1, 1)), [0.0], identity())))
+    cond = net.condition()
+    x = 1 / 3
+    assert cond.layers[1].preactivation(cond.layers[0].forward(np.array([[x, 0.0]])))[0, 0] < 0  # float64's view
+    charts = ExactCharts(cond, np.zeros(2))
+    c, a = [Fraction(x), Fraction(0)], (Fraction(0), Fraction(1))  # on the facet y = 0 of the region x, y > 0
+    truth = exact_code(cond, [Fraction(x), Fraction(1, 10)])
+    assert truth[1][0] == 1
+    got = FP.half_ball_code(cond, charts, c, a, 1)
+    assert all(np.array_equal(u, v) for u, v in zip(got, truth))
+    real = FP._float_layer
+    monkeypatch.setattr(FP, "_float_layer", lambda *args: (real(*args)[0], np.zeros(len(real(*args)[0]))))
+    assert FP.half_ball_code(cond, charts, c, a, 1)[1][0] == 0  # the mutant misplaces it
