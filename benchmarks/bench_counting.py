@@ -10,9 +10,11 @@
     run), and the peer tool's medians beside (wall and CPU ratios: on a shared machine CPU time is the fairer
     figure against the peer's idle-machine wall times);
 (d) d = 4–6 windows (4-16-16-1, 5-32-32-1, 6-16-16-16-1; radii in ``HIGH_DIM``) with --high-dim: regions, N_lin,
-    certified/complete, seconds, regions/s and peak RSS, each window in a fresh process.
+    certified/complete, seconds, regions/s and peak RSS, each window in a fresh process;
+(e) with --sections e: the flat engines' kernels on JAX (``kernels="jax"``) against numpy on the seed-0 bench
+    nets (on a GPU machine this is the GPU figure).
 
-    python benchmarks/bench_counting.py [--quick] [--high-dim]
+    python benchmarks/bench_counting.py [--quick] [--high-dim] [--sections abce]
 
 Ends with one JSON line of headline figures (median_seconds_2d, median_seconds_3d, regions_per_second,
 speedup_vs_previous_engine, speedup_vs_cvxpy_splitter, ...).
@@ -125,7 +127,8 @@ print = functools.partial(print, flush=True)  # noqa: A001  (progress visible wh
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer networks, one repetition")
-    ap.add_argument("--sections", default="abc", help="which parts to run, e.g. 'c' (default abc; d via --high-dim)")
+    ap.add_argument("--sections", default="abc",
+                    help="which parts to run, e.g. 'c' (default abc; e on request; d via --high-dim)")
     ap.add_argument("--high-dim", action="store_true", help="also the d = 4-6 windows of section (d) (minutes)")
     ap.add_argument("--high-dim-radius", default="",
                     help="radii for (d)'s three nets, e.g. 1,0.3,0.2 (default: HIGH_DIM)")
@@ -227,6 +230,29 @@ def _section_c_d(headline, args, repeat):
     # (d)
     if args.high_dim:
         _section_d(headline, args)
+    # (e)
+    if "e" in args.sections and BENCH.is_dir():
+        _section_e(headline, repeat)
+
+
+def _section_e(headline, repeat):
+    """The flat engines' float kernels on JAX (jitted, padded; exact decisions on the host) against numpy, same
+    window, same process, equal counts asserted. Warm-up compiles; the times are after it."""
+    import jax
+
+    print(f"(e) kernels: numpy vs jax (backend {jax.default_backend()}), seed-0 nets, box ±1")
+    print(f"{'net':22s} {'regions':>8s} {'numpy s':>8s} {'jax s':>8s} {'jax/numpy':>9s}")
+    ratios = {}
+    for path in sorted((BENCH / "nets").glob("*-s0.json")):
+        net = load_network(path)
+        d = net.input_dim
+        a, t_np = timed(lambda: count_regions(net, np.zeros(d), 1.0, kernels="numpy"), repeat)
+        b, t_jx = timed(lambda: count_regions(net, np.zeros(d), 1.0, kernels="jax"), repeat)
+        assert (a.regions, a.linear_regions, a.certified) == (b.regions, b.linear_regions, b.certified)
+        ratios[path.stem] = round(t_jx / t_np, 2)
+        print(f"{path.stem:22s} {a.regions:8d} {t_np:8.3f} {t_jx:8.3f} {t_jx / t_np:9.2f}")
+    headline["jax_kernels_backend"] = jax.default_backend()
+    headline["jax_kernels_time_over_numpy_median"] = round(statistics.median(ratios.values()), 2)
 
 
 #: (d): the d = 4–6 nets and the radius each is counted at: the largest of 1 / 0.5 / 0.3 / 0.2 / 0.1 that
