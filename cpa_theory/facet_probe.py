@@ -45,7 +45,8 @@ def _parallel(N, a):
 def _float_layer(layer, h, dh):
     """ẑ of ``layer`` (a :class:`cpa_theory.network.ConditionedLayer`) at float inputs ``h`` with |h − h*| ≤ ``dh``:
     ``(z, dz)`` with |z − ẑ(h*)| ≤ dz (the forward error bound of g·W(h − p) + e, times FILTER_SAFETY, with an
-    absolute term for underflow); non-finite entries get dz = inf (decided exactly)."""
+    absolute term for underflow: each of the m products W_ij·(h − p)_j and the sum lose at most 2^-1022 before
+    the gain multiplies them); non-finite entries get dz = inf (decided exactly)."""
     W, bn = layer.weight, layer.bn
     aW, ag = np.abs(W), np.abs(bn.gain)
     m = W.shape[1]
@@ -53,7 +54,7 @@ def _float_layer(layer, h, dh):
         z = layer.preactivation(h[None])[0]
         dz = FILTER_SAFETY * (ag * (aW @ dh) + (m + DOT_EXTRA_TERMS + 2) * U * (ag * (aW @ (np.abs(h) + np.abs(bn.anchor)))
                                                                              + np.abs(bn.shift))
-                              + (m + 3) * TINY * (1 + ag * aW.sum(axis=1)))
+                              + (m + 3) * TINY * (1 + ag * (1 + aW.sum(axis=1))))
     dz[~(np.isfinite(z) & np.isfinite(dz))] = np.inf
     return z, dz
 

@@ -63,19 +63,49 @@ def layer_lines(cl, A, c, mA, mc, rel, li):
     bn, act = cl.bn, cl.activation
     t = act.breakpoints_array
     with np.errstate(over="ignore", invalid="ignore"):  # overflow is detected below and reported
-        fa, fb, EA, EB, N, z0, mlin, mgap = next_lines(cl.weight, bn.anchor, bn.gain, bn.shift, t, A, c, mA, mc, rel)
-    return _lines_dict(fa, fb, EA, EB, N, z0, mlin, mgap, rel + (cl.weight.shape[1] + DOT_EXTRA_TERMS + 2) * U,
-                       len(t), li)
+        out = next_lines(cl.weight, bn.anchor, bn.gain, bn.shift, t, A, c, mA, mc, rel)
+    lo_in = _min_nonzero(mA, mc, np.abs(bn.anchor))
+    return _lines_dict(out, cl, rel + (cl.weight.shape[1] + DOT_EXTRA_TERMS + 2) * U, lo_in, li)
 
 
-def _lines_dict(fa, fb, EA, EB, N, z0, mlin, mgap, rel2, K, li):
-    """:func:`layer_lines`'s dict from :func:`cpa_theory.frontier_kernels.next_lines`'s arrays, after the overflow
-    check (an internal error)."""
+#: products of a weight, gain or slope with a chart magnitude must be 0 or at least this (2^-960): an operand or
+#: product lost to underflow then costs at most 2^-1022 ≤ u·2^-22·(that product), which the charts' relative
+#: bounds cover (they carry no absolute term)
+CHART_MIN_PRODUCT = 2.0 ** -960
+
+
+def _min_nonzero(*arrays) -> float:
+    """Smallest nonzero |entry| of the arrays (inf when all are 0 or empty)."""
+    lo = math.inf
+    for a in arrays:
+        a = np.abs(np.asarray(a, dtype=np.float64))
+        nz = a[a > 0]
+        if nz.size:
+            lo = min(lo, float(nz.min()))
+    return lo
+
+
+def _lines_dict(out, cl, rel2, lo_in, li):
+    """:func:`layer_lines`'s dict from :func:`cpa_theory.frontier_kernels.next_lines`'s arrays ``out`` for layer
+    ``cl``, after the checks that make its error bounds valid (an internal error otherwise): everything finite,
+    and every product of the chart arithmetic outside float64's underflow range (:data:`CHART_MIN_PRODUCT`;
+    ``lo_in``: the smallest nonzero magnitude of the layer's inputs, |anchor| included). ``lo`` in the dict is
+    that bound for the next layer's inputs (from this layer's slopes, gains and magnitudes)."""
     from .regions import _finite
 
-    _finite(N, z0, EA, EB, mlin, mgap, what=f"the charts of layer {li}")
+    fa, fb, EA, EB, N, z0, mlin, mgap, EN, Ez = out
+    _finite(N, z0, EA, EB, mlin, mgap, EN, Ez, what=f"the charts of layer {li}")
+    slope, _, mag = chart_tables(cl.activation)
+    lo_w, lo_g, lo_s = _min_nonzero(cl.weight), _min_nonzero(cl.bn.gain), _min_nonzero(slope)
+    lo_m = _min_nonzero(mlin, mgap)
+    lo_next = min(lo_s * lo_g * lo_m, _min_nonzero(mag))
+    if min(lo_w * lo_in, lo_g * lo_m, lo_next) < CHART_MIN_PRODUCT:
+        raise CPAInternalError(f"the charts of layer {li} reach float64's underflow range (a product of a weight, "
+                               "gain or slope with a chart entry below 2^-960), where their error bounds do not "
+                               "hold; the exact count needs the network's values clear of it. Please report this "
+                               "network and window.")
     return {"fa": fa, "fb": fb, "EA": EA, "EB": EB, "N": N, "z0": z0, "mlin": mlin, "mgap": mgap, "rel2": rel2,
-            "K": K}
+            "K": len(cl.activation.breakpoints), "lo": lo_next}
 
 
 
@@ -402,8 +432,9 @@ def _compose(cl, nxt, lines, par_of, pieces, li, kernels=NUMPY):
         parts.append(kernels.compose((lines["N"][par], lines["z0"][par], lines["mlin"][par], lines["mgap"][par],
                                       pc, tables, cl.bn.gain, cl.bn.shift, nxt.weight, bn2.anchor, bn2.gain,
                                       bn2.shift, t2, rel)))
-    arrays = [np.concatenate([p[k] for p in parts]) for k in range(8)]
-    return _lines_dict(*arrays, rel + (nxt.weight.shape[1] + DOT_EXTRA_TERMS + 2) * U, len(t2), li)
+    arrays = tuple(np.concatenate([p[k] for p in parts]) for k in range(10))
+    lo_in = min(lines["lo"], _min_nonzero(bn2.anchor))
+    return _lines_dict(arrays, nxt, rel + (nxt.weight.shape[1] + DOT_EXTRA_TERMS + 2) * U, lo_in, li)
 
 
 
@@ -434,7 +465,8 @@ def run_layers(fr, cond, p, y0, radius, progress=None):
         if li + 1 < len(layers):
             lines = _compose(cl, layers[li + 1], lines, par_of, pieces, li + 1, fr.kernels)
         else:
-            fr.A, fr.c, fr.mA, fr.mc = _charts_after(cl, lines, par_of, pieces)
+            with np.errstate(over="ignore", invalid="ignore"):  # an overflowed bound: N_lin decides in rationals
+                fr.A, fr.c, fr.mA, fr.mc = _charts_after(cl, lines, par_of, pieces)
             fr.rel = lines["rel2"] + 2 * U
     fr.codes, fr.flats = codes, flats
     return fr
@@ -561,24 +593,28 @@ def output_maps(A, c, mA, mc, rel, p):
     entry of A (``eA``) and of c_x (``ec``)."""
     n = len(A)
     A2 = A.reshape(n, -1, A.shape[-1])
-    cx = c - np.einsum("cod,d->co", A2, p).reshape(c.shape)
     sp = float(np.abs(p).sum())
-    eA = rel * mA.reshape(n, -1).max(axis=1, initial=0)
-    ec = (rel * mc.reshape(n, -1).max(axis=1, initial=0) + eA * sp
-          + (A.shape[-1] + 2) * U * (np.abs(c).reshape(n, -1).max(axis=1, initial=0)
-                                     + np.abs(A).reshape(n, -1).max(axis=1, initial=0) * sp))
+    with np.errstate(over="ignore", invalid="ignore"):  # a bound that overflows is not finite: see same_maps
+        cx = c - np.einsum("cod,d->co", A2, p).reshape(c.shape)
+        eA = rel * mA.reshape(n, -1).max(axis=1, initial=0)
+        ec = (rel * mc.reshape(n, -1).max(axis=1, initial=0) + eA * sp
+              + (A.shape[-1] + 2) * U * (np.abs(c).reshape(n, -1).max(axis=1, initial=0)
+                                         + np.abs(A).reshape(n, -1).max(axis=1, initial=0) * sp))
     return A, cx, eA, ec
 
 
 def same_maps(u, v, A, c, eA, ec):
     """For adjacent pairs (u, v): do the output maps agree within their proven float error (entry by entry,
     FILTER_SAFETY × the two regions' bounds)? Maps that differ by more are different; maps within the bound may
-    still differ below float64's resolution of the computation: :func:`confirm_same_maps` decides those."""
+    still differ below float64's resolution of the computation: :func:`confirm_same_maps` decides those, and
+    so every pair whose difference or bound is not finite (float64 cannot tell them apart either)."""
     n = len(A)
     same = np.ones(len(u), dtype=bool)
-    for X, E in ((A.reshape(n, -1), eA), (c.reshape(n, -1), ec)):
-        tol = FILTER_SAFETY * (E[u] + E[v])
-        same &= np.all(np.abs(X[u] - X[v]) <= tol[:, None], axis=1)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for X, E in ((A.reshape(n, -1), eA), (c.reshape(n, -1), ec)):
+            tol = FILTER_SAFETY * (E[u] + E[v])
+            diff = np.abs(X[u] - X[v])
+            same &= np.all((diff <= tol[:, None]) | ~np.isfinite(diff) | ~np.isfinite(tol)[:, None], axis=1)
     return same
 
 

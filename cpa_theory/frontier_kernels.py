@@ -13,10 +13,12 @@ with proven error bounds, and every entry a filter leaves undecided goes to the 
   pieces) composed with the next layer (:meth:`cpa_theory.network.ConditionedLayer.chart`): the next layer's
   switching sets {ẑ_j = t_k} with their error bounds, and the magnitude bounds for the layer after.
 
-``flush`` (bool): the backend flushes subnormal float64 values to zero (XLA on CPU does; numpy does not). The
-relative error model of the bounds then misses the absolute error of a flushed operand or product (below
-2^-1022 each), so the filters add ``FLUSH_TERMS × 2^-1022 × (1 + the terms' magnitudes)``; chart composition
-on such a backend is left to numpy by the caller (its errors accumulate relative to magnitudes over layers).
+Underflow. The filters' bounds are relative to the terms' magnitudes, plus an absolute term
+``(3d + 5)·2^-1022·(1 + the terms' magnitudes)`` that covers every product or operand lost to underflow —
+gradual (numpy: at most 2^-1075 each) or flushed to zero (XLA on CPU flushes subnormal float64: at most
+2^-1022 each). The chart bounds carry no absolute term, so their magnitudes must stay clear of the underflow
+range: :func:`cpa_theory.frontier.check_chart_range` refuses charts that do not (an internal error), and a
+backend that flushes leaves chart composition to numpy.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ U = UNIT_ROUNDOFF
 TINY = 2.0 ** -1022
 
 
-def box_sides(box, Tg, xp=np, flush: bool = False):
+def box_sides(box, Tg, xp=np):
     """Side of a box for a hyperplane, decided in float64 when safe: ``(n,)`` int8, +1 / −1 when every point of
     the box is strictly on that side of the *exact* hyperplane, 0 when undecided. ``box (n, 2d)`` = (lo, hi);
     ``Tg (n, 2d + 3)`` the rows of :func:`cpa_theory.frontier._sign_table`.
@@ -46,9 +48,8 @@ def box_sides(box, Tg, xp=np, flush: bool = False):
     lo, hi = box[:, :d], box[:, d:]
     a = Tg[:, :d]
     M = xp.maximum(xp.abs(lo), xp.abs(hi))
-    E = FILTER_SAFETY * (xp.einsum("nd,nd->n", M, Tg[:, d + 1:2 * d + 1]) + Tg[:, 2 * d + 1])
-    if flush:
-        E = E + FILTER_SAFETY * (3 * d + 4) * TINY * (1 + xp.sum(M, axis=1) + Tg[:, 2 * d + 2])
+    E = FILTER_SAFETY * (xp.einsum("nd,nd->n", M, Tg[:, d + 1:2 * d + 1]) + Tg[:, 2 * d + 1]
+                         + (3 * d + 4) * TINY * (1 + xp.sum(M, axis=1) + Tg[:, 2 * d + 2]))
     pos = a >= 0
     vmin = xp.einsum("nd,nd->n", a, xp.where(pos, lo, hi)) - Tg[:, d]
     vmax = xp.einsum("nd,nd->n", a, xp.where(pos, hi, lo)) - Tg[:, d]
@@ -57,16 +58,15 @@ def box_sides(box, Tg, xp=np, flush: bool = False):
     return xp.where(finite, side, xp.zeros_like(side))  # overflow decides nothing: exact signs
 
 
-def vertex_sides(V, Tg, xp=np, flush: bool = False):
+def vertex_sides(V, Tg, xp=np):
     """Side of vertices ``V (M, d + 1)`` (coordinates, error bound) for hyperplanes ``Tg (M, 2d + 3)``:
     ``(sign (M,) int8, undecided (M,) bool, bad (M,) bool)``. float64 decides where |a·v − β| > E (the filter
     bound of :func:`cpa_theory.polytope.vertex_signs`); ``bad`` marks overflow or NaN (an internal error)."""
     d = V.shape[1] - 1
     vals = xp.einsum("md,md->m", V[:, :d], Tg[:, :d]) - Tg[:, d]
     E = FILTER_SAFETY * (xp.einsum("md,md->m", xp.abs(V[:, :d]), Tg[:, d + 1:2 * d + 1]) + Tg[:, 2 * d + 1]
-                         + Tg[:, 2 * d + 2] * V[:, d])
-    if flush:
-        E = E + FILTER_SAFETY * (3 * d + 5) * TINY * (1 + xp.sum(xp.abs(V), axis=1) + Tg[:, 2 * d + 2])
+                         + Tg[:, 2 * d + 2] * V[:, d] + (3 * d + 5) * TINY * (1 + xp.sum(xp.abs(V), axis=1)
+                                                                            + Tg[:, 2 * d + 2]))
     bad = ~(xp.isfinite(vals) & xp.isfinite(E))
     return xp.sign(vals).astype(xp.int8), ~(xp.abs(vals) > E), bad
 
@@ -102,9 +102,10 @@ def next_lines(weight, anchor, g, e, t, A, c, mA, mc, rel, xp=np):
     parent charts h = A y + c (``A (C, m, d)``, ``c (C, m)``, magnitude bounds ``mA``, ``mc``, relative error
     ``rel``) — the chart primitive :meth:`cpa_theory.network.ConditionedLayer.chart` written on ``xp``.
 
-    Returns ``(fa (C, nK, d), fb (C, nK), EA, EB, N, z0, mlin, mgap)``: line (j, k) at index j·K + k is
-    {ẑ_j = t_k} = {fa·y = fb}, EA, EB its error bounds; ẑ = N y + z0; ``mlin``, ``mgap`` the magnitudes for the
-    next chart. The relative error of this layer is ``rel + (m + DOT_EXTRA_TERMS + 2)·u``."""
+    Returns ``(fa (C, nK, d), fb (C, nK), EA, EB, N, z0, mlin, mgap, EN, Ez)``: line (j, k) at index j·K + k is
+    {ẑ_j = t_k} = {fa·y = fb}, EA, EB its error bounds; ẑ = N y + z0 with error bounds EN, Ez; ``mlin``,
+    ``mgap`` the magnitudes for the next chart. The relative error of this layer is
+    ``rel + (m + DOT_EXTRA_TERMS + 2)·u``."""
     lin, gap = xp.matmul(weight, A), (c - anchor) @ weight.T
     N = g[None, :, None] * lin
     z0 = g * gap + e
@@ -117,7 +118,7 @@ def next_lines(weight, anchor, g, e, t, A, c, mA, mc, rel, xp=np):
     K = t.shape[0]
     fb = (t[None, None, :] - z0[:, :, None]).reshape(C, n * K)
     fa = xp.repeat(N, K, axis=1)
-    return fa, fb, xp.repeat(EN, K, axis=1), xp.repeat(Ez, K, axis=1) + U * xp.abs(fb), N, z0, mlin, mgap
+    return fa, fb, xp.repeat(EN, K, axis=1), xp.repeat(Ez, K, axis=1) + U * xp.abs(fb), N, z0, mlin, mgap, EN, Ez
 
 
 class NumpyKernels:

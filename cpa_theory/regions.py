@@ -29,6 +29,7 @@ import numpy as np
 from .errors import CPAInternalError
 from . import frontier2d, frontier3d
 from .frontier import _screen, confirm_same_maps, layer_lines, output_maps, same_maps
+from .frontier_kernels import chart_tables, charts_after
 from .exact import ExactCharts, dot, exact_code, exact_code_and_switching
 from .hyperplanes import switching_hyperplanes
 from .maxgroups import is_max_groups, refine_max_batch
@@ -265,19 +266,13 @@ def _refine_batch(cl, li, batch, rel, y0, radius, d, charts, stats, chunk=_BATCH
     fa, fb, EA, EB = lines["fa"], lines["fb"], lines["EA"], lines["EB"]
     N, z0, mlin, mgap, rel2, K = lines["N"], lines["z0"], lines["mlin"], lines["mgap"], lines["rel2"], lines["K"]
     g, e = cl.bn.gain, cl.bn.shift
-    t = act.breakpoints_array
     C, n = z0.shape
     screened, sides0 = _screen(lines, y0, radius)
-    slope_tab = np.asarray(act.slopes, dtype=np.float64)
-    icpt_tab = np.asarray(act.intercepts(), dtype=np.float64)
-    # bound on |φ's offset| used for the next chart's magnitude (covers the rounding of the intercepts)
-    icpt_mag = np.abs(icpt_tab) + np.abs(slope_tab) * (np.abs(t).max() if K else 0.0) + (
-        np.abs(np.asarray(act.values_at_breakpoints())).max() if K else 0.0)
+    tables = chart_tables(act)  # slopes, intercepts and the intercepts' magnitude bounds (the chart primitive)
     leaf_cells, leaf_parent, leaf_sides = [], [], []
 
     def next_cells(cells, parents, sides):
-        return _next_cells(batch, cells, parents, sides, K, n, N, z0, g, e, mlin, mgap, slope_tab, icpt_tab,
-                           icpt_mag)
+        return _next_cells(batch, cells, parents, sides, K, n, N, z0, g, e, mlin, mgap, tables)
 
     for ci, (P, _, _, _, _, code, flat) in enumerate(batch):
         fa_c, fb_c, EA_c, EB_c = fa[ci], fb[ci], EA[ci], EB[ci]
@@ -322,8 +317,7 @@ def _refine_batch(cl, li, batch, rel, y0, radius, d, charts, stats, chunk=_BATCH
         yield next_cells(leaf_cells, leaf_parent, leaf_sides), rel2 + 2 * U
 
 
-def _next_cells(batch, leaf_cells, leaf_parent, leaf_sides, K, n, N, z0, g, e, mlin, mgap, slope_tab, icpt_tab,
-                icpt_mag):
+def _next_cells(batch, leaf_cells, leaf_parent, leaf_sides, K, n, N, z0, g, e, mlin, mgap, tables):
     """The next layer's cells: the charts of the leaves ``leaf_cells`` (children of ``batch[leaf_parent[i]]``,
     on the sides ``leaf_sides``) all at once (same arithmetic as one leaf at a time, row by row)."""
     L = len(leaf_cells)
@@ -335,12 +329,8 @@ def _next_cells(batch, leaf_cells, leaf_parent, leaf_sides, K, n, N, z0, g, e, m
     else:
         pieces = np.zeros((L, n), dtype=np.int64)
         flat_here = np.zeros((L, n), dtype=bool)
-    slope, icpt = slope_tab[pieces], icpt_tab[pieces]
-    aslope = np.abs(slope)
-    A2 = slope[:, :, None] * N[par]
-    c2 = slope * z0[par] + icpt
-    mA2 = aslope[:, :, None] * np.abs(g)[None, :, None] * mlin[par]
-    mc2 = aslope * (np.abs(g)[None, :] * mgap[par] + np.abs(e)[None, :]) + icpt_mag[pieces]
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflowed bound is inf: the next layer refuses it
+        A2, c2, mA2, mc2 = charts_after(N[par], z0[par], mlin[par], mgap[par], pieces, tables, g, e)
     out = []
     for i in range(L):
         code, flat = batch[leaf_parent[i]][5], batch[leaf_parent[i]][6]

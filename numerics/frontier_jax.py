@@ -10,10 +10,11 @@ Shapes vary from call to call, so the leading axis (cells, vertices, rows) is pa
 least ``_MIN_ROWS`` (capacity doubling): a window compiles each kernel O(log N) times, and repeated shapes
 reuse the compiled code (``TRACE_COUNT``; a test asserts it).
 
-Float64 everywhere (:func:`numerics.kernels.ensure_x64`). A backend that flushes subnormal float64 values to
-zero (XLA on CPU does; :meth:`JaxKernels.flushes_subnormals` measures it once) gets the filters' absolute
-flush term, and its chart composition is done by numpy: the charts' error bounds are relative to their
-magnitudes and carry no absolute term over layers.
+Float64 everywhere (:func:`numerics.kernels.ensure_x64`). The filters' bounds hold whether the backend keeps
+subnormal float64 values or flushes them to zero (their absolute underflow term,
+:mod:`cpa_theory.frontier_kernels`); a backend that flushes (XLA on CPU does;
+:meth:`JaxKernels.flushes_subnormals` measures it once) has its chart composition done by numpy, since the
+charts' error bounds are relative to their magnitudes.
 """
 
 from __future__ import annotations
@@ -32,15 +33,15 @@ TRACE_COUNT = {"box": 0, "vertex": 0, "compose": 0, "probe": 0}
 _MIN_ROWS = 256
 
 
-def _kernel(which: str, flush: bool, *arrays):
-    """THE jit boundary of this module (``which``, ``flush`` static)."""
+def _kernel(which: str, *arrays):
+    """THE jit boundary of this module (``which`` static)."""
     import jax.numpy as jnp
 
     TRACE_COUNT[which] += 1  # Python side effect: once per trace
     if which == "box":
-        return box_sides(*arrays, xp=jnp, flush=flush)
+        return box_sides(*arrays, xp=jnp)
     if which == "vertex":
-        return vertex_sides(*arrays, xp=jnp, flush=flush)
+        return vertex_sides(*arrays, xp=jnp)
     if which == "compose":
         N, z0, mlin, mgap, pieces, st, it, mt, g, e, W2, p2, g2, e2, t2, rel = arrays
         A, c, mA, mc = charts_after(N, z0, mlin, mgap, pieces, (st, it, mt), g, e, xp=jnp)
@@ -79,18 +80,18 @@ class JaxKernels:
         import jax
 
         ensure_x64()
-        self._jit = jax.jit(_kernel, static_argnums=(0, 1))
+        self._jit = jax.jit(_kernel, static_argnums=(0,))
         self.flush = self.flushes_subnormals()
         self.backend = jax.default_backend()
 
     def flushes_subnormals(self) -> bool:
         """Whether this backend flushes subnormal float64 results to zero (measured, once)."""
         tiny = np.array([2.0 ** -1022])
-        return float(np.asarray(self._jit("probe", False, tiny))[0]) == 0.0
+        return float(np.asarray(self._jit("probe", tiny))[0]) == 0.0
 
     def _rows_call(self, which, n, *arrays):
         rows = _rows(n)
-        out = self._jit(which, self.flush, *(_padded(a, rows) for a in arrays))
+        out = self._jit(which, *(_padded(a, rows) for a in arrays))
         return tuple(np.asarray(o)[:n] for o in out) if isinstance(out, tuple) else np.asarray(out)[:n]
 
     def box_sides(self, box, Tg):
@@ -105,6 +106,6 @@ class JaxKernels:
         N, z0, mlin, mgap, pieces, (st, it, mt), g, e, W2, p2, g2, e2, t2, rel = args
         n = len(N)
         rows = _rows(n)
-        out = self._jit("compose", False, *(_padded(a, rows) for a in (N, z0, mlin, mgap, pieces)),
+        out = self._jit("compose", *(_padded(a, rows) for a in (N, z0, mlin, mgap, pieces)),
                         st, it, mt, g, e, W2, p2, g2, e2, t2, np.float64(rel))
         return tuple(np.asarray(o)[:n] for o in out)

@@ -190,3 +190,69 @@ def test_the_probe_decides_a_neuron_float64_misplaces_in_rationals(monkeypatch):
     real = FP._float_layer
     monkeypatch.setattr(FP, "_float_layer", lambda *args: (real(*args)[0], np.zeros(len(real(*args)[0]))))
     assert FP.half_ball_code(cond, charts, c, a, 1)[1][0] == 0  # the mutant misplaces it
+
+
+def test_the_probe_bound_covers_underflow_that_a_huge_gain_amplifies():
+    """Referee: w = 1e-300 then an eval-BN gain 1e300. w·x underflows (subnormal, error up to 2^-1075) and the
+    gain multiplies that error to ~1e-24, more than the float pass's bound once allowed: it decided the wrong
+    piece on both sides of the facet. The bound now carries the gain on its underflow term."""
+    from fractions import Fraction
+
+    import cpa_theory.facet_probe as FP
+    from cpa_theory.bn import BatchNorm
+    from cpa_theory.exact import ExactCharts, exact_code
+
+    w, g = 1e-300, 1e300
+    xs = [float(v) for v in np.linspace(1e-10, 2e-10, 2001)]
+    errs = [Fraction(float(g * (w * x))) - Fraction(g) * Fraction(w) * Fraction(x) for x in xs]
+    k = int(np.argmax([abs(float(e)) for e in errs]))
+    x0, err = xs[k], errs[k]
+    s = 1 if err > 0 else -1
+    e = -(float(g * (w * x0)) - s * 1e-24)  # float ẑ ≈ s·1e-24, exact ẑ on the other side of 0
+    bn = BatchNorm(2, "eval", gamma=np.array([1.0, g]), beta=np.array([0.0, e]), running_mean=np.zeros(2),
+                   running_var=np.ones(2), eps=0.0)
+    cond = Network(2, (Layer(np.array([[0.0, 1.0], [w, 0.0]]), np.zeros(2), relu(), bn),
+                       Layer(np.ones((1, 2)), [0.0], identity()))).condition()
+    zf = cond.layers[0].preactivation(np.array([[x0, 0.0]]))[0, 1]
+    zx = Fraction(g) * Fraction(w) * Fraction(x0) + Fraction(e)
+    assert (zf > 0) != (zx > 0)  # float64 puts the neuron on the wrong piece
+    charts = ExactCharts(cond, np.zeros(2))
+    for side in (1, -1):
+        got = FP.half_ball_code(cond, charts, [Fraction(x0), Fraction(0)], (Fraction(0), Fraction(1)), side)
+        truth = exact_code(cond, [Fraction(x0), Fraction(side, 10**30)])
+        assert all(np.array_equal(u, v) for u, v in zip(got, truth))
+
+
+@pytest.mark.parametrize("engine", ["auto", "cells"])
+def test_output_maps_whose_bounds_overflow_are_compared_in_rationals(engine):
+    """Referee: two identical neurons relu(1e21·x), output 1e300·(h1 − h2) ≡ 0. The output maps' magnitude bound
+    overflows (1e300 · 2e21); the error bound of a map came out inf·0 = NaN and the two maps read as different:
+    N_lin = 3, certified. Non-finite bounds now send the pair to the exact comparison: N_lin = 1."""
+    from cpa_theory.bn import BatchNorm
+
+    W0 = np.array([[1e21, 0.0], [1e21, 0.0], [0.0, 1.0]])
+    bn = BatchNorm(1, "eval", gamma=np.array([1e300]), beta=np.zeros(1), running_mean=np.zeros(1),
+                   running_var=np.ones(1), eps=0.0)
+    net = Network(2, (Layer(W0, np.zeros(3), relu()), Layer(np.array([[1.0, -1.0, 0.0]]), [0.0], identity(), bn)))
+    res = count_regions(net, np.zeros(2), 1.0, engine=engine)
+    assert (res.regions, res.linear_regions, res.certified) == (4, 1, True)
+
+
+@pytest.mark.parametrize("engine", ["auto", "cells"])
+def test_charts_that_overflow_or_underflow_are_internal_errors(engine):
+    """Referee: with weights 1e25 the same net's chart bounds overflow (a K = 0 output layer has no lines, whose
+    bounds used to be the only ones checked); a weight 2^-1000 puts chart products in the underflow range where
+    the relative bounds do not hold. Both are refused, never counted."""
+    from cpa_theory.bn import BatchNorm
+    from cpa_theory.errors import CPAInternalError
+
+    bn = BatchNorm(1, "eval", gamma=np.array([1e300]), beta=np.zeros(1), running_mean=np.zeros(1),
+                   running_var=np.ones(1), eps=0.0)
+    big = Network(2, (Layer(np.array([[1e25, 0.0], [1e25, 0.0], [0.0, 1.0]]), np.zeros(3), relu()),
+                      Layer(np.array([[1.0, -1.0, 0.0]]), [0.0], identity(), bn)))
+    with pytest.raises(CPAInternalError, match="overflow"):
+        count_regions(big, np.zeros(2), 1.0, engine=engine)
+    tiny = Network(2, (Layer(np.array([[1.0, 0.0], [2.0 ** -1000, 0.0]]), np.array([-0.1, 0.0]), relu()),
+                       Layer(np.array([[1.0, -1.0]]), [0.0], identity())))
+    with pytest.raises(CPAInternalError, match="underflow"):
+        count_regions(tiny, np.zeros(2), 1.0, engine=engine)

@@ -64,30 +64,41 @@ def _flushed_vertex_case():
     return V, T, int((exact > 0) - (exact < 0))
 
 
-def test_filters_stay_sound_where_the_backend_flushes_subnormals():
+def _without_underflow_term(monkeypatch, kernel):
+    """``kernel`` (FK.vertex_sides or FK.box_sides) jitted on this backend with the filters' absolute underflow
+    term removed (TINY = 0; a new function, so no trace of the real kernels is reused)."""
+    import jax
+    import jax.numpy as jnp
+
+    monkeypatch.setattr(FK, "TINY", 0.0)
+    fn = jax.jit(lambda *a: kernel(*a, xp=jnp))
+    return lambda *a: tuple(np.asarray(x) for x in fn(*a)) if kernel is FK.vertex_sides else np.asarray(fn(*a))
+
+
+def test_filters_stay_sound_where_the_backend_flushes_subnormals(monkeypatch):
     V, T, truth = _flushed_vertex_case()
     assert truth == -1
-    s, und, bad = FK.NUMPY.vertex_sides(V, T)  # numpy keeps subnormals: decided right
+    s, und, bad = FK.NUMPY.vertex_sides(V, T)  # numpy keeps subnormals
     assert not bad[0] and (und[0] or s[0] == truth)
     k = _jax()
     s, und, bad = k.vertex_sides(V, T)
     assert not bad[0] and (und[0] or s[0] == truth)
-    # negative control: the same kernel without the flush term, on the same backend
-    s0, und0, _ = (np.asarray(x) for x in k._jit("vertex", False, V, T))
-    if k.flush:  # XLA on CPU: without the term the flushed sum decides the wrong side
+    # negative control: the same kernel without the underflow term, on the same backend
+    s0, und0, _ = _without_underflow_term(monkeypatch, FK.vertex_sides)(V, T)
+    if k.flush:  # XLA on CPU: the flushed sum decides the wrong side
         assert not und0[0] and s0[0] == -truth
     else:  # a backend that keeps subnormals decides right without it
         assert und0[0] or s0[0] == truth
 
 
-def test_box_filter_stays_sound_where_the_backend_flushes_subnormals():
+def test_box_filter_stays_sound_where_the_backend_flushes_subnormals(monkeypatch):
     tiny = FK.TINY
     T = FF._sign_table(np.array([[1.0, 1.0]]), np.array([-1.5 * tiny]), np.zeros((1, 2)), np.zeros(1))
     box = np.array([[-0.95 * tiny, -0.95 * tiny, -0.9 * tiny, -0.9 * tiny]])  # every point: a·y − β < 0
     k = _jax()
     assert k.box_sides(box, T)[0] in (0, -1)
-    if k.flush:
-        assert int(np.asarray(k._jit("box", False, box, T))[0]) == 1  # negative control: wrong without the term
+    if k.flush:  # negative control: wrong without the term
+        assert int(_without_underflow_term(monkeypatch, FK.box_sides)(box, T)[0]) == 1
 
 
 def test_jax_chart_composition_agrees_within_the_proven_bounds():
@@ -105,8 +116,8 @@ def test_jax_chart_composition_agrees_within_the_proven_bounds():
             rng.uniform(0.5, 2, n), rng.normal(size=n), np.array([-1.0, 1.0]), 1e-15)
     ref = FK.NUMPY.compose(args)
     N, z0, ml, mg, pc, (st, it, mt), g, e, W2, p2, g2, e2, t2, rel = args
-    got = [np.asarray(x) for x in _jax()._jit("compose", False, N, z0, ml, mg, pc, st, it, mt, g, e, W2, p2, g2,
-                                              e2, t2, np.float64(rel))]
+    got = [np.asarray(x) for x in _jax()._jit("compose", N, z0, ml, mg, pc, st, it, mt, g, e, W2, p2, g2, e2, t2,
+                                              np.float64(rel))]
     fa, fb, EA, EB = ref[:4]
     assert np.all(np.abs(got[0] - fa) <= 2 * EA) and np.all(np.abs(got[1] - fb) <= 2 * EB)
     for x, y in zip(got, ref):
