@@ -151,3 +151,21 @@ def test_unknown_kernels_are_a_typed_error():
         count_regions(_random_net(np.random.default_rng(0), 2, (3,), None, _activations()[0]), np.zeros(2), 1.0,
                       kernels="cuda")
     assert FK.select_kernels("numpy") is FK.NUMPY
+
+
+def test_counts_with_chart_composition_on_jax_equal_numpy(monkeypatch):
+    """The path a GPU takes (a backend that keeps subnormals composes the charts in JAX too), forced on this
+    backend: the chart range check keeps every product clear of the underflow range, so flushing cannot matter
+    here. Counts, N_lin and certificates equal numpy's; the compose kernel is traced."""
+    k = FJ.JaxKernels()
+    monkeypatch.setattr(k, "flush", False)
+    monkeypatch.setattr(FJ.JaxKernels, "_instance", k)
+    rng = np.random.default_rng(11)
+    before = FJ.TRACE_COUNT["compose"]
+    for d, widths, mode in [(2, (6, 5, 4), "train"), (3, (5, 4), "eval"), (2, (7, 6), None)]:
+        net = _random_net(rng, d, widths, mode, _activations()[1])
+        a = count_regions(net, np.zeros(d), 0.8, kernels="numpy")
+        b = count_regions(net, np.zeros(d), 0.8, kernels="jax")
+        assert (a.regions, a.linear_regions, a.certified, a.complete) == \
+               (b.regions, b.linear_regions, b.certified, b.complete) and a.certified
+    assert FJ.TRACE_COUNT["compose"] > before
