@@ -12,13 +12,12 @@ import pytest
 
 import cpa_theory.frontier as FF
 import cpa_theory.frontier_kernels as FK
+import numerics.frontier_jax as FJ
 from cpa_theory.errors import ConfigError
 from cpa_theory.regions import count_regions
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_counting_exact import _activations, _random_net  # noqa: E402
-
-FJ = pytest.importorskip("numerics.frontier_jax")
 
 
 def _jax():
