@@ -14,7 +14,10 @@
 (e) with --sections e: the flat engines' kernels on JAX (``kernels="jax"``) against numpy on the seed-0 bench
     nets (on a GPU machine this is the GPU figure).
 
-    python benchmarks/bench_counting.py [--quick] [--high-dim] [--sections abce]
+    python benchmarks/bench_counting.py [--quick] [--high-dim] [--sections abce] [--peer-times rows.json]
+
+--peer-times: the peer's seconds measured on this machine by your own run of it (rows {arch, seed, radius,
+peer_wall_s}); the published medians in ../shared/bench come from another machine.
 
 Ends with one JSON line of headline figures (median_seconds_2d, median_seconds_3d, regions_per_second,
 speedup_vs_previous_engine, speedup_vs_cvxpy_splitter, ...).
@@ -25,6 +28,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import math
 import re
 import os
 import statistics
@@ -111,9 +115,19 @@ def _cpu_time(fn) -> float:
     return time.process_time() - t
 
 
-def peer_table():
+def peer_table(path: str = ""):
+    """Peer seconds per arch: ``(box ±1 by seed, box ±0.5 by seed)``. Default: the published medians of
+    ``../shared/bench/README.md``; ``path``: a JSON list of rows ``{arch, seed, radius, peer_wall_s}`` from the
+    user's own run of the peer on this machine (the only fair comparison on another machine: see README)."""
+    rows: dict = {}
+    if path:
+        from cpa_theory.inputs import read_json
+
+        for r in read_json(path, "peer times"):
+            col = 0 if float(r["radius"]) == 1.0 else 1
+            rows.setdefault(r["arch"], ([math.nan] * 3, [math.nan] * 3))[col][int(r["seed"])] = float(r["peer_wall_s"])
+        return rows
     text = (BENCH / "README.md").read_text()
-    rows = {}
     for line in text.splitlines():
         m = re.match(r"\| ([\d-]+) \| ([\d./ ]+) \| ([\d./ ]+) \|", line)
         if m:
@@ -129,6 +143,9 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer networks, one repetition")
     ap.add_argument("--sections", default="abc",
                     help="which parts to run, e.g. 'c' (default abc; e on request; d via --high-dim)")
+    ap.add_argument("--peer-times", default="",
+                    help="JSON rows {arch, seed, radius, peer_wall_s} of the peer run on this machine "
+                         "(default: the published medians)")
     ap.add_argument("--high-dim", action="store_true", help="also the d = 4-6 windows of section (d) (minutes)")
     ap.add_argument("--high-dim-radius", default="",
                     help="radii for (d)'s three nets, e.g. 1,0.3,0.2 (default: HIGH_DIM)")
@@ -175,7 +192,8 @@ def _section_b(headline, repeat):
 def _section_c_d(headline, args, repeat):
     # (c)
     if BENCH.is_dir() and "c" in args.sections:
-        peer = peer_table()
+        peer = peer_table(args.peer_times)
+        headline["peer_times"] = args.peer_times or "published medians (../shared/bench/README.md)"
         ratios, cpu_ratios, speedups, cell_speedups, secs2, secs3, cpu2, cpu3 = {}, {}, [], [], [], [], [], []
         tot_regions = tot_seconds = 0.0
         print(f"(c) load: {os.getloadavg()[0]:.2f} (1-min load average; 2 cores shared). 'new': the default engine "
