@@ -17,8 +17,9 @@ Underflow. The filters' bounds are relative to the terms' magnitudes, plus an ab
 ``(3d + 5)·2^-1022·(1 + the terms' magnitudes)`` that covers every product or operand lost to underflow —
 gradual (numpy: at most 2^-1075 each) or flushed to zero (XLA on CPU flushes subnormal float64: at most
 2^-1022 each). The chart bounds carry no absolute term, so their magnitudes must stay clear of the underflow
-range: :func:`cpa_theory.frontier.check_chart_range` refuses charts that do not (an internal error), and a
-backend that flushes leaves chart composition to numpy.
+range: :func:`cpa_theory.frontier._lines_dict` refuses charts whose products fall below
+:data:`cpa_theory.frontier.CHART_MIN_PRODUCT` (an internal error), and a backend that flushes leaves chart
+composition to numpy.
 """
 
 from __future__ import annotations
