@@ -23,7 +23,8 @@ import numpy as np
 
 from .maxgroups import is_max_groups
 
-__all__ = ["F", "exact_piece_maps", "exact_preactivations", "exact_code", "ExactCharts", "solve", "dot"]
+__all__ = ["F", "exact_piece_maps", "exact_preactivations", "exact_code", "ExactCharts", "maps_identical", "solve",
+           "dot"]
 
 F = Fraction
 
@@ -113,6 +114,40 @@ def exact_layers(cond):
             _CACHE.clear()
         _CACHE[key] = hit
     return hit[1]
+
+
+def maps_identical(cond, codes_u, codes_v) -> np.ndarray:
+    """Pairs of cells whose output maps are provably the same exact function, with no arithmetic: ``(P,)`` bool.
+
+    ``codes_u``, ``codes_v``: per layer, ``(P, n_ℓ)`` int arrays of pieces (as :func:`exact_code`). The output
+    maps are built by the same chain of exact operations on both codes (:class:`ExactCharts`); an entry of h_ℓ is
+    the same expression on both when its piece's exact map (a, o) is the same and either a = 0 (the constant o)
+    or its ẑ is (every input with a non-zero weight is) — for a max group, when the winner is the same member
+    and its ẑ is. Where this proves every output the same, the maps are equal; where it does not, they may still
+    be (exact cancellation, relu(x) − relu(x)): the caller decides those in rationals."""
+    layers = exact_layers(cond)
+    P = len(codes_u[0]) if len(codes_u) else 0
+    diff = np.zeros((P, cond.input_dim), dtype=bool)
+    for L, FL, cu, cv in zip(layers, cond.layers, codes_u, codes_v):
+        cu, cv = np.asarray(cu, dtype=np.int64), np.asarray(cv, dtype=np.int64)
+        dz = _reaches(FL.weight, diff)
+        if L.mg is None:
+            first = {}
+            cls = np.array([first.setdefault(m, k) for k, m in enumerate(L.maps)], dtype=np.int64)
+            flat = np.array([a == 0 for a, _ in L.maps], dtype=bool)
+            diff = (cls[cu] != cls[cv]) | (dz & ~flat[cu])
+        else:
+            win = L.mg.idx[np.arange(L.mg.idx.shape[0])[None, :], cu]  # (P, G) the winning members
+            diff = (cu != cv) | np.take_along_axis(dz, win, axis=1)
+    return ~diff.any(axis=1)
+
+
+def _reaches(weight, diff):
+    """``(P, n_out)`` bool: output j has an input k with weight[j, k] ≠ 0 and ``diff[:, k]`` (sparse product)."""
+    import scipy.sparse as sp
+
+    nzW = sp.csr_matrix(np.asarray(weight) != 0, dtype=np.int32)
+    return np.asarray((nzW @ sp.csr_matrix(diff.T, dtype=np.int32)).todense()).T > 0
 
 
 def exact_preactivations(cond, x, upto: int | None = None) -> list:

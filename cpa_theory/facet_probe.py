@@ -73,14 +73,27 @@ def half_ball_code(cond, charts: ExactCharts, c, a, side: int):
     dh = 2 * U * np.abs(h) + TINY
     prefix: tuple = ()
     for L, FL in zip(exact_layers(cond), cond.layers):
-        if L.mg is not None:  # a max-group layer: every pre-activation exact; a tie at c is not resolved here
-            z = [dot(N, c) + z0 for N, z0 in (charts.row(prefix, j) for j in range(len(L.W)))]
-            if any(L.on_switching_set(z)):
-                return None
-            pieces = L.pieces(z)
-            hx = [float(v) for v in L.outputs(z)]
-            h, dh = np.array(hx), U * np.abs(hx) + TINY
-            prefix = prefix + (np.array(pieces, dtype=np.int64),)
+        if L.mg is not None:  # a max-group layer: a group whose float winner beats the others by more than the
+            # bounds keeps it on a ball; the others' members get their exact ẑ(c); a tie at c is not resolved here
+            zf, dz = _float_layer(FL, h, dh)
+            mg = L.mg
+            zg, dg = zf[mg.idx], dz[mg.idx]
+            pieces = np.argmax(np.where(mg.valid, zg, -np.inf), axis=1).astype(np.int64)
+            rows = np.arange(len(pieces))
+            lo = zg[rows, pieces] - dg[rows, pieces]
+            rival = mg.valid & (np.arange(zg.shape[1])[None, :] != pieces[:, None])
+            with np.errstate(invalid="ignore"):
+                clear = np.all(~rival | (zg + dg < lo[:, None]), axis=1)
+            h, dh = zg[rows, pieces], dg[rows, pieces]
+            for gi in np.flatnonzero(~clear).tolist():
+                z = [dot(N, c) + z0 for N, z0 in (charts.row(prefix, j) for j in mg.groups[gi])]
+                top = max(z)
+                if sum(1 for v in z if v == top) > 1:
+                    return None
+                pieces[gi] = z.index(top)
+                h[gi] = float(top)
+                dh[gi] = U * abs(h[gi]) + TINY
+            prefix = prefix + (pieces,)
             continue
         act = FL.activation
         t = act.breakpoints_array

@@ -28,7 +28,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from .errors import CPAInternalError
-from .exact import ExactCharts, dot, solve
+from .exact import ExactCharts, dot, maps_identical, solve
 from .frontier_kernels import NUMPY, chart_tables, charts_after, next_lines
 from .polytope import Hyper
 from .tolerances import DOT_EXTRA_TERMS, FILTER_SAFETY, UNIT_ROUNDOFF, WITNESS_MIN_RELATIVE_RADIUS
@@ -622,9 +622,17 @@ def confirm_same_maps(cond, p, u, v, same, code_of, n_out, charts=None):
     """The pairs that :func:`same_maps` could not tell apart in float64, decided in rationals: their exact output
     maps (:meth:`cpa_theory.exact.ExactCharts.output` on their codes, ``code_of(i)``) are compared. Float64
     cannot see a kink below its resolution of the map (1e-16 of a slope of 1e8 beside it, say); the exact
-    function of the float64 data has it. ``charts``: an :class:`ExactCharts` on (cond, p) to reuse (its cache)
-    across calls. Returns the confirmed mask and the number of pairs decided."""
+    function of the float64 data has it. Pairs whose maps are the same expression on both codes
+    (:func:`cpa_theory.exact.maps_identical`: the differing pieces never reach the output) are equal with no
+    arithmetic; the others are compared in rationals. ``charts``: an :class:`ExactCharts` on (cond, p) to reuse
+    (its cache) across calls. Returns the confirmed mask and the number of pairs decided in rationals."""
     idx = np.flatnonzero(same)
+    if not len(idx):
+        return same, 0
+    cu = [code_of(int(i)) for i in u[idx]]
+    cv = [code_of(int(i)) for i in v[idx]]
+    ident = maps_identical(cond, [np.stack(k) for k in zip(*cu)], [np.stack(k) for k in zip(*cv)])
+    idx = idx[~ident]  # the same expression on both codes: equal with no arithmetic
     if not len(idx):
         return same, 0
     charts = ExactCharts(cond, p) if charts is None else charts

@@ -360,7 +360,7 @@ def test_simple_cell_volumes_in_high_dimension_equal_qhull(monkeypatch, d):
     np.testing.assert_allclose(cell_volumes(cells), want, rtol=1e-8, atol=1e-15 * vol_w)
 
 
-@pytest.mark.parametrize("d", [4, 5, 6])
+@pytest.mark.parametrize("d", [4, 5, pytest.param(6, marks=pytest.mark.slow)])  # d = 6: 16 s
 def test_lawrence_volumes_equal_qhull_and_fall_back_where_their_error_estimate_is_large(monkeypatch, d):
     """cell_volumes takes simple d ≥ 4 cells' volumes from Lawrence's vertex formula where its error estimate is
     small: those equal the face-lattice cone decomposition's (checked against Qhull above) cell by cell, and sum

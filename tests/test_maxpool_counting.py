@@ -307,3 +307,102 @@ def test_torch_maxpool_cnn_slice_matches_torch_and_counts_certified(mode):
     codes = cond.activation_code(np.array([r.witness for r in res.region_list]))
     for i, r in enumerate(res.region_list):
         assert all(np.array_equal(c[i], k) for c, k in zip(codes, r.code))
+
+
+def _sparse_max_net(seed):
+    """relu → hardtanh (flat pieces) → max groups → identity, with sparse integer weights: many pieces never
+    reach the output (dead, saturated, or a group's loser), and some cancel exactly."""
+    from cpa_theory.activations import hardtanh
+
+    rng = np.random.default_rng(seed)
+    W1 = rng.integers(-2, 3, size=(5, 2)).astype(float)
+    W2 = rng.integers(-1, 2, size=(6, 5)).astype(float) * (rng.random((6, 5)) < 0.5)
+    W3 = rng.integers(-2, 3, size=(2, 3)).astype(float)
+    return Network(2, (Layer(W1, rng.integers(-1, 2, 5).astype(float), relu()),
+                       Layer(W2, rng.integers(-1, 2, 6).astype(float), hardtanh()),
+                       Layer(np.eye(6), np.zeros(6), MaxGroups([[0, 1], [2, 3, 4], [5]], 6)),
+                       Layer(W3, np.zeros(2), identity())))
+
+
+def _identical_pairs_are_equal(maps_identical, seeds=range(6), pairs=300):
+    """Random code pairs (one to three entries changed): where ``maps_identical`` says the output maps are the
+    same expression, the exact output maps (ExactCharts, rationals) are equal. Returns (proved, wrong)."""
+    from cpa_theory.exact import ExactCharts
+
+    proved = wrong = 0
+    for seed in seeds:
+        net = _sparse_max_net(seed)
+        cond = net.condition()
+        rng = np.random.default_rng(100 + seed)
+        pieces = [np.full(5, 2), np.full(6, 3), np.array([2, 3, 1])]  # relu, hardtanh, group sizes
+        cu = [rng.integers(0, k, (pairs, len(k))) for k in pieces] + [np.zeros((pairs, 2), dtype=np.int64)]
+        cv = [c.copy() for c in cu]
+        for t in range(pairs):
+            for _ in range(rng.integers(1, 4)):
+                layer = int(rng.integers(0, 3))
+                j = int(rng.integers(0, len(pieces[layer])))
+                cv[layer][t, j] = rng.integers(0, pieces[layer][j])
+        same = maps_identical(cond, cu, cv)
+        charts = ExactCharts(cond, np.zeros(2))
+        for t in np.flatnonzero(same).tolist():
+            a, b = tuple(c[t] for c in cu), tuple(c[t] for c in cv)
+            proved += any(not np.array_equal(x, y) for x, y in zip(a, b))
+            wrong += any(charts.output(a, o) != charts.output(b, o) for o in range(2))
+    return proved, wrong
+
+
+def test_maps_proved_identical_without_arithmetic_are_equal_in_rationals(monkeypatch):
+    """confirm_same_maps skips the rational comparison for pairs whose differing pieces never reach the output
+    (exact.maps_identical). Sound on random code pairs of nets with dead, flat and losing pieces; not vacuous
+    (it proves many pairs whose codes differ); and a mutant that lets no change travel through a weight
+    (ẑ never differs) claims equal maps that are not."""
+    import cpa_theory.exact as EX
+
+    proved, wrong = _identical_pairs_are_equal(EX.maps_identical)
+    assert wrong == 0 and proved > 100
+    monkeypatch.setattr(EX, "_reaches", lambda W, diff: np.zeros((len(diff), np.shape(W)[0]), dtype=bool))
+    assert _identical_pairs_are_equal(EX.maps_identical)[1] > 0
+
+
+def test_the_structural_shortcut_leaves_n_lin_unchanged(monkeypatch):
+    """N_lin of max-pooling nets is the same with every float-equal pair compared in rationals (shortcut off)."""
+    import cpa_theory.frontier as FR
+
+    for seed in range(3):
+        net = _sparse_max_net(seed)
+        fast = count_regions(net, np.zeros(2), 1.5)
+        with monkeypatch.context() as m:
+            m.setattr(FR, "maps_identical", lambda cond, a, b: np.zeros(len(a[0]), dtype=bool))
+            slow = count_regions(net, np.zeros(2), 1.5)
+        assert fast.certified and (fast.regions, fast.linear_regions) == (slow.regions, slow.linear_regions)
+        assert fast.linear_regions < fast.regions  # the nets do have equal maps across facets
+
+
+def test_the_probe_decides_a_max_group_winner_that_float64_misplaces(monkeypatch):
+    """Group {z_a, z_b}: z_a = −3·relu(x) + relu(x) + 2·relu(x) is exactly 0 for x > 0, float64 gives −1.1e-16 at
+    x = fl(1/3); z_b = −5e-17. Exactly a wins, float64 says b. The probe's float pass leaves the group to the
+    exact rows (its bound exceeds the gap) and finds a, as the exact forward pass does; with the bound removed
+    (mutant) the float argmax is taken and the piece is wrong."""
+    from fractions import Fraction
+
+    import cpa_theory.facet_probe as FP
+    from cpa_theory.exact import ExactCharts, exact_code
+
+    W0 = np.array([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    W1 = np.array([[-3.0, 1.0, 2.0, 0.0], [0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
+    net = Network(2, (Layer(W0, np.zeros(4), relu()), Layer(W1, np.array([0.0, -5e-17, 0.0]),
+                                                            MaxGroups([[0, 1], [2]], 3)),
+                      Layer(np.ones((1, 2)), [0.0], identity())))
+    cond = net.condition()
+    x = 1 / 3
+    z = cond.layers[1].preactivation(cond.layers[0].forward(np.array([[x, 0.0]])))[0]
+    assert z[0] < z[1]  # float64's view: b wins
+    charts = ExactCharts(cond, np.zeros(2))
+    c, a = [Fraction(x), Fraction(0)], (Fraction(0), Fraction(1))  # on the facet y = 0 of the region x, y > 0
+    for side in (1, -1):
+        got = FP.half_ball_code(cond, charts, c, a, side)
+        truth = exact_code(cond, [Fraction(x), Fraction(side, 10**9)])
+        assert truth[1][0] == 0 and all(np.array_equal(u, v) for u, v in zip(got, truth))
+    real = FP._float_layer
+    monkeypatch.setattr(FP, "_float_layer", lambda *args: (real(*args)[0], np.zeros(len(real(*args)[0]))))
+    assert FP.half_ball_code(cond, charts, c, a, 1)[1][0] == 1  # the mutant takes float64's winner
