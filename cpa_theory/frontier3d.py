@@ -20,8 +20,8 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import CPAInternalError
-from .frontier import (FlatFrontier, Geometry, _cyclic_next, _Grow, _ranges, _segment_ids, _with_kernels,
-                       count_flat)
+from .frontier import (FlatFrontier, Geometry, _cyclic_next, _distinct, _Grow, _ranges, _segment_ids,
+                       _with_kernels, count_flat)
 from .polytope import Polytope, _solve_systems, facet_clearance
 from .tolerances import FACET_BALANCE_RTOL, UNIT_ROUNDOFF
 
@@ -150,12 +150,13 @@ class Frontier3D(FlatFrontier):
         u, w = vid[xi], vid[nxt[xi]]
         nvt = np.int64(self.VE.n)
         key = (ecell[xi].astype(np.int64) * nvt + np.minimum(u, w)) * nvt + np.maximum(u, w)
-        ukey, first_at, inv, cnt = np.unique(key, return_index=True, return_inverse=True, return_counts=True)
-        inv = inv.reshape(-1)
-        if np.any(cnt != 2):
+        order = np.argsort(key, kind="stable")  # each key exactly twice: sorted, the pairs (0, 1), (2, 3), …
+        sk = key[order]
+        if len(sk) % 2 or np.any(sk[0::2] != sk[1::2]) or np.any(sk[2::2] == sk[1:-1:2]):
             raise CPAInternalError("a polyhedron edge is not shared by exactly two of its faces; please report this "
                                    "network and window.")
-        order = np.argsort(inv, kind="stable")
+        inv = np.empty(len(key), dtype=np.intp)
+        inv[order] = np.arange(len(key)) // 2
         f1 = faces[eface[xi[order[0::2]]]]
         f2 = faces[eface[xi[order[1::2]]]]
         q1, q2 = self.fplane.a[f1], self.fplane.a[f2]
@@ -310,7 +311,7 @@ def refine(cond, root, p, y0, radius, stats, progress=None, kernels=None):
 def _cell_vertices(fr):
     """Distinct (cell, vertex id) pairs: ``(cells, vids)`` sorted by cell."""
     _, _, ent, ecells, _ = fr.entries(fr.start, fr.count)
-    key = np.unique(ecells.astype(np.int64) * np.int64(fr.VE.n) + fr.pv.a[ent])
+    key = _distinct(ecells.astype(np.int64) * np.int64(fr.VE.n) + fr.pv.a[ent])
     return key // fr.VE.n, key % fr.VE.n
 
 
@@ -398,13 +399,14 @@ def _euler_pass(fr, labels, nv, faces, fcnt):
     u, w = labels, labels[nxt]
     keep = u != w
     lo, hi = np.minimum(u, w)[keep], np.maximum(u, w)[keep]
-    E = len(np.unique(lo.astype(np.int64) * nv + hi))
+    E = len(_distinct(lo.astype(np.int64) * nv + hi))
     rng = np.random.default_rng(2027)  # face identity by its vertex set: a sum of random words per vertex
     R = rng.integers(1, 2**63, size=nv, dtype=np.uint64)
     starts = np.concatenate([[0], np.cumsum(fcnt)[:-1]])
     with np.errstate(over="ignore"):
         h = np.add.reduceat(R[labels], starts) if len(labels) else np.zeros(0, dtype=np.uint64)
-    F = len(np.unique(np.stack([h, fcnt.astype(np.uint64)], axis=1), axis=0))
+        h = h ^ (fcnt.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15))  # and its size
+    F = len(_distinct(h))
     return nv - E + F - len(fr.count)
 
 
