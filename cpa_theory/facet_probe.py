@@ -13,8 +13,10 @@ proven error bound decides the neurons far from their breakpoints, and the exact
 at c keeps it in a whole ball around c. A neuron exactly at breakpoint t_m keeps one
 piece on each open half-ball {±(a·y − β) > 0} if its chart there (fixed by the earlier layers' pieces on that
 half-ball) is parallel to a (ẑ − t_m = λ (a·y − β): piece m + 1 where
-λ·side > 0, m where < 0) or is constant (ẑ ≡ t_m: the piece :func:`cpa_theory.exact.exact_code` gives). Any
-other chart through c crosses H at c: c is not a good probe and the next point is tried. So :func:`half_ball_code`
+λ·side > 0, m where < 0) or is constant (ẑ ≡ t_m: the piece :func:`cpa_theory.exact.exact_code` gives); a max
+group whose maximum is attained by several members at c keeps one winner on each half-ball if their charts differ
+by multiples of a (all zero in a pool of dead ReLUs, say: crossing a member's ReLU facet there moves the argmax
+too). Any other chart through c crosses H at c: c is not a good probe and the next point is tried. So :func:`half_ball_code`
 proves that each half-ball has one code; when the inner half-ball's code is the region's own and c lies inside
 the domain, the region across the facet is the one with the outer half-ball's code, and the two share a
 (d−1)-dimensional piece of H around c.
@@ -40,6 +42,21 @@ def _parallel(N, a):
         return None
     lam = N[i] / a[i]
     return lam if all(n == lam * v for n, v in zip(N, a)) else None
+
+
+def _half_ball_winner(N, a, side: int):
+    """Which of the group members tied at c (charts ``N``, in group order) wins on the open half-ball
+    {side·(a·y − β) > 0}: there ẑ_m − ẑ_0 = (N_m − N_0)·(y − c), so the order is fixed when every N_m − N_0 is
+    λ_m·a (λ_m·side largest wins; members equal on the half-ball go to the first, as :func:`exact_code` does).
+    None when some difference is not parallel to a (the tie set crosses H at c)."""
+    lam = []
+    for Nm in N:
+        diff = [u - v for u, v in zip(Nm, N[0])]
+        lm = 0 if not any(diff) else _parallel(diff, a)
+        if lm is None:
+            return None
+        lam.append(lm * side)
+    return lam.index(max(lam))
 
 
 def _float_layer(layer, h, dh):
@@ -74,7 +91,8 @@ def half_ball_code(cond, charts: ExactCharts, c, a, side: int):
     prefix: tuple = ()
     for L, FL in zip(exact_layers(cond), cond.layers):
         if L.mg is not None:  # a max-group layer: a group whose float winner beats the others by more than the
-            # bounds keeps it on a ball; the others' members get their exact ẑ(c); a tie at c is not resolved here
+            # bounds keeps it on a ball; the others' members get their exact ẑ(c); members tied at c are ordered on
+            # the half-ball by their charts (:func:`_half_ball_winner`)
             zf, dz = _float_layer(FL, h, dh)
             mg = L.mg
             zg, dg = zf[mg.idx], dz[mg.idx]
@@ -86,11 +104,13 @@ def half_ball_code(cond, charts: ExactCharts, c, a, side: int):
                 clear = np.all(~rival | (zg + dg < lo[:, None]), axis=1)
             h, dh = zg[rows, pieces], dg[rows, pieces]
             for gi in np.flatnonzero(~clear).tolist():
-                z = [dot(N, c) + z0 for N, z0 in (charts.row(prefix, j) for j in mg.groups[gi])]
+                rows_g = [charts.row(prefix, j) for j in mg.groups[gi]]
+                z = [dot(N, c) + z0 for N, z0 in rows_g]
                 top = max(z)
-                if sum(1 for v in z if v == top) > 1:
+                win = _half_ball_winner([rows_g[m][0] for m, v in enumerate(z) if v == top], a, side)
+                if win is None:
                     return None
-                pieces[gi] = z.index(top)
+                pieces[gi] = [m for m, v in enumerate(z) if v == top][win]
                 h[gi] = float(top)
                 dh[gi] = U * abs(h[gi]) + TINY
             prefix = prefix + (pieces,)

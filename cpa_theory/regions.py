@@ -667,12 +667,15 @@ class _RegionTable:
         return _linear_components(self.n, self.same_u, self.same_v)
 
 
-def _balance_ok(leaves, keys, book) -> bool:
+def _balance_ok(leaves, keys, book, exempt=frozenset) -> bool:
     """Fallback for unmatched facets (coincident switching sets): per switching set and parent cell, the facet
     measure seen from its two sides must agree (THEORY §6, area-weighted facet matching).
 
     ``leaves``: all regions (an iterable: a second enumeration when the cells were not kept); ``keys``: the
-    names (layer, j, k, prefix key) of the switching sets to balance."""
+    names (layer, j, k, prefix key) of the switching sets to balance; ``exempt()``: called once the leaves are
+    consumed, the keys whose every unmatched facet has its neighbour proven by the facet probe (a max group
+    tied three ways names one facet by different member pairs on its two sides: its measures are not comparable
+    key by key, but each side's neighbour is known)."""
     if not keys:
         return True
     sums = {k: [0.0, 0.0] for k in keys}
@@ -690,7 +693,9 @@ def _balance_ok(leaves, keys, book) -> bool:
         for fi in hit:
             H, s = fl[fi]
             sums[(*H.key[:3], book.prefix_key(row, H.key[0]))][s > 0] += float(meas[fi])
-    return all(abs(a - b) <= FACET_BALANCE_RTOL * max(a, b, 1e-300) and a > 0 for a, b in sums.values())
+    skip = exempt()
+    return all(abs(a - b) <= FACET_BALANCE_RTOL * max(a, b, 1e-300) and a > 0 for k, (a, b) in sums.items()
+               if k not in skip)
 
 
 class _probing:
@@ -706,6 +711,7 @@ class _probing:
         self.keys = set(keys)
         self.prober = FacetProber(cond, p, root, table.index_of)
         self.u, self.v = [], []
+        self.unproven = set()  # keys with a facet whose neighbour the probe could not find
 
     def __iter__(self):
         book = self.book
@@ -724,21 +730,27 @@ class _probing:
             for fi in hit:
                 H, s = fl[fi]
                 l, j, k = H.key[:3]
-                if not isinstance(k, tuple):  # the predicted neighbour exists: matched already
-                    piece = int(lf.code[l][j])
-                    o = k if piece == k + 1 else (k + 1 if piece == k else -1)
-                    if o >= 0:
-                        guess = [c.copy() for c in lf.code]
-                        guess[l][j] = o
-                        if self.table.index_of(guess) is not None:
-                            continue
+                piece = int(lf.code[l][j])  # the predicted neighbour exists: matched already
+                lo, hi = (k[1], k[2]) if isinstance(k, tuple) else (k, k + 1)  # ("max", a, b): the tie z_a = z_b
+                o = lo if piece == hi else (hi if piece == lo else -1)
+                if o >= 0:
+                    guess = [c.copy() for c in lf.code]
+                    guess[l][j] = o
+                    if self.table.index_of(guess) is not None:
+                        continue
                 nb = self.prober.probe(i, lf.code, H.exact(), s, facet_corners(lf.P, fi))
                 if nb is not None and i is not None:
                     self.u.append(min(i, nb))
                     self.v.append(max(i, nb))
+                else:
+                    self.unproven.add((l, j, k, book.prefix_key(row, l)))
 
     def pairs(self):
         return self.u, self.v
+
+    def proven(self):
+        """The keys whose every probed facet has its neighbour (after the iteration)."""
+        return self.keys - self.unproven
 
 
 def _linear_components(n, u, v) -> int:
@@ -946,10 +958,11 @@ def count_regions(net, center=None, radius=None, *, keep_regions: bool = False, 
     n_unmatched, balance_keys, n_lin = table.finish()
     balanced = True
     if balance_keys and (vol_ok or linear):
-        again = kept if keep_regions else _leaves(cond, win, p, root, {})
-        if linear:  # the same enumeration finds the neighbours across unmatched facets (N_lin)
-            again = _probing(again, cond, p, root, table, balance_keys)
-        balanced = _balance_ok(again, balance_keys, table.book)
+        # the same enumeration finds the neighbours across unmatched facets (N_lin; and keys all of whose facets
+        # have their neighbour need no balance)
+        again = _probing(kept if keep_regions else _leaves(cond, win, p, root, {}), cond, p, root, table,
+                         balance_keys)
+        balanced = _balance_ok(again, balance_keys, table.book, again.proven)
         if linear:
             n_lin = table.linear_with(*again.pairs())
     complete = bool(vol_ok and balanced)

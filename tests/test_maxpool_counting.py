@@ -406,3 +406,64 @@ def test_the_probe_decides_a_max_group_winner_that_float64_misplaces(monkeypatch
     real = FP._float_layer
     monkeypatch.setattr(FP, "_float_layer", lambda *args: (real(*args)[0], np.zeros(len(real(*args)[0]))))
     assert FP.half_ball_code(cond, charts, c, a, 1)[1][0] == 1  # the mutant takes float64's winner
+
+
+def _pooled_relus(d, seed):
+    """relu(integer rows) pooled in overlapping groups, then an integer read-out: many regions where a pool's
+    members are all 0 (tied), so crossing one member's ReLU facet moves the argmax too."""
+    rng = np.random.default_rng([d, seed])
+    W = rng.integers(-2, 3, size=(6, d)).astype(float)
+    b = rng.integers(-1, 2, size=6).astype(float) * 0.5
+    groups = [[0, 1, 2], [3, 4], [4, 5], [1]]
+    return Network(d, (Layer(W, b, relu()), Layer(np.eye(6), np.zeros(6), MaxGroups(groups, 6)),
+                       Layer(rng.integers(-2, 3, size=(1, 4)).astype(float), [0.0], identity())))
+
+
+def test_a_pool_of_dead_relus_merges_across_the_facet_that_moves_its_argmax(monkeypatch):
+    """f = max(relu(x), relu(y)) − relu(y): 5 regions, 3 linear regions (0 on x < 0 and on y > x > 0; x; x − y).
+    Crossing y = 0 where x < 0 flips relu(y) and the argmax of the tied pool (0 = 0) at once: the facet probe
+    orders the tied members on each half-ball by their charts. A probe that gives up on ties (mutant) leaves
+    N_lin 4; the LP oracle (tests/test_adjacency.py) agrees with 3, and on random pooled nets with the engine."""
+    import cpa_theory.facet_probe as FP
+    from test_adjacency import nlin_oracle
+
+    net = Network(2, (Layer(np.eye(2), np.zeros(2), relu()),
+                      Layer(np.eye(2), np.zeros(2), MaxGroups([[0, 1], [1]], 2)),
+                      Layer(np.array([[1.0, -1.0]]), [0.0], identity())))
+    res = count_regions(net, np.zeros(2), 1.0, keep_regions=True)
+    assert (res.regions, res.linear_regions, res.certified) == (5, 3, True)
+    assert nlin_oracle(res.region_list) == 3
+    for d, seeds in ((2, range(10)), (3, (2, 3))):  # the previous probe gave a larger N_lin on 8 of these 12
+        for seed in seeds:
+            res = count_regions(_pooled_relus(d, seed), np.zeros(d), 1.0, keep_regions=True)
+            assert res.certified and res.complete, (d, seed)
+            assert res.linear_regions == nlin_oracle(res.region_list), (d, seed)
+    monkeypatch.setattr(FP, "_half_ball_winner", lambda N, a, side: None if len(N) > 1 else 0)
+    assert count_regions(net, np.zeros(2), 1.0).linear_regions == 4
+
+
+def test_a_three_way_tie_facet_is_complete_and_a_dropped_neighbour_is_not(monkeypatch):
+    """Pool [relu(−2y), relu(2x − 2y), relu(−2x − 2y)]: where all three are active, the argmax moves from member 1
+    (x > 0) to member 2 (x < 0) across x = 0, where all three tie; the two sides record that facet under
+    different member pairs (0, 1) and (0, 2), so the facet-measure balance per pair cannot hold (it left this
+    window incomplete). The facet probe proves each side's neighbour, so the count is complete; with a region
+    beside the tie dropped from every enumeration it is not."""
+    import cpa_theory.regions as R
+
+    net = _pooled_relus(2, 8)
+    assert np.array_equal(net.layers[0].weight[:3], [[0, -2], [2, -2], [-2, -2]])
+    full = count_regions(net, np.zeros(2), 1.0)
+    assert full.certified and full.complete and full.unmatched_facets > 0 and full.regions == 22
+    orig = R._leaves
+
+    def drop(*args, **kw):  # the first region with a facet on a tie of pool 0
+        done = False
+        for leaf in orig(*args, **kw):
+            if done or not any(H.key[:2] == (1, 0) for H, _ in leaf.P.facet_list()):
+                yield leaf
+            else:
+                done = True
+
+    monkeypatch.setattr(R, "_leaves", drop)
+    res = count_regions(net, np.zeros(2), 1.0)
+    assert res.regions == 21 and res.complete is False and res.certified is False
