@@ -11,7 +11,9 @@ worker. Results are in the order of the centres, identical whichever way they we
 from __future__ import annotations
 
 import math
+import os
 import signal
+import sys
 from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -286,8 +288,35 @@ def _stop(executor: ProcessPoolExecutor) -> None:
         return
     # before 3.14 the pool offers no public way to stop a running task: terminate its processes directly
     # (taken before shutdown(), which forgets them)
+    _quiet_cancelled_futures()
     procs = list((getattr(executor, "_processes", None) or {}).values())
     executor.shutdown(wait=False, cancel_futures=True)
     for proc in procs:
         if proc.is_alive():
             proc.terminate()
+
+
+def _quiet_cancelled_futures() -> None:
+    """Before Python 3.12 the pool's manager thread, finding its workers terminated, sets BrokenProcessPool on
+    every pending future — also on the ones just cancelled, which raises InvalidStateError in that thread and
+    prints its traceback after "interrupted" (3.12 ignores it there). Install a thread excepthook that drops
+    exactly that exception (raised in ``terminate_broken`` of ``concurrent.futures.process``) and passes
+    every other one on."""
+    import threading
+    import traceback
+    from concurrent.futures import InvalidStateError
+
+    if sys.version_info >= (3, 12) or getattr(threading.excepthook, "_cpa_quiet", False):
+        return
+    previous = threading.excepthook
+
+    def hook(args):
+        frames = traceback.extract_tb(args.exc_traceback) if args.exc_traceback is not None else []
+        if (args.exc_type is not None and issubclass(args.exc_type, InvalidStateError)
+                and any(f.name == "terminate_broken" and f.filename.endswith(os.path.join("futures", "process.py"))
+                        for f in frames)):
+            return
+        previous(args)
+
+    hook._cpa_quiet = True
+    threading.excepthook = hook
