@@ -467,3 +467,14 @@ def test_a_three_way_tie_facet_is_complete_and_a_dropped_neighbour_is_not(monkey
     monkeypatch.setattr(R, "_leaves", drop)
     res = count_regions(net, np.zeros(2), 1.0)
     assert res.regions == 21 and res.complete is False and res.certified is False
+
+
+def test_a_pool_with_repeated_members_tied_four_ways_is_one_linear_region():
+    """Referee's case: max over {0, u, u, −u} (u = −2x + y, a member repeated) read out with weight 0. Two
+    regions (argmax −u where u < 0, the first copy of u where u > 0) meet on u = 0 where all four tie; each side
+    names that facet by another member pair. Before: N_lin 2, not certified, not complete; the probe orders the
+    tied members on each half-ball, so the one linear region and completeness are proven."""
+    W = np.array([[2.0, -1.0], [-2.0, 1.0], [0.0, 0.0], [-2.0, 1.0], [-2.0, 1.0]])
+    net = Network(2, (Layer(W, np.zeros(5), MaxGroups([[2, 4, 1, 0]], 5)), Layer([[0.0]], [0.0], identity())))
+    res = count_regions(net, np.zeros(2), 1.0)
+    assert (res.regions, res.linear_regions, res.certified, res.complete) == (2, 1, True, True)
