@@ -148,15 +148,15 @@ def half_ball_code(cond, charts: ExactCharts, c, a, side: int):
 def neighbour_code(cond, charts: ExactCharts, hyper, inside: int, code, points, domain):
     """The code of the region across a facet, proved as in the module docstring, or None if no probe point
     works. ``hyper``: the facet's exact (a, β) in the charts' y = x − origin; ``inside``: the region lies where
-    inside·(a·y − β) < 0; ``code``: the region's code; ``points``: float candidate points (y-coordinates) near the
-    facet's relative interior, tried in order; ``domain``: exact (a, β, s) of the domain's sides, interior where
+    inside·(a·y − β) < 0; ``code``: the region's code; ``points``: candidate points (y-coordinates; floats or
+    Fractions) near the facet's relative interior, tried in order; ``domain``: exact (a, β, s) of the domain's sides, interior where
     s·(a·y − β) < 0."""
     a, beta = hyper
     aa = sum(v * v for v in a)
     if aa == 0:
         return None
     for c0 in points:
-        c = [Fraction(float(v)) for v in c0]
+        c = [v if isinstance(v, Fraction) else Fraction(float(v)) for v in c0]
         t = (beta - sum(u * v for u, v in zip(a, c))) / aa
         c = [ci + t * ai for ci, ai in zip(c, a)]  # exactly on H
         if not all(s * (sum(u * v for u, v in zip(g, c)) - b) < 0 for g, b, s in domain):
@@ -180,13 +180,17 @@ class FacetProber:
         self.domain = [(*H.exact(), s) for H, s in root.facet_list()]
         self.tried = self.found = 0
 
-    def probe(self, i: int, code, hyper, inside: int, verts):
+    def probe(self, i: int, code, hyper, inside: int, verts, exact=None):
         """The neighbour of region ``i`` (code ``code``) across the facet with exact hyperplane ``hyper`` whose
-        float vertices are ``verts (m, d)``: its index, or None."""
+        float vertices are ``verts (m, d)``: its index, or None. ``exact``: rational points to try instead (a
+        sliver facet's exact centroid, where its float corners coincide)."""
         self.tried += 1
-        verts = np.asarray(verts, dtype=np.float64)
-        cen = verts.mean(axis=0)
-        points = [cen] + [0.5 * cen + 0.5 * v for v in verts] + [0.9 * cen + 0.1 * v for v in verts]
+        if exact is not None:
+            points = exact
+        else:
+            verts = np.asarray(verts, dtype=np.float64)
+            cen = verts.mean(axis=0)
+            points = [cen] + [0.5 * cen + 0.5 * v for v in verts] + [0.9 * cen + 0.1 * v for v in verts]
         other = neighbour_code(self.cond, self.charts, hyper, inside, code, points, self.domain)
         j = None if other is None else self.index(other)
         if j is not None and j != i:

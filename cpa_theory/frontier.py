@@ -750,7 +750,7 @@ class Geometry(NamedTuple):
     cell: Callable  # (fr, i) -> region i as a polytope object (exact paths, keep_regions)
     volumes: Callable  # (fr) -> (C,) float volumes
     completeness: Callable  # (fr) -> (adjacent pairs, unmatched inner facets as (region, hyperplane id, inner
-    #                        sign, corners), balance and Euler ok, Euler χ or None)
+    #                        sign, corners), measure balance ok, Euler ok, Euler χ or None)
 
 
 
@@ -784,11 +784,13 @@ def count_flat(cond, win, p, root, vol_w, geo: Geometry, *, keep_regions=False, 
             n_exact_wit += 1
     n_bad = int(np.count_nonzero(~ok))
     vol_ok = abs(float(geo.volumes(fr).sum()) - vol_w) <= VOLUME_SUM_RTOL * vol_w
-    pairs, unmatched, facets_ok, chi = geo.completeness(fr)
+    pairs, unmatched, balance_ok, euler_ok, chi = geo.completeness(fr)
     n_unmatched = len(unmatched)
-    complete = bool(vol_ok and facets_ok)
-    if linear and unmatched:  # facets whose neighbour's code was not predicted: find it exactly
-        pairs = np.concatenate([pairs, _probe_pairs(fr, cond, p, root, unmatched)]).astype(np.int64)
+    if unmatched and (linear or not balance_ok):  # facets whose neighbour's code was not predicted: find it
+        found, proven = _probe_pairs(fr, cond, p, root, unmatched)  # exactly (N_lin); when each one's neighbour
+        pairs = np.concatenate([pairs, found]).astype(np.int64)  # is proven, no measure balance is needed
+        balance_ok = balance_ok or bool(proven.all())  # (coincident sets name one facet by two hyperplanes)
+    complete = bool(vol_ok and balance_ok and euler_ok)
     out_A, out_c, eA, ec = output_maps(fr.A, fr.c, fr.mA, fr.mc, fr.rel, p)  # f(x) = A (x − p) + c
     confirm = lambda u, v, same: confirm_same_maps(cond, p, u, v, same,  # noqa: E731
                                                    lambda i: tuple(k[i] for k in fr.codes), out_A.shape[1])[0]
@@ -808,17 +810,24 @@ def count_flat(cond, win, p, root, vol_w, geo: Geometry, *, keep_regions=False, 
 
 
 def _probe_pairs(fr, cond, p, root, unmatched):
-    """Adjacent pairs across the unmatched facets (:mod:`cpa_theory.facet_probe`), for N_lin."""
+    """Adjacent pairs across the unmatched facets (:mod:`cpa_theory.facet_probe`), for N_lin and completeness:
+    ``(pairs (k, 2), proven (len(unmatched),) bool)`` — whether each facet's neighbour was found."""
     from .facet_probe import FacetProber
 
     index = {tuple(k[i].tobytes() for k in fr.codes): i for i in range(len(fr.count))}
     prober = FacetProber(cond, p, root, lambda code: index.get(tuple(k.tobytes() for k in code)))
-    out = []
-    for cell, hid, sign, corners in unmatched:
-        j = prober.probe(cell, tuple(k[cell] for k in fr.codes), fr.exact_hyper(hid), sign, corners)
+    out, proven = [], np.zeros(len(unmatched), dtype=bool)
+    for t, (cell, hid, sign, corners, vids) in enumerate(unmatched):
+        code = tuple(k[cell] for k in fr.codes)
+        j = prober.probe(cell, code, fr.exact_hyper(hid), sign, corners)
+        if j is None:  # a sliver facet whose float corners miss it: its exact centroid (relative interior)
+            ex = [fr.exact_vertex(v) for v in dict.fromkeys(vids)]
+            cen = [sum(c) / len(ex) for c in zip(*ex)]
+            j = prober.probe(cell, code, fr.exact_hyper(hid), sign, corners, exact=[cen])
         if j is not None:
             out.append((min(cell, j), max(cell, j)))
-    return np.array(out, dtype=np.int64).reshape(-1, 2)
+            proven[t] = True
+    return np.array(out, dtype=np.int64).reshape(-1, 2), proven
 
 
 class _LayerProgress:

@@ -224,6 +224,13 @@ def _volumes(fr):
     return 0.5 * np.add.reduceat(cross, fr.start) if len(fr.count) else np.zeros(0)
 
 
+def _turn(n1, n2):
+    """Turning angle from outward normal n1 to n2 (rows), in [0, π]: a convex cell's normals turn
+    counter-clockwise (cross ≥ 0 exactly); at a sliver's tip (normals nearly opposite) float64 may give a cross
+    of −0 or −1e-30, which atan2 would read as a turn of −π (an interior angle of 2π)."""
+    return np.arctan2(np.abs(n1[:, 0] * n2[:, 1] - n1[:, 1] * n2[:, 0]), np.einsum("ij,ij->i", n1, n2))
+
+
 def _corner_angles(fr):
     """Interior angle at every corner (pool entry), from the outward normals s·a of its two edges' lines
     (well defined for slivers whose float vertices are not), and whether the corner is on W's boundary."""
@@ -234,7 +241,7 @@ def _corner_angles(fr):
     lid, sg = fr.pl.v, fr.ps.v.astype(np.float64)
     n_out = fr.ha.a[lid] * sg[:, None]
     n1, n2 = n_out[prv], n_out
-    turn = np.arctan2(n1[:, 0] * n2[:, 1] - n1[:, 1] * n2[:, 0], np.einsum("ij,ij->i", n1, n2))
+    turn = _turn(n1, n2)
     meta = fr.hmeta.a[lid]
     on_w = (meta[:, 0] < 0) | (meta[prv, 0] < 0)
     return np.pi - turn, on_w
@@ -275,15 +282,17 @@ def _completeness_2d(fr):
 
     pairs, unmatched = _adjacency(fr)
     chi, euler_ok = euler_check(fr, EULER_ANGLE_TOL)
-    return pairs, _unmatched_edges(fr, unmatched), _balance_ok(fr, unmatched) and euler_ok, chi
+    return pairs, _unmatched_edges(fr, unmatched), _balance_ok(fr, unmatched), euler_ok, chi
 
 
 def _unmatched_edges(fr, unmatched):
-    """(region, hyperplane id, inner sign, end points (2, 2)) of the edges at pool positions ``unmatched``."""
+    """(region, hyperplane id, inner sign, end points (2, 2), their vertex ids) of the edges at pool positions
+    ``unmatched``."""
     nxt = _cyclic_next(fr.count)
     cell = _segment_ids(fr.count)[unmatched]
     V = fr.VE.a[:, :2]
-    return [(int(c), int(fr.pl.v[e]), int(fr.ps.v[e]), V[[fr.pv.v[e], fr.pv.v[nxt[e]]]])
+    return [(int(c), int(fr.pl.v[e]), int(fr.ps.v[e]), V[[fr.pv.v[e], fr.pv.v[nxt[e]]]],
+             (int(fr.pv.v[e]), int(fr.pv.v[nxt[e]])))
             for c, e in zip(cell.tolist(), np.asarray(unmatched).tolist())]
 
 

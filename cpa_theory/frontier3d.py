@@ -432,11 +432,12 @@ def _completeness(fr):
     chi, euler_ok = euler_check(fr)
     fcell = _segment_ids(fr.count)
     info = []
-    for u in np.asarray(unmatched).tolist():  # (region, hyperplane id, inner sign, corners) per unmatched face
+    for u in np.asarray(unmatched).tolist():  # (region, hyperplane id, inner sign, corners, their vertex ids)
         f = faces[u]
-        corners = fr.VE.a[fr.pv.a[fr.fstart.a[f]: fr.fstart.a[f] + fr.fcount.a[f]], :3]
-        info.append((int(fcell[u]), int(fr.fplane.a[f]), int(fr.fsign.a[f]), corners))
-    return pairs, info, _balance_ok(fr, unmatched, faces) and euler_ok, chi
+        vids = fr.pv.a[fr.fstart.a[f]: fr.fstart.a[f] + fr.fcount.a[f]]
+        info.append((int(fcell[u]), int(fr.fplane.a[f]), int(fr.fsign.a[f]), fr.VE.a[vids, :3],
+                     tuple(vids.tolist())))
+    return pairs, info, _balance_ok(fr, unmatched, faces), euler_ok, chi
 
 
 def _witnesses_only(fr, p):

@@ -778,9 +778,20 @@ def _volumes_3d(cells) -> np.ndarray:
 
 def facet_corners(P, f: int) -> np.ndarray:
     """The float vertices of facet ``f`` of ``P`` (order of ``P.facet_list()``): ``(m, d)``."""
+    return P.V[_facet_vertex_ids(P, f)]
+
+
+def _facet_vertex_ids(P, f: int) -> np.ndarray:
     if isinstance(P, Polygon):
-        return P.V[[f, (f + 1) % len(P.V)]]
-    return P.V[P.inc[:, f]]
+        return np.array([f, (f + 1) % len(P.V)])
+    return np.flatnonzero(P.inc[:, f])
+
+
+def exact_facet_centroid(P, f: int) -> list:
+    """The mean of facet ``f``'s exact rational vertices: a point of its relative interior even where its float
+    corners coincide (a sliver below float64 resolution)."""
+    ex = [P.exact_vertex(int(i)) for i in _facet_vertex_ids(P, f)]
+    return [sum(c) / len(ex) for c in zip(*ex)]
 
 
 def facet_measures(P):

@@ -156,7 +156,7 @@ def test_mutations_of_the_adjacency_are_caught(monkeypatch):
     twins = Network(2, (Layer(np.stack([e[0], e[0], e[1]]), np.zeros(3), relu()),
                         Layer(np.array([[1.0, -1.0, 1.0]]), [0.0], identity())))
     with monkeypatch.context() as m:
-        m.setattr(FP.FacetProber, "probe", lambda self, *a: None)
+        m.setattr(FP.FacetProber, "probe", lambda self, *a, **kw: None)
         assert count_regions(twins, np.zeros(2), 1.0).linear_regions == 4
         assert count_regions(twins, np.zeros(2), 1.0, engine="cells").linear_regions == 4
     net, c = _degenerate_net(4, 14)
@@ -256,3 +256,59 @@ def test_charts_that_overflow_or_underflow_are_internal_errors(engine):
                        Layer(np.array([[1.0, -1.0]]), [0.0], identity())))
     with pytest.raises(CPAInternalError, match="underflow"):
         count_regions(tiny, np.zeros(2), 1.0, engine=engine)
+
+
+def _tiny_weight_net(which):
+    """Referee's nets: zero weights beside 1e-17 … 1e-40 ones (slivers far below float64 resolution) and
+    coincident switching sets (x − y at breakpoint 2 of one neuron is 2x − 2y − 1 at breakpoint 1 of another)."""
+    from cpa_theory.activations import relu6, spline
+
+    cpa = spline([0.0, 1.0, 2.0], [0.0, 2.0, 2.0], 1.0, 1.0)
+    assert cpa.slopes == (1.0, 2.0, 0.0, 1.0)
+    if which == "tip":
+        return Network(2, (
+            Layer([[1.0, 1.0], [-1e-17, -1e-40], [1.0, 1.0], [0.0, -1e-40]], [0.0, 1.0, -1.0, 1.0], absolute()),
+            Layer([[1.0, 2.0, -1.0, 2.0], [-1.0, -2.0, 1.0, -2.0], [2.0, -2.0, -1e-40, -1.0], [1.0, 2.0, -1.0, 2.0]],
+                  [0.0, -1.0, -1.0, 1.0], relu6()),
+            Layer([[1.0, -1.0, 2.0 ** -100, 1.0], [1.0, -1.0, 2.0 ** -100, 1.0], [2.0, 2.0, -1e-40, 1e-30]],
+                  [-1.0, 1.0, -1.0], cpa),
+            Layer([[-1e-40, 0.0, 0.0]], [0.0], identity()))), np.array([-0.25, 0.0]), 2.0
+    return Network(2, (Layer([[-1.0, 1.0], [-2.0, 2.0], [1e-20, 1.0]], [1.0, -1.0, 1.0], cpa),
+                       Layer([[2.0, -1.0, -1.0], [2.0, -1.0, -1.0], [2.0, 1e-30, 1.0]], [-1.0, 0.0, 1.0], cpa),
+                       Layer([[2.0, 1.0, -1.0], [-2.0, 1e-30, 2.0]], [0.0, 0.0], identity()))), np.array([-0.25, 0.25]), 0.5
+
+
+def test_a_sliver_tip_is_an_angle_of_zero_not_two_pi(monkeypatch):
+    """At the tip of a sliver (area 0 in float64) the two edges' outward normals are opposite to float64 and
+    their cross product came out −0: atan2 read a turn of −π, an interior angle of 2π, and the plane engine's
+    vertex check left the window incomplete. A convex cell's normals turn counter-clockwise (cross ≥ 0), so
+    the engine takes |cross|; the mutant with the signed cross does not close up."""
+    import cpa_theory.frontier2d as F2
+
+    net, c, r = _tiny_weight_net("tip")
+    res = count_regions(net, c, r)
+    cells = count_regions(net, c, r, engine="cells")
+    assert res.certified and res.complete and res.regions == cells.regions == 7
+    monkeypatch.setattr(F2, "_turn", lambda n1, n2: np.arctan2(n1[:, 0] * n2[:, 1] - n1[:, 1] * n2[:, 0],
+                                                              np.einsum("ij,ij->i", n1, n2)))
+    assert not count_regions(net, c, r).complete
+
+
+def test_coincident_sets_beside_a_sliver_facet_are_complete_in_both_engines(monkeypatch):
+    """Two switching sets coincide (each side names the shared facet by another neuron, so neither the code
+    look-up nor the measure balance per hyperplane can match it) and one facet beside them is 1e-21 long: its
+    float corners coincide and miss it. The facet probe proves every such facet's neighbour — from the exact
+    centroid where the float points fail — so both engines certify a complete count with equal N and N_lin;
+    with the exact retry removed (mutant) neither is complete."""
+    import cpa_theory.facet_probe as FP
+
+    net, c, r = _tiny_weight_net("coincident")
+    got = [count_regions(net, c, r, engine=e) for e in ("auto", "cells")]
+    for res in got:
+        assert res.certified and res.complete and res.unmatched_facets > 0 and res.min_witness_radius < 1e-20
+    assert got[0].regions == got[1].regions == 12 and got[0].linear_regions == got[1].linear_regions
+    real = FP.FacetProber.probe
+    monkeypatch.setattr(FP.FacetProber, "probe", lambda self, *a, exact=None: None if exact is not None
+                        else real(self, *a))
+    for e in ("auto", "cells"):
+        assert not count_regions(net, c, r, engine=e).complete
