@@ -16,8 +16,8 @@ half-ball) is parallel to a (ẑ − t_m = λ (a·y − β): piece m + 1 where
 λ·side > 0, m where < 0) or is constant (ẑ ≡ t_m: the piece :func:`cpa_theory.exact.exact_code` gives); a max
 group whose maximum is attained by several members at c keeps one winner on each half-ball if their charts differ
 by multiples of a (all zero in a pool of dead ReLUs, say: crossing a member's ReLU facet there moves the argmax
-too). Any other chart through c crosses H at c: c is not a good probe and the next point is tried. So :func:`half_ball_code`
-proves that each half-ball has one code; when the inner half-ball's code is the region's own and c lies inside
+too). Any other chart through c crosses H at c: c is not a good probe and the next point is tried. So
+:func:`half_ball_code` proves that each half-ball has one code; when the inner half-ball's code is the region's own and c lies inside
 the domain, the region across the facet is the one with the outer half-ball's code, and the two share a
 (d−1)-dimensional piece of H around c.
 """
@@ -149,8 +149,8 @@ def neighbour_code(cond, charts: ExactCharts, hyper, inside: int, code, points, 
     """The code of the region across a facet, proved as in the module docstring, or None if no probe point
     works. ``hyper``: the facet's exact (a, β) in the charts' y = x − origin; ``inside``: the region lies where
     inside·(a·y − β) < 0; ``code``: the region's code; ``points``: candidate points (y-coordinates; floats or
-    Fractions) near the facet's relative interior, tried in order; ``domain``: exact (a, β, s) of the domain's sides, interior where
-    s·(a·y − β) < 0."""
+    Fractions) near the facet's relative interior, tried in order; ``domain``: exact (a, β, s) of the domain's
+    sides, interior where s·(a·y − β) < 0."""
     a, beta = hyper
     aa = sum(v * v for v in a)
     if aa == 0:

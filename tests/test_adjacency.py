@@ -275,7 +275,8 @@ def _tiny_weight_net(which):
             Layer([[-1e-40, 0.0, 0.0]], [0.0], identity()))), np.array([-0.25, 0.0]), 2.0
     return Network(2, (Layer([[-1.0, 1.0], [-2.0, 2.0], [1e-20, 1.0]], [1.0, -1.0, 1.0], cpa),
                        Layer([[2.0, -1.0, -1.0], [2.0, -1.0, -1.0], [2.0, 1e-30, 1.0]], [-1.0, 0.0, 1.0], cpa),
-                       Layer([[2.0, 1.0, -1.0], [-2.0, 1e-30, 2.0]], [0.0, 0.0], identity()))), np.array([-0.25, 0.25]), 0.5
+                       Layer([[2.0, 1.0, -1.0], [-2.0, 1e-30, 2.0]], [0.0, 0.0], identity()))), \
+        np.array([-0.25, 0.25]), 0.5
 
 
 def test_a_sliver_tip_is_an_angle_of_zero_not_two_pi(monkeypatch):

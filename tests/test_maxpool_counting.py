@@ -443,8 +443,8 @@ def test_a_pool_of_dead_relus_merges_across_the_facet_that_moves_its_argmax(monk
 
 
 def test_a_three_way_tie_facet_is_complete_and_a_dropped_neighbour_is_not(monkeypatch):
-    """Pool [relu(−2y), relu(2x − 2y), relu(−2x − 2y)]: where all three are active, the argmax moves from member 1
-    (x > 0) to member 2 (x < 0) across x = 0, where all three tie; the two sides record that facet under
+    """Pool [relu(−2y), relu(2x − 2y), relu(−2x − 2y)]: where all three are active, the argmax moves from
+    member 1 (x > 0) to member 2 (x < 0) across x = 0, where all three tie; the two sides record that facet under
     different member pairs (0, 1) and (0, 2), so the facet-measure balance per pair cannot hold (it left this
     window incomplete). The facet probe proves each side's neighbour, so the count is complete; with a region
     beside the tie dropped from every enumeration it is not."""

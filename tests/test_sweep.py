@@ -181,8 +181,8 @@ def test_sweep_resumes_after_sigkill_without_loss_or_duplicates(tmp_path):
     cfg_path.write_text(json.dumps(cfg))
     # the three runs share JAX's persistent compilation cache (compiling is most of a run's time; the results
     # must not depend on it: the reference run compiles, the killed run and its resumption load)
-    cache = {"JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax_cache"), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-             "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
+    cache = {"JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax_cache"),
+             "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
     ref = run_cli_sweep(cfg_path, tmp_path / "ref", env=cache)
     out, err = ref.communicate(timeout=600)
     assert ref.returncode == 0, err[-2000:]
