@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .frontier import (FlatFrontier, Geometry, _cyclic_next, _Grow, _match_codes, _mixed, _ranges, _segment_ids,
-                       _vertex_clusters, _with_kernels, count_flat, run_layers, supports)
+from .frontier import (FlatFrontier, Geometry, _cyclic_next, _distinct, _Grow, _match_codes, _mixed, _ranges,
+                       _segment_ids, _vertex_clusters, _with_kernels, count_flat, run_layers, supports)
 from .polytope import Polygon, facet_clearance
 from .tolerances import DOT_EXTRA_TERMS, FACET_BALANCE_RTOL, FILTER_SAFETY, UNIT_ROUNDOFF, VERTEX_ERR_MAX_RTOL
 
@@ -231,6 +231,19 @@ def _turn(n1, n2):
     return np.arctan2(np.abs(n1[:, 0] * n2[:, 1] - n1[:, 1] * n2[:, 0]), np.einsum("ij,ij->i", n1, n2))
 
 
+def _line_directions(fr, lid):
+    """Normals of the lines ``lid`` whose direction float64 fixes: the float coefficients where their error
+    bound is below 1e-6 of their size, else the exact line's normal scaled to max |a_k| = 1 (a line whose float
+    coefficients cancelled to 0 or to noise: a chart of weights 1e-40 beside 1e-17, say)."""
+    ulid, inv = _distinct(lid, return_inverse=True)
+    A, E = fr.ha.a[ulid], fr.hea.a[ulid]
+    for k in np.flatnonzero(np.abs(A).max(axis=1, initial=0) <= 1e6 * E.max(axis=1, initial=0)).tolist():
+        a = fr.exact_hyper(int(ulid[k]))[0]
+        m = max(abs(v) for v in a)
+        A[k] = [float(v / m) for v in a] if m else 0.0
+    return A[inv]
+
+
 def _corner_angles(fr):
     """Interior angle at every corner (pool entry), from the outward normals s·a of its two edges' lines
     (well defined for slivers whose float vertices are not), and whether the corner is on W's boundary."""
@@ -239,7 +252,7 @@ def _corner_angles(fr):
     prv = np.empty_like(nxt)
     prv[nxt] = np.arange(len(nxt))
     lid, sg = fr.pl.v, fr.ps.v.astype(np.float64)
-    n_out = fr.ha.a[lid] * sg[:, None]
+    n_out = _line_directions(fr, lid) * sg[:, None]
     n1, n2 = n_out[prv], n_out
     turn = _turn(n1, n2)
     meta = fr.hmeta.a[lid]

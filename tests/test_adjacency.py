@@ -279,19 +279,47 @@ def _tiny_weight_net(which):
         np.array([-0.25, 0.25]), 0.5
 
 
+def test_a_line_whose_float_normal_cancelled_to_zero_gets_its_exact_direction(monkeypatch):
+    """Referee's net (tiny2 seed 395): a layer-2 line's float coefficients cancel to (0, 0) (weights 1e-40 and
+    2^-100 beside 1e-17), so the corner angles taken from float normals read π where the sliver's corner is ~0,
+    and the plane engine's vertex check left the window incomplete (χ = 1 but angle sums 3π, 4π). The exact
+    line's normal, scaled, gives the direction; the mutant that keeps the float normals is incomplete."""
+    import cpa_theory.frontier2d as F2
+    from cpa_theory.activations import leaky_relu, spline
+
+    cpa = spline([0.0, 1.0, 2.0], [0.0, 2.0, 2.0], 1.0, 1.0)
+    net = Network(2, (
+        Layer([[2, 2], [2, 2], [-1, -1], [-2, 1], [-2, 2]], [0, 0, 1, 0, 1], leaky_relu(0.1)),
+        Layer([[1, -1, 0, -1, 1], [-1, 1, -1e-40, 1, -1], [0, 0, -2, 1, 0], [-1e-17, 2.0 ** -100, -2, 1, 0]],
+              [1, -1, 0, 1], cpa),
+        Layer([[-2, -1, 1, 1], [2, 1, -1, -1], [-2, -1, 1, 1], [-2, -1, 2, 0], [-2, -2, -1, 1], [-1, -1e-17, 1, -2],
+               [1, -1, 1, 2]], [1, 0, 0, 1, 0, 0, 0], hardtanh()),
+        Layer([[1e-20, 0, 0, 0, -1, 0, -2], [-1, -1e-17, -1, -1e-40, -1e-40, 0, 1e-30]], [0, 0], identity())))
+    c = np.array([-0.25, 0.0])
+    res, cells = count_regions(net, c, 0.5), count_regions(net, c, 0.5, engine="cells")
+    assert res.certified and res.complete and res.euler_characteristic == 1
+    assert (res.regions, res.linear_regions) == (cells.regions, cells.linear_regions) == (30, 22)
+    monkeypatch.setattr(F2, "_line_directions", lambda fr, lid: fr.ha.a[lid])
+    assert not count_regions(net, c, 0.5).complete
+
+
 def test_a_sliver_tip_is_an_angle_of_zero_not_two_pi(monkeypatch):
-    """At the tip of a sliver (area 0 in float64) the two edges' outward normals are opposite to float64 and
-    their cross product came out −0: atan2 read a turn of −π, an interior angle of 2π, and the plane engine's
-    vertex check left the window incomplete. A convex cell's normals turn counter-clockwise (cross ≥ 0), so
-    the engine takes |cross|; the mutant with the signed cross does not close up."""
+    """At the tip of a sliver (area 0 in float64) the two edges' outward normals are nearly opposite, and the
+    sign of their float cross product is noise: atan2 read a turn of −π, an interior angle of 2π, and the plane
+    engine's vertex check left the window incomplete. A convex cell's normals turn counter-clockwise (cross ≥ 0
+    exactly), so the engine takes |cross|. In the referee's net below the tip's float normal had also cancelled
+    to (0, 0) (now given its exact direction): the mutant that drops both safeguards is incomplete."""
     import cpa_theory.frontier2d as F2
 
+    n1, n2 = np.array([[1.0, 0.0]]), np.array([[-1.0, -1e-300]])  # a tip whose cross came out below zero
+    assert F2._turn(n1, n2)[0] == np.pi and np.arctan2(-1e-300, -1.0) == -np.pi
     net, c, r = _tiny_weight_net("tip")
     res = count_regions(net, c, r)
     cells = count_regions(net, c, r, engine="cells")
     assert res.certified and res.complete and res.regions == cells.regions == 7
     monkeypatch.setattr(F2, "_turn", lambda n1, n2: np.arctan2(n1[:, 0] * n2[:, 1] - n1[:, 1] * n2[:, 0],
                                                               np.einsum("ij,ij->i", n1, n2)))
+    monkeypatch.setattr(F2, "_line_directions", lambda fr, lid: fr.ha.a[lid])
     assert not count_regions(net, c, r).complete
 
 
