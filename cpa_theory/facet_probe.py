@@ -180,18 +180,20 @@ class FacetProber:
         self.domain = [(*H.exact(), s) for H, s in root.facet_list()]
         self.tried = self.found = 0
 
-    def probe(self, i: int, code, hyper, inside: int, verts, exact=None):
+    def probe(self, i: int, code, hyper, inside: int, verts, exact_verts=None):
         """The neighbour of region ``i`` (code ``code``) across the facet with exact hyperplane ``hyper`` whose
-        float vertices are ``verts (m, d)``: its index, or None. ``exact``: rational points to try instead (a
-        sliver facet's exact centroid, where its float corners coincide)."""
+        float vertices are ``verts (m, d)``: its index, or None. ``exact_verts()``: the facet's exact rational
+        vertices; when no float point works (a sliver facet whose float corners coincide and miss it), their
+        mean — a point of the facet's relative interior — is tried."""
         self.tried += 1
-        if exact is not None:
-            points = exact
-        else:
-            verts = np.asarray(verts, dtype=np.float64)
-            cen = verts.mean(axis=0)
-            points = [cen] + [0.5 * cen + 0.5 * v for v in verts] + [0.9 * cen + 0.1 * v for v in verts]
+        verts = np.asarray(verts, dtype=np.float64)
+        cen = verts.mean(axis=0)
+        points = [cen] + [0.5 * cen + 0.5 * v for v in verts] + [0.9 * cen + 0.1 * v for v in verts]
         other = neighbour_code(self.cond, self.charts, hyper, inside, code, points, self.domain)
+        if other is None and exact_verts is not None:
+            ex = exact_verts()
+            other = neighbour_code(self.cond, self.charts, hyper, inside, code,
+                                   [[sum(c) / len(ex) for c in zip(*ex)]], self.domain)
         j = None if other is None else self.index(other)
         if j is not None and j != i:
             self.found += 1

@@ -818,12 +818,8 @@ def _probe_pairs(fr, cond, p, root, unmatched):
     prober = FacetProber(cond, p, root, lambda code: index.get(tuple(k.tobytes() for k in code)))
     out, proven = [], np.zeros(len(unmatched), dtype=bool)
     for t, (cell, hid, sign, corners, vids) in enumerate(unmatched):
-        code = tuple(k[cell] for k in fr.codes)
-        j = prober.probe(cell, code, fr.exact_hyper(hid), sign, corners)
-        if j is None:  # a sliver facet whose float corners miss it: its exact centroid (relative interior)
-            ex = [fr.exact_vertex(v) for v in dict.fromkeys(vids)]
-            cen = [sum(c) / len(ex) for c in zip(*ex)]
-            j = prober.probe(cell, code, fr.exact_hyper(hid), sign, corners, exact=[cen])
+        j = prober.probe(cell, tuple(k[cell] for k in fr.codes), fr.exact_hyper(hid), sign, corners,
+                         lambda vids=vids: [fr.exact_vertex(v) for v in vids])
         if j is not None:
             out.append((min(cell, j), max(cell, j)))
             proven[t] = True

@@ -787,11 +787,9 @@ def _facet_vertex_ids(P, f: int) -> np.ndarray:
     return np.flatnonzero(P.inc[:, f])
 
 
-def exact_facet_centroid(P, f: int) -> list:
-    """The mean of facet ``f``'s exact rational vertices: a point of its relative interior even where its float
-    corners coincide (a sliver below float64 resolution)."""
-    ex = [P.exact_vertex(int(i)) for i in _facet_vertex_ids(P, f)]
-    return [sum(c) / len(ex) for c in zip(*ex)]
+def exact_facet_vertices(P, f: int) -> list:
+    """The exact rational vertices of facet ``f`` of ``P`` (as :func:`facet_corners`)."""
+    return [P.exact_vertex(int(i)) for i in _facet_vertex_ids(P, f)]
 
 
 def facet_measures(P):

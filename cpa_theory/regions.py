@@ -34,7 +34,7 @@ from .exact import ExactCharts, dot, exact_code, exact_code_and_switching
 from .hyperplanes import switching_hyperplanes
 from .maxgroups import is_max_groups, refine_max_batch
 from .network import ConditionedNetwork, Network, as_point
-from .polytope import (Hyper, box_polygon, box_polytope, cell_volume, cell_volumes, exact_facet_centroid,
+from .polytope import (Hyper, box_polygon, box_polytope, cell_volume, cell_volumes, exact_facet_vertices,
                        facet_clearance, facet_corners, facet_measures, polytope_from_halfspaces, split, vertex_signs)
 from .tolerances import FACET_BALANCE_RTOL, UNIT_ROUNDOFF, VOLUME_SUM_RTOL, WITNESS_MIN_RELATIVE_RADIUS
 from .windows import Window, WindowRelation, window_relations
@@ -738,9 +738,8 @@ class _probing:
                     guess[l][j] = o
                     if self.table.index_of(guess) is not None:
                         continue
-                nb = self.prober.probe(i, lf.code, H.exact(), s, facet_corners(lf.P, fi))
-                if nb is None:  # a sliver facet whose float corners miss it: its exact centroid
-                    nb = self.prober.probe(i, lf.code, H.exact(), s, None, exact=[exact_facet_centroid(lf.P, fi)])
+                nb = self.prober.probe(i, lf.code, H.exact(), s, facet_corners(lf.P, fi),
+                                       lambda P=lf.P, fi=fi: exact_facet_vertices(P, fi))
                 if nb is not None and i is not None:
                     self.u.append(min(i, nb))
                     self.v.append(max(i, nb))
