@@ -282,13 +282,14 @@ def test_ctrl_c_during_count_workers_cancels_the_queue_and_exits_130_promptly(tm
     psutil = pytest.importorskip("psutil", reason="psutil (installed with the dask extra) finds the pool workers")
 
     rng = np.random.default_rng(5)
-    # ≈ 0.3 s per window: a task (8 windows) runs for seconds, the 160 windows ≈ 25 s on 2 workers
+    # ≈ 0.15 s per window: a task (8 windows) runs for about a second, the 1,600 windows ≈ 2 min on 2 workers
+    # (160 took 12 s; a loaded machine then finished the run before the signal arrived, exit 0)
     net = random_bn_net(rng, widths=(3, 16, 16, 1))
     path = tmp_path / "net.json"
     save_network(net, path)
     centres = tmp_path / "centres.txt"
     centres.write_text("\n".join(",".join(f"{v:.17g}" for v in row)
-                                 for row in net.batch.mean(axis=0) + rng.uniform(-1, 1, size=(160, 3))) + "\n")
+                                 for row in net.batch.mean(axis=0) + rng.uniform(-1, 1, size=(1600, 3))) + "\n")
     proc = cli("count", str(path), "--center", str(centres), "--radius", "0.5", "--workers", "2", "--json")
     parent = psutil.Process(proc.pid)
     deadline = time.time() + 60
@@ -299,6 +300,7 @@ def test_ctrl_c_during_count_workers_cancels_the_queue_and_exits_130_promptly(tm
         time.sleep(0.1)
     assert len(kids) >= 2, "the worker pool did not start"
     workers = parent.children()
+    assert proc.poll() is None, "the run finished before Ctrl-C: make it longer"
     t0 = time.time()
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
