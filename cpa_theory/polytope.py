@@ -288,33 +288,82 @@ def _solve_vertices(rows, P_scale):
 
 
 def _solve_systems(M, b, EM, Eb, P_scale):
-    """:func:`_solve_vertices` on the stacked systems: ``M (E, d, d)``, ``b (E, d)`` and their bounds."""
+    """:func:`_solve_vertices` on the stacked systems: ``M (E, d, d)``, ``b (E, d)`` and their bounds.
+
+    ‖M⁻¹‖∞ is bounded rigorously from the float inverse X: with R = I − X M (its rounding bounded),
+    ‖M⁻¹‖∞ ≤ ‖X‖∞ / (1 − ‖R‖∞) when ‖R‖∞ < ½ (else the row goes to the exact path). X is the adjugate over the
+    determinant for d ≤ 3, LAPACK's inverse above. The arithmetic runs on entry-major arrays ``(d, d, E)``
+    (contiguous over the systems: an order of magnitude faster than numpy's loops over 3 × 3 blocks)."""
     d = M.shape[1]
     V = np.full(b.shape, np.nan)
     err = np.full(len(M), np.inf)
-    try:  # the usual case: every system is nonsingular in float64 (LU without a zero pivot)
-        good = np.ones(len(M), dtype=bool)
-        inv = np.linalg.inv(M)
-        Mg, bg = M, b
-    except np.linalg.LinAlgError:  # some are singular: keep the others (exact vertices for the rest)
-        det = np.linalg.det(M)
-        good = np.isfinite(det) & (np.abs(det) > 0)
-        if not good.any():
-            return V, err
-        Mg, bg = M[good], b[good]
-        inv = np.linalg.inv(Mg)
-    v = np.einsum("eij,ej->ei", inv, bg)
-    av = np.abs(v)
-    resid = np.abs(np.einsum("eij,ej->ei", Mg, v) - bg) + (d + DOT_EXTRA_TERMS) * U * (
-        np.einsum("eij,ej->ei", np.abs(Mg), av) + np.abs(bg))
-    ninv = np.abs(inv).sum(axis=2).max(axis=1) * (1 + (d + DOT_EXTRA_TERMS) * U * d)
-    pert = np.einsum("eij,ej->ei", EM[good], av) + Eb[good] + resid
-    shrink = 1.0 - ninv * EM[good].sum(axis=2).max(axis=1)
-    e = np.where(shrink > 0.5, FILTER_SAFETY * ninv * pert.max(axis=1) / np.where(shrink > 0.5, shrink, 1.0),
-                 np.inf) + U * av.max(axis=1)
-    e = np.where(np.all(np.isfinite(v), axis=1) & (e <= VERTEX_ERR_MAX_RTOL * P_scale), e, np.inf)
-    V[good], err[good] = v, e
+    Mt = np.ascontiguousarray(M.transpose(1, 2, 0))
+    with np.errstate(all="ignore"):
+        X, good = _inverses(Mt)
+    if not good.any():
+        return V, err
+    bt, EMt, Ebt = b.T, np.ascontiguousarray(EM.transpose(1, 2, 0)), Eb.T
+    if not good.all():
+        Mt, X, bt, EMt, Ebt = Mt[..., good], X[..., good], bt[:, good], EMt[..., good], Ebt[:, good]
+    k = (d + DOT_EXTRA_TERMS) * U
+    with np.errstate(all="ignore"):
+        v = np.einsum("ije,je->ie", X, bt)
+        av = np.abs(v)
+        absM = np.abs(Mt)
+        resid = np.abs(np.einsum("ije,je->ie", Mt, v) - bt) + k * (np.einsum("ije,je->ie", absM, av) + np.abs(bt))
+        absX = np.abs(X)
+        XM = np.einsum("ije,jke->ike", X, Mt)
+        R = np.abs(np.eye(d)[:, :, None] - XM) + k * np.einsum("ije,jke->ike", absX, absM) + U * np.abs(XM)
+        rho = R.sum(axis=1).max(axis=0) * (1 + k)
+        ninv = absX.sum(axis=1).max(axis=0) * (1 + k) / np.where(rho < 0.5, 1.0 - rho, 1.0)
+        pert = np.einsum("ije,je->ie", EMt, av) + Ebt + resid
+        shrink = 1.0 - ninv * EMt.sum(axis=1).max(axis=0) * (1 + k)
+        ok = (rho < 0.5) & (shrink > 0.5)
+        e = np.where(ok, FILTER_SAFETY * ninv * pert.max(axis=0) / np.where(ok, shrink, 1.0), np.inf) + U * av.max(
+            axis=0)
+    e = np.where(np.all(np.isfinite(v), axis=0) & (e <= VERTEX_ERR_MAX_RTOL * P_scale), e, np.inf)
+    V[good], err[good] = v.T, e
     return V, err
+
+
+def _inverses(Mt):
+    """Float inverses of stacked square matrices held entry-major ``Mt (d, d, E)``, and whether each could be
+    formed (a nonzero finite determinant for d ≤ 3; LAPACK without a zero pivot above): ``(X (d, d, E), ok (E,))``."""
+    d = Mt.shape[0]
+    if d > 3:
+        M = Mt.transpose(2, 0, 1)
+        try:
+            return np.ascontiguousarray(np.linalg.inv(M).transpose(1, 2, 0)), np.ones(M.shape[0], dtype=bool)
+        except np.linalg.LinAlgError:
+            det = np.linalg.det(M)
+            ok = np.isfinite(det) & (det != 0)
+            X = np.zeros_like(M)
+            if ok.any():
+                try:
+                    X[ok] = np.linalg.inv(M[ok])
+                except np.linalg.LinAlgError:
+                    ok[:] = False
+            return np.ascontiguousarray(X.transpose(1, 2, 0)), ok
+    if d == 1:
+        det = Mt[0, 0]
+        adj = np.ones_like(Mt)
+    elif d == 2:
+        (a, b), (c, e) = Mt
+        det = a * e - b * c
+        adj = np.array([[e, -b], [-c, a]])
+    else:
+        r0, r1, r2 = Mt
+        cols = [_cross3(r1, r2), _cross3(r2, r0), _cross3(r0, r1)]  # adj[:, k] = column k
+        det = (r0 * cols[0]).sum(axis=0)
+        adj = np.stack(cols, axis=1)
+    X = adj / np.where(det != 0, det, 1.0)
+    ok = np.isfinite(det) & (det != 0) & np.all(np.isfinite(X), axis=(0, 1))
+    return X, ok
+
+
+def _cross3(u, w):
+    """Cross products of entry-major vectors ``(3, E)``."""
+    return np.array([u[1] * w[2] - u[2] * w[1], u[2] * w[0] - u[0] * w[2], u[0] * w[1] - u[1] * w[0]])
 
 
 def split(P, H: Hyper, signs, stats=None):
