@@ -154,6 +154,7 @@ def run_cli_sweep(cfg_path, out, env=None):
                             env={**os.environ, **(env or {})})
 
 
+@pytest.mark.slow  # 20 s; the default run shards over 2 processes × 2 devices (tests/test_multiprocess_jax.py)
 def test_shard_sweep_on_8_host_devices_matches_one_device(tmp_path):
     code = (
         "import json, jax; from numerics.sweep import SweepConfig, run_point, grid_points;"
