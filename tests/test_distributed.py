@@ -286,6 +286,18 @@ def _default_sigint():
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
+def _signal_state(pid):
+    """The signal masks of a process and of each of its threads (Linux /proc), for a failure message."""
+    out = {}
+    for st in [Path(f"/proc/{pid}/status")] + sorted(Path(f"/proc/{pid}/task").glob("*/status")):
+        try:
+            out[str(st.parent.name)] = [ln.split(":")[1].strip() for ln in st.read_text().splitlines()
+                                        if ln.startswith(("SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt"))]
+        except OSError:
+            pass
+    return out
+
+
 def test_ctrl_c_during_count_workers_cancels_the_queue_and_exits_130_promptly(tmp_path):
     psutil = pytest.importorskip("psutil", reason="psutil (installed with the dask extra) finds the pool workers")
 
@@ -310,11 +322,16 @@ def test_ctrl_c_during_count_workers_cancels_the_queue_and_exits_130_promptly(tm
     assert len(kids) >= 2, "the worker pool did not start"
     workers = parent.children()
     assert proc.poll() is None, "the run finished before Ctrl-C: make it longer"
-    status = [ln.strip() for ln in Path(f"/proc/{proc.pid}/status").read_text().splitlines()
-              if ln.startswith(("SigBlk", "SigIgn", "SigCgt"))] if Path("/proc").is_dir() else []
+    status = _signal_state(proc.pid)
     t0 = time.time()
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=180)
+    try:
+        out, err = proc.communicate(timeout=20)
+    except subprocess.TimeoutExpired:  # the signal was not acted on: say what the child's signal state was
+        after = _signal_state(proc.pid)
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"no exit 20 s after SIGINT; before: {status}; after: {after}; stderr: {err[-1000:]}")
     elapsed = time.time() - t0
     assert proc.returncode == 130, (status, elapsed, err[-2000:])
     assert elapsed < 4, f"took {elapsed:.1f} s after Ctrl-C"  # waits for neither the queue nor running tasks
