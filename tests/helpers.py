@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 from cpa_theory import BatchNorm, Layer, Network, identity, relu
+
+
+#: ``python -m cpa_theory`` with Ctrl-C at its default disposition and unblocked, for the Ctrl-C tests: a test run
+#: started as a background job (``pytest &`` in a non-interactive shell) ignores SIGINT, exec passes that on, and
+#: the CLI then sees the signal only inside a JAX call that defers it (the tests failed with exit 0, now and then).
+CLI_WITH_CTRL_C = [sys.executable, "-c",
+                   "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+                   "signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT}); "
+                   "os.execv(sys.executable, [sys.executable, '-m', 'cpa_theory'] + sys.argv[1:])"]
 
 
 def random_bn_net(rng, widths=(2, 6, 5, 1), mode="train", batch_size=12, offset=0.0, act=relu, gamma=None,

@@ -130,6 +130,7 @@ import signal  # noqa: E402
 import time  # noqa: E402
 
 from cpa_theory import cli as _cli  # noqa: E402
+from helpers import CLI_WITH_CTRL_C  # noqa: E402
 
 TINY_SWEEP = {"d": 2, "width": 4, "networks": 2, "batch_sizes": [4], "bias_scales": [0.1], "radii": [0.1],
               "distances": [0.0, 1.0, 2.0]}
@@ -155,7 +156,7 @@ def test_ctrl_c_during_a_sweep_exits_130_without_a_crash(tmp_path):
     cfg.write_text(json.dumps({"d": 2, "width": 64, "networks": 256, "batch_sizes": [8, 16, 32, 64],
                                "bias_scales": [0.1, 1.0], "radii": [0.1, 0.2], "distances": [0.0, 1.0, 2.0, 4.0]}))
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "cpa_theory", "sweep", str(cfg), "--out", str(out), "--json"],
+    proc = subprocess.Popen(CLI_WITH_CTRL_C + ["sweep", str(cfg), "--out", str(out), "--json"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     deadline = time.time() + 60
     while not (out / "header.json").exists() and time.time() < deadline and proc.poll() is None:

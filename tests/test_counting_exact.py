@@ -285,7 +285,7 @@ def _exact_solution(M, b):
 
 @pytest.mark.parametrize("d", [2, 3, 4])
 def test_vertex_error_bounds_hold_against_exact_solutions(d):
-    """The vertex bound of polytope._solve_systems (adjugate inverses for d ≤ 3, LAPACK above; ‖M⁻¹‖ bounded
+    """The vertex bound of polytope._solve_systems (adjugate inverses for d ≤ 3, LAPACK otherwise; ‖M⁻¹‖ bounded
     through R = I − X M) holds against the exact solution of the perturbed exact system M* v* = b*
     (|M* − M| ≤ EM, |b* − b| ≤ Eb), from conditioning 1 to 1e15; well-conditioned systems keep a float vertex
     (a wrong inverse formula gives a wrong v and loses it)."""
@@ -305,6 +305,11 @@ def test_vertex_error_bounds_hold_against_exact_solutions(d):
     V, err = _solve_systems(M, b, EM, Eb, 1e6)
     finite = np.isfinite(err)
     assert finite[: n // 4].all() and not finite[-3:].any()
+    few = slice(0, n, 7)  # a small batch: LAPACK's inverse in every dimension (polytope._ADJUGATE_MIN)
+    V2, err2 = _solve_systems(M[few], b[few], EM[few], Eb[few], 1e6)
+    np.testing.assert_allclose(V2[np.isfinite(err2)], V[few][np.isfinite(err2)], rtol=1e-9, atol=1e-9)
+    V[few], err[few] = V2, err2
+    finite = np.isfinite(err)
     for i in np.flatnonzero(finite).tolist():
         Mx = [[Fraction(float(M[i, r, c])) + Fraction(float(dM[i, r, c])) for c in range(d)] for r in range(d)]
         bx = [Fraction(float(b[i, r])) + Fraction(float(db[i, r])) for r in range(d)]

@@ -19,7 +19,7 @@ from cpa_theory import save_network
 from cpa_theory.density import count_many, density_functional
 from cpa_theory.errors import CPAInputError
 
-from helpers import random_bn_net
+from helpers import CLI_WITH_CTRL_C, random_bn_net
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "bn_relu_2d.json"
@@ -278,14 +278,6 @@ def test_scheduler_argument_errors_are_one_line_exit_2():
 
 
 # -- Ctrl-C during count --workers (issue #11 item 10) ---------------------------------------------------
-def _default_sigint():
-    """In the child before exec: Ctrl-C at its default disposition and unblocked, whatever this test process
-    inherited (an ignored SIGINT is inherited through exec, and the child then never sees the signal: twice in
-    full-suite runs the count ran to its end, exit 0)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-
-
 def _signal_state(pid):
     """The signal masks of a process and of each of its threads (Linux /proc), for a failure message."""
     out = {}
@@ -310,8 +302,9 @@ def test_ctrl_c_during_count_workers_cancels_the_queue_and_exits_130_promptly(tm
     centres = tmp_path / "centres.txt"
     centres.write_text("\n".join(",".join(f"{v:.17g}" for v in row)
                                  for row in net.batch.mean(axis=0) + rng.uniform(-1, 1, size=(1600, 3))) + "\n")
-    proc = cli("count", str(path), "--center", str(centres), "--radius", "0.5", "--workers", "2", "--json",
-               preexec_fn=_default_sigint)
+    proc = subprocess.Popen(CLI_WITH_CTRL_C + ["count", str(path), "--center", str(centres), "--radius", "0.5",
+                                               "--workers", "2", "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     parent = psutil.Process(proc.pid)
     deadline = time.time() + 60
     while time.time() < deadline:  # wait until both pool workers are counting
