@@ -292,9 +292,9 @@ def _solve_systems(M, b, EM, Eb, P_scale):
 
     ‖M⁻¹‖∞ is bounded rigorously from the float inverse X: with R = I − X M, ‖M⁻¹‖∞ ≤ ‖X‖∞ / (1 − ‖R‖∞) when
     ‖R‖∞ < ½ (else the row goes to the exact path), ‖R‖∞ taken from fl(X M) plus γ ‖X‖∞ ‖M‖∞ for its rounding.
-    X is the adjugate over the determinant for d ≤ 3 and many systems, else LAPACK's inverse. The arithmetic
-    runs on entry-major arrays ``(d, d, E)`` (contiguous over the systems: several times faster than numpy's
-    loops over 3 × 3 blocks)."""
+    X is the adjugate over the determinant for d ≤ 3 (every engine gets the same float vertices), LAPACK's
+    inverse above. The arithmetic runs on entry-major arrays ``(d, d, E)`` (contiguous over the systems:
+    several times faster than numpy's loops over 3 × 3 blocks)."""
     d = M.shape[1]
     V = np.full(b.shape, np.nan)
     err = np.full(len(M), np.inf)
@@ -328,14 +328,11 @@ def _solve_systems(M, b, EM, Eb, P_scale):
     return V, err
 
 
-_ADJUGATE_MIN = 32  # systems per call from which the vectorised adjugate beats LAPACK's per-call cost
-
-
 def _inverses(Mt):
     """Float inverses of stacked square matrices held entry-major ``Mt (d, d, E)``, and whether each could be
     formed (a nonzero finite determinant for the adjugate; LAPACK without a zero pivot): ``(X (d, d, E), ok (E,))``."""
     d = Mt.shape[0]
-    if d > 3 or Mt.shape[2] < _ADJUGATE_MIN:
+    if d > 3:
         M = Mt.transpose(2, 0, 1)
         try:
             return np.ascontiguousarray(np.linalg.inv(M).transpose(1, 2, 0)), np.ones(M.shape[0], dtype=bool)

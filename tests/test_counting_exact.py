@@ -305,9 +305,9 @@ def test_vertex_error_bounds_hold_against_exact_solutions(d):
     V, err = _solve_systems(M, b, EM, Eb, 1e6)
     finite = np.isfinite(err)
     assert finite[: n // 4].all() and not finite[-3:].any()
-    few = slice(0, n, 7)  # a small batch: LAPACK's inverse in every dimension (polytope._ADJUGATE_MIN)
+    few = slice(0, n, 7)  # a small batch (the cell engine's splits): the same vertices
     V2, err2 = _solve_systems(M[few], b[few], EM[few], Eb[few], 1e6)
-    np.testing.assert_allclose(V2[np.isfinite(err2)], V[few][np.isfinite(err2)], rtol=1e-9, atol=1e-9)
+    np.testing.assert_array_equal(V2[np.isfinite(err2)], V[few][np.isfinite(err2)])
     V[few], err[few] = V2, err2
     finite = np.isfinite(err)
     for i in np.flatnonzero(finite).tolist():
