@@ -187,6 +187,13 @@ class ConditionedBN:
     undefined: np.ndarray = field(default=None)
     gamma: np.ndarray | None = None
     beta: np.ndarray | None = None
+    zerr: np.ndarray | None = None  # (n,) bound on |g|·|W|·|p − p*|: the float anchor against the exact batch mean
+
+    @property
+    def z_error(self) -> np.ndarray:
+        """``(n,)`` absolute error of ẑ caused by the float anchor: |g|·(|W| @ |p − p*|) with p* the exact batch
+        centroid of the exact representations (0 outside train mode; set by ``Network.condition``)."""
+        return np.zeros(len(self.gain)) if self.zerr is None else self.zerr
 
     def switching_offsets(self, breakpoints) -> tuple[np.ndarray, np.ndarray | None]:
         """Offsets c_ik with w_iᵀ(h − p) = c_ik on {ẑ_i = t_k}, and τ_ik in train mode.

@@ -105,15 +105,44 @@ _CACHE: dict = {}
 
 
 def exact_layers(cond):
-    """Rational copies of the conditioned layers (cached per network object)."""
+    """Rational copies of the conditioned layers (cached per network object).
+
+    A train-mode layer's anchor is the exact centroid of the batch's exact representations (the batch pushed
+    through the exact earlier layers), not the float64 mean: the float mean of a deeper layer's inputs is off
+    by rounding, and off the range of the parent's chart, which splits exactly concurrent switching sets (C9's
+    transfer) into slivers ~1e-16 wide. Gains and shifts are the float64 data. The float anchor's distance to
+    this one is bounded in the float filters (:attr:`cpa_theory.bn.ConditionedBN.z_error`)."""
     key = id(cond)
     hit = _CACHE.get(key)
     if hit is None or hit[0] is not cond:
-        hit = (cond, [_ExactLayer(l) for l in cond.layers])
+        hit = (cond, _with_exact_anchors(cond, [_ExactLayer(l) for l in cond.layers]))
         if len(_CACHE) > 8:
             _CACHE.clear()
         _CACHE[key] = hit
     return hit[1]
+
+
+def _with_exact_anchors(cond, layers):
+    train = [getattr(l.bn, "mode", None) == "train" for l in cond.layers]
+    batch = getattr(cond, "batch", None)
+    if not any(train) or batch is None:
+        return layers
+    hs = [[_fr(v) for v in row] for row in batch]
+    B = Fraction(len(hs))
+    last = max(i for i, t in enumerate(train) if t)
+    for i, L in enumerate(layers[:last + 1]):
+        if train[i]:
+            L.p = [sum((h[k] for h in hs), Fraction(0)) / B for k in range(len(L.p))]
+        if i < last:
+            hs = [L.outputs(_pre(L, h)) for h in hs]
+    return layers
+
+
+def _pre(L, h):
+    """ẑ of the exact layer ``L`` at the exact input ``h``."""
+    diff = [hi - pi for hi, pi in zip(h, L.p)]
+    return [gi * sum((row[k] * diff[k] for k in nz), Fraction(0)) + ei  # sparse rows: zero weights skipped
+            for row, nz, gi, ei in zip(L.W, L.nz, L.g, L.e)]
 
 
 def maps_identical(cond, codes_u, codes_v) -> np.ndarray:
@@ -156,9 +185,7 @@ def exact_preactivations(cond, x, upto: int | None = None) -> list:
     out = []
     layers = exact_layers(cond)
     for li, L in enumerate(layers if upto is None else layers[:upto + 1]):
-        diff = [hi - pi for hi, pi in zip(h, L.p)]
-        z = [gi * sum((row[k] * diff[k] for k in nz), Fraction(0)) + ei  # sparse rows: zero weights skipped
-             for row, nz, gi, ei in zip(L.W, L.nz, L.g, L.e)]
+        z = _pre(L, h)
         out.append(z)
         h = L.outputs(z)
     return out

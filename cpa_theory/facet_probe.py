@@ -71,7 +71,7 @@ def _float_layer(layer, h, dh):
         z = layer.preactivation(h[None])[0]
         dz = FILTER_SAFETY * (ag * (aW @ dh) + (m + DOT_EXTRA_TERMS + 2) * U * (ag * (aW @ (np.abs(h) + np.abs(bn.anchor)))
                                                                              + np.abs(bn.shift))
-                              + (m + 3) * TINY * (1 + ag * (1 + aW.sum(axis=1))))
+                              + (m + 3) * TINY * (1 + ag * (1 + aW.sum(axis=1)))) + bn.z_error
     dz[~(np.isfinite(z) & np.isfinite(dz))] = np.inf
     return z, dz
 

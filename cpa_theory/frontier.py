@@ -63,7 +63,7 @@ def layer_lines(cl, A, c, mA, mc, rel, li):
     bn, act = cl.bn, cl.activation
     t = act.breakpoints_array
     with np.errstate(over="ignore", invalid="ignore"):  # overflow is detected below and reported
-        out = next_lines(cl.weight, bn.anchor, bn.gain, bn.shift, t, A, c, mA, mc, rel)
+        out = next_lines(cl.weight, bn.anchor, bn.gain, bn.shift, t, A, c, mA, mc, rel, bn.z_error)
     lo_in = _min_nonzero(mA, mc, np.abs(bn.anchor))
     return _lines_dict(out, cl, rel + (cl.weight.shape[1] + DOT_EXTRA_TERMS + 2) * U, lo_in, li)
 
@@ -446,7 +446,7 @@ def _compose(cl, nxt, lines, par_of, pieces, li, kernels=NUMPY):
         par, pc = par_of[s0:s0 + _CHART_CHUNK], pieces[s0:s0 + _CHART_CHUNK]
         parts.append(kernels.compose((lines["N"][par], lines["z0"][par], lines["mlin"][par], lines["mgap"][par],
                                       pc, tables, cl.bn.gain, cl.bn.shift, nxt.weight, bn2.anchor, bn2.gain,
-                                      bn2.shift, t2, rel)))
+                                      bn2.shift, t2, rel, bn2.z_error)))
     arrays = tuple(np.concatenate([p[k] for p in parts]) for k in range(10))
     lo_in = min(lines["lo"], _min_nonzero(bn2.anchor))
     return _lines_dict(arrays, nxt, rel + (nxt.weight.shape[1] + DOT_EXTRA_TERMS + 2) * U, lo_in, li)

@@ -98,10 +98,11 @@ def charts_after(N, z0, mlin, mgap, pieces, tables, g, e, xp=np):
     return A, c, mA, mc
 
 
-def next_lines(weight, anchor, g, e, t, A, c, mA, mc, rel, xp=np):
+def next_lines(weight, anchor, g, e, t, A, c, mA, mc, rel, zerr, xp=np):
     """Switching sets of a layer (weight ``(n, m)``, BN anchor, gain ``g``, shift ``e``, breakpoints ``t``) on C
     parent charts h = A y + c (``A (C, m, d)``, ``c (C, m)``, magnitude bounds ``mA``, ``mc``, relative error
-    ``rel``) — the chart primitive :meth:`cpa_theory.network.ConditionedLayer.chart` written on ``xp``.
+    ``rel``) — the chart primitive :meth:`cpa_theory.network.ConditionedLayer.chart` written on ``xp``. ``zerr``
+    ``(n,)``: the absolute error of ẑ from the float anchor (:attr:`cpa_theory.bn.ConditionedBN.z_error`).
 
     Returns ``(fa (C, nK, d), fb (C, nK), EA, EB, N, z0, mlin, mgap, EN, Ez)``: line (j, k) at index j·K + k is
     {ẑ_j = t_k} = {fa·y = fb}, EA, EB its error bounds; ẑ = N y + z0 with error bounds EN, Ez; ``mlin``,
@@ -114,7 +115,7 @@ def next_lines(weight, anchor, g, e, t, A, c, mA, mc, rel, xp=np):
     mgap = (mc + xp.abs(anchor)) @ xp.abs(weight).T
     rel2 = rel + (weight.shape[1] + DOT_EXTRA_TERMS + 2) * U
     EN = rel2 * xp.abs(g)[None, :, None] * mlin
-    Ez = rel2 * (xp.abs(g) * mgap + xp.abs(e))
+    Ez = rel2 * (xp.abs(g) * mgap + xp.abs(e)) + zerr
     C, n = z0.shape
     K = t.shape[0]
     fb = (t[None, None, :] - z0[:, :, None]).reshape(C, n * K)
@@ -138,11 +139,11 @@ class NumpyKernels:
 
     def compose(self, args):
         """:func:`charts_after` then :func:`next_lines` on one chunk: ``args`` = (N, z0, mlin, mgap, pieces,
-        tables, g, e, weight, anchor, g2, e2, t2, rel)."""
-        N, z0, mlin, mgap, pieces, tables, g, e, W2, p2, g2, e2, t2, rel = args
+        tables, g, e, weight, anchor, g2, e2, t2, rel, zerr)."""
+        N, z0, mlin, mgap, pieces, tables, g, e, W2, p2, g2, e2, t2, rel, zerr = args
         with np.errstate(over="ignore", invalid="ignore"):
             A, c, mA, mc = charts_after(N, z0, mlin, mgap, pieces, tables, g, e)
-            return next_lines(W2, p2, g2, e2, t2, A, c, mA, mc, rel)
+            return next_lines(W2, p2, g2, e2, t2, A, c, mA, mc, rel, zerr)
 
 
 NUMPY = NumpyKernels()

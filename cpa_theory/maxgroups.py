@@ -257,7 +257,7 @@ def refine_max_batch(cl, li, batch, rel, y0, radius, d, charts, stats):
         m_in = cl.weight.shape[1]
         rel2 = rel + (m_in + DOT_EXTRA_TERMS + 2) * U
         EN = rel2 * np.abs(g)[None, :, None] * mlin
-        Ez = rel2 * (np.abs(g) * mgap + np.abs(e))
+        Ez = rel2 * (np.abs(g) * mgap + np.abs(e)) + bn.z_error
         lo, hi = act.pair_lo, act.pair_hi
         fa = N[:, lo] - N[:, hi]  # (C, P, d): z_lo − z_hi = fa·y − fb
         fb = z0[:, hi] - z0[:, lo]

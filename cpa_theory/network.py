@@ -9,7 +9,7 @@ during training (THEORY §1).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -18,6 +18,7 @@ from .bn import BatchNorm, ConditionedBN, condition_bn
 from .errors import ArgumentTypeError, BatchError, BatchNormError, DegenerateBatchNormError, NonFiniteError, ShapeError
 from .inputs import check_numbers, short
 from .maxgroups import is_max_groups
+from .tolerances import DOT_EXTRA_TERMS, FILTER_SAFETY, UNIT_ROUNDOFF
 
 __all__ = ["Layer", "Network", "ConditionedLayer", "ConditionedNetwork", "as_point", "as_points"]
 
@@ -179,9 +180,12 @@ class Network:
         """Freeze train-mode BN on ``batch`` (default: the network's own)."""
         net = self if batch is None else self.with_batch(batch)
         h = net.batch
+        dh = None if h is None else np.zeros_like(h)  # |h − h*|: the float representations against the exact ones
         out = []
         for i, layer in enumerate(net.layers):
             cbn = condition_bn(layer.weight, layer.bias, layer.batchnorm, h)
+            if cbn.mode == "train":
+                cbn = replace(cbn, zerr=_anchor_z_error(layer.weight, cbn, h, dh))
             clayer = ConditionedLayer(layer.weight, cbn, layer.activation)
             out.append(clayer)
             if h is not None and i + 1 < len(net.layers):
@@ -193,12 +197,48 @@ class Network:
                             "computed; set eps > 0.")
                     h = None
                 else:
-                    h = clayer.forward(h)
+                    h, dh = _forward_with_error(clayer, h, dh)
         return ConditionedNetwork(net.input_dim, tuple(out), net.batch)
 
     def forward(self, x, xp=np):
         """The realised function (train-mode BN conditioned on the network's batch)."""
         return self.condition().forward(x, xp=xp)
+
+
+def _anchor_error(h, dh, anchor):
+    """|p − p*| for the float batch mean p of float representations ``h (B, m)`` with |h − h*| ≤ ``dh``, p* the
+    exact mean of h*: the inputs' error plus the summation's (γ_{B+1}·mean|h|) and the division's."""
+    B = h.shape[0]
+    return dh.mean(axis=0) + (B + 2 + DOT_EXTRA_TERMS) * UNIT_ROUNDOFF * (np.abs(h).mean(axis=0) + np.abs(anchor))
+
+
+def _anchor_z_error(weight, cbn, h, dh):
+    """The ẑ error the float anchor causes: FILTER_SAFETY·|g|·(|W| @ |p − p*|) (``ConditionedBN.z_error``)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        dp = _anchor_error(h, dh, cbn.anchor)
+        return FILTER_SAFETY * np.abs(cbn.gain) * (np.abs(weight) @ dp)
+
+
+def _forward_with_error(clayer, h, dh):
+    """The layer's float outputs on the batch and a bound on their distance to the exact outputs of the exact
+    representations (the chart's rounding bound, the anchor's error, the activation's Lipschitz constant and
+    rounding); a max-group layer's output moves by at most its members' largest error."""
+    W, bn, act = clayer.weight, clayer.bn, clayer.activation
+    m = W.shape[1]
+    with np.errstate(over="ignore", invalid="ignore"):
+        z = clayer.preactivation(h)
+        ag, aW = np.abs(bn.gain), np.abs(W)
+        dz = (ag * ((dh + (_anchor_error(h, dh, bn.anchor) if bn.mode == "train" else 0.0)) @ aW.T)
+              + (m + DOT_EXTRA_TERMS + 2) * UNIT_ROUNDOFF * (ag * ((np.abs(h) + np.abs(bn.anchor)) @ aW.T)
+                                                              + np.abs(bn.shift)))
+        out = act(z)
+        if is_max_groups(act):
+            dout = np.broadcast_to(dz.max(axis=1, keepdims=True), out.shape).copy()
+        else:
+            slopes = np.abs(np.asarray(act.slopes, dtype=np.float64))
+            L = float(slopes.max()) if slopes.size else 1.0
+            dout = L * dz + 4 * UNIT_ROUNDOFF * (np.abs(out) + L * np.abs(z) + float(np.abs(act.intercepts()).max()))
+    return out, FILTER_SAFETY * dout
 
 
 @dataclass(frozen=True)

@@ -43,9 +43,9 @@ def _kernel(which: str, *arrays):
     if which == "vertex":
         return vertex_sides(*arrays, xp=jnp)
     if which == "compose":
-        N, z0, mlin, mgap, pieces, st, it, mt, g, e, W2, p2, g2, e2, t2, rel = arrays
+        N, z0, mlin, mgap, pieces, st, it, mt, g, e, W2, p2, g2, e2, t2, rel, zerr = arrays
         A, c, mA, mc = charts_after(N, z0, mlin, mgap, pieces, (st, it, mt), g, e, xp=jnp)
-        return next_lines(W2, p2, g2, e2, t2, A, c, mA, mc, rel, xp=jnp)
+        return next_lines(W2, p2, g2, e2, t2, A, c, mA, mc, rel, zerr, xp=jnp)
     if which == "probe":  # half of the smallest normal float64: a subnormal, or 0 where the backend flushes
         return arrays[0] * 0.5
     raise ValueError(which)
@@ -103,9 +103,9 @@ class JaxKernels:
     def compose(self, args):
         if self.flush:  # relative chart bounds only: no flushing backend composes them (module docstring)
             return NUMPY.compose(args)
-        N, z0, mlin, mgap, pieces, (st, it, mt), g, e, W2, p2, g2, e2, t2, rel = args
+        N, z0, mlin, mgap, pieces, (st, it, mt), g, e, W2, p2, g2, e2, t2, rel, zerr = args
         n = len(N)
         rows = _rows(n)
         out = self._jit("compose", *(_padded(a, rows) for a in (N, z0, mlin, mgap, pieces)),
-                        st, it, mt, g, e, W2, p2, g2, e2, t2, np.float64(rel))
+                        st, it, mt, g, e, W2, p2, g2, e2, t2, np.float64(rel), zerr)
         return tuple(np.asarray(o)[:n] for o in out)

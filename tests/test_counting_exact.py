@@ -408,3 +408,39 @@ def test_one_dimensional_windows_are_complete_and_certified():
     assert (res.regions, res.complete, res.certified) == (4, True, True)  # O4: breakpoints -0.1, 0.15, 0.2
     one = count_regions(net, [0.9], 0.05)
     assert (one.regions, one.complete, one.certified) == (1, True, True)
+
+
+# -- exact anchors of deeper train-mode BN layers ------------------------------------------------------------
+def _deep_and_folded(seed, width):
+    """A 2-layer train-BN net whose first ReLU layer is active on the whole window and batch (an affine
+    embedding of R^2 into R^width), and the same function as one layer (W2 W1, W2 b1 + b2)."""
+    rng = np.random.default_rng(seed)
+    batch = rng.normal(size=(8, 2)) + 0.3
+    W1, b1 = rng.normal(size=(width, 2)), np.full(width, 50.0)
+    W2, b2, V = rng.normal(size=(5, width)), rng.normal(size=5), rng.normal(size=(1, 5))
+    deep = Network(2, (Layer(W1, b1, relu()), Layer(W2, b2, relu(), BatchNorm(5, "train")),
+                       Layer(V, [0.0], identity())), batch)
+    flat = Network(2, (Layer(W2 @ W1, W2 @ b1 + b2, relu(), BatchNorm(5, "train")), Layer(V, [0.0], identity())),
+                   batch)
+    return deep, flat, batch.mean(axis=0)
+
+
+@pytest.mark.parametrize("seed, width", [(5, 3), (6, 8), (7, 3)])
+def test_deeper_train_bn_switching_sets_stay_concurrent_at_the_pulled_back_centroid(monkeypatch, seed, width):
+    """C9 with A_P injective and h̄ − c_P in its range: every layer-2 set passes exactly through x̄, as in the
+    folded one-layer net (5 lines through one point: 10 regions). The float64 mean of the layer-2 inputs is off
+    that range by rounding; taken as exact it split the point into slivers ~1e-16 wide, certified (16 regions,
+    referee's case). The exact anchor is the exact centroid of the exact representations."""
+    import cpa_theory.exact as E
+
+    deep, flat, xbar = _deep_and_folded(seed, width)
+    want = count_regions(flat, xbar, 0.5)
+    assert want.regions == 10 and want.certified
+    for engine in ("auto", "cells"):
+        got = count_regions(deep, xbar, 0.5, engine=engine, exact_recheck=True)
+        assert (got.regions, got.linear_regions, got.certified) == (10, 10, True), (engine, got.as_json())
+        assert got.min_witness_radius > 1e-4
+    monkeypatch.setattr(E, "_with_exact_anchors", lambda cond, layers: layers)  # mutant: float anchors as exact
+    E._CACHE.clear()
+    bad = count_regions(deep, xbar, 0.5)
+    assert bad.regions > 10 and bad.min_witness_radius < 1e-12

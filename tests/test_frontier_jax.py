@@ -112,11 +112,11 @@ def test_jax_chart_composition_agrees_within_the_proven_bounds():
     args = (rng.normal(size=(C, m, d)), rng.normal(size=(C, m)), np.abs(rng.normal(size=(C, m, d))) + 1,
             np.abs(rng.normal(size=(C, m))) + 1, rng.integers(0, 3, size=(C, m)), tables,
             rng.uniform(0.5, 2, m), rng.normal(size=m), rng.normal(size=(n, m)), rng.normal(size=m),
-            rng.uniform(0.5, 2, n), rng.normal(size=n), np.array([-1.0, 1.0]), 1e-15)
+            rng.uniform(0.5, 2, n), rng.normal(size=n), np.array([-1.0, 1.0]), 1e-15, np.full(n, 1e-15))
     ref = FK.NUMPY.compose(args)
-    N, z0, ml, mg, pc, (st, it, mt), g, e, W2, p2, g2, e2, t2, rel = args
+    N, z0, ml, mg, pc, (st, it, mt), g, e, W2, p2, g2, e2, t2, rel, zerr = args
     got = [np.asarray(x) for x in _jax()._jit("compose", N, z0, ml, mg, pc, st, it, mt, g, e, W2, p2, g2, e2, t2,
-                                              np.float64(rel))]
+                                              np.float64(rel), zerr)]
     fa, fb, EA, EB = ref[:4]
     assert np.all(np.abs(got[0] - fa) <= 2 * EA) and np.all(np.abs(got[1] - fb) <= 2 * EB)
     for x, y in zip(got, ref):
