@@ -39,15 +39,22 @@ def _finite(arr, what: str) -> np.ndarray:
 
 def _tuple(v, n: int, what: str) -> tuple[int, ...]:
     if isinstance(v, (int, np.integer)):
-        return (int(v),) * n
+        v = (int(v),) * n
     v = tuple(int(a) for a in v)
     if len(v) != n:
         raise ShapeError(f"{what} has {len(v)} entries; the layer has {n} spatial dimensions.")
+    least = 0 if what.endswith("padding") else 1  # kernels, strides, dilations and output sizes are ≥ 1
+    if any(a < least for a in v):
+        raise ShapeError(f"{what} is {list(v)}; every entry must be ≥ {least}.")
     return v
 
 
 def _out_size(size: int, k: int, s: int, p: int, dil: int) -> int:
-    return (size + 2 * p - dil * (k - 1) - 1) // s + 1
+    out = (size + 2 * p - dil * (k - 1) - 1) // s + 1
+    if out < 1:
+        raise ShapeError(f"a window of {k} (dilation {dil}) does not fit an input of size {size} with padding {p}: "
+                         "the output would be empty; use a smaller kernel or dilation, or more padding.")
+    return out
 
 
 def window_view(x, kernel, stride, padding, dilation, fill=0.0):

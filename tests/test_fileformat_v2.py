@@ -71,3 +71,25 @@ def test_sidecar_refusals(tmp_path, rng):
     (tmp_path / "bad.json").write_text(json.dumps(doc))
     with pytest.raises(NetworkFormatError, match="conv3d"):
         load_any_network(tmp_path / "bad.json")
+
+
+@pytest.mark.parametrize("make", [
+    lambda: Conv(np.ones((2, 1, 3, 3)), stride=(0, 1)),
+    lambda: Conv(np.ones((2, 1, 3, 3)), dilation=(0, 1)),
+    lambda: Conv(np.ones((2, 1, 3, 3)), dilation=(-1, 1)),
+    lambda: Conv(np.ones((2, 1, 3, 3)), padding=-1),
+    lambda: AvgPool((0, 0)),
+    lambda: AvgPool((2, 2), stride=(0, 0)),
+    lambda: MaxPool((2, 2), stride=(0, 0)),
+    lambda: MaxPool((0, 0)),
+    lambda: AdaptiveAvgPool((0, 0)),
+    lambda: Conv(np.ones((2, 1, 5, 5))).out_shape((1, 4, 4)),  # the window does not fit the input
+    lambda: MaxPool((5, 5)).out_shape((2, 2, 2)),
+])
+def test_conv_and_pool_parameters_out_of_range_are_refused_as_bad_input(make):
+    """Referee's cases: stride/kernel/dilation 0 raised ZeroDivisionError (exit 3), a kernel larger than its input
+    surfaced later as "Linear expects flat input ... got (0,)"; now a ShapeError (exit 2) names the field."""
+    from cpa_theory.errors import CPAInputError
+
+    with pytest.raises(CPAInputError, match="must be ≥|does not fit"):
+        make()
