@@ -46,11 +46,12 @@ from .windows import (
     window_slack,
 )
 
-def from_torch(model, batch=None, state_dict=None):
-    """PyTorch nn.Sequential → Network (see ``cpa_theory.importers``); imports torch lazily."""
+def from_torch(model, batch=None, state_dict=None, *, input_shape=None):
+    """PyTorch model → Network (an ``nn.Sequential`` MLP) or ConvNetwork (conv/pool/BatchNorm2d/residual models;
+    ``input_shape`` ``(C, *spatial)`` when no batch is given): ``cpa_theory.importers.from_torch``, torch lazily."""
     from .importers import from_torch as _from_torch
 
-    return _from_torch(model, batch=batch, state_dict=state_dict)
+    return _from_torch(model, batch=batch, state_dict=state_dict, input_shape=input_shape)
 
 
 def from_flax(variables, activations, batch=None, eps: float = 1e-5):

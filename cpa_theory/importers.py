@@ -89,9 +89,30 @@ def _is_convnet(model) -> bool:
         return False
     if any(type(m).__name__ in _CONV_MODULES and type(m).__module__.startswith("torch.nn") for m in model.modules()):
         return True
-    if isinstance(model, nn.Sequential):  # nested modules (a residual block class) need tracing
-        return any(next(m.children(), None) is not None for m in model.children())
+    if isinstance(model, nn.Sequential):  # nested modules (a residual block class) need tracing; nested
+        return _flat_sequential(model) is None  # nn.Sequentials of leaf modules are one flat MLP
     return next(model.children(), None) is not None  # a user class composing modules
+
+
+def _flat_sequential(model):
+    """``model`` (nn.Sequentials nested in nn.Sequentials, leaf modules at the bottom) as one flat nn.Sequential
+    of its leaves in order, or None when some child is another kind of container (a user class)."""
+    import torch.nn as nn
+
+    leaves = []
+
+    def walk(m) -> bool:
+        for child in m.children():
+            if isinstance(child, nn.Sequential):
+                if not walk(child):
+                    return False
+            elif next(child.children(), None) is not None:
+                return False
+            else:
+                leaves.append(child)
+        return True
+
+    return nn.Sequential(*leaves) if walk(model) else None
 
 
 def from_torch(model, batch=None, state_dict=None, *, input_shape=None):
@@ -122,6 +143,7 @@ def from_torch(model, batch=None, state_dict=None, *, input_shape=None):
     if not isinstance(model, nn.Sequential):
         raise CPAInputError(f"from_torch needs an nn.Sequential; got {type(model).__name__}. Wrap the layers in "
                             "nn.Sequential(...).")
+    model = _flat_sequential(model)  # nested nn.Sequentials of leaf modules (not None: _is_convnet said so)
     mode = "train" if batch is not None else "eval"
     layers: list[dict] = []
     for i, mod in enumerate(model):

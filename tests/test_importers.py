@@ -197,3 +197,25 @@ def test_flax_variables_dict(rng):
     np.testing.assert_allclose(net.forward(x), np.maximum(z, 0) @ k2, atol=1e-12)
     with pytest.raises(CPAInputError, match="Conv_0"):
         cpa.from_flax({"params": {**variables["params"], "Conv_0": {}}}, ["relu", "identity"])
+
+
+def test_nested_sequentials_import_as_one_mlp_and_from_torch_takes_input_shape():
+    """Referee's cases: nn.Sequential(nn.Sequential(Linear, ReLU), ...) went down the conv path (a ConvNetwork,
+    no .forward, not savable as a network file), and cpa.from_torch refused input_shape= for an eval-mode CNN
+    (TypeError) although its error message asks for it."""
+    nn = torch.nn
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Sequential(nn.Linear(3, 4), nn.ReLU()),
+                      nn.Sequential(nn.Linear(4, 5), nn.BatchNorm1d(5), nn.ReLU()), nn.Linear(5, 1)).double()
+    X = torch.randn(10, 3, dtype=torch.float64)
+    for mode, batch in (("train", X.numpy()), ("eval", None)):
+        m.train(mode == "train")
+        net = cpa.from_torch(m, batch=batch)
+        assert isinstance(net, cpa.Network), mode
+        np.testing.assert_allclose(net.forward(X.numpy()), m(X).detach().numpy(), atol=TORCH_AGREEMENT_ATOL)
+    cnn = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.ReLU(), nn.Flatten(), nn.Linear(72, 1)).double()
+    cnn.eval()
+    conv = cpa.from_torch(cnn, input_shape=(1, 8, 8))
+    x = torch.randn(4, 1, 8, 8, dtype=torch.float64)
+    np.testing.assert_allclose(conv.condition().forward(x.numpy().reshape(4, -1)), cnn(x).detach().numpy(),
+                               atol=TORCH_AGREEMENT_ATOL)
