@@ -832,13 +832,16 @@ def main(argv=None) -> int:
         return EXIT_BAD_INPUT
     from .errors import CPAInputError, CPAInternalError
 
+    if argv is None:  # the command line itself: SIGTERM (timeout, Slurm, systemd) unwinds like Ctrl-C
+        _terminate_like_interrupt()
     try:
         return args.func(args)
-    except KeyboardInterrupt:
-        print("cpa-theory: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        code = 143 if isinstance(exc, Terminated) else 130
+        print(f"cpa-theory: {'terminated' if code == 143 else 'interrupted'}", file=sys.stderr)
         if argv is None:  # the command line itself (not a caller in this process)
-            _end_after_interrupt()
-        return 130
+            _end_after_interrupt(code)
+        return code
     except BrokenPipeError:  # e.g. piped into `head`: not an error of ours
         sys.stdout = open(os.devnull, "w")
         return EXIT_OK
@@ -864,8 +867,25 @@ def main(argv=None) -> int:
     return code
 
 
-def _end_after_interrupt() -> None:
-    """End the process with 130 now, skipping interpreter shutdown, when JAX is loaded.
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that it unwinds like Ctrl-C: worker pools stop their workers
+    (``density.worker_pool``), run directories release their locks, nothing is half-written; exit 143."""
+
+
+def _terminate_like_interrupt() -> None:
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        def raise_terminated(signum, frame):
+            raise Terminated()
+
+        signal.signal(signal.SIGTERM, raise_terminated)
+
+
+def _end_after_interrupt(code: int = 130) -> None:
+    """End the process with ``code`` (130, or 143 after SIGTERM) now, skipping interpreter shutdown, when JAX is
+    loaded.
 
     An interrupted jitted call leaves XLA compiling on its own thread pool, and a normal shutdown then crashes
     in that thread (segfault, seen with Ctrl-C during `reproduce`'s JAX work). The sweep holds Ctrl-C until its
@@ -879,7 +899,7 @@ def _end_after_interrupt() -> None:
             stream.flush()
         except (OSError, ValueError):
             pass
-    os._exit(130)
+    os._exit(code)
 
 
 def _internal_line(exc) -> str:

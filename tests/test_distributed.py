@@ -378,3 +378,34 @@ def test_stopping_a_pool_silences_only_the_cancelled_future_race_of_its_manager_
     run(lambda: (_ for _ in ()).throw(InvalidStateError("elsewhere")))  # not from terminate_broken: passed on
     run(lambda: 1 / 0)
     assert seen == [InvalidStateError, ZeroDivisionError]
+
+
+def test_sigterm_during_count_workers_stops_the_workers_and_exits_143(tmp_path):
+    """Referee's case: SIGTERM (what timeout, Slurm and systemd send) killed the parent and left both pool
+    workers counting, re-parented to init. It now unwinds like Ctrl-C."""
+    psutil = pytest.importorskip("psutil", reason="psutil (installed with the dask extra) finds the pool workers")
+
+    rng = np.random.default_rng(5)
+    net = random_bn_net(rng, widths=(3, 16, 16, 1))
+    path = tmp_path / "net.json"
+    save_network(net, path)
+    centres = tmp_path / "centres.txt"
+    centres.write_text("\n".join(",".join(f"{v:.17g}" for v in row)
+                                 for row in net.batch.mean(axis=0) + rng.uniform(-1, 1, size=(1600, 3))) + "\n")
+    proc = cli("count", str(path), "--center", str(centres), "--radius", "0.5", "--workers", "2", "--json")
+    parent = psutil.Process(proc.pid)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        kids = [k for k in parent.children() if k.cpu_times().user > 0.3]
+        if len(kids) >= 2:
+            break
+        time.sleep(0.1)
+    assert len(kids) >= 2, "the worker pool did not start"
+    workers = parent.children()
+    assert proc.poll() is None, "the run finished before SIGTERM: make it longer"
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err[-2000:]
+    assert "terminated" in err and "Traceback" not in err and out == ""
+    gone, alive = psutil.wait_procs(workers, timeout=5)
+    assert not alive, [p.pid for p in alive]
