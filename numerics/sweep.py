@@ -219,6 +219,7 @@ def _one_network(key, spec: EnsembleSpec, B, sigma_b, r, D, dtype):
     tau = jnp.where(g[:, None] != 0, offset_formula(t[None, :], beta[:, None], jnp.where(g == 0, 1.0, g)[:, None]),
                     jnp.inf)
     h_bn = jnp.mean(window_hits_dense(W, xbar, s[:, None] * tau, X, r, xp=jnp))
+    h_bn = jnp.where(jnp.all(jnp.isfinite(s)), h_bn, jnp.nan)  # overflowed statistics: refused by run_point
     h_plain = jnp.mean(window_hits_dense(W, jnp.zeros_like(xbar), t[None, :] - b[:, None], X, r, xp=jnp))
     density = 1.0 / (jnp.maximum(sigma_b, jnp.finfo(dtype).tiny) * jnp.sqrt(2.0 * jnp.pi))
     K = len(spec.breakpoints)
@@ -356,6 +357,10 @@ def run_point(cfg: SweepConfig, point: dict, devices=None, client=None) -> dict:
         h_bn, h_plain, q, e, dist, nb, npl = (_to_host(v)[: cfg.networks].astype(np.float64)
                                               for v in fn(sharded, *args))
 
+    if not (np.all(np.isfinite(h_bn)) and np.all(np.isfinite(h_plain))):
+        raise CPAInputError(f"the batch statistics overflow {cfg.dtype} at grid point {point['index']} (batch "
+                            "variance of a neuron is inf): weight_scale or the batch values are too large; "
+                            "rescale them.")
     row = dict(point)
     row["seed"] = cfg.seed
     row["config_hash"] = cfg.digest()

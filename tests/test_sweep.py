@@ -255,3 +255,13 @@ def test_sweep_on_gpu_matches_cpu():
         # ties: allow at most 4 flipped (neuron, window) decisions over the 4096 networks
         for key in ("h_bn_mean", "h_plain_mean"):
             assert abs(on_gpu[key] - on_cpu[key]) <= 4 / cfg.networks
+
+
+def test_sweep_refuses_weights_whose_batch_statistics_overflow():
+    """Referee's case: weight_scale 1e160 overflowed the BN variance to inf, s·τ became NaN and every window
+    counted 0 hits (h_bn_mean 0.0, exit 0). Now bad input, naming the fix."""
+    from cpa_theory.errors import CPAInputError
+
+    cfg = SweepConfig(seed=0, d=2, widths=(8,), networks=4, distances=(0.0,), weight_scale=1e160)
+    with pytest.raises(CPAInputError, match="overflow.*weight_scale"):
+        run_point(cfg, grid_points(cfg)[0])
