@@ -289,15 +289,16 @@ def _read_sidecar(path: Path) -> dict:
 
 def load_any_network(path):
     """Read a network file: ``cpa-network/1`` → :class:`Network`, ``cpa-network/2`` → :class:`ConvNetwork`."""
+    from .inputs import parse_json
+
     path = Path(path)
     try:
-        doc = json.loads(path.read_text())
+        text = path.read_text()
     except FileNotFoundError:
         raise NetworkFormatError(f"network file {str(path)!r} does not exist; check the path.") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise NetworkFormatError(f"cannot read {str(path)!r} ({exc}).") from None
-    except json.JSONDecodeError as exc:
-        raise NetworkFormatError(f"{str(path)!r} is not valid JSON (line {exc.lineno}: {exc.msg}).") from None
+    doc = parse_json(text, repr(str(path)), NetworkFormatError)  # strict: no NaN literals, no repeated keys
     tag = doc.get("format") if isinstance(doc, dict) else None
     if tag == FORMAT_V1:
         return network_from_dict(doc)

@@ -148,6 +148,15 @@ def _parse_constant(text: str):
     raise _Refused(f"a {text} literal (not JSON); give finite numbers")
 
 
+def _unique_keys(pairs):
+    keys = [k for k, _ in pairs]
+    if len(set(keys)) != len(keys):
+        twice = next(k for i, k in enumerate(keys) if k in keys[:i])
+        raise _Refused(f"the key {str(twice)[:40]!r} twice in one object (JSON readers disagree on which one "
+                       "counts); keep one")
+    return dict(pairs)
+
+
 def _check_depth(doc, limit: int) -> None:
     stack = [(doc, 1)]
     while stack:
@@ -163,7 +172,8 @@ def _check_depth(doc, limit: int) -> None:
 def parse_json(text: str, where: str, error=InputFileError, max_depth: int = MAX_JSON_DEPTH):
     """Parse JSON strictly (see the module docstring); ``where`` names the source in messages."""
     try:
-        doc = json.loads(text, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_parse_constant)
+        doc = json.loads(text, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_parse_constant,
+                         object_pairs_hook=_unique_keys)
     except _Refused as exc:
         raise error(f"{where} holds {exc}.") from None
     except RecursionError:

@@ -1,6 +1,7 @@
 """cpa-network/2 (docs/network-format-v2.md): round trips, npz sidecar without pickles, v1 still readable."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -93,3 +94,16 @@ def test_conv_and_pool_parameters_out_of_range_are_refused_as_bad_input(make):
 
     with pytest.raises(CPAInputError, match="must be ≥|does not fit"):
         make()
+
+
+@pytest.mark.parametrize("name, key", [("bn_relu_2d.json", "input_dim"), ("tiny_cnn.json", "format")])
+def test_a_key_given_twice_is_refused_in_both_formats(tmp_path, name, key):
+    """Referee's case: a second "input_dim" was taken silently (last one wins) and surfaced as a misleading
+    column-count error; strict JSON refuses a repeated key, naming it (v1 and v2 readers)."""
+    src = (Path(__file__).resolve().parents[1] / "examples" / name).read_text()
+    i = src.index(f'"{key}"')
+    j = src.index(",", i)
+    path = tmp_path / name
+    path.write_text(src[:j + 1] + " " + src[i:j + 1] + src[j + 1:])  # the same member again
+    with pytest.raises(NetworkFormatError, match=f"{key}.*twice"):
+        load_any_network(path)
