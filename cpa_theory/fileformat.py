@@ -43,6 +43,9 @@ def network_from_dict(doc) -> Network:
     """Build a :class:`Network` from a parsed ``cpa-network/1`` document."""
     if not isinstance(doc, dict):
         raise NetworkFormatError("a network file must hold a JSON object with 'format', 'input_dim' and 'layers'.")
+    if doc.get("format") == "cpa-network/2":
+        raise NetworkFormatError("this is a cpa-network/2 (convolutional) file; count it on slices with "
+                                 "`cpa-theory slice` (cpa_theory.slices), or read it with load_any_network.")
     if doc.get("format") != FORMAT:
         raise NetworkFormatError(f"format tag is {doc.get('format')!r}; this reader understands \"{FORMAT}\" "
                                  "(add \"format\": \"cpa-network/1\").")

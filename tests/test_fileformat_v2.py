@@ -107,3 +107,11 @@ def test_a_key_given_twice_is_refused_in_both_formats(tmp_path, name, key):
     path.write_text(src[:j + 1] + " " + src[i:j + 1] + src[j + 1:])  # the same member again
     with pytest.raises(NetworkFormatError, match=f"{key}.*twice"):
         load_any_network(path)
+
+
+def test_v1_commands_on_a_v2_file_point_to_slice():
+    """Referee: `cpa-theory info examples/tiny_cnn.json` said to add "format": "cpa-network/1" (the wrong fix)."""
+    from cpa_theory.fileformat import load_network
+
+    with pytest.raises(NetworkFormatError, match="cpa-theory slice"):
+        load_network(Path(__file__).resolve().parents[1] / "examples" / "tiny_cnn.json")
