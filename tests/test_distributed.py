@@ -290,12 +290,13 @@ def _signal_state(pid):
     return out
 
 
-def test_ctrl_c_during_count_workers_cancels_the_queue_and_exits_130_promptly(tmp_path):
+def _busy_count_workers(tmp_path):
+    """``count --workers 2`` on 1,600 windows, started and left running until both pool workers are counting:
+    ``(proc, psutil, pool workers)``. ≈ 0.15 s per window: a task (8 windows) runs for about a second, the run
+    ≈ 2 min. Started through ``CLI_WITH_CTRL_C`` (Ctrl-C at its default whatever this process inherited)."""
     psutil = pytest.importorskip("psutil", reason="psutil (installed with the dask extra) finds the pool workers")
 
     rng = np.random.default_rng(5)
-    # ≈ 0.15 s per window: a task (8 windows) runs for about a second, the 1,600 windows ≈ 2 min on 2 workers
-    # (160 took 12 s; a loaded machine then finished the run before the signal arrived, exit 0)
     net = random_bn_net(rng, widths=(3, 16, 16, 1))
     path = tmp_path / "net.json"
     save_network(net, path)
@@ -314,7 +315,12 @@ def test_ctrl_c_during_count_workers_cancels_the_queue_and_exits_130_promptly(tm
         time.sleep(0.1)
     assert len(kids) >= 2, "the worker pool did not start"
     workers = parent.children()
-    assert proc.poll() is None, "the run finished before Ctrl-C: make it longer"
+    assert proc.poll() is None, "the run finished before the signal: make it longer"
+    return proc, psutil, workers
+
+
+def test_ctrl_c_during_count_workers_cancels_the_queue_and_exits_130_promptly(tmp_path):
+    proc, psutil, workers = _busy_count_workers(tmp_path)
     status = _signal_state(proc.pid)
     t0 = time.time()
     proc.send_signal(signal.SIGINT)
@@ -383,26 +389,7 @@ def test_stopping_a_pool_silences_only_the_cancelled_future_race_of_its_manager_
 def test_sigterm_during_count_workers_stops_the_workers_and_exits_143(tmp_path):
     """Referee's case: SIGTERM (what timeout, Slurm and systemd send) killed the parent and left both pool
     workers counting, re-parented to init. It now unwinds like Ctrl-C."""
-    psutil = pytest.importorskip("psutil", reason="psutil (installed with the dask extra) finds the pool workers")
-
-    rng = np.random.default_rng(5)
-    net = random_bn_net(rng, widths=(3, 16, 16, 1))
-    path = tmp_path / "net.json"
-    save_network(net, path)
-    centres = tmp_path / "centres.txt"
-    centres.write_text("\n".join(",".join(f"{v:.17g}" for v in row)
-                                 for row in net.batch.mean(axis=0) + rng.uniform(-1, 1, size=(1600, 3))) + "\n")
-    proc = cli("count", str(path), "--center", str(centres), "--radius", "0.5", "--workers", "2", "--json")
-    parent = psutil.Process(proc.pid)
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        kids = [k for k in parent.children() if k.cpu_times().user > 0.3]
-        if len(kids) >= 2:
-            break
-        time.sleep(0.1)
-    assert len(kids) >= 2, "the worker pool did not start"
-    workers = parent.children()
-    assert proc.poll() is None, "the run finished before SIGTERM: make it longer"
+    proc, psutil, workers = _busy_count_workers(tmp_path)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, err[-2000:]
