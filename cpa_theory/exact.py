@@ -53,12 +53,13 @@ def exact_piece_maps(activation):
 
 
 class _ExactLayer:
-    __slots__ = ("W", "nz", "p", "g", "e", "t", "maps", "mg", "act")
+    __slots__ = ("W", "nz", "_p", "anchor_fn", "g", "e", "t", "maps", "mg", "act")
 
     def __init__(self, layer):
         self.W = [[_fr(v) for v in row] for row in layer.weight]
         self.nz = [np.flatnonzero(row).tolist() for row in layer.weight]  # sparse rows (zero weights skipped)
-        self.p = [_fr(v) for v in layer.bn.anchor]
+        self._p = [_fr(v) for v in layer.bn.anchor]
+        self.anchor_fn = None  # train mode: computes the exact anchor on first use (exact_layers)
         self.g = [_fr(v) for v in layer.bn.gain]
         self.e = [_fr(v) for v in layer.bn.shift]
         self.act = layer.activation
@@ -68,6 +69,12 @@ class _ExactLayer:
             self.maps = exact_piece_maps(layer.activation)
         else:  # max over groups: no breakpoints; pieces are argmax positions
             self.t, self.maps = [], []
+
+    @property
+    def p(self) -> list:
+        if self.anchor_fn is not None:
+            self.anchor_fn()
+        return self._p
 
     def pieces(self, z) -> list:
         """Piece of every output (exact): breakpoints <= z per neuron, or the first argmax per group."""
@@ -127,14 +134,24 @@ def _with_exact_anchors(cond, layers):
     batch = getattr(cond, "batch", None)
     if not any(train) or batch is None:
         return layers
-    hs = [[_fr(v) for v in row] for row in batch]
-    B = Fraction(len(hs))
     last = max(i for i, t in enumerate(train) if t)
-    for i, L in enumerate(layers[:last + 1]):
+    state = {"hs": None, "at": 0}  # the batch's exact representations at the input of layer "at"
+
+    def upto(i):  # the exact anchors of layers ≤ i, pushing the batch forward only as far as needed
+        if state["hs"] is None:
+            state["hs"] = [[_fr(v) for v in row] for row in batch]
+        while state["at"] <= i:
+            j, L, hs = state["at"], layers[state["at"]], state["hs"]
+            if train[j]:
+                L._p = [sum((h[k] for h in hs), Fraction(0)) / len(hs) for k in range(len(L._p))]
+                L.anchor_fn = None
+            if j < last:
+                state["hs"] = [L.outputs(_pre(L, h)) for h in hs]
+            state["at"] += 1
+
+    for i, L in enumerate(layers):
         if train[i]:
-            L.p = [sum((h[k] for h in hs), Fraction(0)) / B for k in range(len(L.p))]
-        if i < last:
-            hs = [L.outputs(_pre(L, h)) for h in hs]
+            L.anchor_fn = lambda i=i: upto(i)
     return layers
 
 
