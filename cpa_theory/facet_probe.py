@@ -30,7 +30,7 @@ import numpy as np
 
 from .exact import ExactCharts, dot, exact_layers
 from .frontier_kernels import TINY
-from .tolerances import DOT_EXTRA_TERMS, FILTER_SAFETY, UNIT_ROUNDOFF as U
+from .tolerances import UNIT_ROUNDOFF as U
 
 __all__ = ["half_ball_code", "neighbour_code", "FacetProber"]
 
@@ -60,20 +60,10 @@ def _half_ball_winner(N, a, side: int):
 
 
 def _float_layer(layer, h, dh):
-    """ẑ of ``layer`` (a :class:`cpa_theory.network.ConditionedLayer`) at float inputs ``h`` with |h − h*| ≤ ``dh``:
-    ``(z, dz)`` with |z − ẑ(h*)| ≤ dz (the forward error bound of g·W(h − p) + e, times FILTER_SAFETY, with an
-    absolute term for underflow: each of the m products W_ij·(h − p)_j and the sum lose at most 2^-1022 before
-    the gain multiplies them); non-finite entries get dz = inf (decided exactly)."""
-    W, bn = layer.weight, layer.bn
-    aW, ag = np.abs(W), np.abs(bn.gain)
-    m = W.shape[1]
-    with np.errstate(over="ignore", invalid="ignore"):
-        z = layer.preactivation(h[None])[0]
-        dz = FILTER_SAFETY * (ag * (aW @ dh) + (m + DOT_EXTRA_TERMS + 2) * U * (ag * (aW @ (np.abs(h) + np.abs(bn.anchor)))
-                                                                             + np.abs(bn.shift))
-                              + (m + 3) * TINY * (1 + ag * (1 + aW.sum(axis=1)))) + bn.z_error
-    dz[~(np.isfinite(z) & np.isfinite(dz))] = np.inf
-    return z, dz
+    """ẑ of ``layer`` at one float input ``h`` with |h − h*| ≤ ``dh``: ``(z, dz)``
+    (:meth:`cpa_theory.network.ConditionedLayer.preactivation_bound`)."""
+    z, dz = layer.preactivation_bound(h[None], dh[None])
+    return z[0], dz[0]
 
 
 def half_ball_code(cond, charts: ExactCharts, c, a, side: int):

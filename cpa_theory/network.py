@@ -18,6 +18,7 @@ from .bn import BatchNorm, ConditionedBN, condition_bn
 from .errors import ArgumentTypeError, BatchError, BatchNormError, DegenerateBatchNormError, NonFiniteError, ShapeError
 from .inputs import check_numbers, short
 from .maxgroups import is_max_groups
+from .frontier_kernels import TINY
 from .tolerances import DOT_EXTRA_TERMS, FILTER_SAFETY, UNIT_ROUNDOFF
 
 __all__ = ["Layer", "Network", "ConditionedLayer", "ConditionedNetwork", "as_point", "as_points"]
@@ -221,24 +222,18 @@ def _anchor_z_error(weight, cbn, h, dh):
 
 def _forward_with_error(clayer, h, dh):
     """The layer's float outputs on the batch and a bound on their distance to the exact outputs of the exact
-    representations (the chart's rounding bound, the anchor's error, the activation's Lipschitz constant and
+    representations (:meth:`ConditionedLayer.preactivation_bound`, then the activation's Lipschitz constant and
     rounding); a max-group layer's output moves by at most its members' largest error."""
-    W, bn, act = clayer.weight, clayer.bn, clayer.activation
-    m = W.shape[1]
+    act = clayer.activation
+    z, dz = clayer.preactivation_bound(h, dh)
     with np.errstate(over="ignore", invalid="ignore"):
-        z = clayer.preactivation(h)
-        ag, aW = np.abs(bn.gain), np.abs(W)
-        dz = (ag * ((dh + (_anchor_error(h, dh, bn.anchor) if bn.mode == "train" else 0.0)) @ aW.T)
-              + (m + DOT_EXTRA_TERMS + 2) * UNIT_ROUNDOFF * (ag * ((np.abs(h) + np.abs(bn.anchor)) @ aW.T)
-                                                              + np.abs(bn.shift)))
         out = act(z)
         if is_max_groups(act):
-            dout = np.broadcast_to(dz.max(axis=1, keepdims=True), out.shape).copy()
-        else:
-            slopes = np.abs(np.asarray(act.slopes, dtype=np.float64))
-            L = float(slopes.max()) if slopes.size else 1.0
-            dout = L * dz + 4 * UNIT_ROUNDOFF * (np.abs(out) + L * np.abs(z) + float(np.abs(act.intercepts()).max()))
-    return out, FILTER_SAFETY * dout
+            return out, np.broadcast_to(dz.max(axis=1, keepdims=True), out.shape).copy()
+        slopes = np.abs(np.asarray(act.slopes, dtype=np.float64))
+        L = float(slopes.max()) if slopes.size else 1.0
+        rounding = 4 * UNIT_ROUNDOFF * (np.abs(out) + L * np.abs(z) + float(np.abs(act.intercepts()).max()))
+    return out, FILTER_SAFETY * (L * dz + rounding)
 
 
 @dataclass(frozen=True)
@@ -256,6 +251,22 @@ class ConditionedLayer:
 
     def forward(self, h, xp=np):
         return self.activation(self.preactivation(h, xp=xp), xp=xp)
+
+    def preactivation_bound(self, h, dh):
+        """ẑ at float inputs ``h (M, m)`` with |h − h*| ≤ ``dh`` and a bound ``dz`` with |ẑ − ẑ*(h*)| ≤ dz (ẑ* the
+        exact layer, exact anchor included): the forward error of g·W(h − p) + e times FILTER_SAFETY, an absolute
+        term for underflow (each of the m products and the sum lose at most 2^-1022 before the gain multiplies
+        them) and the float anchor's error (``bn.z_error``); non-finite entries get dz = inf."""
+        W, bn = self.weight, self.bn
+        aW, ag = np.abs(W), np.abs(bn.gain)
+        m = W.shape[1]
+        with np.errstate(over="ignore", invalid="ignore"):
+            z = self.preactivation(h)
+            dz = FILTER_SAFETY * (ag * (dh @ aW.T) + (m + DOT_EXTRA_TERMS + 2) * UNIT_ROUNDOFF * (
+                ag * ((np.abs(h) + np.abs(bn.anchor)) @ aW.T) + np.abs(bn.shift))
+                + (m + 3) * TINY * (1 + ag * (1 + aW.sum(axis=1)))) + bn.z_error
+        dz[~(np.isfinite(z) & np.isfinite(dz))] = np.inf
+        return z, dz
 
     def chart(self, A, c):
         """This layer on a parent chart h = A y + c (C9) — the one place a layer is pulled back.
