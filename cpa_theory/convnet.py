@@ -255,7 +255,14 @@ class ConvNetwork:
     output_shape: tuple = field(init=False, default=())
 
     def __post_init__(self):
-        shape = tuple(int(a) for a in self.input_shape)
+        try:
+            shape = tuple(int(a) for a in self.input_shape)
+        except (TypeError, ValueError):
+            raise ShapeError(f"input_shape must be a list of positive integers, e.g. [1, 8, 8] (channels, height, "
+                             f"width); got {self.input_shape!r}.") from None
+        if not shape or any(a < 1 for a in shape) or any(float(a) != b for a, b in zip(self.input_shape, shape)):
+            raise ShapeError(f"input_shape must be a list of positive integers, e.g. [1, 8, 8] (channels, height, "
+                             f"width); got {list(self.input_shape)!r}.")
         object.__setattr__(self, "input_shape", shape)
         object.__setattr__(self, "layers", tuple(self.layers))
         if not self.layers:

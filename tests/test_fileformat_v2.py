@@ -109,6 +109,15 @@ def test_a_key_given_twice_is_refused_in_both_formats(tmp_path, name, key):
         load_any_network(path)
 
 
+@pytest.mark.parametrize("shape", [[1, -4, 4], [0, 4, 4], [], [1, 4.5, 4], ["one", 4, 4]])
+def test_an_input_shape_that_is_not_positive_integers_is_refused_by_name(shape):
+    """Referee's case: input_shape [1, -4, 4] was reported as a window that does not fit an input of size -4."""
+    from cpa_theory.errors import ShapeError
+
+    with pytest.raises(ShapeError, match="input_shape must be a list of positive integers"):
+        ConvNetwork(shape, (Flatten(),))
+
+
 def test_v1_commands_on_a_v2_file_point_to_slice():
     """Referee: `cpa-theory info examples/tiny_cnn.json` said to add "format": "cpa-network/1" (the wrong fix)."""
     from cpa_theory.fileformat import load_network
