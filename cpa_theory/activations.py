@@ -263,7 +263,10 @@ def activation_from_spec(spec) -> CPAActivation:
             raise ActivationError(f"activation 'name' must be a string such as \"relu\" or \"cpa\"; got "
                                   f"{short(name, 30)}.")
         if name == "leaky_relu":
-            return leaky_relu(spec.get("negative_slope", 0.01))
+            if "negative_slope" not in spec:
+                raise ActivationError("leaky_relu needs its slope: {\"name\": \"leaky_relu\", \"negative_slope\": a} "
+                                      "(the bare string \"leaky_relu\" means PyTorch's default a = 0.01).")
+            return leaky_relu(spec["negative_slope"])
         if name == "cpa":
             missing = [k for k in ("breakpoints", "values", "left_slope", "right_slope") if k not in spec]
             if missing:

@@ -28,6 +28,11 @@ def _bn_from_dict(spec, n: int, where: str) -> BatchNorm | None:
         raise NetworkFormatError(f"{where}.batchnorm must be null or an object; got {spec!r}.")
     if "mode" not in spec:
         raise NetworkFormatError(f"{where}.batchnorm has no 'mode'; add \"mode\": \"train\" or \"eval\".")
+    missing = [k for k in ("gamma", "beta") if k not in spec]
+    if missing:
+        raise NetworkFormatError(f"{where}.batchnorm has no {' or '.join(repr(k) for k in missing)}; add them (a list "
+                                 f"of {n} numbers each: {{\"gamma\": [1, ...], \"beta\": [0, ...]}} for PyTorch's "
+                                 "initial values).")
     unknown = set(spec) - {"mode", "gamma", "beta", "eps", "running_mean", "running_var"}
     if unknown:
         raise NetworkFormatError(f"{where}.batchnorm has unknown keys {sorted(unknown)}; allowed: mode, gamma, "

@@ -225,7 +225,7 @@ def _layers_from_list(specs, store, prefix) -> tuple:
                 _need(s, ("weight",), where)
                 out.append(Linear(_array(s["weight"], store, where + ".weight"), _array(s.get("bias"), store, where)))
             elif t == "batchnorm":
-                _need(s, ("mode", "num_features"), where)
+                _need(s, ("mode", "num_features", "gamma", "beta"), where)
                 out.append(BatchNormND(BatchNorm(int(s["num_features"]), s["mode"], _array(s.get("gamma"), store, where),
                                                  _array(s.get("beta"), store, where), s.get("eps", DEFAULT_EPS),
                                                  _array(s.get("running_mean"), store, where),

@@ -43,7 +43,7 @@ def test_inf_bias():
 
 def test_nan_gamma():
     with pytest.raises(NonFiniteError):
-        network_from_dict(layer_doc(batchnorm={"mode": "train", "gamma": [float("nan"), 1]}))
+        network_from_dict(layer_doc(batchnorm={"mode": "train", "gamma": [float("nan"), 1], "beta": [0, 0]}))
 
 
 def test_bias_length_mismatch():
@@ -63,7 +63,22 @@ def test_ragged_weight():
 
 def test_gamma_length_mismatch():
     with pytest.raises(ShapeError, match="one entry per neuron"):
-        network_from_dict(layer_doc(batchnorm={"mode": "train", "gamma": [1, 1, 1]}))
+        network_from_dict(layer_doc(batchnorm={"mode": "train", "gamma": [1, 1, 1], "beta": [0, 0]}))
+
+
+@pytest.mark.parametrize("bn, missing", [({"mode": "train", "beta": [0, 0]}, "gamma"),
+                                         ({"mode": "train", "gamma": [1, 1]}, "beta"),
+                                         ({"mode": "eval", "running_mean": [0, 0], "running_var": [1, 1]}, "gamma")])
+def test_batchnorm_without_gamma_or_beta_is_refused_by_name(bn, missing):
+    """Referee: a batchnorm without gamma/beta loaded silently with 1 and 0 (INTERFACE lists a default only for
+    eps)."""
+    with pytest.raises(NetworkFormatError, match=f"no '{missing}'"):
+        network_from_dict(layer_doc(batchnorm=bn))
+
+
+def test_leaky_relu_object_without_its_slope_is_refused():
+    with pytest.raises(ActivationError, match="negative_slope"):
+        network_from_dict(layer_doc(activation={"name": "leaky_relu"}))
 
 
 def test_batch_of_one():
@@ -102,7 +117,7 @@ def test_unknown_activation():
 
 def test_unknown_bn_mode():
     with pytest.raises(BatchNormError, match="'train' or 'eval'"):
-        network_from_dict(layer_doc(batchnorm={"mode": "inference"}))
+        network_from_dict(layer_doc(batchnorm={"mode": "inference", "gamma": [1, 1], "beta": [0, 0]}))
 
 
 def test_missing_running_statistics():
@@ -112,12 +127,13 @@ def test_missing_running_statistics():
 
 def test_negative_eps():
     with pytest.raises(BatchNormError, match=">= 0"):
-        network_from_dict(layer_doc(batchnorm={"mode": "train", "eps": -1e-5}))
+        network_from_dict(layer_doc(batchnorm={"mode": "train", "gamma": [1, 1], "beta": [0, 0], "eps": -1e-5}))
 
 
 def test_negative_running_var():
     with pytest.raises(BatchNormError, match="negative"):
-        network_from_dict(layer_doc(batchnorm={"mode": "eval", "running_mean": [0, 0], "running_var": [-1, 1]}))
+        network_from_dict(layer_doc(batchnorm={"mode": "eval", "gamma": [1, 1], "beta": [0, 0],
+                                                                "running_mean": [0, 0], "running_var": [-1, 1]}))
 
 
 def test_wrong_format_tag():
@@ -348,7 +364,7 @@ CATALOGUE = {
     # item 9
     'weight "1.0" (a string)': (lambda t: ["info", _net(t, _with_layer(weight=[["1.0", 0], [0, 1]]))], "plain numbers"),
     "bias true": (lambda t: ["info", _net(t, _with_layer(bias=[True, 0]))], "plain numbers"),
-    'eps "1e-5"': (lambda t: ["info", _net(t, _with_layer(batchnorm={"mode": "train", "eps": "1e-5"}))], "number"),
+    'eps "1e-5"': (lambda t: ["info", _net(t, _with_layer(batchnorm={"mode": "train", "gamma": [1, 1], "beta": [0, 0], "eps": "1e-5"}))], "number"),
     "negative_slope [0.1, 0.2]": (lambda t: ["info", _net(t, _with_layer(activation={
         "name": "leaky_relu", "negative_slope": [0.1, 0.2]}))], "one number"),
     "nested breakpoints": (lambda t: ["info", _net(t, _with_layer(activation={
