@@ -13,6 +13,13 @@ are *materialised as dense matrices* between consecutive activations. This is ex
 (8×8 digits); the resulting network carries no BN (its BN is already conditioned), so counting it counts the
 training-time function, not a network re-normalised on a batch of slice coordinates.
 
+The dense network's weights are float64 products (g·W V, g·W, e − g·W p, and the materialised linear parts), so
+its count is exact for *those* float64 data, as every count is for its network's data. Switching sets that meet
+in one point exactly in the original network (e.g. a deeper train-mode layer's sets through the pulled-back
+centroid, THEORY C9) can miss each other by rounding in the slice and add slivers a few ulps wide; the result's
+``min_witness_radius`` shows them. :func:`cpa_theory.regions.count_regions` on the original network (input
+dimension ≤ 10) takes the anchors exactly instead.
+
 Residual blocks: the dense form has one activation per layer and layers in sequence, so a block's input
 (needed again at its addition) is *carried* through the activations of its body by extra neurons whose
 pre-activations stay strictly inside one affine piece of φ over the whole slice window (rigorous interval
