@@ -136,6 +136,27 @@ def test_C4_check_fails_when_the_core_criterion_uses_the_l2_norm(tmp_path, monke
     assert not checks["ℓ∞ box: core criterion = LP range of aᵀx (cvxpy/HiGHS) on every decidable pair"]
 
 
+def test_C4_check_fails_when_the_core_counts_a_touch_as_a_cut(tmp_path, monkeypatch):
+    """Referee's mutation: σ ≥ 0 (meets) taken for σ > 0 (cuts), in the float and the exact decision alike; the
+    LP pairs skip near-touches, so only the exact touching windows can catch it."""
+    import cpa_theory.windows as windows
+    from cpa_theory.windows import WindowRelation
+
+    real_exact = windows.exact_relation
+
+    def nonstrict_exact(*a, **k):
+        rel = real_exact(*a, **k)
+        return WindowRelation.CUTS if rel == WindowRelation.TOUCHES else rel
+
+    monkeypatch.setattr(windows, "classify_slack", lambda slack: np.where(
+        np.asarray(slack) >= 0, WindowRelation.CUTS, WindowRelation.MISSES).astype(np.int8))
+    monkeypatch.setattr(windows, "exact_relation", nonstrict_exact)
+    _small(monkeypatch, nets=2)
+    checks = _run(tmp_path, "C4")
+    assert checks["ℓ∞ box: core criterion = LP range of aᵀx (cvxpy/HiGHS) on every decidable pair"]
+    assert not checks[next(k for k in checks if k.startswith("strictness: windows built so that"))]
+
+
 def test_C5_check_fails_with_O3_off_by_one(tmp_path, monkeypatch):
     real = closed_forms.o3
     monkeypatch.setattr(closed_forms, "o3", lambda n, d: real(n, d) + 1)

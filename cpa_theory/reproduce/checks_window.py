@@ -65,9 +65,73 @@ def check_c4(ctx: Context) -> Evidence:
     ev.negative("‖a‖₂ in place of ‖a‖₁ for the box (and ‖a‖_∞ for the ball) disagrees with the LP",
                 box["l2_mutant_disagree"] > 0 and ball["l2_mutant_disagree"] > 0,
                 box_disagreements=box["l2_mutant_disagree"], ball_disagreements=ball["l2_mutant_disagree"])
+    touch = _c4_touching_windows(rng, ctx.size["nets"])
+    ev.check("strictness: windows built so that a switching set passes exactly through a corner or along a face "
+             "(data mean 100) — core = exact corner enumeration (rationals) on every pair, touches included",
+             "certificate", touch["agree"] == touch["total"] and touch["touches"] > 0, pairs=touch["total"],
+             agreements=touch["agree"], touches=touch["touches"], touches_found_by_core=touch["core_touches"])
+    ev.negative("'meets' (≤) in place of 'cuts' (<) disagrees with the corner enumeration on the touching pairs",
+                touch["nonstrict_mutant_disagree"] > 0, disagreements=touch["nonstrict_mutant_disagree"])
     ev.says(f"certified against LP ranges on {box['total']} (box) + {ball['total']} (ℓ2 ball) hyperplane/window "
-            "pairs, all agreeing")
+            f"pairs, all agreeing; {touch['touches']} exact touches (corner or face) classified as touching, not "
+            "cutting")
     return ev
+
+
+def _corner_relation(a, c, x0, r) -> WindowRelation:
+    """aᵀx = c against the box W(x0, r) by enumerating its 2^d corners in rationals — the LP's vertices, an
+    independent path to C4 (no Hölder formula): cuts iff c lies strictly between the smallest and largest
+    corner value, touches iff it equals one of them."""
+    import itertools
+    from fractions import Fraction as F
+
+    a, x0 = [F(float(v)) for v in a], [F(float(v)) for v in x0]
+    vals = [sum(ai * (xi + si * F(float(r))) for ai, xi, si in zip(a, x0, sg))
+            for sg in itertools.product((-1, 1), repeat=len(a))]
+    c, lo, hi = F(c), min(vals), max(vals)
+    if lo < c < hi:
+        return WindowRelation.CUTS
+    return WindowRelation.TOUCHES if c in (lo, hi) else WindowRelation.MISSES
+
+
+def _c4_touching_windows(rng, nets: int) -> dict:
+    """Windows that a switching set touches exactly. ReLU with β = 0 puts every reference hyperplane through the
+    centroid x̄ (offset 0); with dyadic data (batch of 8 points on a 1/8 grid near 100, so x̄ and x̄ ± r are exact
+    in float64) the box W(x̄ + r·sign(w_i), r) has x̄ as a corner, which neuron i's hyperplane touches; a weight
+    row e_1 touches a whole face. Every (neuron, window) pair is compared with :func:`_corner_relation`."""
+    from fractions import Fraction as F
+
+    from ..activations import relu
+    from ..bn import BatchNorm
+    from ..network import Layer, Network
+
+    out = {"agree": 0, "total": 0, "touches": 0, "core_touches": 0, "nonstrict_mutant_disagree": 0}
+    for j in range(max(2, nets // 2)):
+        d, n, r = 2 + j % 3, 6, 0.25
+        W = rng.integers(-4, 5, size=(n, d)).astype(np.float64)
+        W[W.sum(1) == 0, 0] += 1.0
+        W[0] = np.eye(d)[0]  # a face
+        batch = 100.0 + rng.integers(-16, 17, size=(8, d)) / 8.0
+        net = Network(d, (Layer(W, rng.normal(size=n), relu(), BatchNorm(n, "train", np.ones(n), np.zeros(n))),
+                          Layer(np.ones((1, n)), [0.0], relu())), batch)
+        hp = switching_hyperplanes(net)
+        xbar = hp.anchor
+        centers = [xbar + r * np.where(W[i] >= 0, 1.0, -1.0) for i in range(n)] + [xbar + r * rng.uniform(-1, 1, d)]
+        rel = window_relations(hp, np.array(centers), r)
+        for m, x0 in enumerate(centers):
+            for i in range(n):
+                c = sum(F(float(a)) * F(float(q)) for a, q in zip(hp.normals[i], xbar)) + F(float(hp.offsets[i, 0]))
+                truth = _corner_relation(hp.normals[i], c, x0, r)
+                core = WindowRelation(int(rel[m, i, 0]))
+                out["total"] += 1
+                out["agree"] += int(core == truth)
+                out["touches"] += int(truth == WindowRelation.TOUCHES)
+                out["core_touches"] += int(core == WindowRelation.TOUCHES)
+                # the mutated statement "cuts iff |aᵀx0 − c| ≤ r‖a‖₁", decided exactly
+                a = [F(float(v)) for v in hp.normals[i]]
+                mut_cut = abs(sum(ai * F(float(v)) for ai, v in zip(a, x0)) - c) <= F(r) * sum(abs(v) for v in a)
+                out["nonstrict_mutant_disagree"] += int(mut_cut != (truth == WindowRelation.CUTS))
+    return out
 
 
 def _c8_activations():
