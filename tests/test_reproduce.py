@@ -258,3 +258,22 @@ def test_C10_check_fails_when_the_core_bn2d_uses_the_unbiased_variance(tmp_path,
     checks = _run(tmp_path, "C10")
     assert not checks["core conv + BN2d forward = textbook loops (statistics over batch × positions, raw b included)"]
     assert not checks["C10c: the core's normals = γ_c P_pᵀ w_c / s_c (s_c over batch × positions)"]
+
+
+def test_C10_check_fails_when_the_core_pads_convolutions_with_edge_values(tmp_path, monkeypatch):
+    """Referee's mutation: conv padding replicating the border instead of zeros passed C10 (the padded case was
+    only reported); the zero-padding checks now fail on it."""
+    import cpa_theory.layers as layers
+
+    real = layers.window_view
+
+    def edge_padded(x, kernel, stride, padding, dilation, fill=0.0):
+        if fill != 0.0 or not any(padding):
+            return real(x, kernel, stride, padding, dilation, fill)
+        xp = np.pad(x, [(0, 0), (0, 0)] + [(p, p) for p in padding], mode="edge")
+        return real(xp, kernel, stride, (0,) * len(padding), dilation)
+
+    monkeypatch.setattr(layers, "window_view", edge_padded)
+    checks = _run(tmp_path, "C10")
+    assert checks["core conv + BN2d forward = textbook loops (statistics over batch × positions, raw b included)"]
+    assert not checks[next(k for k in checks if k.startswith("zero padding 1: core conv + BN2d forward"))]

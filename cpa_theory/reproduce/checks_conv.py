@@ -4,7 +4,7 @@ The evidence comes from the textbook loops of ``oracles_textbook`` (patches extr
 statistics over batch × positions, raw bias included) and, when torch is installed, from
 ``torch.nn.BatchNorm2d`` in train mode; the code under test is the core's conv network
 (``convnet.ConvNetwork.condition`` → ``bn.condition_bn`` on the patches) and ``conv_geometry``.
-Data: scikit-learn's 8×8 digits with a random 3×3 conv layer (stride 1, no padding).
+Data: scikit-learn's 8×8 digits with a random 3×3 conv layer (stride 1; no padding, and zero padding 1).
 """
 
 from __future__ import annotations
@@ -110,8 +110,18 @@ def check_c10(ctx: Context) -> Evidence:
     const_max = float(max(np.max(np.abs(off_c) / norm_c), np.nanmax(geo_c.distance)))
     ev.check("C10b iff: with a constant centroid image every reference set passes through x̄ (textbook and core)",
              "instances", const_max <= tol, max_distance=const_max)
+    # zero padding (THEORY §7: padding is zeros): the textbook loops run on the zero-padded images, which is the
+    # padded convolution; the core pads inside its conv layer
+    conv_p, bn_p, net_p = _core(x, w, b, gamma, beta, eps, padding=1)
+    xp = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    y_tb_p = tb.batchnorm2d_train(xp, w, b, gamma, beta, eps)
+    pad_fwd = _rel(net_p.condition().forward(x).reshape(y_tb_p.shape), y_tb_p)
+    off_tb_p, _ = tb.conv_reference_offsets(xp, w)
+    pad_off = _rel(reference_distances(conv_p, bn_p, x).offset, off_tb_p)
+    ev.check("zero padding 1: core conv + BN2d forward and offsets w_cᵀ(P_p x̄ − m̄) = textbook loops on the "
+             "zero-padded images", "instances", max(pad_fwd, pad_off) <= tol,
+             forward_max_relative_difference=pad_fwd, offsets_max_relative_difference=pad_off)
     # zero padding breaks stationarity at the border even for a constant centroid (measured, reported)
-    conv_p, bn_p, _ = _core(x, w, b, gamma, beta, eps, padding=1)
     padded = reference_distances(conv_p, bn_p, const).distance
     ev.numbers["padding_1_constant_centroid_max_distance"] = float(np.nanmax(padded))
     ev.numbers["padding_1_constant_centroid_median_distance"] = float(np.nanmedian(padded))
@@ -144,6 +154,10 @@ def check_c10(ctx: Context) -> Evidence:
     if torch_diff is not None:
         ev.check("C10b offsets read off torch.nn.BatchNorm2d in train mode = core", "instances",
                  torch_diff <= tol * max(1.0, float(np.max(np.abs(off_tb)))), max_abs_difference=torch_diff)
+        torch_pad = torch_reference_check(conv_p, bn_p, x)
+        ev.check("C10b offsets with zero padding 1 read off torch.nn.Conv2d(padding=1) + BatchNorm2d = core",
+                 "instances", torch_pad <= tol * max(1.0, float(np.max(np.abs(off_tb_p)))),
+                 max_abs_difference=torch_pad)
     ev.numbers.update({"images": len(x), "median_distance": float(np.median(dist_tb)),
                        "max_distance": float(dist_tb.max()), "min_distance": float(dist_tb.min()),
                        "fraction_off_centroid": frac_off, "torch_max_abs_difference": torch_diff})
