@@ -172,6 +172,25 @@ def test_C6_check_fails_with_a_bound_5_percent_too_small(tmp_path, monkeypatch):
     assert not checks["exact E[h_plain] (Gaussian closed form) ≤ Σ q_i on every instance (bound within a few % of it)"]
 
 
+def test_C6_check_fails_when_the_counter_over_counts_networks_without_bn(tmp_path, monkeypatch):
+    """Referee's mutation: +3 regions for every network without BN stayed below the loose bound Σ e_k(q); the
+    per-instance textbook count catches it."""
+    import cpa_theory.reproduce.checks_refinement as checks
+
+    real = checks.count_regions
+
+    def over(net, *a, **k):
+        res = real(net, *a, **k)
+        no_bn = all(l.batchnorm is None for l in net.layers)
+        return replace(res, regions=res.regions + 3) if no_bn else res
+
+    monkeypatch.setattr(checks, "count_regions", over)
+    _small(monkeypatch, mc_biases=500, mc_counts=20)
+    checks_ = _run(tmp_path, "C6")
+    assert checks_["E[N_plain] ≤ Σ_{k≤d} e_k(q) (exact counts, t interval: lower end ≤ bound)"]  # the loose bound
+    assert not checks_[next(k for k in checks_ if k.startswith("each sampled no-BN count N = 1 + h"))]
+
+
 def test_C7_cells_fail_against_the_closed_forms_when_the_kernel_uses_the_l2_norm(monkeypatch):
     import numerics.sweep as sweep
     from cpa_theory.reproduce import checks_refinement
