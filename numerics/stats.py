@@ -7,9 +7,12 @@ distances with bootstrap confidence intervals.
   sample is equal).
 * :func:`holm` — Holm's step-down adjustment of a family of p-values (controls the family-wise error).
 * :func:`cell_verdicts` — 'bn' / 'plain' / 'tie' per grid cell from Holm-adjusted p-values.
-* :func:`crossover` — D*: the first distance where E[BN] − E[plain] turns from > 0 to ≤ 0, by linear
-  interpolation between the bracketing grid points; its confidence interval by a bootstrap over NETWORKS
-  (the same networks at every distance of a slice — common random numbers — are resampled jointly).
+* :func:`crossover` — D*: where E[BN] − E[plain], positive at the smallest distance (BN's phase at the centroid),
+  first turns ≤ 0, by linear interpolation between the bracketing grid points; a curve that is not positive at
+  the smallest distance has no crossover (BN never refines more there: a later positive blip is not a phase).
+  Its confidence interval by a bootstrap over NETWORKS (the same networks at every distance of a slice —
+  common random numbers — are resampled jointly), at 95 % and optionally at a stricter ``level`` (e.g.
+  Bonferroni's 1 − 0.05/m when m intervals must all cover).
 """
 
 from __future__ import annotations
@@ -69,7 +72,10 @@ def cell_verdicts(diff_samples: list, alpha: float = 0.05) -> tuple[list[str], n
 
 
 def _root(D, mean_diff):
-    """First D where mean_diff goes from > 0 to ≤ 0 (linear interpolation); None without a sign change."""
+    """First D where mean_diff goes from > 0 to ≤ 0 (linear interpolation); None without a sign change or when
+    mean_diff is not > 0 at the first distance."""
+    if len(D) == 0 or not mean_diff[0] > 0:
+        return None
     for j in range(len(D) - 1):
         a, b = mean_diff[j], mean_diff[j + 1]
         if a > 0 >= b:
@@ -77,12 +83,17 @@ def _root(D, mean_diff):
     return None
 
 
-def crossover(D, diff, *, boot: int = 1000, seed: int = 0) -> dict:
+def crossover(D, diff, *, boot: int = 1000, seed: int = 0, level: float | None = None) -> dict:
     """D* of E[diff](D) with a percentile bootstrap CI over networks.
 
     Args: D (nD,) increasing distances; diff (nD, nets) per-network differences BN − plain with the SAME
-    networks in every row (common random numbers). Returns {"D_star", "ci95", "bracket", "boot_with_root",
-    "networks", "method"}; D_star None when the mean difference never turns ≤ 0 on the grid.
+    networks in every row (common random numbers); ``level``: also an interval at this confidence (key "ci",
+    with "level"; give ``boot`` ≥ 20 / (1 − level) so its tails hold resamples), in which a resample whose mean
+    difference stays > 0 over the grid has its root beyond the grid (the upper end is then None: unbounded) and
+    one that is not > 0 at the first distance has none below (lower end None). Returns {"D_star", "ci95",
+    "bracket", "boot_with_root", "networks", "method"}; D_star None when the mean difference is not > 0 at the
+    first distance or never turns ≤ 0 on the grid; an interval is None when fewer than that share of the
+    resamples have a root.
     """
     D = np.asarray(D, np.float64)
     diff = np.asarray(diff, np.float64)
@@ -94,16 +105,28 @@ def crossover(D, diff, *, boot: int = 1000, seed: int = 0) -> dict:
     # a bootstrap resample is a multinomial weighting of the networks: all resampled means in one product
     weights = rng.multinomial(nets, np.full(nets, 1.0 / nets), size=boot).T / nets  # (nets, boot)
     means = diff @ weights  # (nD, boot)
-    roots = [rb for rb in (_root(D, means[:, k]) for k in range(boot)) if rb is not None]
-    ci = [float(np.percentile(roots, 2.5)), float(np.percentile(roots, 97.5))] if len(roots) >= 0.95 * boot \
-        else None  # too many resamples without a sign change: no interval
+    all_roots = [_root(D, means[:, k]) for k in range(boot)]
+    roots = [rb for rb in all_roots if rb is not None]
+
+    def interval(lev):  # None when too many resamples have no sign change
+        a = 100 * (1 - lev) / 2
+        return [float(np.percentile(roots, a)), float(np.percentile(roots, 100 - a))] if len(roots) >= lev * boot \
+            else None
+
     bracket = None
     if root is not None:
         j = int(np.searchsorted(D, root, side="left"))
         bracket = [float(D[max(j - 1, 0)]), float(D[min(j, len(D) - 1)])]
-    return {"D_star": root, "ci95": ci, "bracket": bracket, "boot_with_root": len(roots) / boot,
-            "networks": nets, "method": "linear interpolation between bracketing grid points; percentile "
-                                        "bootstrap over networks (common random numbers across D)"}
+    out = {"D_star": root, "ci95": interval(0.95), "bracket": bracket, "boot_with_root": len(roots) / boot,
+           "networks": nets, "method": "linear interpolation between bracketing grid points; percentile "
+                                       "bootstrap over networks (common random numbers across D)"}
+    if level is not None:  # censored: a resample still > 0 at the last distance has its root beyond the grid
+        cens = np.array([rb if rb is not None else (np.inf if means[-1, k] > 0 and means[0, k] > 0 else -np.inf)
+                         for k, rb in enumerate(all_roots)])
+        a = 100 * (1 - level) / 2
+        lo, hi = np.percentile(cens, a, method="lower"), np.percentile(cens, 100 - a, method="higher")
+        out.update(ci=[float(lo) if np.isfinite(lo) else None, float(hi) if np.isfinite(hi) else None], level=level)
+    return out
 
 
 def attach_crossovers(rows: list[dict], boot: int = 1000) -> list[dict]:

@@ -129,6 +129,23 @@ def test_sweep_rows_carry_crossover_estimates(tmp_path):
     assert cr["ci95"][0] - 0.01 <= exact <= cr["ci95"][1] + 0.01  # + linear interpolation bias on a 0.1 grid
 
 
+def test_crossover_needs_bn_ahead_at_the_first_distance_and_censors_its_bonferroni_interval():
+    """Referee's case (C7, random-origin, σ_b = 0.3, N): mean differences −3.99, +1.15, −21.6 gave a "crossover"
+    at 0.2025 from one positive cell; a curve that is not > 0 at the first distance has none."""
+    from numerics.stats import crossover
+
+    rng = np.random.default_rng(0)
+    blip = np.array([-3.99, 1.15, -21.6])[:, None] + rng.normal(size=(3, 64)) * 0.5
+    assert crossover([0.15, 0.2, 0.25], blip)["D_star"] is None
+    # a real crossover near the grid's end: at level 1 − 0.05/8 the resamples without a root in the grid are
+    # censored beyond it, so the interval has no upper end instead of being dropped
+    late = np.array([3.0, 1.0, 0.02])[:, None] + rng.normal(size=(3, 64)) * 0.3
+    late[2] -= late[2].mean() + 0.01  # mean difference just below 0 at the last distance
+    c = crossover([0.0, 1.0, 2.0], late, boot=6400, level=1 - 0.05 / 8)
+    assert c["D_star"] is not None and 1.0 < c["D_star"] < 2.0
+    assert c["ci"][0] is not None and c["ci"][0] <= c["D_star"] and c["ci"][1] is None and c["level"] == 0.99375
+
+
 @pytest.mark.parametrize("bad", [{"window_direction": [1.0]}, {"window_direction": [0, 0]},
                                  {"window_direction": "axis"}, {"batch_centroid": "mean"},
                                  {"batch_centroid": "origin", "batch_offset": 3.0}])
