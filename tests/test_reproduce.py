@@ -126,6 +126,26 @@ def test_C3_C8_checks_fail_when_the_core_offset_drops_the_division_by_gamma(tmp_
     assert not _run(tmp_path, claim)[name]
 
 
+def test_C3_check_fails_when_the_core_reads_pieces_from_the_normal_side(tmp_path, monkeypatch):
+    """A core that takes the piece from the side of aᵀx − c with a = w (ignoring γ's sign): its activation codes
+    are wrong exactly where γ < 0."""
+    import cpa_theory.network as network
+
+    real = network.ConditionedNetwork.activation_code
+
+    def by_normal_side(self, x):
+        codes = real(self, x)
+        first = self.layers[0]
+        flip = np.sign(first.bn.gain) < 0
+        K = len(first.activation.breakpoints)
+        return (np.where(flip, K - codes[0], codes[0]),) + codes[1:]
+
+    monkeypatch.setattr(network.ConditionedNetwork, "activation_code", by_normal_side)
+    checks = _run(tmp_path, "C3")
+    assert checks["points on the core's H_k have textbook ẑ = t_k (hard-tanh, γ of both signs)"]
+    assert not checks["sides: the core's piece off the hyperplanes = the piece of the textbook ẑ (γ of both signs)"]
+
+
 def test_C4_check_fails_when_the_core_criterion_uses_the_l2_norm(tmp_path, monkeypatch):
     import cpa_theory.windows as windows
 

@@ -109,6 +109,7 @@ def check_c3(ctx: Context) -> Evidence:
     rng = ctx.rng("C3")
     t = hardtanh().breakpoints_array
     worst_on, worst_tau, worst_mut = 0.0, 0.0, np.inf
+    side = {"points": 0, "agree": 0, "by_sign_of_normal_agree": 0, "gamma_negative": 0}
     nets = ctx.size["nets"]
     for _ in range(nets):
         d, n = 3, 16
@@ -130,6 +131,21 @@ def check_c3(ctx: Context) -> Evidence:
             pts_m = X.mean(0) + (s * (t[k] - beta) / wn2)[:, None] * W
             zm = np.array([tb.layer_preactivation(net, pts_m[i:i + 1], 0)[0, i] for i in range(n)])
             worst_mut = min(worst_mut, float(np.max(np.abs(zm - t[k]))))
+        # sides: which piece a point is in comes from the value of ẑ (THEORY C3: γ < 0 flips the sides); the
+        # core's activation code off the hyperplanes against the textbook ẑ's piece, and the mutated rule
+        # "piece k+1 on the side where wᵀ(x − x̄) > s τ_k" (the sign of aᵀx − c) that γ < 0 breaks
+        cond = net.condition()
+        for _ in range(4):
+            q = hp.anchor + rng.normal(size=(8, d)) * rng.uniform(0.05, 2.0)
+            code = cond.activation_code(q)[0]  # (8, n) piece index per neuron
+            z = tb.layer_preactivation(net, q, 0)  # (8, n)
+            tb_piece = np.searchsorted(t, z, side="right")
+            far = np.min(np.abs(z[..., None] - t), axis=-1) > 1e-9  # off every breakpoint set
+            by_sign = np.sum((((q - hp.anchor) @ W.T)[..., None] > hp.offsets[None]), axis=-1)
+            side["points"] += int(far.sum())
+            side["agree"] += int(np.sum((code == tb_piece) & far))
+            side["by_sign_of_normal_agree"] += int(np.sum((by_sign == tb_piece) & far))
+            side["gamma_negative"] += int(np.sum(far[:, gamma < 0]))
         # τ from the core does not depend on b, on a rescaled w, or on the batch
         others = [Network(d, (Layer(W * 3.0, b + 7, hardtanh(), BatchNorm(n, "train", gamma, beta)),), X * 0.5 - 4),
                   Network(d, (Layer(rng.normal(size=(n, d)), -b, hardtanh(), BatchNorm(n, "train", gamma, beta)),),
@@ -140,6 +156,12 @@ def check_c3(ctx: Context) -> Evidence:
              worst_on <= tol, max_abs_deviation=worst_on, tolerance=tol)
     ev.check("τ_k unchanged under new b, rescaled w, another batch", "instances", worst_tau <= 1e-12,
              max_abs_change=worst_tau)
+    ev.check("sides: the core's piece off the hyperplanes = the piece of the textbook ẑ (γ of both signs)",
+             "instances", side["points"] > 0 and side["gamma_negative"] > 0 and side["agree"] == side["points"],
+             **side)
+    ev.negative("mutated side rule (piece from the sign of wᵀ(x − x̄) − s τ_k) disagrees where γ < 0",
+                side["by_sign_of_normal_agree"] < side["points"], points=side["points"],
+                agree=side["by_sign_of_normal_agree"])
     ev.negative("mutated τ = t − β (no /γ): the placed points miss ẑ = t_k", worst_mut > tol,
                 min_max_deviation=worst_mut)
     ev.says(f"verified on {nets} layers × {t.size} breakpoints × 16 neurons (worst |ẑ − t_k| = {worst_on:.1e})")
