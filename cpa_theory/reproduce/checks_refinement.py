@@ -39,15 +39,21 @@ def generic_normals(W) -> bool:
 def check_c5(ctx: Context) -> Evidence:
     from numerics.certificates import centroid_in_window
 
-    from ..activations import identity, leaky_relu, relu
+    from ..activations import identity, leaky_relu, relu, spline
 
     ev = Evidence()
     rng = ctx.rng("C5")
     rows, outside = [], []
     for j in range(ctx.size["nets"]):
         d, n = (2, 10) if j % 2 == 0 else (3, 8)
-        act = relu() if j % 3 else leaky_relu(0.1)
-        net = random_mlp(rng, (d, n, 1), act)  # γ = 1, β = 0 = t
+        if j % 2:  # any γ ≠ 0 (both signs) and a breakpoint t ≠ 0 with β = t
+            t0 = float(rng.uniform(-1.5, 1.5))
+            act = spline([t0], [float(rng.normal())], float(rng.uniform(-0.5, 0.5)), float(rng.uniform(0.6, 2.0)))
+            net = random_mlp(rng, (d, n, 1), act, gamma="random", beta=np.full(n, t0))
+        else:
+            act = relu() if j % 4 else leaky_relu(0.1)
+            net = random_mlp(rng, (d, n, 1), act)  # γ = 1, β = 0 = t
+        t_bp = float(act.breakpoints[0])
         xbar = net.batch.mean(0)
         r = float(rng.uniform(0.2, 1.0))
         x0 = xbar + rng.uniform(-0.9, 0.9, d) * r  # x̄ ∈ int W by construction, certified below
@@ -55,13 +61,14 @@ def check_c5(ctx: Context) -> Evidence:
         res = count_regions(net, x0, r)
         # h_BN from the textbook: first-layer ẑ at the box corners straddles t = 0 (no window criterion)
         z_corners = tb.layer_preactivation(net, tb.box_corners(x0, r), 0)
-        h_tb = int(tb.corner_cut(z_corners, 0.0).sum())
+        h_tb = int(tb.corner_cut(z_corners, t_bp).sum())
         rows.append({"d": d, "n": n, "certified_hypotheses": cert, "N_BN": res.regions, "O3": cf.o3(n, d),
                      "h_BN": h_tb, "certified_count": res.certified})
         far = xbar + 2.5 * r * rng.choice([-1.0, 1.0], d)  # x̄ ∉ W: outside the hypothesis
         res_far = count_regions(net, far, r)
         shifted = Network(d, (Layer(net.layers[0].weight, net.layers[0].bias, act,
-                                    BatchNorm(n, "train", None, rng.choice([-1.0, 1.0], n) * rng.uniform(2, 4, n))),
+                                    BatchNorm(n, "train", net.layers[0].batchnorm.gamma,
+                                              t_bp + rng.choice([-1.0, 1.0], n) * rng.uniform(2, 4, n))),
                                 net.layers[1]), net.batch)
         res_beta = count_regions(shifted, x0, r)  # β ≠ t: outside the hypothesis
         outside.append({"N_far": res_far.regions, "N_beta_ne_t": res_beta.regions, "O3": cf.o3(n, d),
@@ -80,7 +87,7 @@ def check_c5(ctx: Context) -> Evidence:
     ev.check("hypotheses certified (x̄ ∈ int W exactly; every d-subset of normals full rank)", "certificate",
              all(r_["certified_hypotheses"] for r_ in rows), instances=len(rows))
     ev.check("h_BN = n (textbook: ẑ at the box corners straddles t) and N_BN = O3 = 2 Σ_{k<d} C(n−1, k) "
-             "(exact certified counts)", "exact-count",
+             "(exact certified counts; γ = 1, t = 0 and γ of both signs with β = t ≠ 0)", "exact-count",
              all(r_["N_BN"] == r_["O3"] and r_["h_BN"] == r_["n"] and r_["certified_count"] for r_ in rows),
              instances=rows)
     ev.check("O1 counts DISTINCT hyperplanes: w, 2w, −w under BN cut W 3 times but are 1 hyperplane, N = 2",

@@ -126,6 +126,10 @@ def symbolic(ev: Evidence, ctx: Context, proofs, negatives) -> None:
 
 
 # -- building blocks ---------------------------------------------------------------------------------------
+def _is(value, word: str) -> bool:
+    return isinstance(value, str) and value == word
+
+
 def random_mlp(rng, widths, act, *, mode="train", gamma=None, beta=None, batch_size=16, offset=0.0, bias_scale=1.0,
          batch=None):
     """A random MLP (BN in ``mode`` on every hidden layer, identity output) with its batch."""
@@ -136,8 +140,8 @@ def random_mlp(rng, widths, act, *, mode="train", gamma=None, beta=None, batch_s
         last = i == len(widths) - 2
         bn = None
         if not last and mode is not None:
-            g = rng.uniform(0.5, 2.0, n) * rng.choice([-1.0, 1.0], n) if gamma == "random" else gamma
-            b = rng.normal(size=n) * 0.5 if beta == "random" else beta
+            g = rng.uniform(0.5, 2.0, n) * rng.choice([-1.0, 1.0], n) if _is(gamma, "random") else gamma
+            b = rng.normal(size=n) * 0.5 if _is(beta, "random") else beta
             kw = {"running_mean": rng.normal(size=n) * 2, "running_var": rng.uniform(0.5, 2.0, n)} \
                 if mode == "eval" else {}
             bn = BatchNorm(n, mode, g, b, **kw)
