@@ -145,7 +145,8 @@ def check_c8(ctx: Context) -> Evidence:
     ev = Evidence()
     symbolic(ev, ctx, ("C8",), ("C8-neg", "C8-neg-scale"))
     rng = ctx.rng("C8")
-    worst_formula, worst_core, mutated_gamma, mutated_signed, o4, pairs = 0.0, 0.0, np.inf, 0.0, [], 0
+    worst_formula, worst_core, worst_order, mutated_gamma, mutated_signed = 0.0, 0.0, 0.0, np.inf, 0.0
+    o4, pairs = [], 0
     for name, act in _c8_activations().items():
         t = act.breakpoints_array
         for _ in range(ctx.size["nets"]):
@@ -169,7 +170,10 @@ def check_c8(ctx: Context) -> Evidence:
                     worst_formula = max(worst_formula, abs(got - want) / want)
                     mutated_gamma = min(mutated_gamma, abs(got - s[i] * (t[k + 1] - t[k]) / (abs(g) * np.abs(w).sum()))
                                         / want)
-                    mutated_signed = max(mutated_signed, abs(got - want * abs(g) / g) / want)
+                    # signed displacement along ŵ: γ < 0 reverses the breakpoints' order (THEORY C3/C8)
+                    step = lam[k + 1] - lam[k]
+                    worst_order = max(worst_order, abs(step - want * abs(g) / g) / want)
+                    mutated_signed = max(mutated_signed, abs(step - want) / want)
             # O4 in d = 1: N = 1 + distinct breakpoint locations strictly inside the window, located by roots
             net1 = random_mlp(rng, (1, 6, 1), act, gamma="random", beta="random")
             x0, r = net1.batch.mean(0) + rng.normal(size=1) * 0.3, float(rng.uniform(0.2, 1.0))
@@ -183,6 +187,8 @@ def check_c8(ctx: Context) -> Evidence:
     ev.check("measured spacing (ẑ = t_k located along ŵ by textbook forward passes + brentq) = "
              "s(t_{k+1} − t_k)/(|γ|‖w‖₂)", "instances", worst_formula <= tol, max_relative_error=worst_formula,
              spacings=pairs)
+    ev.check("measured signed displacement λ_{k+1} − λ_k along ŵ = s(t_{k+1} − t_k)/(γ‖w‖₂): γ < 0 reverses the "
+             "order", "instances", worst_order <= tol, max_relative_error=worst_order)
     ev.check("core's hyperplanes sit where ẑ = t_k is measured", "instances", worst_core <= tol,
              max_relative_error=worst_core)
     ev.check("d = 1 (O4): exact count = 1 + distinct measured breakpoints inside W, every activation",
@@ -201,8 +207,8 @@ def check_c8(ctx: Context) -> Evidence:
              all(r_["exact_E_h_plain"] <= r_["bound_sum_Kq"] for r_ in rows), rows=rows)
     ev.negative("mutated spacing with ‖w‖₁ for ‖w‖₂: does not match the measured spacing",
                 mutated_gamma > tol, min_relative_error=mutated_gamma)
-    ev.negative("mutated spacing with γ for |γ| (signed): does not match for γ < 0", mutated_signed > tol,
-                max_relative_error=mutated_signed)
+    ev.negative("mutated order: H_{k+1} always on the + side of H_k along ŵ (spacing with |γ|, signed): does not "
+                "match the measured displacement for γ < 0", mutated_signed > tol, max_relative_error=mutated_signed)
     ev.says(f"verified on {pairs} measured spacings (4 activations, γ of both signs) and {len(o4)} exact d = 1 "
             "counts")
     return ev
