@@ -55,26 +55,33 @@ CLAIMS: tuple[Claim, ...] = (
           "b, w and the batch; γ < 0 flips the pieces.",
           ("train-mode BN", "γ ≠ 0"),
           ("C3",), ("C3-neg", "C3-unbiased-neg"),
-          "points on the core's switching hyperplanes have textbook ẑ = t_k; τ unchanged under new b, w, batch",
-          "the mutated offset τ = t − β (no division by γ) misplaces the switching sets",
+          "points on the core's switching hyperplanes have textbook ẑ = t_k; τ unchanged under new b, w, batch; "
+          "off the hyperplanes the core's piece = the textbook ẑ's piece (γ of both signs)",
+          "the mutated offset τ = t − β (no division by γ) misplaces the switching sets; the piece read from the "
+          "sign of aᵀx − c disagrees where γ < 0",
           ("tests/test_bn.py", "tests/test_windows.py", "tests/test_reproduce.py"),
-          "cpa_theory.reproduce.checks_bn:check_c3", "τ without /γ in the core's offset formula"),
+          "cpa_theory.reproduce.checks_bn:check_c3",
+          "τ without /γ in the core's offset formula; the core's pieces flipped where γ < 0"),
     Claim("C4", "exact ℓ∞ window criterion",
           "aᵀx = c meets W(x0, r) iff |aᵀx0 − c| ≤ r‖a‖₁, cuts int W iff strict; BN: |u(x0) − τ| ≤ r‖w‖₁/s.",
           ("a ≠ 0", "r > 0"),
           ("C4", "C4-holder"), ("C4-neg",),
           "core criterion vs LP/conic ranges of aᵀx over the box (HiGHS) and the ℓ2 ball (Clarabel) on random "
-          "hyperplanes of BN layers; sympy derives the box maximum coordinate-wise and the ℓp form by Hölder",
-          "the mutated criterion with ‖a‖₂ in place of ‖a‖₁ disagrees with the LP",
+          "hyperplanes of BN layers; windows built to be touched exactly (a corner or a face, data mean 100) vs a "
+          "rational corner enumeration; sympy derives the box maximum coordinate-wise and the ℓp form by Hölder",
+          "the mutated criterion with ‖a‖₂ in place of ‖a‖₁ disagrees with the LP; 'cuts iff ≤' (non-strict) "
+          "disagrees on the touching windows",
           ("tests/test_windows.py", "tests/test_proofs.py", "tests/test_reproduce.py"),
-          "cpa_theory.reproduce.checks_window:check_c4", "the core's window criterion with ‖·‖₂"),
+          "cpa_theory.reproduce.checks_window:check_c4",
+          "the core's window criterion with ‖·‖₂; the core counting a touch as a cut"),
     Claim("C5", "centroid in the window: maximal hitting",
           "single breakpoint, β = t, γ ≠ 0, w ≠ 0, x̄ ∈ int W ⇒ h_BN = n; generic normals ⇒ N_BN = "
           "2 Σ_{k<d} C(n−1, k) (O3).",
           ("single-breakpoint activation", "β = t", "x̄ ∈ int W (certified)", "generic normals (certified)"),
           (), (),
           "certificates (x̄ ∈ int W exactly, every d-subset of normals of full rank exactly), then exact "
-          "certified counts N_BN = O3 and textbook h_BN = n; O1 counts distinct hyperplanes (w, 2w, −w: N = 2)",
+          "certified counts N_BN = O3 and textbook h_BN = n (γ = 1, t = 0, and γ of both signs with β = t ≠ 0); "
+          "O1 counts distinct hyperplanes (w, 2w, −w: N = 2)",
           "windows outside the hypothesis (x̄ ∉ W, or β ≠ t): the same check finds N_BN ≠ O3",
           ("tests/test_regions.py", "tests/test_sweep.py", "tests/test_reproduce.py"),
           "cpa_theory.reproduce.checks_refinement:check_c5", "O3 off by one (closed_forms.o3)"),
@@ -85,10 +92,12 @@ CLAIMS: tuple[Claim, ...] = (
           (), (),
           "exact Gaussian E[h_plain] (closed form, confirmed by Monte Carlo) ≤ Σq on instances where the bound is "
           "within a few % of it; E[N_plain] by exact counts (t interval) ≤ Σ e_k(q) and ≤ N_BN where Σ e_k(q) is "
-          "just below O3",
+          "just below O3; every sampled no-BN count = the textbook line-arrangement count 1 + h + #crossings "
+          "(rationals) and ≤ Σ_{k≤d} C(h, k)",
           "a bound 5 % too small is refuted by the exact E[h_plain]",
           ("tests/test_sweep.py", "tests/test_closed_forms.py", "tests/test_reproduce.py"),
-          "cpa_theory.reproduce.checks_refinement:check_c6", "the C6 bound 5 % too small (closed_forms.c6_q)"),
+          "cpa_theory.reproduce.checks_refinement:check_c6",
+          "the C6 bound 5 % too small (closed_forms.c6_q); a counter that adds regions to no-BN networks"),
     Claim("C7", "where refinement fails: the phase diagram",
           "far from the centroid BN's hyperplanes miss the window; there is a crossover distance beyond which "
           "the network without BN refines more — by hits h and by regions N, which can disagree; ℓ2 ball at "
@@ -97,7 +106,8 @@ CLAIMS: tuple[Claim, ...] = (
           (), (),
           "phase diagrams for h and N (3 settings; N by Euler counts over every network, certified network by "
           "network by the exact counter), Holm-corrected cell verdicts, "
-          "crossover D*_h and D*_N with bootstrap CIs; D*_h and every cell against the d = 2 box closed forms; "
+          "crossover D*_h and D*_N with bootstrap CIs (D*_h against the exact crossovers with Bonferroni-level "
+          "intervals: all must cover); every cell against the d = 2 box closed forms; "
           "sweep hits against textbook corner tests; the N-vs-h disagreement at the centroid",
           "the mutated closed form I_{(r/D)²}(1/2, d/2) is rejected; 'BN always refines more' (h), 'BN refines "
           "more at the centroid, hence by N' and 'D* does not depend on the direction' are refuted",
@@ -109,8 +119,9 @@ CLAIMS: tuple[Claim, ...] = (
           ("continuous piecewise-affine φ", "γ ≠ 0"),
           ("C8",), ("C8-neg", "C8-neg-scale"),
           "spacing MEASURED by locating ẑ = t_k along w (textbook forward passes + brentq) vs the formula and the "
-          "core's hyperplanes; exact d = 1 counts = 1 + measured breakpoints (O4); exact E[h_plain] ≤ Σ K·q_i",
-          "the mutated spacing with γ in place of |γ| (or ‖w‖₁ for ‖w‖₂) does not match",
+          "core's hyperplanes, and their order (reversed for γ < 0); exact d = 1 counts = 1 + measured breakpoints "
+          "(O4); exact E[h_plain] ≤ Σ K·q_i",
+          "the mutated spacing with ‖w‖₁ for ‖w‖₂, and the order 'H_{k+1} always on the + side', do not match",
           ("tests/test_activations.py", "tests/test_proofs.py", "tests/test_reproduce.py"),
           "cpa_theory.reproduce.checks_window:check_c8", "τ without /γ in the core's offset formula"),
     Claim("C9", "transfer inside parent regions (depth)",
@@ -121,7 +132,8 @@ CLAIMS: tuple[Claim, ...] = (
            "exact transfer (δ_w = 0) only where h̄ − c_P ∈ range A_P is certified"),
           ("C9", "C9-general"), ("C9-neg", "C9-neg-range"),
           "width-8 deep networks, W ⊆ P certified: general criterion = textbook corner hits = core deep hits; exact "
-          "counts = Euler count of the general-case lines; δ_w distribution on random and trained networks; exact "
+          "counts = Euler count of the general-case lines (crossings inside W required); δ_w distribution on random "
+          "and trained networks; exact "
           "transfer (N = O3 at x*_P) only on square first layers where it is certified",
           "'transfer is exact' on wide layers is refuted (δ_w ≠ 0); dropping δ_w mispredicts the hits",
           ("tests/test_network.py", "tests/test_sweep.py", "tests/test_proofs.py", "tests/test_reproduce.py"),
@@ -135,13 +147,15 @@ CLAIMS: tuple[Claim, ...] = (
           ("C10a", "C10b", "C10b-stationary", "C10c"), ("C10a-neg", "C10b-neg", "C10c-neg"),
           "textbook loops over positions (conv with raw b, statistics over batch × positions) and torch "
           "BatchNorm2d vs the core's conv network on scikit-learn digits: outputs, bias redraw, offsets "
-          "w_cᵀ(P_p x̄ − m̄), the foot of the perpendicular from x̄ has ẑ = β, normals γ_c P_pᵀw_c/s_c; "
+          "w_cᵀ(P_p x̄ − m̄) (also with zero padding 1), the foot of the perpendicular from x̄ has ẑ = β, normals "
+          "γ_c P_pᵀw_c/s_c; "
           "distances of the reference sets from x̄; a constant centroid image puts every reference through x̄",
           "'every reference set passes through x̄' (C2 verbatim) is refuted on digits; eval mode moves with the "
           "bias; s from one position's batch (BatchNorm1d per position) mismatches the normals",
           ("tests/test_proofs_c10.py", "tests/test_conv_geometry.py", "tests/test_convnets.py",
            "tests/test_reproduce.py"),
-          "cpa_theory.reproduce.checks_conv:check_c10", "σ² of BatchNorm2d with the unbiased divisor in the core"),
+          "cpa_theory.reproduce.checks_conv:check_c10",
+          "σ² of BatchNorm2d with the unbiased divisor in the core; conv padding by edge values instead of zeros"),
 )
 
 _BY_ID = {c.id: c for c in CLAIMS}
