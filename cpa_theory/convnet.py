@@ -59,10 +59,33 @@ class CAffine:
         return z * _channel(self.gain, z.ndim - 1)
 
     def __call__(self, x):
+        if self.bns and all(c.mode == "train" for c in self.bns):
+            return self.centred(x)
         z = self.linear(x)
         return z - _channel(self.offset, z.ndim - 1)
 
+    def centred(self, x):
+        """y evaluated relative to the anchor, g·L(x − p) + e (train-mode BN: g·w_cᵀ(P_p x − m̄) + e for a conv),
+        THEORY C4's numerics: at a point whose patches equal the mean patch (the centroid of a batch whose centroid
+        image is constant) the switching offsets come out exactly e instead of g·L x − g·L p rounded apart."""
+        if not self.bns or any(c.mode != "train" for c in self.bns):
+            z = self.linear(x)
+            return z - _channel(self.offset, z.ndim - 1)
+        x = np.asarray(x, dtype=np.float64)
+        shift = np.concatenate([c.shift for c in self.bns])
+        if isinstance(self.op, Conv):
+            P = self.op.patches(x)  # (M, G, positions, K)
+            A = np.stack([c.anchor for c in self.bns])  # (G, K): the mean patch per group
+            z = np.einsum("mgpk,gok->mgop", P - A[None, :, None, :], self.op.flat_weight(), optimize=True)
+            z = z.reshape(x.shape[0], *self.op.out_shape(x.shape[1:]))
+        elif isinstance(self.op, Linear):
+            z = (x - self.bns[0].anchor) @ self.op.weight.T
+        else:  # a standalone BN over channels
+            z = x - _channel(self.bns[0].anchor, x.ndim - 1)
+        return z * _channel(self.gain, z.ndim - 1) + _channel(shift, z.ndim - 1)
+
     def push(self, x, t):
+        """The value at x and the linear part applied to tangents t (slices)."""
         return self(x), self.linear(t)
 
     def jax(self, x):

@@ -232,3 +232,27 @@ def test_slice_density_mean_ci_and_parallel_equal_serial(rng):
     lo, hi = a["ci"]
     assert a["mean"] == pytest.approx(a["counts"].mean()) and lo <= a["mean"] <= hi
     assert hi - lo > 0 or np.ptp(a["counts"]) == 0
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_bn2d_offsets_are_exact_at_a_constant_centroid_image_so_slices_through_it_have_no_slivers(seed):
+    """Referee's case: a dyadic batch whose centroid image is exactly constant (0.5): by C10b every first-layer
+    reference set passes exactly through x̄. The conditioned conv evaluated g·w·P x − g·w·m̄ and left ±1e-16
+    at x̄, and a slice through x̄ then counted slivers of width ~1e-17 around it. Evaluated relative to the mean
+    patch (g·w·(P x − m̄) + e) the offsets are exactly β and the slice's lines are exactly concurrent."""
+    rng = np.random.default_rng(seed)
+    E = rng.integers(-8, 9, size=(4, 1, 5, 5)) / 8.0
+    X = np.concatenate([0.5 + E, 0.5 - E])  # 8 dyadic images, centroid image 0.5 everywhere, exactly
+    xbar = X.mean(0)
+    assert np.all(xbar == 0.5)
+    net = ConvNetwork((1, 5, 5), (
+        Conv(rng.normal(size=(3, 1, 2, 2)), rng.normal(size=3)), BatchNormND(BatchNorm(3, "train")),
+        Activation(relu()), Flatten(), Linear(rng.normal(size=(4, 48)), rng.normal(size=4)), Activation(relu()),
+        Linear(rng.normal(size=(1, 4)), np.zeros(1))), X)
+    pre = net.condition().preactivations(xbar)[0]
+    assert np.all(pre == 0.0)  # β = 0
+    V, _ = np.linalg.qr(rng.normal(size=(25, 2)))
+    sl = slice_from_basis(xbar.reshape(-1), V, 0.3)
+    assert np.all(slice_network(net, sl).layers[0].bias == 0.0)
+    res = count_on_slice(net, sl)
+    assert res.certified and res.min_witness_radius > 1e-9
