@@ -45,6 +45,7 @@ def _result(stdout: str) -> dict:
     return json.loads(next(line for line in stdout.splitlines() if line.startswith("RESULT "))[len("RESULT "):])
 
 
+@pytest.mark.slow  # 15-45 s; the default run shards over 8 host devices (tests/test_sweep.py)
 def test_sweep_across_two_jax_processes_equals_one_process(tmp_path):
     cfg = SweepConfig(**CFG)
     run0 = tmp_path / "run0"

@@ -165,14 +165,20 @@ def test_sweep_l2_exact_formula_matches_monte_carlo():
     assert abs(hit.mean() - l2_ball_hit_probability(r, D, 2)) > 0.01  # the formula depends on d
 
 
-def run_cli_sweep(cfg_path, out, env=None):
-    return subprocess.Popen([sys.executable, "-m", "cpa_theory", "sweep", str(cfg_path), "--out", str(out), "--json"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+# the CLI with every grid point slowed by a given delay (seconds, argv[1]): a kill then lands between chunks
+SLOW_POINTS_CLI = ("import sys, time, numerics.sweep as s; real = s.run_point; delay = float(sys.argv.pop(1)); "
+                   "s.run_point = lambda *a, **k: (time.sleep(delay), real(*a, **k))[1]; "
+                   "from cpa_theory.cli import main; sys.exit(main())")
+
+
+def run_cli_sweep(cfg_path, out, env=None, point_delay=0.0):
+    return subprocess.Popen([sys.executable, "-c", SLOW_POINTS_CLI, str(point_delay), "sweep", str(cfg_path), "--out",
+                             str(out), "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
                             env={**os.environ, **(env or {})})
 
 
-@pytest.mark.slow  # 20 s; the default run shards over 2 processes × 2 devices (tests/test_multiprocess_jax.py)
 def test_shard_sweep_on_8_host_devices_matches_one_device(tmp_path):
+    """Sharding in the default run (about 10 s); across two JAX processes: tests/test_multiprocess_jax.py (slow)."""
     code = (
         "import json, jax; from numerics.sweep import SweepConfig, run_point, grid_points;"
         "cfg = SweepConfig(seed=3, d=2, widths=(16, 8), networks=100, distances=(0.0, 1.0), bias_scales=(1.0,),"
@@ -203,10 +209,10 @@ def test_sweep_resumes_after_sigkill_without_loss_or_duplicates(tmp_path):
              "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
     expected = run_sweep(SweepConfig.from_dict(cfg), tmp_path / "ref")
     run = tmp_path / "run"
-    proc = run_cli_sweep(cfg_path, run, env=cache)
+    proc = run_cli_sweep(cfg_path, run, env=cache, point_delay=0.5)  # a chunk every ≥ 0.5 s: polled every 0.02 s
     deadline = time.time() + 300
     while time.time() < deadline and len(list((run / "chunks").glob("*.json"))) < 3:
-        time.sleep(0.05)
+        time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     done_before = len(list((run / "chunks").glob("*.json")))
