@@ -133,11 +133,13 @@ CLAIMS: tuple[Claim, ...] = (
           ("C9", "C9-general"), ("C9-neg", "C9-neg-range"),
           "width-8 deep networks, W ⊆ P certified: general criterion = textbook corner hits = core deep hits; exact "
           "counts = Euler count of the general-case lines (crossings inside W required); δ_w distribution on random "
-          "and trained networks; exact "
+          "and trained networks; A_Pᵀw = 0 reported as a neuron constant on P (textbook: one value of ẑ₂ on W); "
+          "exact "
           "transfer (N = O3 at x*_P) only on square first layers where it is certified",
           "'transfer is exact' on wide layers is refuted (δ_w ≠ 0); dropping δ_w mispredicts the hits",
           ("tests/test_network.py", "tests/test_sweep.py", "tests/test_proofs.py", "tests/test_reproduce.py"),
-          "cpa_theory.reproduce.checks_depth:check_c9", "the pull-back with Aᵀ in place of A's pseudo-inverse"),
+          "cpa_theory.reproduce.checks_depth:check_c9",
+          "the pull-back with Aᵀ in place of A's pseudo-inverse; a core that calls a neuron with A_Pᵀw = 0 regular"),
     Claim("C10", "BatchNorm2d recentres at the mean patch, not at the centroid (convolutions)",
           "after a conv, train-mode BatchNorm2d gives ẑ_{c,p} = γ_c w_cᵀ(P_p x − m̄)/s_c + β_c (m̄: mean patch over "
           "batch × positions): the raw bias cancels per channel (C10a); the reference set of (c, p) passes through "

@@ -245,6 +245,24 @@ def test_C9_check_fails_when_the_pullback_uses_A_transpose(tmp_path, monkeypatch
     assert not _run(tmp_path, "C9")["core pull-back x*_P = least-squares pull-back (numpy lstsq)"]
 
 
+def test_C9_check_fails_when_the_core_misses_a_neuron_constant_on_the_parent(tmp_path, monkeypatch):
+    """THEORY C9: "if A_Pᵀw = 0 the neuron is constant on P: report it" — a core that calls it REGULAR fails."""
+    import cpa_theory.hyperplanes as hyperplanes
+
+    real = hyperplanes.layer_switching_sets
+
+    def ignores_zero_normals(cl, A, c, anchor):
+        normals, offsets, status, tau = real(cl, A, c, anchor)
+        zero = ~np.any(normals != 0, axis=-1) & (cl.bn.gain != 0)
+        status = np.where(zero[..., None], np.int8(hyperplanes.HyperplaneStatus.REGULAR), status)
+        return normals, offsets, status, tau
+
+    monkeypatch.setattr(hyperplanes, "layer_switching_sets", ignores_zero_normals)
+    _small(monkeypatch, nets=2)
+    checks = _run(tmp_path, "C9")
+    assert not checks[next(k for k in checks if k.startswith("A_Pᵀw = 0 is reported"))]
+
+
 def test_cli_reproduce_exit_codes_resume_and_bad_input(tmp_path, capsys, monkeypatch):
     out = tmp_path / "r"
     assert main(["reproduce", "--claims", "C1,C2", "--out", str(out), "--json"]) == 0

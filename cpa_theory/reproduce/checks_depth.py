@@ -120,6 +120,51 @@ def _quantiles(x) -> dict:
                                                         ("max", 1))}
 
 
+def _constant_on_parent(rng, nets: int) -> dict:
+    """THEORY C9: "if A_Pᵀw = 0 the neuron is constant on P: report it". First layer ReLU; on a window W ⊆ P some
+    layer-1 neurons are off on all of P (rows of A_P exactly 0), so a layer-2 weight supported on them has
+    A_Pᵀw = 0 exactly. The core must give it status CONSTANT and no hit; the textbook ẑ₂ at the corners of W is
+    one value; the control neuron (weight on an active layer-1 neuron) is REGULAR."""
+    from numerics.certificates import window_inside_parent_region
+
+    from ..activations import identity, relu
+
+    out = {"windows": 0, "constant_reported": 0, "textbook_constant": 0, "control_regular": 0, "on_breakpoint": 0}
+    for _ in range(nets):
+        d, n1 = 2, 8
+        X = rng.normal(size=(16, d))
+        W1, b1 = rng.normal(size=(n1, d)), rng.normal(size=n1)
+        for x0 in X[:8]:
+            r = 0.05
+            z1 = W1 @ x0 + b1  # no BN on layer 1: ReLU is off where z1 < 0
+            off, on = np.flatnonzero(z1 < -2 * r * np.abs(W1).sum(1)), np.flatnonzero(z1 > 0)
+            if not len(off) or not len(on):
+                continue
+            W2 = rng.normal(size=(3, n1))
+            W2[0] = 0.0
+            W2[0, off] = rng.normal(size=len(off))  # reads only ReLUs that are off on W's parent
+            W2[1] = 0.0
+            W2[1, on[0]] = 1.0  # control: reads an active ReLU
+            net = Network(d, (Layer(W1, b1, relu()), Layer(W2, rng.normal(size=3), relu(), BatchNorm(3, "train")),
+                              Layer(np.ones((1, 3)), np.zeros(1), identity())), X)
+            cond = net.condition()
+            if not window_inside_parent_region(cond, x0, r, 1):
+                continue
+            A, c = cond.affine_map(x0, 1)
+            hp = hyp.switching_hyperplanes(cond, 1, affine=(A, c))
+            z2 = tb.layer_preactivation(net, tb.box_corners(x0, r), 1)[:, 0]
+            out["windows"] += 1
+            # on the breakpoint when the ReLUs it reads are off on the whole batch too: zero variance and ẑ₂ = β = t
+            # everywhere on P (THEORY C3's degenerate case; decided on the batch, not on a rounded ẑ₂)
+            dead = np.all(np.maximum(X @ W1.T + b1, 0.0)[:, off] == 0.0)
+            want = hyp.HyperplaneStatus.ON_BREAKPOINT if dead else hyp.HyperplaneStatus.CONSTANT
+            out["constant_reported"] += int(hp.status[0, 0] == want and not hp.regular[0, 0])
+            out["on_breakpoint"] += int(want == hyp.HyperplaneStatus.ON_BREAKPOINT)
+            out["textbook_constant"] += int(np.all(z2 == z2[0]))
+            out["control_regular"] += int(hp.status[1, 0] == hyp.HyperplaneStatus.REGULAR)
+    return out
+
+
 def check_c9(ctx: Context) -> Evidence:
     from numerics.certificates import injective, window_inside_parent_region
 
@@ -168,6 +213,7 @@ def check_c9(ctx: Context) -> Evidence:
         sq.append({"injective": injective(A), "W_inside_P": g_inside, "anchor_is_pullback": hp2.anchor_is_pullback,
                    "N": count_regions(net, x_star, 0.02).regions, "O3": cf.o3(8, 3),
                    "h2": int(window_hits(hp2, x_star[None], 0.02)[0])})
+    const = _constant_on_parent(rng, max(2, ctx.size["nets"] // 2))
     trained = _trained_deltas(ctx)
     ev.check("general criterion (least-squares x*_P, offset τ + δ_w) = textbook hits (ẑ₂ at the corners) = core "
              "deep hits, on every certified window W ⊆ P (width 8 > d = 2)", "instances",
@@ -186,6 +232,11 @@ def check_c9(ctx: Context) -> Evidence:
              "h₂ = n₂ and N = O3 at x*_P", "exact-count",
              all(s_["injective"] and s_["W_inside_P"] and s_["anchor_is_pullback"] and s_["h2"] == 8
                  and s_["N"] == s_["O3"] for s_ in sq), instances=sq)
+    ev.check("A_Pᵀw = 0 is reported: a layer-2 neuron reading only layer-1 ReLUs that are off on P is CONSTANT in "
+             "the core (ON_BREAKPOINT where that constant is t; no switching set, no hit) and the textbook ẑ₂ takes "
+             "one value on W; the same neuron reading an active ReLU is REGULAR", "instances",
+             const["windows"] > 0 and const["constant_reported"] == const["textbook_constant"] == const["windows"]
+             and const["control_regular"] == const["windows"], **const)
     ev.negative("'transfer is exact' (δ_w = 0) on wide layers: refuted, |δ_w| > 0 on random width-8 parents",
                 regions > exact_regions and max(deltas) > 1e-6, exact_on=exact_regions, of=regions)
     mutated_wrong = sum(int(r_["hits_textbook"] != r_["hits_no_defect"]) for r_ in rows)
