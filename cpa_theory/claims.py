@@ -120,7 +120,8 @@ CLAIMS: tuple[Claim, ...] = (
           ("C8",), ("C8-neg", "C8-neg-scale"),
           "spacing MEASURED by locating ẑ = t_k along w (textbook forward passes + brentq) vs the formula and the "
           "core's hyperplanes, and their order (reversed for γ < 0); exact d = 1 counts = 1 + measured breakpoints "
-          "(O4); exact E[h_plain] ≤ Σ K·q_i",
+          "(O4); exact E[h_plain] ≤ Σ K·q_i; C6's N with K = 2: exact counts = textbook line counts, ≤ Σ_S Π h_i "
+          "over distinct neurons, mean ≤ Σ e_k(K·q)",
           "the mutated spacing with ‖w‖₁ for ‖w‖₂, and the order 'H_{k+1} always on the + side', do not match",
           ("tests/test_activations.py", "tests/test_proofs.py", "tests/test_reproduce.py"),
           "cpa_theory.reproduce.checks_window:check_c8", "τ without /γ in the core's offset formula"),

@@ -211,6 +211,22 @@ def test_C6_check_fails_when_the_counter_over_counts_networks_without_bn(tmp_pat
     assert not checks_[next(k for k in checks_ if k.startswith("each sampled no-BN count N = 1 + h"))]
 
 
+def test_C8_check_fails_when_the_counter_over_counts_networks_without_bn(tmp_path, monkeypatch):
+    """The K-breakpoint N part of C6 (checked under C8) catches the same over-counting mutant as C6."""
+    import cpa_theory.reproduce.checks_window as checks
+
+    real = checks.count_regions
+
+    def over(net, *a, **k):
+        res = real(net, *a, **k)
+        return replace(res, regions=res.regions + 3) if all(l.batchnorm is None for l in net.layers) else res
+
+    monkeypatch.setattr(checks, "count_regions", over)
+    _small(monkeypatch, nets=1, mc_counts=60)
+    checks_ = _run(tmp_path, "C8")
+    assert not checks_[next(k for k in checks_ if k.startswith("C6's N with K = 2 per neuron"))]
+
+
 def test_C7_cells_fail_against_the_closed_forms_when_the_kernel_uses_the_l2_norm(monkeypatch):
     import numerics.sweep as sweep
     from cpa_theory.reproduce import checks_refinement

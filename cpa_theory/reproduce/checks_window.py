@@ -134,6 +134,45 @@ def _c4_touching_windows(rng, nets: int) -> dict:
     return out
 
 
+def _c6_regions_with_k_breakpoints(rng, samples: int) -> dict:
+    """THEORY C6 for K breakpoints: parallel hyperplanes of one neuron never meet, so by deletion–restriction
+    N ≤ Σ_{k≤d} Σ_S Π_{i∈S} h_i over k-sets S of DISTINCT neurons (h_i: that neuron's hits), and with independent
+    biases E[N] ≤ Σ_{k≤d} e_k(K·q). Exact counts of hard-tanh layers without BN (d = 2) against the textbook line
+    count (both lines of every neuron), the chain on each instance, and the mean against the bound."""
+    from numerics.stats import mean_ci95
+
+    from ..activations import hardtanh, identity
+    from ..network import Layer, Network
+    from .checks_refinement import _textbook_line_regions
+
+    n, d, r, sigma_b = 6, 2, 0.3, 1.0
+    W = rng.normal(size=(n, d)) / np.sqrt(d)
+    x0 = rng.normal(size=d) * 0.1
+    t = hardtanh().breakpoints_array
+    q = cf.c6_q(np.abs(W).sum(1), r, cf.gaussian_density_bound(sigma_b), breakpoints=len(t))
+    out = {"instances": 0, "count_equals_textbook": 0, "chain_holds": 0, "non_generic": 0}
+    Ns = []
+    for _ in range(max(20, samples // 3)):
+        b = rng.normal(size=n) * sigma_b
+        net = Network(d, (Layer(W, b, hardtanh()), Layer(np.ones((1, n)), np.zeros(1), identity())))
+        Ns.append(count_regions(net, x0, r).regions)
+        # the lines w_iᵀx + b_i − t_k = 0, neuron by neuron
+        lines_W, lines_b = np.repeat(W, len(t), axis=0), (b[:, None] - t[None, :]).ravel()
+        tb_n = _textbook_line_regions(lines_W, lines_b, x0, r)
+        if tb_n is None:
+            out["non_generic"] += 1
+            continue
+        slack = r * np.abs(lines_W).sum(1) - np.abs(lines_W @ x0 + lines_b)
+        h = (slack > 0).reshape(n, len(t)).sum(1)  # hits per neuron (generic draw: no touches)
+        e = cf.elementary_symmetric(h.astype(np.float64), d)
+        out["instances"] += 1
+        out["count_equals_textbook"] += int(Ns[-1] == tb_n[0])
+        out["chain_holds"] += int(Ns[-1] <= float(np.sum(e)))
+    m, ci = mean_ci95(Ns)
+    out.update(E_N=m, E_N_ci95=ci, bound_N=float(cf.c6_bound_n(q, d)), samples=len(Ns))
+    return out
+
+
 def _c8_activations():
     from ..activations import hardtanh, leaky_relu, relu6, spline
 
@@ -205,6 +244,12 @@ def check_c8(ctx: Context) -> Evidence:
         rows.append({"sigma_b": sigma_b, "exact_E_h_plain": exact, "bound_sum_Kq": float(cf.c6_bound_h(q))})
     ev.check("C6 with K = 2 per neuron (hard-tanh): exact E[h_plain] ≤ Σ K·q_i", "closed-form",
              all(r_["exact_E_h_plain"] <= r_["bound_sum_Kq"] for r_ in rows), rows=rows)
+    kn = _c6_regions_with_k_breakpoints(rng, ctx.size["mc_counts"])
+    ev.check("C6's N with K = 2 per neuron (hard-tanh, d = 2, no BN): each exact count = the textbook line count "
+             "and ≤ Σ_{k≤d} Σ_S Π h_i over sets of distinct neurons; E[N_plain] ≤ Σ_{k≤d} e_k(K·q) (t interval: "
+             "lower end ≤ bound)", "exact-count",
+             kn["instances"] > 0 and kn["count_equals_textbook"] == kn["chain_holds"] == kn["instances"]
+             and kn["E_N_ci95"][0] <= kn["bound_N"], **kn)
     ev.negative("mutated spacing with ‖w‖₁ for ‖w‖₂: does not match the measured spacing",
                 mutated_gamma > tol, min_relative_error=mutated_gamma)
     ev.negative("mutated order: H_{k+1} always on the + side of H_k along ŵ (spacing with |γ|, signed): does not "
