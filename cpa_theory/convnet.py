@@ -60,17 +60,14 @@ class CAffine:
 
     def __call__(self, x):
         if self.bns and all(c.mode == "train" for c in self.bns):
-            return self.centred(x)
+            return self._relative_to_anchor(x)
         z = self.linear(x)
         return z - _channel(self.offset, z.ndim - 1)
 
-    def centred(self, x):
-        """y evaluated relative to the anchor, g·L(x − p) + e (train-mode BN: g·w_cᵀ(P_p x − m̄) + e for a conv),
-        THEORY C4's numerics: at a point whose patches equal the mean patch (the centroid of a batch whose centroid
-        image is constant) the switching offsets come out exactly e instead of g·L x − g·L p rounded apart."""
-        if not self.bns or any(c.mode != "train" for c in self.bns):
-            z = self.linear(x)
-            return z - _channel(self.offset, z.ndim - 1)
+    def _relative_to_anchor(self, x):
+        """Train-mode BN: y = g·L(x − p) + e (a conv: g·w_cᵀ(P_p x − m̄) + e), THEORY C4's centroid-relative
+        numerics: where the patches equal the mean patch (the centroid of a batch whose centroid image is
+        constant) the offsets come out exactly e, not g·L x − g·L p rounded apart."""
         x = np.asarray(x, dtype=np.float64)
         shift = np.concatenate([c.shift for c in self.bns])
         if isinstance(self.op, Conv):

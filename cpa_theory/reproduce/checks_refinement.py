@@ -156,13 +156,13 @@ def check_c6(ctx: Context) -> Evidence:
         for _ in range(n_count):
             net_k = with_biases(plain, rng, sigma_b)
             Ns.append(count_regions(net_k, x0, r).regions)
-            tb_n = _textbook_line_regions(net_k.layers[0].weight, net_k.layers[0].bias, x0, r) if d == 2 else None
+            tb_n = tb.line_regions_2d_exact(net_k.layers[0].weight, net_k.layers[0].bias, x0, r) if d == 2 else None
             if tb_n is None:
                 chain["non_generic"] += 1
                 continue
             chain["instances"] += 1
             chain["count_equals_textbook"] += int(Ns[-1] == tb_n[0])
-            chain["chain_holds"] += int(Ns[-1] <= sum(math.comb(tb_n[1], k) for k in range(d + 1)))
+            chain["chain_holds"] += int(Ns[-1] <= sum(math.comb(int(tb_n[1].sum()), k) for k in range(d + 1)))
         mN, ciN = mean_ci95(Ns)
         inst_n.append({"d": d, "n": n, "r": r, "sigma_b": sigma_b, "bound_N": float(cf.c6_bound_n(q, d)),
                        "O3": cf.o3(n, d), "N_BN": n_bn.regions, "E_N_plain": mN, "E_N_plain_ci95": ciN,
@@ -193,45 +193,6 @@ def check_c6(ctx: Context) -> Evidence:
             "E[N_plain]/N_BN = " + ", ".join(f"{i['E_N_plain_over_N_BN']:.2f}" for i in inst_n))
     ev.numbers = {"h_instances": inst_h, "n_instances": inst_n}
     return ev
-
-
-def _textbook_line_regions(W, b, x0, r):
-    """(N, h) of the 2-D line arrangement {w_iᵀx + b_i = 0} inside the box W(x0, r), in rationals: h lines cut
-    int W (corner enumeration), and N = 1 + h + #pairwise crossings strictly inside W (Euler's formula for lines in
-    a convex window). None when the arrangement is not generic there (a touch, parallel coincident lines, a
-    crossing on ∂W, three lines through one point), where that formula does not apply."""
-    from fractions import Fraction as F
-
-    from ..windows import WindowRelation
-    from .checks_window import _corner_relation
-
-    x0 = [F(float(v)) for v in x0]
-    rr = F(float(r))
-    cut = []
-    for w, bi in zip(W, b):
-        rel = _corner_relation(w, -F(float(bi)), x0, r)
-        if rel == WindowRelation.TOUCHES:
-            return None
-        if rel == WindowRelation.CUTS:
-            cut.append(([F(float(v)) for v in w], -F(float(bi))))
-    points = []
-    for i in range(len(cut)):
-        for j in range(i + 1, len(cut)):
-            (a1, c1), (a2, c2) = cut[i], cut[j]
-            det = a1[0] * a2[1] - a1[1] * a2[0]
-            if det == 0:
-                if a1[0] * c2 == a2[0] * c1 and a1[1] * c2 == a2[1] * c1:
-                    return None  # the same line twice
-                continue
-            p = ((c1 * a2[1] - c2 * a1[1]) / det, (a1[0] * c2 - a2[0] * c1) / det)
-            dist = max(abs(p[0] - x0[0]), abs(p[1] - x0[1]))
-            if dist == rr:
-                return None
-            if dist < rr:
-                points.append(p)
-    if len(set(points)) != len(points):
-        return None
-    return 1 + len(cut) + len(points), len(cut)
 
 
 # -- C7 ----------------------------------------------------------------------------------------------------

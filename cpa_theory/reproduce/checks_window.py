@@ -78,27 +78,12 @@ def check_c4(ctx: Context) -> Evidence:
     return ev
 
 
-def _corner_relation(a, c, x0, r) -> WindowRelation:
-    """aᵀx = c against the box W(x0, r) by enumerating its 2^d corners in rationals — the LP's vertices, an
-    independent path to C4 (no Hölder formula): cuts iff c lies strictly between the smallest and largest
-    corner value, touches iff it equals one of them."""
-    import itertools
-    from fractions import Fraction as F
-
-    a, x0 = [F(float(v)) for v in a], [F(float(v)) for v in x0]
-    vals = [sum(ai * (xi + si * F(float(r))) for ai, xi, si in zip(a, x0, sg))
-            for sg in itertools.product((-1, 1), repeat=len(a))]
-    c, lo, hi = F(c), min(vals), max(vals)
-    if lo < c < hi:
-        return WindowRelation.CUTS
-    return WindowRelation.TOUCHES if c in (lo, hi) else WindowRelation.MISSES
-
-
 def _c4_touching_windows(rng, nets: int) -> dict:
     """Windows that a switching set touches exactly. ReLU with β = 0 puts every reference hyperplane through the
     centroid x̄ (offset 0); with dyadic data (batch of 8 points on a 1/8 grid near 100, so x̄ and x̄ ± r are exact
     in float64) the box W(x̄ + r·sign(w_i), r) has x̄ as a corner, which neuron i's hyperplane touches; a weight
-    row e_1 touches a whole face. Every (neuron, window) pair is compared with :func:`_corner_relation`."""
+    row e_1 touches a whole face. Every (neuron, window) pair is compared with the textbook corner enumeration
+    (:func:`oracles_textbook.box_relation_exact`)."""
     from fractions import Fraction as F
 
     from ..activations import relu
@@ -121,16 +106,16 @@ def _c4_touching_windows(rng, nets: int) -> dict:
         for m, x0 in enumerate(centers):
             for i in range(n):
                 c = sum(F(float(a)) * F(float(q)) for a, q in zip(hp.normals[i], xbar)) + F(float(hp.offsets[i, 0]))
-                truth = _corner_relation(hp.normals[i], c, x0, r)
-                core = WindowRelation(int(rel[m, i, 0]))
+                truth = tb.box_relation_exact(hp.normals[i], c, x0, r)
+                core = WindowRelation(int(rel[m, i, 0])).name.lower()
                 out["total"] += 1
                 out["agree"] += int(core == truth)
-                out["touches"] += int(truth == WindowRelation.TOUCHES)
-                out["core_touches"] += int(core == WindowRelation.TOUCHES)
+                out["touches"] += int(truth == "touches")
+                out["core_touches"] += int(core == "touches")
                 # the mutated statement "cuts iff |aᵀx0 − c| ≤ r‖a‖₁", decided exactly
                 a = [F(float(v)) for v in hp.normals[i]]
                 mut_cut = abs(sum(ai * F(float(v)) for ai, v in zip(a, x0)) - c) <= F(r) * sum(abs(v) for v in a)
-                out["nonstrict_mutant_disagree"] += int(mut_cut != (truth == WindowRelation.CUTS))
+                out["nonstrict_mutant_disagree"] += int(mut_cut != (truth == "cuts"))
     return out
 
 
@@ -143,7 +128,6 @@ def _c6_regions_with_k_breakpoints(rng, samples: int) -> dict:
 
     from ..activations import hardtanh, identity
     from ..network import Layer, Network
-    from .checks_refinement import _textbook_line_regions
 
     n, d, r, sigma_b = 6, 2, 0.3, 1.0
     W = rng.normal(size=(n, d)) / np.sqrt(d)
@@ -158,12 +142,11 @@ def _c6_regions_with_k_breakpoints(rng, samples: int) -> dict:
         Ns.append(count_regions(net, x0, r).regions)
         # the lines w_iᵀx + b_i − t_k = 0, neuron by neuron
         lines_W, lines_b = np.repeat(W, len(t), axis=0), (b[:, None] - t[None, :]).ravel()
-        tb_n = _textbook_line_regions(lines_W, lines_b, x0, r)
+        tb_n = tb.line_regions_2d_exact(lines_W, lines_b, x0, r)
         if tb_n is None:
             out["non_generic"] += 1
             continue
-        slack = r * np.abs(lines_W).sum(1) - np.abs(lines_W @ x0 + lines_b)
-        h = (slack > 0).reshape(n, len(t)).sum(1)  # hits per neuron (generic draw: no touches)
+        h = tb_n[1].reshape(n, len(t)).sum(1)  # hits per neuron (exact corner enumeration)
         e = cf.elementary_symmetric(h.astype(np.float64), d)
         out["instances"] += 1
         out["count_equals_textbook"] += int(Ns[-1] == tb_n[0])

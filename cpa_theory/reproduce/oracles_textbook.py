@@ -17,6 +17,8 @@ JAX kernels): each oracle recomputes its quantity the way a textbook would, from
   train-mode BatchNorm2d with explicit loops over positions (C10).
 * :func:`segment_crossings_2d` — pairwise intersection points of lines inside an open square (the Euler count
   N = 1 + h + #crossings of a generic line arrangement in a convex window, d = 2).
+* :func:`box_relation_exact` — a hyperplane against an ℓ∞ box by its 2^d corners in rationals (C4's strictness);
+  :func:`line_regions_2d_exact` — that Euler count in rationals, None where the arrangement is not generic (C6).
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ import itertools
 import numpy as np
 
 __all__ = ["batch_forward", "layer_preactivation", "corner_cut", "box_corners", "locate_level",
-           "lstsq_pullback", "segment_crossings_2d", "conv2d_patches", "batchnorm2d_train",
-           "conv_reference_offsets"]
+           "lstsq_pullback", "segment_crossings_2d", "box_relation_exact", "line_regions_2d_exact",
+           "conv2d_patches", "batchnorm2d_train", "conv_reference_offsets"]
 
 
 def _bn(z, Zb, layer, mode_override=None):
@@ -115,6 +117,55 @@ def segment_crossings_2d(normals, rhs, x0, r) -> int:
         p = np.linalg.solve(M, np.array([c[i], c[j]]))
         count += int(np.all(np.abs(p - x0) < r))
     return count
+
+
+def box_relation_exact(a, c, x0, r) -> str:
+    """aᵀx = c against the box W(x0, r), on the float data taken exactly: the values at the 2^d corners (the LP's
+    vertices; no Hölder formula) in rationals → "cuts" if c lies strictly between the smallest and the largest,
+    "touches" if it equals one of them, else "misses". ``c`` may be a Fraction."""
+    from fractions import Fraction as F
+
+    a, x0, r = [F(float(v)) for v in a], [F(float(v)) for v in x0], F(float(r))
+    vals = [sum(ai * (xi + si * r) for ai, xi, si in zip(a, x0, sg))
+            for sg in itertools.product((-1, 1), repeat=len(a))]
+    c, lo, hi = F(c), min(vals), max(vals)
+    if lo < c < hi:
+        return "cuts"
+    return "touches" if c in (lo, hi) else "misses"
+
+
+def line_regions_2d_exact(W, b, x0, r):
+    """(N, cutting) of the 2-D line arrangement {w_iᵀx + b_i = 0} inside the box W(x0, r), in rationals:
+    ``cutting`` (bool per line) from :func:`box_relation_exact`, and N = 1 + h + #pairwise crossings strictly
+    inside W (Euler's formula for lines in a convex window). None where the arrangement is not generic (a touch,
+    a line twice, a crossing on ∂W, three lines through one point): the formula does not apply there."""
+    from fractions import Fraction as F
+
+    x0q, rq = [F(float(v)) for v in x0], F(float(r))
+    cut, cutting = [], []
+    for w, bi in zip(W, b):
+        rel = box_relation_exact(w, -F(float(bi)), x0, r)
+        if rel == "touches":
+            return None
+        cutting.append(rel == "cuts")
+        if rel == "cuts":
+            cut.append(([F(float(v)) for v in w], -F(float(bi))))
+    points = []
+    for (a1, c1), (a2, c2) in itertools.combinations(cut, 2):
+        det = a1[0] * a2[1] - a1[1] * a2[0]
+        if det == 0:
+            if a1[0] * c2 == a2[0] * c1 and a1[1] * c2 == a2[1] * c1:
+                return None  # the same line twice
+            continue
+        p = ((c1 * a2[1] - c2 * a1[1]) / det, (a1[0] * c2 - a2[0] * c1) / det)
+        dist = max(abs(p[0] - x0q[0]), abs(p[1] - x0q[1]))
+        if dist == rq:
+            return None
+        if dist < rq:
+            points.append(p)
+    if len(set(points)) != len(points):
+        return None
+    return 1 + len(cut) + len(points), np.array(cutting)
 
 
 # -- C10: a 2-D convolution and BatchNorm2d written out with loops over positions ------------------------------
