@@ -109,6 +109,8 @@ class _ExactLayer:
 
 
 _CACHE: dict = {}
+_WHOLE = object()  # ExactCharts: a dependency cone keyed by the whole code before its layer
+_NONE = np.zeros(0, dtype=np.intp)
 
 
 def exact_layers(cond):
@@ -230,22 +232,79 @@ def on_breakpoint(cond, x) -> list:
 
 
 class ExactCharts:
-    """Exact maps ẑ_ℓ(y) = N y + z0 on cells, y = x − origin, keyed by (code prefix, neuron); cached. Rows are built
-    lazily from the inputs they depend on (sparse weights), through elementwise pieces or a max-group layer's
-    winners."""
+    """Exact maps ẑ_ℓ(y) = N y + z0 on cells, y = x − origin; cached. Rows are built lazily from the inputs they
+    depend on (sparse weights), through elementwise pieces or a max-group layer's winners.
+
+    A row depends only on the code entries in its dependency cone (the pieces of the neurons, and the winners of
+    the groups, that it reads through the sparse weights), so the cache is keyed by those entries: cells that
+    differ elsewhere — most cells of a convolutional network's slice — share the row instead of recomputing it in
+    rationals. A cone larger than half of the code before its layer is keyed by that whole code (a superset of
+    the dependencies: still a valid key)."""
 
     def __init__(self, cond, origin):
         self.layers = exact_layers(cond)
         self.origin = [_fr(v) for v in origin]
         self.d = len(self.origin)
-        self._input = {}  # (prefix key, k) -> exact (A_k, c_k) of input k of layer len(prefix)
-        self._pre = {}
+        sizes = [len(L.mg.groups) if L.mg is not None else len(L.W) for L in self.layers]
+        self._off = np.concatenate([[0], np.cumsum(sizes)]).astype(np.intp)
+        self._cones: dict = {}  # ("in" | "row", layer, index) -> code positions read, or _WHOLE
+        self._flat: dict = {}  # code key -> the code as one int64 array
+        self._input = {}  # (layer, k, code entries in the cone) -> exact (A_k, c_k) of input k of that layer
+        self._pre = {}  # (layer, j, code entries in the cone) -> exact (N_j, z0_j)
 
-    def _input_row(self, codes, ck, k):
+    # -- dependency cones ---------------------------------------------------------------------------------------------
+    def _cone(self, kind: str, l: int, i: int):
+        """Code positions (into the concatenated code of layers < l) that input i (``kind`` "in") or pre-activation
+        i ("row") of layer l depends on; ``_WHOLE`` when that is more than half of them."""
+        key = (kind, l, i)
+        hit = self._cones.get(key)
+        if hit is not None:
+            return hit
+        if kind == "in":
+            if l == 0:
+                hit = _NONE
+            else:
+                L = self.layers[l - 1]
+                src = L.mg.groups[i] if L.mg is not None else (i,)
+                parts = [self._cone("row", l - 1, m) for m in src]
+                hit = _WHOLE if any(p is _WHOLE for p in parts) else np.union1d(
+                    np.concatenate(parts), [self._off[l - 1] + i]).astype(np.intp)
+        else:
+            nz = self.layers[l].nz[i]
+            if l == 0 or not nz:  # the first layer reads the input coordinates only
+                hit = _NONE
+            elif len(nz) > self._off[l] // 2:  # a dense row
+                hit = _WHOLE
+            else:
+                parts = [self._cone("in", l, k) for k in nz]
+                hit = _WHOLE if any(p is _WHOLE for p in parts) else np.unique(np.concatenate(parts)).astype(np.intp)
+        if hit is not _WHOLE and hit is not _NONE and 2 * len(hit) > self._off[l]:
+            hit = _WHOLE
+        self._cones[key] = hit
+        return hit
+
+    def _key(self, kind, l, i, flat):
+        cone = self._cone(kind, l, i)
+        return (l, i, (flat[:self._off[l]] if cone is _WHOLE else flat[cone]).tobytes())
+
+    def _flat_code(self, codes):
+        ck = tuple(np.asarray(c).tobytes() for c in codes)
+        flat = self._flat.get(ck)
+        if flat is None:
+            flat = (np.concatenate([np.asarray(c, dtype=np.int64).ravel() for c in codes]) if codes
+                    else np.zeros(0, dtype=np.int64))
+            if len(self._flat) > 4096:
+                self._flat.clear()
+            self._flat[ck] = flat
+        return flat
+
+    # -- rows -----------------------------------------------------------------------------------------------------------
+    def _input_row(self, codes, flat, k):
         """Exact (A_k, c_k) with h_k(y) = A_k·y + c_k: input k of layer len(codes) on the cell of ``codes``
-        (``ck`` its byte key). Built lazily, only for the inputs a requested row depends on (sparse weights: a
-        row of a materialised convolution or of a pool's identity layer touches few inputs)."""
-        key = (ck, k)
+        (``flat`` the code concatenated). Built lazily, only for the inputs a requested row depends on (sparse
+        weights: a row of a materialised convolution or of a pool's identity layer touches few inputs)."""
+        l = len(codes)
+        key = self._key("in", l, k, flat)
         hit = self._input.get(key)
         if hit is not None:
             return hit
@@ -253,16 +312,16 @@ class ExactCharts:
         if not codes:
             hit = (tuple(Fraction(int(i == k)) for i in range(d)), self.origin[k])
         else:
-            L = self.layers[len(codes) - 1]
-            parent, pk = codes[:-1], ck[:-1]
+            L = self.layers[l - 1]
+            parent = codes[:-1]
             if L.mg is not None:  # max groups: output k is its group's winner's pre-activation
-                hit = self._row(parent, pk, L.mg.groups[k][int(codes[-1][k])])
+                hit = self._row(parent, flat, L.mg.groups[k][int(codes[-1][k])])
             else:
                 a, o = L.maps[int(codes[-1][k])]
                 if a == 0:  # a flat piece: the input row is the constant o
                     hit = (tuple(Fraction(0) for _ in range(d)), o)
                 else:
-                    row, z = self._row(parent, pk, k)
+                    row, z = self._row(parent, flat, k)
                     hit = (tuple(a * v for v in row), a * z + o)
         self._input[key] = hit
         return hit
@@ -270,24 +329,30 @@ class ExactCharts:
     def output(self, codes, o):
         """Exact (A_o, c_o) with f_o(y) = A_o·y + c_o: output o of the network on the region of the full code
         ``codes`` (one array per layer)."""
-        return self._input_row(codes, tuple(c.tobytes() for c in codes), o)
+        return self._input_row(codes, self._flat_code(codes), o)
 
     def row(self, codes, j):
         """Exact (N_j, z0_j) with ẑ_j(y) = N_j·y + z0_j for neuron j of layer len(codes) on the cell of ``codes``."""
-        return self._row(codes, tuple(c.tobytes() for c in codes), j)
+        return self._row(codes, self._flat_code(codes), j)
 
-    def _row(self, codes, ck, j):
-        key = (ck, j)
+    def rows(self, codes, js) -> list:
+        """:meth:`row` of each neuron in ``js`` (one code look-up for all)."""
+        flat = self._flat_code(codes)
+        return [self._row(codes, flat, j) for j in js]
+
+    def _row(self, codes, flat, j):
+        l = len(codes)
+        key = self._key("row", l, j, flat)
         hit = self._pre.get(key)
         if hit is not None:
             return hit
-        L = self.layers[len(codes)]
+        L = self.layers[l]
         d = self.d
         acc = [Fraction(0)] * d
         z = Fraction(0)
         for k in L.nz[j]:
             w = L.W[j][k]
-            a, c = self._input_row(codes, ck, k)
+            a, c = self._input_row(codes, flat, k)
             for i in range(d):
                 if a[i]:
                     acc[i] += w * a[i]

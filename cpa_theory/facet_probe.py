@@ -51,8 +51,10 @@ def _half_ball_winner(N, a, side: int):
     None when some difference is not parallel to a (the tie set crosses H at c)."""
     lam = []
     for Nm in N:
-        diff = [u - v for u, v in zip(Nm, N[0])]
-        lm = 0 if not any(diff) else _parallel(diff, a)
+        if Nm == N[0]:  # equal charts (all zero in a pool of dead ReLUs): no subtraction needed
+            lam.append(0)
+            continue
+        lm = _parallel([u - v for u, v in zip(Nm, N[0])], a)
         if lm is None:
             return None
         lam.append(lm * side)
@@ -93,14 +95,19 @@ def half_ball_code(cond, charts: ExactCharts, c, a, side: int):
             with np.errstate(invalid="ignore"):
                 clear = np.all(~rival | (zg + dg < lo[:, None]), axis=1)
             h, dh = zg[rows, pieces], dg[rows, pieces]
+            with np.errstate(invalid="ignore"):
+                floor = np.max(np.where(mg.valid, zg - dg, -np.inf), axis=1)  # a proven lower bound of the max
+                contend = mg.valid & (zg + dg >= floor[:, None])  # the others are proven below the maximum
             for gi in np.flatnonzero(~clear).tolist():
-                rows_g = [charts.row(prefix, j) for j in mg.groups[gi]]
+                members = np.flatnonzero(contend[gi]).tolist()
+                rows_g = charts.rows(prefix, [mg.groups[gi][m] for m in members])
                 z = [dot(N, c) + z0 for N, z0 in rows_g]
                 top = max(z)
-                win = _half_ball_winner([rows_g[m][0] for m, v in enumerate(z) if v == top], a, side)
+                tied = [k for k, v in enumerate(z) if v == top]
+                win = _half_ball_winner([rows_g[k][0] for k in tied], a, side)
                 if win is None:
                     return None
-                pieces[gi] = [m for m, v in enumerate(z) if v == top][win]
+                pieces[gi] = members[tied[win]]
                 h[gi] = float(top)
                 dh[gi] = U * abs(h[gi]) + TINY
             prefix = prefix + (pieces,)
