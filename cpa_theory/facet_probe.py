@@ -95,9 +95,10 @@ def half_ball_code(cond, charts: ExactCharts, c, a, side: int):
             with np.errstate(invalid="ignore"):
                 clear = np.all(~rival | (zg + dg < lo[:, None]), axis=1)
             h, dh = zg[rows, pieces], dg[rows, pieces]
-            with np.errstate(invalid="ignore"):
-                floor = np.max(np.where(mg.valid, zg - dg, -np.inf), axis=1)  # a proven lower bound of the max
-                contend = mg.valid & (zg + dg >= floor[:, None])  # the others are proven below the maximum
+            with np.errstate(invalid="ignore"):  # a proven lower bound of the maximum; members proven below it
+                # are out (a non-finite float value never rules a member out)
+                floor = np.where(mg.valid & np.isfinite(zg - dg), zg - dg, -np.inf).max(axis=1)
+                contend = mg.valid & ~(zg + dg < floor[:, None])
             for gi in np.flatnonzero(~clear).tolist():
                 members = np.flatnonzero(contend[gi]).tolist()
                 rows_g = charts.rows(prefix, [mg.groups[gi][m] for m in members])
