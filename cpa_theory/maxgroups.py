@@ -280,7 +280,11 @@ def refine_max_batch(cl, li, batch, rel, y0, radius, d, charts, stats):
     # pairs whose normal is exactly zero (both rows constant on the cell, e.g. pixels the slice never moves):
     # z_lo − z_hi = −fb* is one number per cell; a screened one (float64 cannot decide its sign) is decided once in
     # rationals below instead of at every vertex
-    const_undecided = screened & ~np.any(fa != 0, axis=2) & ~np.any(EA != 0, axis=2)
+    # a float normal of exactly 0 with a nonzero error bound (rows that cancel in float, e.g. two entries of a pool
+    # window fed by the same maximum) is tried the same way: when the exact normal is 0 too, one decision serves
+    # the whole cell instead of an exact one at every vertex of every sub-cell
+    const_undecided = screened & ~np.any(fa != 0, axis=2)
+    bound_zero = ~np.any(EA != 0, axis=2)
     pairs_of = [np.flatnonzero(act.pair_group == gi) for gi in range(G)]
     # pairs of passed-through inputs (a pool after an activation): many signs follow from the previous layer's
     # pieces alone (a dead ReLU against a live one), which spares the exact fallbacks at vertices on the live
@@ -299,8 +303,12 @@ def refine_max_batch(cl, li, batch, rel, y0, radius, d, charts, stats):
     for ci, (P, _, _, _, _, code, flat) in enumerate(batch):
         fa_c, fb_c, EA_c, EB_c = fa[ci], fb[ci], EA[ci], EB[ci]
 
-        def line(q, code=code):
-            return charts.difference(code, int(lo[q]), int(hi[q]))
+        lines = {}
+
+        def line(q, code=code, lines=lines):  # exact (a*, β*) of pair q on this cell, each computed once
+            if q not in lines:
+                lines[q] = charts.difference(code, int(lo[q]), int(hi[q]))
+            return lines[q]
 
         def signs(Q, cand, line=line, fa_c=fa_c, fb_c=fb_c, EA_c=EA_c, EB_c=EB_c):
             sg = vertex_signs(Q, fa_c[cand], fb_c[cand], EA_c[cand], EB_c[cand],
@@ -317,14 +325,16 @@ def refine_max_batch(cl, li, batch, rel, y0, radius, d, charts, stats):
         if len(cu):
             scr = scr.copy()
             for q in cu.tolist():
-                a_ex, beta = line(q)  # exact: z_lo − z_hi = −β* on the whole cell
-                if any(a_ex):  # the error bound said the exact normal is 0: a bug if not
-                    from .errors import CPAInternalError
+                a_ex, beta = line(q)  # exact: z_lo − z_hi = a*·y − β*
+                if any(a_ex):  # not constant on the cell: its sign is decided vertex by vertex
+                    if bound_zero[ci, q]:  # the error bound said the exact normal is 0: a bug if not
+                        from .errors import CPAInternalError
 
-                    raise CPAInternalError("max-group refinement: a pair with zero normal and zero error bound has a "
-                                           "nonzero exact normal; please report this network.")
-                s0[q] = (beta < 0) - (beta > 0)
-            scr[cu] = False
+                        raise CPAInternalError("max-group refinement: a pair with zero normal and zero error bound "
+                                               "has a nonzero exact normal; please report this network.")
+                    continue
+                s0[q] = (beta < 0) - (beta > 0)  # z_lo − z_hi = −β* on the whole cell
+                scr[q] = False
             stats["exact_fallbacks"] = stats.get("exact_fallbacks", 0) + len(cu)
         if known_tab is not None:
             T, both, ka, kb = known_tab
