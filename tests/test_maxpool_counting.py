@@ -535,3 +535,42 @@ def test_a_pool_with_repeated_members_tied_four_ways_is_one_linear_region():
     net = Network(2, (Layer(W, np.zeros(5), MaxGroups([[2, 4, 1, 0]], 5)), Layer([[0.0]], [0.0], identity())))
     res = count_regions(net, np.zeros(2), 1.0)
     assert (res.regions, res.linear_regions, res.certified, res.complete) == (2, 1, True, True)
+
+
+def test_a_pair_constant_on_a_cell_below_float_resolution_is_decided_once_and_exactly(monkeypatch):
+    """Group {z_a, z_b}: z_a = −3·relu(x) + relu(x) + 2·relu(x) has float normal exactly 0 where x > 0 but a
+    nonzero error bound (its inputs are live), and is exactly 0; z_b = −5e-17. float64 cannot decide z_a − z_b
+    = 5e-17 on that cell; refinement decides it once per cell in rationals: a wins everywhere, every witness's
+    exact code agrees, one linear region. An exact constant with its sign flipped (mutant) names b the winner
+    where x > 0: its witnesses disagree with the exact forward pass (not certified) and N_lin becomes 2."""
+    from fractions import Fraction
+
+    import cpa_theory.exact as EX
+    from cpa_theory.exact import exact_code
+
+    W0 = np.array([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    W1 = np.array([[-3.0, 1.0, 2.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
+    net = Network(2, (Layer(W0, np.zeros(4), relu()),
+                      Layer(W1, np.array([0.0, -5e-17]), MaxGroups([[0, 1]], 2)),
+                      Layer(np.array([[1.0]]), [0.0], identity())))
+    cond = net.condition()
+
+    def run():
+        res = count_regions(net, np.array([0.5, 0.3]), 1.0, keep_regions=True)
+        agree = all(all(np.array_equal(u, v) for u, v in
+                        zip(r.code, exact_code(cond, [Fraction(float(t)) for t in r.witness])))
+                    for r in res.region_list)
+        return res, agree
+
+    res, agree = run()
+    assert (res.regions, res.linear_regions, res.certified, res.complete, agree) == (4, 1, True, True, True)
+    assert sum(r.code[1][0] == 0 for r in res.region_list) == 4
+    real = EX.ExactCharts.difference
+
+    def flipped(self, codes, a, b):  # mutant: the exact constant of a pair with zero normal has its sign flipped
+        n, beta = real(self, codes, a, b)
+        return n, (-beta if not any(n) else beta)
+
+    monkeypatch.setattr(EX.ExactCharts, "difference", flipped)
+    res, agree = run()
+    assert not agree and not res.certified and res.linear_regions == 2
