@@ -90,15 +90,12 @@ def half_ball_code(cond, charts: ExactCharts, c, a, side: int):
             zg, dg = zf[mg.idx], dz[mg.idx]
             pieces = np.argmax(np.where(mg.valid, zg, -np.inf), axis=1).astype(np.int64)
             rows = np.arange(len(pieces))
-            lo = zg[rows, pieces] - dg[rows, pieces]
-            rival = mg.valid & (np.arange(zg.shape[1])[None, :] != pieces[:, None])
-            with np.errstate(invalid="ignore"):
-                clear = np.all(~rival | (zg + dg < lo[:, None]), axis=1)
-            h, dh = zg[rows, pieces], dg[rows, pieces]
             with np.errstate(invalid="ignore"):  # a proven lower bound of the maximum; members proven below it
                 # are out (a non-finite float value never rules a member out)
                 floor = np.where(mg.valid & np.isfinite(zg - dg), zg - dg, -np.inf).max(axis=1)
                 contend = mg.valid & ~(zg + dg < floor[:, None])
+            clear = contend.sum(axis=1) == 1  # the float winner is then the only contender: it wins on a ball
+            h, dh = zg[rows, pieces], dg[rows, pieces]
             for gi in np.flatnonzero(~clear).tolist():
                 members = np.flatnonzero(contend[gi]).tolist()
                 rows_g = charts.rows(prefix, [mg.groups[gi][m] for m in members])
