@@ -282,18 +282,27 @@ def worker_pool(max_workers: int | None = None):
 
 
 def _stop(executor: ProcessPoolExecutor) -> None:
-    """Cancel the queued tasks and terminate the pool's worker processes (running tasks are abandoned)."""
+    """Cancel the queued tasks and terminate the pool's worker processes (running tasks are abandoned); return
+    once the pool's manager thread has ended."""
+    # taken before shutdown(), which forgets them
+    manager = getattr(executor, "_executor_manager_thread", None)
     if hasattr(executor, "terminate_workers"):  # Python ≥ 3.14
         executor.terminate_workers()
-        return
-    # before 3.14 the pool offers no public way to stop a running task: terminate its processes directly
-    # (taken before shutdown(), which forgets them)
-    _quiet_cancelled_futures()
-    procs = list((getattr(executor, "_processes", None) or {}).values())
-    executor.shutdown(wait=False, cancel_futures=True)
-    for proc in procs:
-        if proc.is_alive():
-            proc.terminate()
+    else:  # before 3.14 the pool offers no public way to stop a running task: terminate its processes directly
+        _quiet_cancelled_futures()
+        procs = list((getattr(executor, "_processes", None) or {}).values())
+        executor.shutdown(wait=False, cancel_futures=True)
+        for proc in procs:
+            if proc.is_alive():
+                proc.terminate()
+    # Wait for the manager thread to see its workers gone and close its wake-up pipe. Left running, it races
+    # the interpreter's exit hook (concurrent.futures' _python_exit), which writes to that pipe after checking
+    # it open: "OSError: Bad file descriptor" printed after "terminated" (seen in CI, CPython 3.11).
+    if manager is not None and manager.is_alive():
+        manager.join(timeout=_STOP_JOIN_SECONDS)
+
+
+_STOP_JOIN_SECONDS = 30.0  # a manager thread notices terminated workers within milliseconds; this only bounds a hang
 
 
 def _quiet_cancelled_futures() -> None:
