@@ -116,6 +116,27 @@ def test_C2_check_fails_when_the_core_anchors_bn_at_the_origin(tmp_path, monkeyp
     assert not _run(tmp_path, "C2")["core: ẑ(x̄) = β and the core's H_ref passes through x̄"]
 
 
+def test_C5_check_fails_when_the_core_anchor_is_off_by_one(tmp_path, monkeypatch):
+    """An anchor Σx / (B − 1): the hyperplanes stay concurrent, only at a point shifted by x̄/(B − 1), so N_BN = O3
+    still holds wherever that point stays inside W (the well-inside windows pass). The edge windows, x̄ a margin
+    inside each face, catch it."""
+    import cpa_theory.network as network
+
+    real = network.condition_bn
+
+    def off_by_one(weight, bias, bn, batch_inputs=None):
+        out = real(weight, bias, bn, batch_inputs)
+        if out.mode != "train":
+            return out
+        X = np.asarray(batch_inputs)
+        return replace(out, anchor=X.sum(axis=0) / (X.shape[0] - 1))
+
+    monkeypatch.setattr(network, "condition_bn", off_by_one)
+    checks = _run(tmp_path, "C5")
+    assert not checks["at the edge of the hypothesis: x̄ 0.001·r inside each face of W gives N_BN = O3 (exact "
+                      "certified counts; x̄ ∈ int W certified in rationals)"]
+
+
 @pytest.mark.parametrize("claim, name", [
     ("C3", "points on the core's H_k have textbook ẑ = t_k (hard-tanh, γ of both signs)"),
     ("C8", "core's hyperplanes sit where ẑ = t_k is measured")])

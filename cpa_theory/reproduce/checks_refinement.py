@@ -36,6 +36,9 @@ def generic_normals(W) -> bool:
 
 
 # -- C5 ----------------------------------------------------------------------------------------------------
+C5_EDGE_MARGIN = 1e-3  # x̄'s distance to a face of W in the edge windows, as a fraction of r
+
+
 def check_c5(ctx: Context) -> Evidence:
     from numerics.certificates import centroid_in_window
 
@@ -43,7 +46,7 @@ def check_c5(ctx: Context) -> Evidence:
 
     ev = Evidence()
     rng = ctx.rng("C5")
-    rows, outside = [], []
+    rows, outside, edge = [], [], []
     for j in range(ctx.size["nets"]):
         d, n = (2, 10) if j % 2 == 0 else (3, 8)
         if j % 2:  # any γ ≠ 0 (both signs) and a breakpoint t ≠ 0 with β = t
@@ -71,6 +74,20 @@ def check_c5(ctx: Context) -> Evidence:
                                               t_bp + rng.choice([-1.0, 1.0], n) * rng.uniform(2, 4, n))),
                                 net.layers[1]), net.batch)
         res_beta = count_regions(shifted, x0, r)  # β ≠ t: outside the hypothesis
+        # at the hypothesis's edge: x̄ a margin δ inside / outside each face of W (the textbook centroid, not the
+        # core's anchor), so an anchor off by more than δ in any coordinate shows as N_BN ≠ O3 on one of them
+        delta = C5_EDGE_MARGIN * r
+        for k in range(d):
+            for sgn in (-1.0, 1.0):
+                base = xbar + rng.uniform(-0.5, 0.5, d) * r
+                base[k] = xbar[k]
+                x_in, x_out = base.copy(), base.copy()
+                x_in[k] -= sgn * (r - delta)   # x̄ lies δ inside the face on the side sgn
+                x_out[k] -= sgn * (r + delta)  # x̄ lies δ outside it
+                edge.append({"face": [k, sgn], "N_inside": count_regions(net, x_in, r).regions,
+                             "N_outside": count_regions(net, x_out, r).regions, "O3": cf.o3(n, d),
+                             "inside_certified": centroid_in_window(net.batch, x_in, r),
+                             "outside_certified": not centroid_in_window(net.batch, x_out, r)})
         outside.append({"N_far": res_far.regions, "N_beta_ne_t": res_beta.regions, "O3": cf.o3(n, d),
                         "x_bar_in_far_window": centroid_in_window(net.batch, far, r)})
     # O1 with coincident switching sets: w, 2w, −w under BN (β = 0) give ONE hyperplane through x̄
@@ -90,15 +107,21 @@ def check_c5(ctx: Context) -> Evidence:
              "(exact certified counts; γ = 1, t = 0 and γ of both signs with β = t ≠ 0)", "exact-count",
              all(r_["N_BN"] == r_["O3"] and r_["h_BN"] == r_["n"] and r_["certified_count"] for r_ in rows),
              instances=rows)
+    ev.check(f"at the edge of the hypothesis: x̄ {C5_EDGE_MARGIN:g}·r inside each face of W gives N_BN = O3 (exact "
+             "certified counts; x̄ ∈ int W certified in rationals)", "exact-count",
+             all(e["inside_certified"] and e["N_inside"] == e["O3"] for e in edge), instances=edge)
     ev.check("O1 counts DISTINCT hyperplanes: w, 2w, −w under BN cut W 3 times but are 1 hyperplane, N = 2",
              "exact-count", h_cut == 3 and h_distinct == 1 and lo <= n_par <= hi and n_par == 2,
              switching_sets_cutting=h_cut, distinct=h_distinct, N=n_par, o1=[lo, hi])
     ev.negative("x̄ ∉ W or β ≠ t: the same check finds N_BN ≠ O3",
                 all(o["N_far"] != o["O3"] and o["N_beta_ne_t"] != o["O3"] and not o["x_bar_in_far_window"]
                     for o in outside), instances=outside)
+    ev.negative(f"x̄ {C5_EDGE_MARGIN:g}·r outside a face of W: the same check finds N_BN ≠ O3",
+                all(e["outside_certified"] and e["N_outside"] != e["O3"] for e in edge), instances=edge)
     ev.says(f"sufficient condition certified on {sum(r_['certified_hypotheses'] for r_ in rows)} of {len(rows)} "
-            f"windows, N_BN = O3 by exact counts on all; fails outside its conditions on {len(outside)} of "
-            f"{len(outside)} (x̄ ∉ W, β ≠ t)")
+            f"windows, N_BN = O3 by exact counts on all and on {len(edge)} windows with x̄ {C5_EDGE_MARGIN:g}·r inside a "
+            f"face; fails outside its conditions on {len(outside)} of {len(outside)} (x̄ ∉ W, β ≠ t) and on the "
+            f"{len(edge)} mirrored windows with x̄ {C5_EDGE_MARGIN:g}·r outside")
     return ev
 
 
