@@ -177,6 +177,21 @@ def test_C4_check_fails_when_the_core_criterion_uses_the_l2_norm(tmp_path, monke
     assert not checks["ℓ∞ box: core criterion = LP range of aᵀx (cvxpy/HiGHS) on every decidable pair"]
 
 
+def test_C4_check_fails_when_the_core_criterion_drops_the_anchor(tmp_path, monkeypatch):
+    """aᵀx0 − c in place of aᵀ(x0 − x̄) − c: the LP pairs' data lie ~10 from the origin, so the LP ranges catch it
+    (not only the touching windows)."""
+    import cpa_theory.windows as windows
+
+    real = windows.hyperplane_residual
+    monkeypatch.setattr(windows, "hyperplane_residual",
+                        lambda normals, anchor, offsets, centers, *a, **k: real(normals, np.zeros_like(anchor), offsets,
+                                                                                centers, *a, **k))
+    _small(monkeypatch, nets=1)
+    checks = _run(tmp_path, "C4")
+    assert not checks["ℓ∞ box: core criterion = LP range of aᵀx (cvxpy/HiGHS) on every decidable pair"]
+    assert not checks["ℓ2 ball (Hölder, dual norm ‖a‖₂): core criterion = conic range (cvxpy/Clarabel)"]
+
+
 def test_C4_check_fails_when_the_core_counts_a_touch_as_a_cut(tmp_path, monkeypatch):
     """Referee's mutation: σ ≥ 0 (meets) taken for σ > 0 (cuts), in the float and the exact decision alike; the
     LP pairs skip near-touches, so only the exact touching windows can catch it."""

@@ -34,7 +34,9 @@ def check_c4(ctx: Context) -> Evidence:
     stats = {p: {"agree": 0, "total": 0, "l2_mutant_disagree": 0} for p in (np.inf, 2.0)}
     for j in range(ctx.size["nets"]):
         d = 2 + j % 4
-        net = random_mlp(rng, (d, 12, 1), hardtanh(), gamma="random", beta="random")
+        # data off the origin (mean ~ ±10 per coordinate), so a criterion that drops the anchor x̄ is far off
+        net = random_mlp(rng, (d, 12, 1), hardtanh(), gamma="random", beta="random",
+                         offset=10.0 * rng.choice([-1.0, 1.0], d))
         hp = switching_hyperplanes(net)
         x0 = net.batch.mean(0) + rng.normal(size=d) * 0.7
         r = float(rng.uniform(0.1, 0.8))
