@@ -17,7 +17,8 @@ Degenerate neurons get a named :class:`HyperplaneStatus`, never a NaN.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from typing import Callable
 from enum import IntEnum
 
 import numpy as np
@@ -59,6 +60,12 @@ class SwitchingHyperplanes:
     tau: np.ndarray | None = None
     scale: np.ndarray | None = None
     anchor_is_pullback: bool = True
+    #: ``(n,)`` bound on |ρ − ρ*|, the float residual aᵀ(x − p) − c against the network's exact one (the float
+    #: anchor p against the exact batch centroid); None when the data are the definition (no exact form)
+    residual_error: np.ndarray | None = None
+    #: ``exact(i, k) → (a, β)``: switching set (i, k) of the network taken exactly, {a·x = β} in rationals (the
+    #: exact batch centroid, float64 gains and shifts as data: what the region counter decides on); or None
+    exact: Callable[[int, int], tuple] | None = field(default=None, compare=False, repr=False)
 
     @property
     def num_neurons(self) -> int:
@@ -76,7 +83,7 @@ class SwitchingHyperplanes:
         nonzero = np.any(self.normals != 0, axis=1)
         status = np.where(nonzero & ~undefined, HyperplaneStatus.REGULAR, HyperplaneStatus.CONSTANT).astype(np.int8)
         return replace(self, offsets=np.zeros((n, 1)), breakpoints=np.array([np.nan]), status=status[:, None],
-                       tau=None if self.tau is None else np.zeros((n, 1)))
+                       tau=None if self.tau is None else np.zeros((n, 1)), residual_error=None, exact=None)
 
     def signed_distances(self) -> np.ndarray:
         """``(n, K)`` signed Euclidean distance of each hyperplane from the anchor: c_ik/‖a_i‖₂ (0 if degenerate)."""
@@ -156,8 +163,30 @@ def switching_hyperplanes(net, layer: int = 0, affine=None, anchor=None) -> Swit
     if is_max_groups(cl.activation):  # one "neuron" per distinct pair, the difference z_a − z_b, breakpoint 0
         return SwitchingHyperplanes(layer, normals, p, offsets, np.zeros(1), status, None, None, is_pullback)
     scale = None if bn.scale is None else bn.scale.copy()
+    err, exact = None, None
+    if layer == 0 and affine is None and anchor is None:
+        err, exact = _first_layer_exact(net)
     return SwitchingHyperplanes(layer, normals, p, offsets, cl.activation.breakpoints_array, status, tau, scale,
-                                is_pullback)
+                                is_pullback, err, exact)
+
+
+def _first_layer_exact(cond):
+    """``(residual_error, exact)`` of the first layer (see :class:`SwitchingHyperplanes`): the exact switching sets
+    come from :class:`cpa_theory.exact.ExactCharts` at the origin, built on first use."""
+    from .exact import ExactCharts
+
+    bn = cond.layers[0].bn
+    g = np.abs(bn.gain)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        err = np.where(g > 0, bn.z_error / np.where(g > 0, g, 1.0), 0.0)
+    charts = []
+
+    def exact(i: int, k: int):
+        if not charts:
+            charts.append(ExactCharts(cond, np.zeros(cond.input_dim)))
+        return charts[0].hyperplane((), i, k)
+
+    return err, exact
 
 
 def layer_switching_sets(cl, A, c, anchor):

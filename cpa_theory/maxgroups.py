@@ -444,7 +444,8 @@ def domain_hits_max(cond, root, p, charts, stats) -> int:
     fa, fb = N[lo] - N[hi], z0[hi] - z0[lo]
     mz = np.abs(cl.bn.gain) * (np.abs(cl.weight) @ np.abs(p - cl.bn.anchor)) + np.abs(cl.bn.shift)
     EA = (d + 5) * U * (np.abs(N[lo]) + np.abs(N[hi]))
-    EB = (d + 5) * U * (np.abs(fb) + mz[lo] + mz[hi])
+    ez = cl.bn.z_error  # the float anchor's error
+    EB = (d + 5) * U * (np.abs(fb) + mz[lo] + mz[hi]) + ez[lo] + ez[hi]
     sg = vertex_signs(root, fa, fb, EA, EB, lambda q: charts.difference((), int(lo[q]), int(hi[q])), stats)[0]
     return int(np.sum((sg > 0).any(axis=0) & (sg < 0).any(axis=0)))
 

@@ -109,11 +109,23 @@ def exact_relation(normal, anchor, offset, center, radius, p=np.inf) -> WindowRe
 
     Exact for p ∈ {1, 2, inf} (p = 2 compares squares); other p raise WindowError.
     """
-    p = _check_p(p)
     F = Fraction
     a = [F(float(v)) for v in np.ravel(normal)]
     rho = sum(ai * (F(float(x)) - F(float(q))) for ai, x, q in zip(a, np.ravel(center), np.ravel(anchor))) - F(float(offset))
-    r = F(float(radius))
+    return _relation_of_residual(a, rho, radius, p)
+
+
+def exact_relation_plain(a, beta, center, radius, p=np.inf) -> WindowRelation:
+    """The relation of the hyperplane {a·x = β}, ``a`` and ``β`` rationals (e.g. a network's exact switching set,
+    :attr:`SwitchingHyperplanes.exact`), to the window W(center, radius) of float data taken exactly."""
+    a = [Fraction(v) for v in a]
+    rho = sum(ai * Fraction(float(x)) for ai, x in zip(a, np.ravel(center))) - Fraction(beta)
+    return _relation_of_residual(a, rho, radius, p)
+
+
+def _relation_of_residual(a, rho, radius, p) -> WindowRelation:
+    p = _check_p(p)
+    r = Fraction(float(radius))
     if p == np.inf:
         lhs, rhs = r * sum(abs(v) for v in a), abs(rho)
     elif p == 1.0:
@@ -187,16 +199,25 @@ def window_relations(hyperplanes: SwitchingHyperplanes, centers, radius, p=np.in
     resid = hyperplane_residual(hyperplanes.normals, hyperplanes.anchor, hyperplanes.offsets, centers)
     slack = window_slack(norms[None, :, None], resid, radius)
     rel = classify_slack(slack)
-    # Rounding in ρ is below ~d·eps·(|a|·|x0 − p| + |c|); re-decide entries inside that band exactly.
+    # Rounding in ρ is below ~d·eps·(|a|·|x0 − p| + |c|), plus the float anchor's distance to the exact one where
+    # the hyperplanes carry their exact form; re-decide entries inside that band exactly.
     size = (np.abs(centers - hyperplanes.anchor) @ np.abs(hyperplanes.normals).T)[:, :, None] + np.abs(
         hyperplanes.offsets)[None] + radius * norms[None, :, None]
-    close = np.abs(slack) <= FLOAT64_DECISION_RTOL * size
+    band = FLOAT64_DECISION_RTOL * size
+    if hyperplanes.residual_error is not None:
+        band = band + hyperplanes.residual_error[None, :, None]
+    close = np.abs(slack) <= band
     regular = hyperplanes.regular
     close &= regular[None]
     if np.any(close) and p in (1.0, 2.0, np.inf):
+        exact = hyperplanes.exact
         for m, i, k in zip(*np.nonzero(close)):
-            rel[m, i, k] = exact_relation(hyperplanes.normals[i], hyperplanes.anchor, hyperplanes.offsets[i, k],
-                                          centers[m], radius, p)
+            if exact is not None:  # the network's own switching set (exact batch centroid), as the counter has it
+                a, beta = exact(int(i), int(k))
+                rel[m, i, k] = exact_relation_plain(a, beta, centers[m], radius, p)
+            else:
+                rel[m, i, k] = exact_relation(hyperplanes.normals[i], hyperplanes.anchor, hyperplanes.offsets[i, k],
+                                              centers[m], radius, p)
     rel[:, ~regular] = WindowRelation.MISSES
     return rel
 
