@@ -198,7 +198,7 @@ def test_C4_check_fails_when_the_core_counts_a_touch_as_a_cut(tmp_path, monkeypa
     import cpa_theory.windows as windows
     from cpa_theory.windows import WindowRelation
 
-    real_exact = windows.exact_relation
+    real_exact = windows._relation_of_residual  # the exact decision behind exact_relation and exact_relation_plain
 
     def nonstrict_exact(*a, **k):
         rel = real_exact(*a, **k)
@@ -206,7 +206,7 @@ def test_C4_check_fails_when_the_core_counts_a_touch_as_a_cut(tmp_path, monkeypa
 
     monkeypatch.setattr(windows, "classify_slack", lambda slack: np.where(
         np.asarray(slack) >= 0, WindowRelation.CUTS, WindowRelation.MISSES).astype(np.int8))
-    monkeypatch.setattr(windows, "exact_relation", nonstrict_exact)
+    monkeypatch.setattr(windows, "_relation_of_residual", nonstrict_exact)
     _small(monkeypatch, nets=2)
     checks = _run(tmp_path, "C4")
     assert checks["ℓ∞ box: core criterion = LP range of aᵀx (cvxpy/HiGHS) on every decidable pair"]
