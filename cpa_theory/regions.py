@@ -390,9 +390,7 @@ def _exact_witness(cond, leaf, p_exact):
         n2 = sum(x * x for x in a)
         if n2 == 0:
             continue
-        r = Fraction(float(slack) / math.sqrt(float(n2)) * (1 - 1e-6))
-        while r > 0 and r * r * n2 > slack * slack:  # make it a proven lower bound
-            r /= 2
+        r = _sqrt_lower(slack * slack / n2)  # slack/‖a*‖₂ from below, at any scale of the weights
         if r <= 0:
             return None
         rho = r if rho is None else min(rho, r)
@@ -404,6 +402,15 @@ def _exact_witness(cond, leaf, p_exact):
         if np.any(bp & ~fl):
             return None
     return x, rho
+
+
+def _sqrt_lower(q: Fraction, bits: int = 60) -> Fraction:
+    """A rational r with 0 < r ≤ √q and r ≥ √q·(1 − 2⁻⁽ᵇⁱᵗˢ⁻¹⁾) for a rational q > 0: isqrt(⌊q·4ᵏ⌋)/2ᵏ, k chosen so that
+    q·4ᵏ ≥ 2^(2·bits). Integer arithmetic only: no float overflow or underflow whatever the scale of q (weights
+    of 1e±200 give q far outside float64's range)."""
+    e = q.numerator.bit_length() - q.denominator.bit_length()  # log2(q) within 1
+    k = max(0, (2 * bits - e + 2) // 2)
+    return Fraction(math.isqrt(q.numerator * 4 ** k // q.denominator), 2 ** k)
 
 
 def _inradii(leaves, points, point_errs) -> np.ndarray:

@@ -444,3 +444,25 @@ def test_deeper_train_bn_switching_sets_stay_concurrent_at_the_pulled_back_centr
     E._CACHE.clear()
     bad = count_regions(deep, xbar, 0.5)
     assert bad.regions > 10 and bad.min_witness_radius < 1e-12
+
+
+@pytest.mark.parametrize("scale", [1e-200, 1e154])
+def test_exact_witness_radius_has_no_float_overflow_or_underflow(scale):
+    """Referee's case: weights of 1e-200 or 1e154 (finite, statistics fine) crashed the exact witness with a raw
+    ZeroDivisionError / OverflowError (exit 3): its radius took math.sqrt(float(‖a‖²)). It is now an integer
+    square root, a proven lower bound at any scale; the count is the unscaled one."""
+    import numpy as np
+
+    from cpa_theory import Layer, Network, identity, relu
+    from cpa_theory.regions import _sqrt_lower, count_regions
+    from fractions import Fraction
+
+    for q in (Fraction(2), Fraction(1, 3), Fraction(10 ** 400, 7), Fraction(1, 10 ** 500)):
+        r = _sqrt_lower(q)
+        assert 0 < r and r * r <= q and r * r >= q * (1 - Fraction(1, 2 ** 58))
+    W = np.array([[1.0, 2.0], [2.0, -1.0], [1.0, 1.0]])
+    nets = [Network(2, (Layer(W * s, np.zeros(3), relu()), Layer(np.ones((1, 3)), [0.0], identity())))
+            for s in (1.0, scale)]
+    with np.errstate(all="ignore"):
+        counts = [count_regions(net, np.zeros(2), 1.0).regions for net in nets]
+    assert counts == [6, 6]
