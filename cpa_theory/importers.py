@@ -85,13 +85,16 @@ def _is_convnet(model) -> bool:
     flat ``nn.Sequential`` of leaf modules, e.g. residual blocks as user classes)?"""
     import torch.nn as nn
 
+    from .importers_torch_fx import torch_forward
+
     if not isinstance(model, nn.Module):
         return False
     if any(type(m).__name__ in _CONV_MODULES and type(m).__module__.startswith("torch.nn") for m in model.modules()):
         return True
-    if isinstance(model, nn.Sequential):  # nested modules (a residual block class) need tracing; nested
-        return _flat_sequential(model) is None  # nn.Sequentials of leaf modules are one flat MLP
-    return next(model.children(), None) is not None  # a user class composing modules
+    if isinstance(model, nn.Sequential) and torch_forward(model):  # nested modules (a residual block class)
+        return _flat_sequential(model) is None  # need tracing; nested nn.Sequentials of leaves are one flat MLP
+    # a user class composing modules, or one whose own forward replaces its torch base class's
+    return next(model.children(), None) is not None or not torch_forward(model)
 
 
 def _flat_sequential(model):
@@ -99,10 +102,14 @@ def _flat_sequential(model):
     of its leaves in order, or None when some child is another kind of container (a user class)."""
     import torch.nn as nn
 
+    from .importers_torch_fx import torch_forward
+
     leaves = []
 
     def walk(m) -> bool:
         for child in m.children():
+            if not torch_forward(child):  # a user forward (a subclass of Linear, ReLU, Sequential...): trace it
+                return False
             if isinstance(child, nn.Sequential):
                 if not walk(child):
                     return False
@@ -119,14 +126,29 @@ def from_torch(model, batch=None, state_dict=None, *, input_shape=None):
     """Convert an ``nn.Sequential`` MLP to a :class:`Network`; a convolutional or residual model to a
     :class:`cpa_theory.convnet.ConvNetwork` (via ``from_torch_convnet``; ``input_shape`` ``(C, *spatial)`` is
     needed there when no batch is given). See the module docstring."""
+    import torch.nn as nn
+
+    from .importers_torch_fx import check_materialised, from_torch_convnet
+
+    if isinstance(model, nn.Module):
+        check_materialised(model)
+    if _is_convnet(model):
+        # from_torch_convnet issues its notes (e.g. Dropout ignored) as warnings itself
+        return from_torch_convnet(model, batch, input_shape=input_shape, state_dict=state_dict).network
+    try:
+        return _from_flat_sequential(model, batch, state_dict)
+    except _NotAnMLP:  # e.g. Linear, ReLU, BatchNorm1d, Linear: a valid network, just not Linear→BN→activation
+        return from_torch_convnet(model, batch, input_shape=input_shape, state_dict=state_dict).network
+
+
+class _NotAnMLP(CPAInputError):
+    """The flat Sequential is not of the form (Linear [BatchNorm1d] [activation])*: the traced importer takes it."""
+
+
+def _from_flat_sequential(model, batch, state_dict):
     import torch
     import torch.nn as nn
 
-    if _is_convnet(model):
-        from .importers_torch_fx import from_torch_convnet
-
-        # from_torch_convnet issues its notes (e.g. Dropout ignored) as warnings itself
-        return from_torch_convnet(model, batch, input_shape=input_shape, state_dict=state_dict).network
     if state_dict is not None:
         sd = load_torch_state_dict(state_dict) if isinstance(state_dict, (str, Path)) else state_dict
         if not isinstance(sd, dict):
@@ -161,12 +183,11 @@ def from_torch(model, batch=None, state_dict=None, *, input_shape=None):
             layers.append({"weight": _np(mod.weight), "bias": b, "bn": None, "act": None})
             continue
         if not layers:
-            raise CPAInputError(f"{type(mod).__name__} before the first Linear layer is not supported; the network "
-                                "must start with nn.Linear.")
+            raise _NotAnMLP(f"{type(mod).__name__} before the first Linear layer")
         cur = layers[-1]
         if isinstance(mod, nn.BatchNorm1d):
             if cur["bn"] is not None or cur["act"] is not None:
-                raise CPAInputError("BatchNorm1d must follow a Linear layer directly (Linear, BatchNorm1d, activation).")
+                raise _NotAnMLP("BatchNorm1d not directly after a Linear layer")
             gamma = _np(mod.weight) if mod.weight is not None else None
             beta = _np(mod.bias) if mod.bias is not None else None
             kw = {}
@@ -178,8 +199,7 @@ def from_torch(model, batch=None, state_dict=None, *, input_shape=None):
             cur["bn"] = BatchNorm(mod.num_features, mode, gamma, beta, float(mod.eps), **kw)
             continue
         if cur["act"] is not None:
-            raise CPAInputError(f"two activations in a row ({type(mod).__name__}); compose them into one CPA "
-                                "activation instead.")
+            raise _NotAnMLP(f"two activations in a row ({type(mod).__name__})")
         cur["act"] = _torch_activation(mod)
     if not layers:
         raise CPAInputError("the model has no nn.Linear layer.")

@@ -145,6 +145,22 @@ def _merge(a, b, name):
     return a[:k] + [(name, Residual(tuple(body), None if short is None else tuple(short)))]
 
 
+def check_materialised(model) -> None:
+    """Refuse a model with uninitialised (lazy) parameters, e.g. an ``nn.LazyLinear`` never run."""
+    from torch.nn.parameter import is_lazy
+
+    for name, t in list(model.named_parameters()) + list(model.named_buffers()):
+        if is_lazy(t):
+            raise CPAInputError(f"parameter {name!r} is uninitialised (a lazy module, e.g. nn.LazyLinear, that has not "
+                                "run yet); run the model once on a batch (model(x)) before importing it.")
+
+
+def torch_forward(m) -> bool:
+    """Whether module ``m`` runs PyTorch's own ``forward`` (a user subclass that overrides it, e.g. a Linear that
+    doubles its output, must be traced, not read as its base class)."""
+    return getattr(type(m).forward, "__module__", "").startswith("torch.")
+
+
 def from_torch_convnet(model, batch=None, *, input_shape=None, state_dict=None) -> ConvImport:
     """Convert a PyTorch CNN; see the module docstring.
 
@@ -164,6 +180,7 @@ def from_torch_convnet(model, batch=None, *, input_shape=None, state_dict=None) 
 
     if not isinstance(model, nn.Module):
         raise CPAInputError(f"from_torch_convnet needs a torch nn.Module; got {type(model).__name__}.")
+    check_materialised(model)
     if state_dict is not None:
         from .importers import load_torch_state_dict
 

@@ -219,3 +219,73 @@ def test_nested_sequentials_import_as_one_mlp_and_from_torch_takes_input_shape()
     x = torch.randn(4, 1, 8, 8, dtype=torch.float64)
     np.testing.assert_allclose(conv.condition().forward(x.numpy().reshape(4, -1)), cnn(x).detach().numpy(),
                                atol=TORCH_AGREEMENT_ATOL)
+
+
+def _torch_train_forward(model, X):
+    model.train()
+    with torch.no_grad():
+        return model(X).numpy().reshape(len(X), -1)
+
+
+def test_a_module_whose_own_forward_replaces_its_torch_base_class_is_traced_not_read_as_the_base():
+    """Referee's case: a Linear subclass doubling its output, a ReLU subclass computing a sigmoid and an
+    nn.Sequential subclass adding a skip were read as their base classes (silently wrong networks, errors up to
+    2.3). Now they are traced: the non-CPA ones are refused with a typed error, the residual one is imported
+    exactly; a subclass that keeps torch's forward is still read directly."""
+    from cpa_theory.layers import UnsupportedLayerError
+
+    class ScaledLinear(torch.nn.Linear):
+        def forward(self, x):
+            return 2.0 * super().forward(x)
+
+    class MySigmoid(torch.nn.ReLU):
+        def forward(self, x):
+            return torch.sigmoid(x)
+
+    class ResSeq(torch.nn.Sequential):
+        def forward(self, x):
+            return x + super().forward(x)
+
+    class PlainReLU(torch.nn.ReLU):  # keeps torch's forward
+        pass
+
+    torch.manual_seed(0)
+    X = torch.randn(16, 2, dtype=torch.float64)
+    for model in (torch.nn.Sequential(ScaledLinear(2, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1)),
+                  torch.nn.Sequential(torch.nn.Linear(2, 4), MySigmoid(), torch.nn.Linear(4, 1))):
+        with pytest.raises(UnsupportedLayerError):
+            cpa.from_torch(model.double(), batch=X)
+    for model in (ResSeq(torch.nn.Linear(2, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2)),
+                  torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ReLU(),
+                                      ResSeq(torch.nn.Linear(2, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2)),
+                                      torch.nn.Linear(2, 1)),
+                  torch.nn.Sequential(torch.nn.Linear(2, 4), PlainReLU(), torch.nn.Linear(4, 1))):
+        model = model.double()
+        net = cpa.from_torch(model, batch=X)
+        y = np.asarray(net.condition().forward(X.numpy())).reshape(len(X), -1)
+        assert np.abs(y - _torch_train_forward(model, X)).max() <= TORCH_AGREEMENT_ATOL
+
+
+def test_sequentials_outside_linear_bn_activation_order_are_imported_through_the_tracer():
+    """Linear, ReLU, BatchNorm1d, Linear (BN after the activation), a BatchNorm1d first and two activations in a
+    row are valid networks the traced importer reads; from_torch refused them."""
+    torch.manual_seed(1)
+    X = torch.randn(8, 2, dtype=torch.float64)
+    nn = torch.nn
+    for model in (nn.Sequential(nn.Linear(2, 6), nn.ReLU(), nn.BatchNorm1d(6), nn.Linear(6, 1)),
+                  nn.Sequential(nn.BatchNorm1d(2), nn.Linear(2, 6), nn.ReLU(), nn.Linear(6, 1)),
+                  nn.Sequential(nn.Linear(2, 6), nn.ReLU(), nn.Hardtanh(), nn.Linear(6, 1))):
+        model = model.double()
+        net = cpa.from_torch(model, batch=X)
+        y = np.asarray(net.condition().forward(X.numpy())).reshape(len(X), -1)
+        assert np.abs(y - _torch_train_forward(model, X)).max() <= TORCH_AGREEMENT_ATOL
+
+
+def test_an_uninitialised_lazy_module_is_refused_with_the_fix():
+    model = torch.nn.Sequential(torch.nn.LazyLinear(3), torch.nn.ReLU(), torch.nn.Linear(3, 1))
+    with pytest.raises(CPAInputError, match="run the model once"):
+        cpa.from_torch(model, batch=torch.randn(4, 2))
+    with pytest.raises(CPAInputError, match="run the model once"):
+        from cpa_theory.importers_torch_fx import from_torch_convnet
+
+        from_torch_convnet(model, batch=torch.randn(4, 2))
