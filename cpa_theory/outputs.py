@@ -14,12 +14,17 @@
 
 When ``path`` lies inside a run directory claimed by this process (:func:`cpa_theory.rundir.claim_run_dir`),
 the run directory is asked first: it refuses to overwrite a file it cannot prove it wrote and records the
-new file (its SHA-256) in its manifest before the file appears.
+new file (its SHA-256) in its manifest before the file appears. Anywhere else the folder's output record
+(:data:`OUTPUT_RECORD`, created by the first write there) does the same: an existing file is replaced only
+when the record lists that name with the SHA-256 of its current bytes (cpa-theory wrote it and nobody has
+changed it since); any other existing file is refused and left untouched.
 """
 
 from __future__ import annotations
 
 import errno
+import hashlib
+import json
 import os
 import secrets
 import stat
@@ -28,7 +33,12 @@ from pathlib import Path
 
 from .errors import OutputError
 
-__all__ = ["write_output", "output_target", "temporary_name"]
+__all__ = ["write_output", "output_target", "temporary_name", "OUTPUT_RECORD", "sha256_bytes", "file_sha256"]
+
+#: the record, in each folder cpa-theory writes into outside run directories, of the files it wrote there
+OUTPUT_RECORD = ".cpa-theory-outputs.jsonl"
+_RECORD_HEADER = {"format": "cpa-theory-outputs/1"}
+_RECORD_MAX_BYTES = 64 << 20
 
 #: run directories claimed by this process: resolved root → object with ``before_write(target, data) -> tmp``.
 _ACTIVE: dict[str, object] = {}
@@ -68,6 +78,92 @@ def _kind(mode: int) -> str:
         if test(mode):
             return name
     return "not a regular file"
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def file_sha256(path) -> str | None:
+    """SHA-256 of a regular file's bytes (no link followed); None for anything else."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        h = hashlib.sha256()
+        while chunk := os.read(fd, 1 << 20):
+            h.update(chunk)
+        return h.hexdigest()
+    finally:
+        os.close(fd)
+
+
+def _record_lines(folder: Path) -> list[dict] | None:
+    """The entries of ``folder``'s output record; [] when there is none; None when a file of that name is not
+    cpa-theory's record (not a regular file, no header, unreadable)."""
+    path = folder / OUTPUT_RECORD
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return []
+    except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode) or st.st_size > _RECORD_MAX_BYTES:
+        return None
+    try:
+        lines = path.read_bytes().decode("utf-8").splitlines()
+        if not lines or json.loads(lines[0]) != _RECORD_HEADER:
+            return None
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    out = []
+    for line in lines[1:]:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue  # a torn last line: it proves nothing
+        if isinstance(entry, dict) and isinstance(entry.get("file"), str) and isinstance(entry.get("sha256"), str):
+            out.append(entry)
+    return out
+
+
+def _check_ours(target: Path, shown: str) -> None:
+    """Refuse to replace ``target`` unless its folder's record proves cpa-theory wrote its current bytes."""
+    entries = _record_lines(target.parent)
+    digest = file_sha256(target)
+    if entries and digest is not None and any(e["file"] == target.name and e["sha256"] == digest for e in entries):
+        return
+    raise OutputError(f"{shown!r} exists and cpa-theory cannot prove it wrote it (the record {OUTPUT_RECORD} in its "
+                      "folder does not list that file with its current contents), so it is left untouched; give a "
+                      "new file name, or move that file away yourself.")
+
+
+def _record_write(target: Path, data: bytes) -> None:
+    """Append ``target``'s name and the SHA-256 of ``data`` to its folder's record (created with its header on
+    first use), before the file appears."""
+    path = target.parent / OUTPUT_RECORD
+    if _record_lines(target.parent) is None:
+        raise OutputError(f"{str(path)!r} exists but is not cpa-theory's record of the files it wrote; rename or "
+                          "remove it, or write into another folder.")
+    line = (json.dumps({"file": target.name, "sha256": sha256_bytes(data)}) + "\n").encode("utf-8")
+    flags = os.O_WRONLY | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        try:
+            fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o666)
+            line = (json.dumps(_RECORD_HEADER) + "\n").encode("utf-8") + line
+        except FileExistsError:
+            fd = os.open(path, flags)
+        try:
+            os.write(fd, line)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise OutputError(f"cannot record the write of {str(target)!r} in {str(path)!r} ({exc.strerror}); choose "
+                          "another output location.") from None
 
 
 def temporary_name(name: str) -> str:
@@ -141,6 +237,11 @@ def write_output(path, data: str | bytes) -> Path:
     if run is not None:
         tmp_name = run.before_write(target, data)  # refuses a file it did not write; records this one first
     else:
+        if target.name == OUTPUT_RECORD:
+            raise OutputError(f"{str(path)!r} is the name of cpa-theory's record of its outputs; choose another name.")
+        if mode is not None:  # an existing file: only one cpa-theory wrote, unchanged since
+            _check_ours(target, str(path))
+        _record_write(target, data)
         tmp_name = temporary_name(target.name)
     tmp = target.parent / tmp_name
     try:

@@ -30,7 +30,6 @@ The rule: **cpa-theory deletes or overwrites only files it can prove it wrote.**
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import socket
@@ -49,25 +48,8 @@ LOCK = ".cpa-theory-run.lock"
 FORMAT = "cpa-theory-run/1"
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _file_sha256(path: Path) -> str | None:
-    """SHA-256 of a regular file's bytes (no link followed); None for anything else."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
-    except OSError:
-        return None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        h = hashlib.sha256()
-        while chunk := os.read(fd, 1 << 20):
-            h.update(chunk)
-        return h.hexdigest()
-    finally:
-        os.close(fd)
+_sha256 = outputs.sha256_bytes
+_file_sha256 = outputs.file_sha256
 
 
 def _safe_rel(rel) -> str:

@@ -107,7 +107,9 @@ def main(argv=None):
                      "seconds": round(time.perf_counter() - t0, 2)}
         draw(ax, res, sl, slice_network(net, sl), name)
     fig.tight_layout()
-    fig.savefig(args.out, dpi=120)
+    from cpa_theory.plotting import save_figure
+
+    save_figure(fig, args.out)  # atomic; never over a file cpa-theory did not write
     print(json.dumps(out))
 
 

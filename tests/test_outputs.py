@@ -13,8 +13,8 @@ import pytest
 
 from cpa_theory.cli import main
 from cpa_theory.errors import OutputError, ShapeError
-from cpa_theory.fileformat import load_network
-from cpa_theory.outputs import write_output
+from cpa_theory.fileformat import load_network, save_network
+from cpa_theory.outputs import OUTPUT_RECORD, write_output
 from cpa_theory.rundir import LOCK, MANIFEST, claim_run_dir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -152,12 +152,17 @@ def test_plot_refuses_a_fifo_and_a_directory(tmp_path, capsys):
 def test_plot_writes_through_a_symlink_and_refuses_a_dangling_one(tmp_path):
     real = tmp_path / "figs" / "partition.png"
     real.parent.mkdir()
-    real.write_bytes(b"old")
+    write_output(real, b"old")  # a file cpa-theory wrote (its folder's record proves it)
     link = tmp_path / "paper.png"
     link.symlink_to(real)
     assert plot(link) == 0
     assert link.is_symlink() and os.readlink(link) == str(real)  # the link stays a link
     assert real.read_bytes()[:4] == b"\x89PNG"  # the file it points to got the picture
+    mine = tmp_path / "figs" / "mine.png"
+    mine.write_bytes(b"a person's figure")
+    mine_link = tmp_path / "mine-link.png"
+    mine_link.symlink_to(mine)
+    assert plot(mine_link) == 2 and mine.read_bytes() == b"a person's figure"  # through a link: refused too
     dangling = tmp_path / "dangling.png"
     dangling.symlink_to(tmp_path / "nowhere" / "x.png")
     assert plot(dangling) == 2 and dangling.is_symlink()
@@ -169,7 +174,7 @@ def test_new_files_follow_the_umask_and_overwritten_files_keep_their_mode(tmp_pa
         write_output(tmp_path / "new.txt", "a")
         assert stat.S_IMODE(os.stat(tmp_path / "new.txt").st_mode) == 0o640
         kept = tmp_path / "kept.txt"
-        kept.write_text("old")
+        write_output(kept, "old")
         os.chmod(kept, 0o644)
         os.umask(0o077)
         write_output(kept, b"new")
@@ -180,7 +185,7 @@ def test_new_files_follow_the_umask_and_overwritten_files_keep_their_mode(tmp_pa
 
 def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path, monkeypatch):
     target = tmp_path / "keep.json"
-    target.write_text("old\n")
+    write_output(target, "old\n")
 
     def fail(*a, **k):
         raise OSError(28, "No space left on device")
@@ -188,7 +193,36 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path, mon
     monkeypatch.setattr(os, "replace", fail)
     with pytest.raises(OutputError, match="No space left"):
         write_output(target, "new\n")
-    assert target.read_text() == "old\n" and sorted(p.name for p in tmp_path.iterdir()) == ["keep.json"]
+    assert target.read_text() == "old\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [OUTPUT_RECORD, "keep.json"]
+
+
+def test_an_existing_file_is_replaced_only_when_the_folder_record_proves_cpa_theory_wrote_it(tmp_path, capsys):
+    """Referee's case: plot --out over a person's notes.txt (or a .png cpa-theory did not write) replaced it with a
+    PNG. Outside run directories each folder's record lists the SHA-256 of what cpa-theory wrote there: a file not
+    listed, or changed since, is refused (exit 2) and left byte for byte as it was; one it wrote is replaced."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    assert plot(notes) == 2 and notes.read_text() == "my notes\n"
+    assert "cannot prove it wrote it" in capsys.readouterr().err
+    fig = tmp_path / "fig.png"
+    assert plot(fig) == 0 and plot(fig) == 0  # its own file: replaced
+    first = fig.read_bytes()
+    fig.write_bytes(first + b"edited")  # a person changed it since
+    assert plot(fig) == 2 and fig.read_bytes() == first + b"edited"
+    net = tmp_path / "net.json"
+    net.write_text("{}")
+    with pytest.raises(OutputError, match="cannot prove"):
+        save_network(load_network(EXAMPLE), net)
+    assert net.read_text() == "{}"
+    # a file named like the record that is not one is neither trusted nor appended to
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / OUTPUT_RECORD).write_text('{"file": "x.png", "sha256": "0"}\n')
+    with pytest.raises(OutputError, match="not cpa-theory's record"):
+        write_output(other / "new.png", b"x")
+    assert (other / OUTPUT_RECORD).read_text() == '{"file": "x.png", "sha256": "0"}\n'
+    assert sorted(p.name for p in other.iterdir()) == [OUTPUT_RECORD]
 
 
 def test_prove_markdown_refuses_a_directory(tmp_path, capsys):
