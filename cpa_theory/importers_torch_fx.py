@@ -226,6 +226,12 @@ def from_torch_convnet(model, batch=None, *, input_shape=None, state_dict=None) 
             layer = _module_layer(mod, node.target, mode, notes)
             values[node.name] = values[args[0].name] + [(node.name, layer)]
             continue
+        if node.op == "get_attr":  # a forward of the user's own uses a parameter directly
+            owner = str(node.target).rpartition(".")[0] or type(model).__name__
+            raise UnsupportedLayerError(
+                f"module {owner!r} has a forward of its own that uses its parameter {str(node.target)!r} directly (e.g. "
+                "a subclass of nn.Linear that overrides forward); cpa_theory reads nn modules that run torch's own "
+                "forward, relu, flatten(x, 1) and residual sums: write the layer with those.")
         fn = node.target
         label = f"{node.name} ({getattr(fn, '__name__', fn)})"
         if (node.op == "call_function" and fn in (operator.add, operator.iadd, torch.add)) or (

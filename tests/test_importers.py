@@ -251,9 +251,10 @@ def test_a_module_whose_own_forward_replaces_its_torch_base_class_is_traced_not_
 
     torch.manual_seed(0)
     X = torch.randn(16, 2, dtype=torch.float64)
-    for model in (torch.nn.Sequential(ScaledLinear(2, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1)),
-                  torch.nn.Sequential(torch.nn.Linear(2, 4), MySigmoid(), torch.nn.Linear(4, 1))):
-        with pytest.raises(UnsupportedLayerError):
+    for model, says in ((torch.nn.Sequential(ScaledLinear(2, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1)),
+                         "forward of its own"),
+                        (torch.nn.Sequential(torch.nn.Linear(2, 4), MySigmoid(), torch.nn.Linear(4, 1)), "sigmoid")):
+        with pytest.raises(UnsupportedLayerError, match=says):
             cpa.from_torch(model.double(), batch=X)
     for model in (ResSeq(torch.nn.Linear(2, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2)),
                   torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ReLU(),
