@@ -295,6 +295,9 @@ def check_output_path(path, what: str = "output file", suffix: str = "") -> Path
     folder = p.parent if str(p.parent) else Path(".")
     if not folder.is_dir():
         raise OutputError(f"cannot write {_display(path)}: folder {_display(folder)} does not exist; create it.")
+    from .outputs import check_replaceable
+
+    check_replaceable(p)  # a device, FIFO or a file cpa-theory did not write: refused before any work
     return p
 
 

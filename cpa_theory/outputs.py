@@ -33,7 +33,7 @@ from pathlib import Path
 
 from .errors import OutputError
 
-__all__ = ["write_output", "output_target", "temporary_name", "OUTPUT_RECORD", "sha256_bytes", "file_sha256"]
+__all__ = ["write_output", "check_replaceable", "output_target", "temporary_name", "OUTPUT_RECORD", "sha256_bytes", "file_sha256"]
 
 #: the record, in each folder cpa-theory writes into outside run directories, of the files it wrote there
 OUTPUT_RECORD = ".cpa-theory-outputs.jsonl"
@@ -217,6 +217,17 @@ def output_target(path, *, follow_links: bool = True) -> tuple[Path, int | None]
         raise OutputError(f"cannot write {shown!r}: folder {str(path.parent)!r} {what}; create it or choose "
                           "another path.")
     return Path(folder) / path.name, None
+
+
+def check_replaceable(path) -> None:
+    """Before any slow work: the checks :func:`write_output` will make of ``path`` (a regular file or a new name,
+    and an existing file outside run directories only if its folder's record proves cpa-theory wrote it)."""
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    run = _active_run(os.path.realpath(folder)) or _active_run(os.path.abspath(folder))
+    target, mode = output_target(path, follow_links=run is None)
+    if run is None and mode is not None:
+        _check_ours(target, str(path))
 
 
 def write_output(path, data: str | bytes) -> Path:

@@ -7,7 +7,7 @@ import numpy as np
 from .errors import ShapeError
 from .hyperplanes import switching_hyperplanes
 from .network import Network
-from .outputs import output_target, write_output
+from .outputs import check_replaceable, write_output
 from .regions import count_regions
 
 __all__ = ["plot_partition", "plot_partition_comparison", "save_figure", "bn_mode_label"]
@@ -117,7 +117,7 @@ def save_figure(fig, out) -> None:
     only, umask/mode respected): no half-written PNG, and a device or FIFO is refused before rendering."""
     import io
 
-    output_target(out)  # refuse /dev/null, a FIFO, a directory, a missing folder before the (slow) rendering
+    check_replaceable(out)  # refuse /dev/null, a FIFO, a directory, a file not ours before the (slow) rendering
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=130, bbox_inches="tight")
     write_output(out, buf.getvalue())

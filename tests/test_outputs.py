@@ -369,3 +369,21 @@ def test_negative_coordinates_in_every_point_taking_command(tmp_path, capsys):
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
     assert main(["count", str(EXAMPLE), "--center", "-1.8,-2.3", "--radius", "-1e-3"]) == 2  # our message
     assert "radius must be a finite number > 0" in capsys.readouterr().err
+
+
+def test_a_file_cpa_theory_did_not_write_is_refused_before_any_counting(tmp_path, monkeypatch, capsys):
+    """slice --out over a person's file was refused only after the whole count; the record is now consulted with
+    the other output checks, before any work."""
+    import cpa_theory.slices as slices
+
+    def no_count(*a, **k):
+        raise AssertionError("counted before refusing the output file")
+
+    monkeypatch.setattr(slices, "count_on_slice", no_count)
+    mine = tmp_path / "mine.png"
+    mine.write_bytes(b"a person's picture")
+    examples = ROOT / "examples"
+    code = main(["slice", str(examples / "tiny_cnn.json"), "--through", "0,1,2", "--data",
+                 str(examples / "tiny_cnn_points.npy"), "--out", str(mine)])
+    assert code == 2 and "cannot prove it wrote it" in capsys.readouterr().err
+    assert mine.read_bytes() == b"a person's picture"
