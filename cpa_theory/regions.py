@@ -31,12 +31,13 @@ from . import frontier2d, frontier3d
 from .frontier import _screen, confirm_same_maps, layer_lines, output_maps, same_maps
 from .frontier_kernels import chart_tables, charts_after
 from .exact import ExactCharts, dot, exact_code, exact_code_and_switching
+from .hyperplanes import switching_hyperplanes
 from .maxgroups import is_max_groups, refine_max_batch
 from .network import ConditionedNetwork, Network, as_point
 from .polytope import (Hyper, box_polygon, box_polytope, cell_volume, cell_volumes, exact_facet_vertices,
                        facet_clearance, facet_corners, facet_measures, polytope_from_halfspaces, split, vertex_signs)
 from .tolerances import FACET_BALANCE_RTOL, UNIT_ROUNDOFF, VOLUME_SUM_RTOL, WITNESS_MIN_RELATIVE_RADIUS
-from .windows import Window
+from .windows import Window, WindowRelation, window_relations
 
 __all__ = ["Region", "RegionCount", "count_regions", "enumerate_regions", "MAX_VERTEX_DIM"]
 
@@ -899,14 +900,14 @@ def count_regions(net, center=None, radius=None, *, keep_regions: bool = False, 
         res = frontier2d.count_plane(cond, win, p, root, vol_w, keep_regions=keep_regions,
                                      exact_recheck=exact_recheck, linear=linear, progress=progress,
                                      kernels=kern)
-        res.hits = _domain_hits(cond, root, p)
+        res.hits = _window_hits(cond, win, domain, root, p)
         res.seconds = time.perf_counter() - start
         return res
     if engine == "auto" and frontier3d.supports(cond):  # 3-D: the same, over flat face tables
         res = frontier3d.count_space(cond, win, p, root, vol_w, keep_regions=keep_regions,
                                      exact_recheck=exact_recheck, linear=linear, progress=progress,
                                      kernels=kern)
-        res.hits = _domain_hits(cond, root, p)
+        res.hits = _window_hits(cond, win, domain, root, p)
         res.seconds = time.perf_counter() - start
         return res
     p_exact = [Fraction(float(v)) for v in p]
@@ -975,15 +976,24 @@ def count_regions(net, center=None, radius=None, *, keep_regions: bool = False, 
     complete = bool(vol_ok and balanced)
     if not linear:
         n_lin = n
-    hits = _domain_hits(cond, root, p)
+    hits = _window_hits(cond, win, domain, root, p)
     n_bad = tally["bad"]
     return RegionCount(win.center, win.radius, n, n_lin, hits, n_bad == 0 and complete, n_bad,
                        time.perf_counter() - start, int(stats.get("exact_fallbacks", 0)), regions, complete,
                        tally["min_rad"], tally["exact"], n_unmatched)
 
 
+def _window_hits(cond, win, domain, root, p) -> int:
+    """First-layer switching sets that cut int W (C4's criterion, decided on the network's exact switching sets
+    where float64 cannot), or the polytope's interior (exact vertex signs)."""
+    if domain is None:
+        hp = switching_hyperplanes(cond, 0)
+        return int(np.sum(window_relations(hp, win.center, win.radius) == WindowRelation.CUTS))
+    return _domain_hits(cond, root, p)
+
+
 def _domain_hits(cond, root, p) -> int:
-    """First-layer switching sets that cut the root cell's interior (the window's box, or the given polytope):
+    """First-layer switching sets that cut the root cell's interior (the given polytope):
     exact vertex signs of the same exact function the regions are counted for (the exact batch centroid, the
     float64 gains and shifts as data), so that hits and regions never disagree on a touch (N ≥ h + 1)."""
     stats: dict = {}

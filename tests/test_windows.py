@@ -210,6 +210,7 @@ def test_hits_are_decided_on_the_exact_batch_centroid_like_the_region_count(offs
     window_hits, cpa-theory hits and count_regions(...).hits — now agree with the exact oracle and with the
     regions. With data at 1e8 and r = 1e-3 the float mean's error (~1e-8) is far outside the relative decision band,
     so the band must include it (a mutant without that term fails here)."""
+    import cpa_theory.regions as R
     from cpa_theory import BatchNorm, Layer, Network, identity, relu, switching_hyperplanes, window_hits
     from cpa_theory.regions import count_regions
 
@@ -228,6 +229,10 @@ def test_hits_are_decided_on_the_exact_batch_centroid_like_the_region_count(offs
         assert int(window_hits(switching_hyperplanes(cond), x0[None], r)[0]) == truth
         res = count_regions(net, x0, r)
         assert res.hits == truth and res.certified and res.regions >= res.hits + 1
+        # the exact vertex signs that give a polytope domain's hits, on the same box (its root cell, anchored at
+        # the float centroid): their float filter must carry the float anchor's error
+        win, p, root, _ = R._setup(cond, x0, r, None)
+        assert R._domain_hits(cond, root, p) == truth
         if seen >= 3 and _ > 40:
             break
     assert seen >= 3  # the oracle does see the exact centroid outside on some draws (the case is exercised)
