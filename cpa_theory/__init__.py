@@ -54,11 +54,12 @@ def from_torch(model, batch=None, state_dict=None, *, input_shape=None):
     return _from_torch(model, batch=batch, state_dict=state_dict, input_shape=input_shape)
 
 
-def from_flax(variables, activations, batch=None, eps: float = 1e-5):
-    """Flax Dense/BatchNorm variables → Network (see ``cpa_theory.importers``)."""
-    from .importers import from_flax as _from_flax
+def from_flax(variables, activations, batch=None, eps=None, *, module=None, apply_kwargs=None):
+    """Flax Dense/BatchNorm variables → Network; with ``module=`` the layer order is traced and the import checked
+    against ``module.apply`` (see ``cpa_theory.importers_flax``)."""
+    from .importers_flax import from_flax as _from_flax
 
-    return _from_flax(variables, activations, batch=batch, eps=eps)
+    return _from_flax(variables, activations, batch=batch, eps=eps, module=module, apply_kwargs=apply_kwargs)
 
 
 load = load_network

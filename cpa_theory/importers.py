@@ -3,8 +3,7 @@
 PyTorch: ``from_torch(model, batch=None, state_dict=None)`` for ``nn.Sequential`` of Linear / BatchNorm1d /
 ReLU / LeakyReLU / Hardtanh / ReLU6 / Hardsigmoid / Identity. ``state_dict`` (a dict or a file saved with
 ``torch.save``) is loaded into ``model`` first; files are read with ``weights_only=True`` — never unpickling
-arbitrary objects. Flax: ``from_flax(variables, activations, batch=None)`` for linen / nnx variable
-dicts of Dense (+ BatchNorm) layers; it needs no flax import (variables are plain pytrees).
+arbitrary objects. Flax: ``from_flax`` lives in :mod:`cpa_theory.importers_flax` (re-exported here).
 
 With ``batch`` given, BN layers are in train mode conditioned on it (PyTorch ``BatchNorm1d.train()``
 semantics); without, they are in eval mode with the module's running statistics. Dropout is accepted and
@@ -19,7 +18,6 @@ Convolutional models — any Conv, pooling, BatchNorm2d or Flatten module, or a 
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +26,7 @@ from .activations import CPAActivation, hardsigmoid, identity, leaky_relu, relu,
 from .bn import BatchNorm
 from .errors import ArgumentTypeError, CPAInputError, NetworkFormatError
 from .inputs import read_user_bytes, short
+from .importers_flax import from_flax
 from .network import Layer, Network
 
 __all__ = ["from_torch", "from_flax", "load_torch_state_dict"]
@@ -207,57 +206,3 @@ def _from_flat_sequential(model, batch, state_dict):
     if batch is not None and isinstance(batch, torch.Tensor):
         batch = _np(batch)
     return Network(out[0].in_dim, out, batch)
-
-
-def from_flax(variables, activations, batch=None, eps: float = 1e-5) -> Network:
-    """Convert Flax variables of Dense (+ BatchNorm) layers, in order.
-
-    Args:
-        variables: ``{"params": {"Dense_0": {"kernel" (in, out), "bias"}, "BatchNorm_0": {"scale", "bias"}, ...},
-            "batch_stats": {"BatchNorm_0": {"mean", "var"}, ...}}`` (linen naming; nnx states converted to the
-            same nesting work too). BatchNorm_k belongs to Dense_k.
-        activations: one activation per Dense layer (names or :class:`CPAActivation`).
-        batch: condition BN in train mode on it; otherwise eval mode with ``batch_stats``.
-        eps: Flax's BatchNorm epsilon (its default is 1e-5).
-    """
-    from collections.abc import Mapping
-
-    if not isinstance(variables, Mapping):
-        raise ArgumentTypeError(f"from_flax needs the variables dict {{'params': ..., 'batch_stats': ...}} returned by "
-                                f"model.init / the training state; got {short(variables, 40)}.")
-    params = variables.get("params", variables)
-    stats = variables.get("batch_stats", {})
-    if not isinstance(params, Mapping):
-        raise ArgumentTypeError(f"variables['params'] must be a dict of modules; got {short(params, 40)}.")
-    names = [str(k) for k in params]
-    unknown = [k for k in names if not re.fullmatch(r"(Dense|BatchNorm)_\d+", k)]
-    if unknown:
-        raise CPAInputError(f"unsupported Flax modules {unknown[:5]}: from_flax reads Dense_k and BatchNorm_k "
-                            "(k = 0, 1, ...) only; rename or convert the other modules.")
-    dense = sorted((k for k in names if k.startswith("Dense_")), key=lambda k: int(k.split("_")[1]))
-    for name in dense:
-        if not isinstance(params[name], Mapping) or "kernel" not in params[name]:
-            raise NetworkFormatError(f"Flax module {name} has no 'kernel'; pass the variables of nn.Dense layers.")
-    if isinstance(activations, (str, CPAActivation)) or not isinstance(activations, (list, tuple)):
-        raise ArgumentTypeError(f"activations must be a list with one activation per Dense layer, e.g. "
-                                f"['relu', 'identity']; got {short(activations, 40)}.")
-    if len(activations) != len(dense):
-        raise CPAInputError(f"{len(dense)} Dense layers but {len(activations)} activations; give one per layer.")
-    mode = "train" if batch is not None else "eval"
-    layers = []
-    for k, (name, act) in enumerate(zip(dense, activations)):
-        kernel = np.asarray(params[name]["kernel"], dtype=np.float64)
-        bias = np.asarray(params[name].get("bias", np.zeros(kernel.shape[1])), dtype=np.float64)
-        bn = None
-        if f"BatchNorm_{k}" in params:
-            p = params[f"BatchNorm_{k}"]
-            kw = {}
-            if mode == "eval":
-                s = stats.get(f"BatchNorm_{k}")
-                if s is None:
-                    raise CPAInputError(f"BatchNorm_{k} has no batch_stats; pass batch=... for train mode.")
-                kw = {"running_mean": np.asarray(s["mean"], float), "running_var": np.asarray(s["var"], float)}
-            bn = BatchNorm(kernel.shape[1], mode, np.asarray(p.get("scale", np.ones(kernel.shape[1])), float),
-                           np.asarray(p.get("bias", np.zeros(kernel.shape[1])), float), eps, **kw)
-        layers.append(Layer(kernel.T, bias, act, bn))
-    return Network(layers[0].in_dim, tuple(layers), batch)
