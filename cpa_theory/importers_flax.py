@@ -1,25 +1,30 @@
 """Import Flax (linen) MLPs of Dense (+ BatchNorm) layers into :class:`Network`, checked against the module.
 
-``from_flax(variables, activations, batch=None, *, module=None, apply_kwargs=None)``. Flax numbers ``Dense_k`` and
-``BatchNorm_k`` separately and stores parameters in sorted order, so the variables alone do not say which Dense
-a BatchNorm follows, nor what the layers are called when a module names them in ``setup``. With ``module=`` (the
-linen module the variables belong to) the layer order is *traced*: one ``module.apply`` records every submodule
-call in call order (``capture_intermediates`` with a recording filter; nothing is stored), the leaf calls give
-the Dense → BatchNorm chain (each BatchNorm's own ``epsilon``, ``use_scale``, ``use_bias``), and the imported
-network is then compared with ``module.apply`` in float64 — on the batch in train mode (``mutable=["batch_stats"]``,
-so BatchNorm uses the batch's statistics), on fixed probe points in eval mode. A disagreement beyond
-:data:`cpa_theory.tolerances.IMPORT_AGREEMENT_RTOL` is a :class:`CPAInputError` that says what to check (the
-activation list, where BatchNorm sits, ``apply_kwargs`` such as ``{"train": True}``); nothing wrong is returned.
+``from_flax(variables, activations, batch=None, *, module, apply_kwargs=None)``. The variables alone do not say
+how the layers are composed: Flax numbers ``Dense_k`` and ``BatchNorm_k`` separately and in *construction* order
+(``nn.Dense(1)(relu(nn.Dense(8)(x)))`` names the outer layer ``Dense_0``), a BatchNorm without scale and bias has
+no parameters at all, and ``setup`` modules carry the user's names. So the module is required: one
+``module.apply`` records every submodule call in call order (``capture_intermediates`` with a recording filter;
+nothing is stored), the leaf calls give the Dense → BatchNorm chain (each BatchNorm's own ``epsilon``), and the
+imported network is then compared with Flax's own forward pass in float64:
 
-Without ``module`` only what the names and shapes determine is read: top-level ``Dense_k`` and ``BatchNorm_k``
-(Dense → BatchNorm → activation), each BatchNorm after the one Dense that the widths allow (BatchNorm_i follows
-an earlier Dense than BatchNorm_{i+1}, and its feature count is that Dense's width); when the widths fit more
-than one order the import is refused with the fix (pass ``module=``).
+* eval mode: ``module.apply(variables, x, **apply_kwargs)`` at probe points of several scales (a breakpoint at 6
+  or a clip at 8 is reached);
+* train mode: ``module.apply(..., mutable=["batch_stats"])`` on the batch (Flax's batch variance E[z²] − E[z]²
+  loses digits when |mean| ≫ std: the tolerance grows by that ratio), and — the same function away from the
+  batch — ``module.apply`` in its default (evaluation) call with the running statistics replaced by the batch's
+  mean and biased variance, at the batch and the probe points; that call counts only when it reproduces the
+  network on the batch itself (a module whose default call is not its evaluation path skips it).
+
+A difference beyond :data:`cpa_theory.tolerances.IMPORT_AGREEMENT_RTOL` (``IMPORT_AGREEMENT_RTOL_FLOAT32`` when a
+layer computes in float32) per row, relative to max(1, |output|), is a :class:`CPAInputError` that says what to
+check (the activation list, where BatchNorm sits, ``apply_kwargs`` such as ``{"train": True}``); nothing wrong is
+returned. Layers computing in bfloat16 / float16 are refused: the check could not tell a wrong import from
+rounding.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 
 import numpy as np
@@ -29,18 +34,24 @@ from .bn import BatchNorm
 from .errors import ArgumentTypeError, CPAInputError, NetworkFormatError
 from .inputs import short
 from .network import Layer, Network
-from .tolerances import IMPORT_AGREEMENT_RTOL
+from .tolerances import IMPORT_AGREEMENT_RTOL, IMPORT_AGREEMENT_RTOL_FLOAT32
 
 __all__ = ["from_flax"]
 
-#: eval-mode probe points for the import check: explicit seed, standard normal, this many rows
-_PROBE_SEED, _PROBE_ROWS = 20261203, 16
-_FLAX_DEFAULT_EPS = 1e-5
+#: probe points of the import check: explicit seed, standard normal rows at each of these scales
+_PROBE_SEED, _PROBE_ROWS, _PROBE_SCALES = 20261203, 16, (1.0, 10.0, 100.0, 1000.0)
+
+
+class _Plan(list):
+    """The layers as ``(Dense path, BatchNorm path or None, epsilon or None)`` in call order, with the lowest
+    compute dtype any of them pins (``dtype``: None when all follow their inputs, float64 here)."""
+
+    dtype = None
 
 
 def from_flax(variables, activations, batch=None, eps: float | None = None, *, module=None,
               apply_kwargs: Mapping | None = None) -> Network:
-    """Convert Flax variables of Dense (+ BatchNorm) layers.
+    """Convert a Flax linen MLP of Dense (+ BatchNorm) layers (see the module docstring).
 
     Args:
         variables: ``{"params": ..., "batch_stats": ...}`` as returned by ``module.init`` or kept in a training
@@ -48,12 +59,11 @@ def from_flax(variables, activations, batch=None, eps: float | None = None, *, m
         activations: one activation per Dense layer, in call order (names or :class:`CPAActivation`).
         batch: condition BatchNorm in train mode on it (``(B, d)``, B >= 2); otherwise eval mode with
             ``batch_stats``.
-        eps: BatchNorm epsilon when no ``module`` is given (Flax's default 1e-5); with ``module`` each layer's
-            own ``epsilon`` is used.
-        module: the linen module (recommended): the layer order is traced from one call, and the import is
-            checked against ``module.apply`` in float64 (see the module docstring).
-        apply_kwargs: keyword arguments of the module's ``__call__`` for that check, e.g. ``{"train": True}``
-            when ``batch`` is given and the module's BatchNorm takes ``use_running_average`` from a flag.
+        eps: optional guard: when given, every BatchNorm's own ``epsilon`` must equal it.
+        module: the linen module the variables belong to (required): the layer order is traced from one call
+            and the import is checked against Flax's forward pass.
+        apply_kwargs: keyword arguments of the module's ``__call__``, e.g. ``{"train": True}`` when ``batch`` is
+            given and the module's BatchNorm takes ``use_running_average`` from a flag.
     """
     if not isinstance(variables, Mapping):
         raise ArgumentTypeError(f"from_flax needs the variables dict {{'params': ..., 'batch_stats': ...}} returned by "
@@ -67,12 +77,18 @@ def from_flax(variables, activations, batch=None, eps: float | None = None, *, m
                                 f"['relu', 'identity']; got {short(activations, 40)}.")
     if apply_kwargs is not None and not isinstance(apply_kwargs, Mapping):
         raise ArgumentTypeError(f"apply_kwargs must be a dict of keyword arguments; got {short(apply_kwargs, 40)}.")
+    if "mutable" in (apply_kwargs or {}) or "capture_intermediates" in (apply_kwargs or {}):
+        raise ArgumentTypeError("apply_kwargs must not set mutable= or capture_intermediates=: from_flax sets them.")
+    if eps is not None and (isinstance(eps, bool) or not isinstance(eps, (int, float, np.floating, np.integer))):
+        raise ArgumentTypeError(f"eps must be a number (each BatchNorm's epsilon) or None; got {short(eps, 40)}.")
     if module is None:
-        if apply_kwargs:
-            raise ArgumentTypeError("apply_kwargs is used only with module=: pass the linen module too.")
-        plan = _plan_from_names(params, _FLAX_DEFAULT_EPS if eps is None else eps)
-    else:
-        plan = _plan_from_calls(module, variables, params, batch, dict(apply_kwargs or {}), eps)
+        raise ArgumentTypeError(
+            "from_flax needs module=YourModel() (the linen module the variables belong to): Flax numbers Dense and "
+            "BatchNorm layers separately and in construction order, so the variables alone do not say how the "
+            "layers are composed. With the module the order is traced from one call and the import is checked "
+            "against module.apply.")
+    kw = dict(apply_kwargs or {})
+    plan = _plan_from_calls(module, variables, params, batch, kw, eps)
     if len(activations) != len(plan):
         raise CPAInputError(f"{len(plan)} Dense layers but {len(activations)} activations; give one per Dense layer, "
                             "in call order.")
@@ -88,24 +104,23 @@ def from_flax(variables, activations, batch=None, eps: float | None = None, *, m
         bn = None
         if bpath is not None:
             q = _at(params, bpath, default={})
-            kw = {}
+            kwbn = {}
             if mode == "eval":
                 s = _at(stats, bpath, default=None)
                 if s is None:
                     raise CPAInputError(f"BatchNorm {_name(bpath)} has no batch_stats; pass batch=... for train mode, "
                                         "or the variables with their 'batch_stats'.")
-                kw = {"running_mean": np.asarray(s["mean"], float), "running_var": np.asarray(s["var"], float)}
+                kwbn = {"running_mean": np.asarray(s["mean"], float), "running_var": np.asarray(s["var"], float)}
             n = kernel.shape[1]
             bn = BatchNorm(n, mode, np.asarray(q.get("scale", np.ones(n)), float),
-                           np.asarray(q.get("bias", np.zeros(n)), float), bn_eps, **kw)
+                           np.asarray(q.get("bias", np.zeros(n)), float), bn_eps, **kwbn)
         layers.append(Layer(kernel.T, bias, act, bn))
     net = Network(layers[0].in_dim, tuple(layers), None if batch is None else np.asarray(batch, dtype=np.float64))
-    if module is not None:
-        _check_against_module(net, module, variables, batch, dict(apply_kwargs or {}))
+    _check_against_module(net, plan, module, variables, batch, kw)
     return net
 
 
-# -- the layer plan: (Dense path, BatchNorm path or None, epsilon) per layer -------------------------------------
+# -- the layer plan ----------------------------------------------------------------------------------------------
 def _name(path) -> str:
     return "/".join(path)
 
@@ -119,63 +134,6 @@ def _at(tree, path, default=KeyError):
             return default
         tree = tree[k]
     return tree
-
-
-def _plan_from_names(params, eps):
-    names = [str(k) for k in params]
-    unknown = [k for k in names if not re.fullmatch(r"(Dense|BatchNorm)_\d+", k)]
-    if unknown:
-        raise CPAInputError(f"unsupported or user-named Flax modules {unknown[:5]}: without module= from_flax reads "
-                            "top-level Dense_k and BatchNorm_k only; pass module=YourModel() to trace the layers.")
-    dense = sorted((k for k in names if k.startswith("Dense_")), key=lambda k: int(k.split("_")[1]))
-    bns = sorted((k for k in names if k.startswith("BatchNorm_")), key=lambda k: int(k.split("_")[1]))
-    if not dense:
-        raise CPAInputError("the variables have no Dense layer.")
-    if dense != [f"Dense_{k}" for k in range(len(dense))] or bns != [f"BatchNorm_{k}" for k in range(len(bns))]:
-        raise CPAInputError(f"the Dense / BatchNorm numbering has gaps ({dense + bns}); pass module=YourModel().")
-    for name in dense:
-        if not isinstance(params[name], Mapping) or "kernel" not in params[name]:
-            raise NetworkFormatError(f"Flax module {name} has no 'kernel'; pass the variables of nn.Dense layers.")
-    width = [int(np.shape(params[d]["kernel"])[-1]) for d in dense]
-    feats = [_bn_features(params[b]) for b in bns]
-    follows = _unique_assignment(feats, width)
-    if follows is None:
-        raise CPAInputError(f"{len(bns)} BatchNorm and {len(dense)} Dense layers whose widths fit more than one order: "
-                            "Flax numbers the two kinds separately, so which Dense each BatchNorm follows cannot be read "
-                            "from the variables alone. Pass module=YourModel() (and apply_kwargs, e.g. {'train': True}): "
-                            "the layer order is traced from one call and the import is checked against module.apply.")
-    owner = dict(zip(follows, bns))
-    return [((d,), (owner[k],) if k in owner else None, eps) for k, d in enumerate(dense)]
-
-
-def _bn_features(p) -> int | None:
-    for key in ("scale", "bias"):
-        if isinstance(p, Mapping) and key in p:
-            return int(np.shape(p[key])[-1])
-    return None  # neither scale nor bias: any width fits
-
-
-def _unique_assignment(feats, width):
-    """The one way to place BatchNorm_0, BatchNorm_1, … after an increasing sequence of Dense layers whose output
-    widths equal their feature counts (``None`` fits any width), as Dense indices; None when there are none or
-    several (Flax numbers BatchNorm layers in call order, each follows one Dense)."""
-    nb, nd = len(feats), len(width)
-    ways = [[0] * (nd + 1) for _ in range(nb + 1)]  # ways[i][j]: BatchNorm i.. after Dense j..
-    for j in range(nd + 1):
-        ways[nb][j] = 1
-    for i in range(nb - 1, -1, -1):
-        for j in range(nd - 1, -1, -1):
-            fits = feats[i] is None or feats[i] == width[j]
-            ways[i][j] = min(2, ways[i][j + 1] + (ways[i + 1][j + 1] if fits else 0))
-    if ways[0][0] != 1:
-        return None
-    out, j = [], 0
-    for i in range(nb):
-        while not ((feats[i] is None or feats[i] == width[j]) and ways[i + 1][j + 1] == 1):
-            j += 1
-        out.append(j)
-        j += 1
-    return out
 
 
 def _modules():
@@ -241,12 +199,14 @@ def _plan_from_calls(module, variables, params, batch, kw, eps):
     paths = [p for p, _ in calls]
     prev_kind = None
     leaves = [(p, m) for p, m in calls if not any(len(q) > len(p) and q[:len(p)] == p for q in paths)]
-    plan = []
+    plan, low = _Plan(), []
     for path, m in leaves:
         kind = next((k for k in (nn.Dense, nn.BatchNorm) if isinstance(m, k)), None)
         if kind is not None and type(m).__call__ is not kind.__call__:
             raise CPAInputError(f"Flax module {_name(path)} ({type(m).__name__}) subclasses {kind.__name__} with its "
                                 f"own __call__; from_flax reads nn.Dense and nn.BatchNorm as Flax defines them.")
+        if kind is not None and getattr(m, "dtype", None) is not None:
+            low.append(np.dtype(m.dtype))
         if kind is nn.Dense:
             plan.append([path, None, None])
         elif kind is nn.BatchNorm:
@@ -267,7 +227,13 @@ def _plan_from_calls(module, variables, params, batch, kw, eps):
         prev_kind = kind  # None after any other leaf: a BatchNorm must follow its Dense directly
     if not plan:
         raise CPAInputError("the module calls no Dense layer.")
-    return [tuple(p) for p in plan]
+    out = _Plan(tuple(p) for p in plan)
+    out.dtype = min(low, key=lambda t: np.finfo(t).bits) if low else None
+    if out.dtype is not None and np.finfo(out.dtype).bits < 32:
+        raise CPAInputError(f"a layer of the module computes in {out.dtype.name}: at that precision the import check "
+                            "cannot tell a wrong import from rounding; build the module with dtype=jnp.float32 (or "
+                            "None) for the import — the parameters are the same.")
+    return out
 
 
 def _owns_variables(variables, path) -> bool:
@@ -283,39 +249,114 @@ def _x64():
     return ctx(True)
 
 
-def _check_against_module(net, module, variables, batch, kw):
-    """The imported network against ``module.apply`` in float64 (see the module docstring)."""
+def _as_output(out, what) -> np.ndarray:
+    try:
+        arr = np.asarray(out, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise CPAInputError(f"the module returns {type(out).__name__} ({what}); from_flax needs a module whose output "
+                            "is one array (B, outputs): pass apply_kwargs (e.g. method=...) that select such a call.") \
+            from e
+    if arr.ndim == 0 or arr.dtype == object:
+        raise CPAInputError(f"the module returns {short(out, 40)} ({what}); from_flax needs one array (B, outputs).")
+    return arr
+
+
+def _apply(module, variables, x, kw, what, mutable=False):
+    """``module.apply`` in float64 (variables and inputs upcast) → float64 outputs, failures typed."""
     import jax
     import jax.numpy as jnp
 
-    if batch is not None:
-        x = np.asarray(batch, dtype=np.float64)
-    else:
-        x = np.random.default_rng(_PROBE_SEED).standard_normal((_PROBE_ROWS, net.input_dim))
     with _x64():
         v64 = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype=jnp.float64), variables)
         try:
-            if batch is not None:
-                ref, _ = module.apply(v64, jnp.asarray(x), mutable=["batch_stats"], **kw)
-            else:
-                ref = module.apply(v64, jnp.asarray(x), **kw)
-        except Exception as e:
-            hint = ("in eval mode the module must not update batch_stats: pass apply_kwargs that select its "
-                    "evaluation path" if batch is None else "pass the apply_kwargs of its training call")
-            raise CPAInputError(f"calling the Flax module failed ({type(e).__name__}: {short(str(e), 200)}); "
-                                f"{hint}.") from e
-        ref = np.asarray(ref, dtype=np.float64)
+            out = module.apply(v64, jnp.asarray(x, dtype=jnp.float64), mutable=mutable, **kw)
+        except Exception as e:  # the user's module
+            raise CPAInputError(f"calling the Flax module failed ({what}: {type(e).__name__}: {short(str(e), 200)}); "
+                                + ("pass the apply_kwargs of its training call (e.g. {'train': True})."
+                                   if mutable else "pass apply_kwargs that select its evaluation path.")) from e
+        if mutable:
+            out = out[0]
+        return _as_output(out, what)
+
+
+def _row_errors(net, x, ref):
+    """Per row: |ours − ref|∞ / max(1, |ref|∞) (or None when the shapes do not fit)."""
     ours = np.asarray(net.forward(x), dtype=np.float64)
     if ours.size != ref.size:
         raise CPAInputError(f"the module's output has shape {ref.shape}, the imported network's {ours.shape}; the "
                             "module does more than Dense / BatchNorm / activation layers.")
-    ours = ours.reshape(ref.shape)
-    err = float(np.max(np.abs(ours - ref)))
-    scale = max(1.0, float(np.max(np.abs(ref))))
-    if not err <= IMPORT_AGREEMENT_RTOL * scale:
-        mode = "train mode on the batch" if batch is not None else "eval mode on probe points"
-        raise CPAInputError(
-            f"the imported network differs from module.apply by {err:.3g} ({mode}); check the activation list "
-            f"(one per Dense, in call order), that each BatchNorm directly follows its Dense and precedes the "
-            f"activation, and that apply_kwargs select the matching BatchNorm mode"
-            + (" (e.g. {'train': True})." if batch is not None else "."))
+    ours, ref = ours.reshape(len(x), -1), ref.reshape(len(x), -1)
+    with np.errstate(invalid="ignore", over="ignore"):
+        err = np.abs(ours - ref).max(axis=1) / np.maximum(1.0, np.abs(ref).max(axis=1))
+    return np.where(np.isfinite(err), err, np.inf)
+
+
+def _probes(d):
+    rng = np.random.default_rng(_PROBE_SEED)
+    return np.concatenate([s * rng.standard_normal((_PROBE_ROWS, d)) for s in _PROBE_SCALES])
+
+
+def _fail(err, what, tol):
+    raise CPAInputError(
+        f"the imported network differs from Flax's forward pass by {err:.3g} (relative; tolerance {tol:.1g}) "
+        f"{what}; check the activation list (one per Dense, in call order), that each BatchNorm directly follows its "
+        "Dense and precedes the activation, and that apply_kwargs select the matching BatchNorm mode"
+        + (" (e.g. {'train': True})." if "train" in what else "."))
+
+
+def _batch_stats(net, plan):
+    """Per BatchNorm path: the batch's mean and biased variance of its pre-BN values (the train-mode statistics),
+    and the largest (mean² + var)/(var + eps): Flax's batch variance E[z²] − E[z]² loses about u times that,
+    relative, so the tolerance on the batch grows by it."""
+    from .bn import batch_statistics
+
+    cond = net.condition()
+    out, ratio = {}, 1.0
+    for i, (_, bpath, eps) in enumerate(plan):
+        if bpath is not None:
+            L = net.layers[i]
+            mean, var = out[bpath] = batch_statistics(cond.batch_inputs(i) @ L.weight.T + L.bias)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = max(ratio, float(np.max((mean ** 2 + var) / (var + eps))))
+    return out, ratio
+
+
+def _with_stats(variables, stats):
+    """A copy of ``variables`` whose ``batch_stats`` at the given paths are replaced (plain nested dicts)."""
+    def plain(t):
+        return {k: plain(v) for k, v in t.items()} if isinstance(t, Mapping) else t
+
+    v = plain(variables)
+    col = v.setdefault("batch_stats", {})
+    for path, (mean, var) in stats.items():
+        node = col
+        for k in path:
+            node = node.setdefault(k, {})
+        node["mean"], node["var"] = mean, var
+    return v
+
+
+def _check_against_module(net, plan, module, variables, batch, kw):
+    """The imported network against Flax's forward pass in float64 (see the module docstring)."""
+    tol = IMPORT_AGREEMENT_RTOL if plan.dtype is None or np.finfo(plan.dtype).bits >= 64 else \
+        IMPORT_AGREEMENT_RTOL_FLOAT32
+    probes = _probes(net.input_dim)
+    if batch is None:
+        err = _row_errors(net, probes, _apply(module, variables, probes, kw, "eval mode"))
+        if not err.max() <= tol:
+            _fail(float(err.max()), "in eval mode at probe points", tol)
+        return
+    X = np.asarray(batch, dtype=np.float64)
+    stats, ratio = _batch_stats(net, plan)
+    err = _row_errors(net, X, _apply(module, variables, X, kw, "train mode on the batch", mutable=["batch_stats"]))
+    if not err.max() <= tol * ratio:
+        _fail(float(err.max()), "in train mode on the batch", tol * ratio)
+    # away from the batch: Flax's evaluation call with running statistics := the batch's (the same function)
+    both = np.concatenate([X, probes])
+    try:
+        ref = _apply(module, _with_stats(variables, stats), both, {}, "evaluation call")
+    except CPAInputError:
+        return  # the module's default call is not an evaluation path: this part of the check does not apply
+    err = _row_errors(net, both, ref)
+    if err[:len(X)].max() <= tol and not err.max() <= tol:
+        _fail(float(err.max()), "away from the batch (Flax's evaluation call with the batch's statistics)", tol)

@@ -28,6 +28,10 @@ TORCH_AGREEMENT_ATOL = 1e-10
 #: rounding, relative to max(1, max |output|); a wrong layer order, activation or BatchNorm mode differs by O(1).
 IMPORT_AGREEMENT_RTOL = 1e-9
 
+#: The same when a layer of the framework's model computes in float32 (u = 6e-8, sums over widths ≲ 10^3):
+#: a wrong activation or layer order still differs by O(1).
+IMPORT_AGREEMENT_RTOL_FLOAT32 = 1e-4
+
 #: float32 window decisions are trusted only when the float64 slack exceeds this
 #: relative margin (float32 eps = 1.2e-7, times a dot product of length d <= 1e3).
 FLOAT32_DECISION_RTOL = 1e-4

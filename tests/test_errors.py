@@ -535,8 +535,7 @@ def _api_cases():
         "standardized_offset('a', 'b', 'c')": lambda: cpa.standardized_offset("a", "b", "c"),
         "bn_scale('a', 1)": lambda: cpa.bn_scale("a", 1),
         "from_flax(None, [])": lambda: cpa.from_flax(None, []),
-        "from_flax(no kernel)": lambda: cpa.from_flax({"params": {"Dense_0": {}}}, ["relu"]),
-        "from_flax(Dense_x)": lambda: cpa.from_flax({"params": {"Dense_x": {}}}, ["relu"]),
+        "from_flax(variables without module=)": lambda: cpa.from_flax({"params": {"Dense_0": {}}}, ["relu"]),
         "from_flax(activations=None)": lambda: cpa.from_flax({"params": {"Dense_0": {"kernel": eye, "bias": [0, 0]}}},
                                                              None),
     }

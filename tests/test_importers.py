@@ -185,20 +185,6 @@ def test_roundtrip_through_the_file_format(rng, tmp_path):
     np.testing.assert_array_equal(again.forward(x), net.forward(x))
 
 
-def test_flax_variables_dict(rng):
-    k1, k2 = rng.normal(size=(2, 4)), rng.normal(size=(4, 1))
-    variables = {"params": {"Dense_0": {"kernel": k1, "bias": np.zeros(4)},
-                            "BatchNorm_0": {"scale": np.ones(4) * 1.5, "bias": np.full(4, 0.2)},
-                            "Dense_1": {"kernel": k2, "bias": np.zeros(1)}},
-                 "batch_stats": {"BatchNorm_0": {"mean": np.full(4, 0.1), "var": np.full(4, 2.0)}}}
-    net = cpa.from_flax(variables, ["relu", "identity"])
-    x = rng.normal(size=(6, 2))
-    z = 1.5 * (x @ k1 - 0.1) / np.sqrt(2.0 + 1e-5) + 0.2
-    np.testing.assert_allclose(net.forward(x), np.maximum(z, 0) @ k2, atol=1e-12)
-    with pytest.raises(CPAInputError, match="Conv_0"):
-        cpa.from_flax({"params": {**variables["params"], "Conv_0": {}}}, ["relu", "identity"])
-
-
 def test_nested_sequentials_import_as_one_mlp_and_from_torch_takes_input_shape():
     """Referee's cases: nn.Sequential(nn.Sequential(Linear, ReLU), ...) went down the conv path (a ConvNetwork,
     no .forward, not savable as a network file), and cpa.from_torch refused input_shape= for an eval-mode CNN

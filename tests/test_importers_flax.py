@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import cpa_theory as cpa
-from cpa_theory.errors import CPAInputError
+from cpa_theory.errors import ArgumentTypeError, CPAInputError
 
 nn = pytest.importorskip("flax.linen")  # the test extra installs flax: these run in CI
 
@@ -61,7 +61,7 @@ def trained_variables(module, d, seed=0):
     X = jax.random.normal(jax.random.key(seed + 1), (12, d)) * 1.5 + 0.3
     v = module.init(jax.random.key(seed), X)
     _, upd = module.apply(v, X, train=True, mutable=["batch_stats"])
-    return {"params": v["params"], "batch_stats": upd["batch_stats"]}, np.asarray(X, dtype=np.float64)
+    return {"params": v["params"], **upd}, np.asarray(X, dtype=np.float64)
 
 
 def flax64(module, variables, x, train):
@@ -73,6 +73,71 @@ def flax64(module, variables, x, train):
         else:
             out = module.apply(v, jnp.asarray(x))
         return np.asarray(out, dtype=np.float64)
+
+
+def test_wrong_activations_are_caught_away_from_the_batch_and_the_unit_ball():
+    """relu6 read as relu differs only beyond 6 (the eval probes reach it at scales 10–1000); hard_tanh read as
+    identity after train-mode BN on 2 points agrees on the batch (BN outputs ±1) and differs off it (Flax's
+    evaluation call with the batch's statistics checks there)."""
+
+    class Relu6(nn.Module):
+        @nn.compact
+        def __call__(self, x, train=False):
+            return nn.Dense(1)(nn.relu6(nn.Dense(8)(x)))
+
+    module = Relu6()
+    variables, _ = trained_variables(module, 3)
+    cpa.from_flax(variables, ["relu6", "identity"], module=module)
+    with pytest.raises(CPAInputError, match="eval mode at probe points"):
+        cpa.from_flax(variables, ["relu", "identity"], module=module)
+
+    class Clip(nn.Module):
+        @nn.compact
+        def __call__(self, x, train=False):
+            x = nn.BatchNorm(use_running_average=not train, use_scale=False, use_bias=False)(nn.Dense(8)(x))
+            return nn.Dense(1)(nn.hard_tanh(x))
+
+    module = Clip()
+    X = np.random.default_rng(2).standard_normal((2, 3))
+    variables = module.init(jax.random.key(0), X)
+    cpa.from_flax(variables, ["hardtanh", "identity"], batch=X, module=module, apply_kwargs={"train": True})
+    with pytest.raises(CPAInputError, match="away from the batch"):
+        cpa.from_flax(variables, ["identity", "identity"], batch=X, module=module, apply_kwargs={"train": True})
+
+
+def test_correct_imports_are_not_refused_for_flax_rounding():
+    """A float32 layer, and Flax's batch variance E[z²] − E[z]² at |mean| ≈ 1e5 (it loses ~1e-6 relative): both
+    imports are right and must pass; bfloat16 is refused by name."""
+
+    def mlp(dtype=None, bias=0.0):
+        class M(nn.Module):
+            @nn.compact
+            def __call__(self, x, train=False):
+                x = nn.Dense(8, dtype=dtype, bias_init=nn.initializers.constant(bias))(x)
+                return nn.Dense(1, dtype=dtype)(nn.relu(nn.BatchNorm(use_running_average=not train)(x)))
+        return M()
+
+    X = np.random.default_rng(0).standard_normal((12, 3))
+    for module in (mlp(jnp.float32), mlp(bias=1e5)):
+        variables = module.init(jax.random.key(0), X)
+        cpa.from_flax(variables, ["relu", "identity"], batch=X, module=module, apply_kwargs={"train": True})
+        cpa.from_flax(variables, ["relu", "identity"], module=module)
+    module = mlp(jnp.bfloat16)
+    with pytest.raises(CPAInputError, match="bfloat16"):
+        cpa.from_flax(module.init(jax.random.key(0), X), ["relu", "identity"], module=module)
+
+
+def test_a_module_that_does_not_return_one_array_gets_a_typed_error():
+    class Pair(nn.Module):
+        @nn.compact
+        def __call__(self, x, train=False):
+            h = nn.Dense(4)(x)
+            return {"out": nn.Dense(1)(nn.relu(h)), "hidden": h}
+
+    module = Pair()
+    variables = module.init(jax.random.key(0), jnp.ones((3, 2)))
+    with pytest.raises(CPAInputError, match="one array"):
+        cpa.from_flax(variables, ["relu", "identity"], module=module)
 
 
 @pytest.mark.parametrize("M,d,acts", CASES, ids=[c[0].__name__ for c in CASES])
@@ -89,38 +154,48 @@ def test_traced_import_equals_flax_in_train_and_eval_mode(M, d, acts, rng):
     assert not np.allclose(train.forward(x[:1]), flax64(module, variables, both, True)[-1:], atol=1e-6)
 
 
-def test_variables_alone_are_refused_when_the_widths_allow_two_orders():
-    """Old importer: BatchNorm_k belonged to Dense_k, so this model imported with BN on the wrong layer (off by
-    ~1 from Flax in train mode) and no error."""
-    module = BNSecondOnly()
-    variables, X = trained_variables(module, 2)
-    with pytest.raises(CPAInputError, match="module="):
-        cpa.from_flax(variables, ["relu", "relu", "identity"], batch=X)
-    with pytest.raises(CPAInputError, match="module="):
-        cpa.from_flax(variables, ["relu", "relu", "identity"])
+def test_variables_alone_are_refused_and_the_call_order_is_traced():
+    """Flax numbers layers in construction order: in ``nn.Dense(1)(relu(nn.Dense(4)(x)))`` the outer layer is
+    Dense_0. The old importer composed Dense_0 first (and paired BatchNorm_k with Dense_k): wrong networks, no
+    error. Now the variables alone are refused, and the traced order is right."""
 
-
-def test_variables_alone_import_when_the_widths_fix_the_order():
-    class MLP(nn.Module):  # widths 5, 5, 1 with BatchNorm on the first two: one order only
+    class OneLiner(nn.Module):
         @nn.compact
         def __call__(self, x, train=False):
-            x = nn.relu(nn.BatchNorm(use_running_average=not train)(nn.Dense(5)(x)))
-            x = nn.relu(nn.BatchNorm(use_running_average=not train)(nn.Dense(5)(x)))
-            return nn.Dense(1)(x)
+            return nn.Dense(3)(nn.relu(nn.BatchNorm(use_running_average=not train)(nn.Dense(3)(x))))
 
-    module = MLP()
-    variables, X = trained_variables(module, 2, seed=3)
-    acts = ["relu", "relu", "identity"]
-    net = cpa.from_flax(variables, acts, batch=X)
+    module = OneLiner()
+    variables, X = trained_variables(module, 3)
+    assert np.shape(variables["params"]["Dense_0"]["kernel"]) == (3, 3)  # both 3×3: shapes cannot tell
+    for kw in ({}, {"batch": X}):
+        with pytest.raises(ArgumentTypeError, match="module="):
+            cpa.from_flax(variables, ["relu", "identity"], **kw)
+    net = cpa.from_flax(variables, ["relu", "identity"], batch=X, module=module, apply_kwargs={"train": True})
     np.testing.assert_allclose(net.forward(X), flax64(module, variables, X, True), atol=1e-10)
-    net = cpa.from_flax(variables, acts)
-    np.testing.assert_allclose(net.forward(X), flax64(module, variables, X, False), atol=1e-10)
+    np.testing.assert_array_equal(net.layers[0].weight, np.asarray(variables["params"]["Dense_1"]["kernel"]).T)
+
+
+def test_batchnorm_without_scale_and_bias_is_read_from_the_module():
+    """Such a BatchNorm has no parameters, only batch_stats: a reader of params alone drops it."""
+
+    class NoAffine(nn.Module):
+        @nn.compact
+        def __call__(self, x, train=False):
+            x = nn.BatchNorm(use_running_average=not train, use_scale=False, use_bias=False)(nn.Dense(5)(x))
+            return nn.Dense(1, use_bias=False)(nn.relu(x))
+
+    module = NoAffine()
+    variables, X = trained_variables(module, 2)
+    assert "BatchNorm_0" not in variables["params"]
+    net = cpa.from_flax(variables, ["relu", "identity"], batch=X, module=module, apply_kwargs={"train": True})
+    assert net.layers[0].batchnorm is not None
+    np.testing.assert_allclose(net.forward(X), flax64(module, variables, X, True), atol=1e-10)
 
 
 def test_the_import_check_rejects_a_network_that_differs_from_the_module():
     module = SetupNamed()
     variables, X = trained_variables(module, 2)
-    with pytest.raises(CPAInputError, match="differs from module.apply"):  # wrong activation
+    with pytest.raises(CPAInputError, match="differs from Flax"):  # wrong activation
         cpa.from_flax(variables, ["identity", "identity"], module=module)
     with pytest.raises(CPAInputError, match=r"\{'train': True\}"):  # BN left in eval mode on a train import
         cpa.from_flax(variables, ["relu", "identity"], batch=X, module=module)
@@ -133,7 +208,7 @@ def test_the_import_check_rejects_a_network_that_differs_from_the_module():
 
     module = AfterActivation()
     variables, X = trained_variables(module, 2)
-    with pytest.raises(CPAInputError, match="differs from module.apply"):
+    with pytest.raises(CPAInputError, match="differs from Flax"):
         cpa.from_flax(variables, ["relu", "identity"], batch=X, module=module, apply_kwargs={"train": True})
 
 
