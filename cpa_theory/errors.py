@@ -69,3 +69,8 @@ class ArgumentTypeError(CPAInputError, TypeError):
 
 class RegionLimitError(CPAInputError, RuntimeError):
     """A count would exceed the caller's ``max_regions``: raise the limit or shrink the window."""
+
+
+class ImportCheckError(CPAInputError):
+    """An imported network differs from the framework's own forward pass (:mod:`cpa_theory.import_check`):
+    the model was not read as it computes. The message says where and what to check."""

@@ -26,6 +26,7 @@ from .activations import CPAActivation, hardsigmoid, identity, leaky_relu, relu,
 from .bn import BatchNorm
 from .errors import ArgumentTypeError, CPAInputError, NetworkFormatError
 from .inputs import read_user_bytes, short
+from .import_check import check_torch_import
 from .importers_flax import from_flax
 from .network import Layer, Network
 
@@ -164,6 +165,7 @@ def _from_flat_sequential(model, batch, state_dict):
     if not isinstance(model, nn.Sequential):
         raise CPAInputError(f"from_torch needs an nn.Sequential; got {type(model).__name__}. Wrap the layers in "
                             "nn.Sequential(...).")
+    given = model
     model = _flat_sequential(model)  # nested nn.Sequentials of leaf modules (not None: _is_convnet said so)
     mode = "train" if batch is not None else "eval"
     layers: list[dict] = []
@@ -205,4 +207,6 @@ def _from_flat_sequential(model, batch, state_dict):
     out = tuple(Layer(l["weight"], l["bias"], l["act"] or identity(), l["bn"]) for l in layers)
     if batch is not None and isinstance(batch, torch.Tensor):
         batch = _np(batch)
-    return Network(out[0].in_dim, out, batch)
+    net = Network(out[0].in_dim, out, batch)
+    check_torch_import(given, net.forward, net.batch, (net.input_dim,))
+    return net

@@ -17,8 +17,8 @@ imported network is then compared with Flax's own forward pass in float64:
   network on the batch itself (a module whose default call is not its evaluation path skips it).
 
 A difference beyond :data:`cpa_theory.tolerances.IMPORT_AGREEMENT_RTOL` (``IMPORT_AGREEMENT_RTOL_FLOAT32`` when a
-layer computes in float32) per row, relative to max(1, |output|), is a :class:`CPAInputError` that says what to
-check (the activation list, where BatchNorm sits, ``apply_kwargs`` such as ``{"train": True}``); nothing wrong is
+layer computes in float32) per row, relative to max(1, |output|) (:mod:`cpa_theory.import_check`), is an
+:class:`cpa_theory.errors.ImportCheckError` that says what to check (the activation list, where BatchNorm sits, ``apply_kwargs`` such as ``{"train": True}``); nothing wrong is
 returned. Layers computing in bfloat16 / float16 are refused: the check could not tell a wrong import from
 rounding.
 """
@@ -32,15 +32,12 @@ import numpy as np
 from .activations import CPAActivation
 from .bn import BatchNorm
 from .errors import ArgumentTypeError, CPAInputError, NetworkFormatError
+from .import_check import probes, require_agreement, row_errors
 from .inputs import short
 from .network import Layer, Network
 from .tolerances import IMPORT_AGREEMENT_RTOL, IMPORT_AGREEMENT_RTOL_FLOAT32
 
 __all__ = ["from_flax"]
-
-#: probe points of the import check: explicit seed, standard normal rows at each of these scales
-_PROBE_SEED, _PROBE_ROWS, _PROBE_SCALES = 20261203, 16, (1.0, 10.0, 100.0, 1000.0)
-
 
 class _Plan(list):
     """The layers as ``(Dense path, BatchNorm path or None, epsilon or None)`` in call order, with the lowest
@@ -279,29 +276,10 @@ def _apply(module, variables, x, kw, what, mutable=False):
         return _as_output(out, what)
 
 
-def _row_errors(net, x, ref):
-    """Per row: |ours − ref|∞ / max(1, |ref|∞) (or None when the shapes do not fit)."""
-    ours = np.asarray(net.forward(x), dtype=np.float64)
-    if ours.size != ref.size:
-        raise CPAInputError(f"the module's output has shape {ref.shape}, the imported network's {ours.shape}; the "
-                            "module does more than Dense / BatchNorm / activation layers.")
-    ours, ref = ours.reshape(len(x), -1), ref.reshape(len(x), -1)
-    with np.errstate(invalid="ignore", over="ignore"):
-        err = np.abs(ours - ref).max(axis=1) / np.maximum(1.0, np.abs(ref).max(axis=1))
-    return np.where(np.isfinite(err), err, np.inf)
-
-
-def _probes(d):
-    rng = np.random.default_rng(_PROBE_SEED)
-    return np.concatenate([s * rng.standard_normal((_PROBE_ROWS, d)) for s in _PROBE_SCALES])
-
-
-def _fail(err, what, tol):
-    raise CPAInputError(
-        f"the imported network differs from Flax's forward pass by {err:.3g} (relative; tolerance {tol:.1g}) "
-        f"{what}; check the activation list (one per Dense, in call order), that each BatchNorm directly follows its "
-        "Dense and precedes the activation, and that apply_kwargs select the matching BatchNorm mode"
-        + (" (e.g. {'train': True})." if "train" in what else "."))
+def _hint(train: bool) -> str:
+    return ("check the activation list (one per Dense, in call order), that each BatchNorm directly follows its "
+            "Dense and precedes the activation, and that apply_kwargs select the matching BatchNorm mode"
+            + (" (e.g. {'train': True})." if train else "."))
 
 
 def _batch_stats(net, plan):
@@ -337,26 +315,25 @@ def _with_stats(variables, stats):
 
 
 def _check_against_module(net, plan, module, variables, batch, kw):
-    """The imported network against Flax's forward pass in float64 (see the module docstring)."""
+    """The imported network against Flax's forward pass in float64 (:mod:`cpa_theory.import_check`)."""
     tol = IMPORT_AGREEMENT_RTOL if plan.dtype is None or np.finfo(plan.dtype).bits >= 64 else \
         IMPORT_AGREEMENT_RTOL_FLOAT32
-    probes = _probes(net.input_dim)
+    P = probes((net.input_dim,))
     if batch is None:
-        err = _row_errors(net, probes, _apply(module, variables, probes, kw, "eval mode"))
-        if not err.max() <= tol:
-            _fail(float(err.max()), "in eval mode at probe points", tol)
+        err = row_errors(net.forward(P), _apply(module, variables, P, kw, "eval mode"))
+        require_agreement(err, "in eval mode at probe points", tol, _hint(False))
         return
     X = np.asarray(batch, dtype=np.float64)
     stats, ratio = _batch_stats(net, plan)
-    err = _row_errors(net, X, _apply(module, variables, X, kw, "train mode on the batch", mutable=["batch_stats"]))
-    if not err.max() <= tol * ratio:
-        _fail(float(err.max()), "in train mode on the batch", tol * ratio)
+    ref = _apply(module, variables, X, kw, "train mode on the batch", mutable=["batch_stats"])
+    require_agreement(row_errors(net.forward(X), ref), "in train mode on the batch", tol * ratio, _hint(True))
     # away from the batch: Flax's evaluation call with running statistics := the batch's (the same function)
-    both = np.concatenate([X, probes])
+    both = np.concatenate([X, P])
     try:
         ref = _apply(module, _with_stats(variables, stats), both, {}, "evaluation call")
     except CPAInputError:
         return  # the module's default call is not an evaluation path: this part of the check does not apply
-    err = _row_errors(net, both, ref)
-    if err[:len(X)].max() <= tol and not err.max() <= tol:
-        _fail(float(err.max()), "away from the batch (Flax's evaluation call with the batch's statistics)", tol)
+    err = row_errors(net.forward(both), ref)
+    if err[:len(X)].max() <= tol:
+        require_agreement(err, "away from the batch (Flax's evaluation call with the batch's statistics)", tol,
+                          _hint(False))

@@ -28,6 +28,7 @@ from .activations import relu
 from .bn import BatchNorm
 from .convnet import ConvNetwork
 from .errors import CPAInputError, NetworkFormatError
+from .import_check import check_torch_import
 from .layers import (Activation, AdaptiveAvgPool, AvgPool, BatchNormND, Conv, Flatten, Linear, MaxPool, Residual,
                      UnsupportedLayerError)
 
@@ -253,6 +254,8 @@ def from_torch_convnet(model, batch=None, *, input_shape=None, state_dict=None) 
                                     "reads modules, relu, flatten(x, 1) and residual sums; use nn modules for the "
                                     "rest.")
     layers = tuple(op for _, op in out_path if op is not None)
+    net = ConvNetwork(tuple(input_shape), layers, batch)
+    check_torch_import(model, net.condition().forward, batch, tuple(input_shape))
     for n in notes:
         warnings.warn(n, DropoutIgnoredWarning, stacklevel=2)
-    return ConvImport(ConvNetwork(tuple(input_shape), layers, batch), tuple(notes))
+    return ConvImport(net, tuple(notes))

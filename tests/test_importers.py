@@ -276,3 +276,41 @@ def test_an_uninitialised_lazy_module_is_refused_with_the_fix():
         from cpa_theory.importers_torch_fx import from_torch_convnet
 
         from_torch_convnet(model, batch=torch.randn(4, 2))
+
+
+def test_every_torch_import_is_checked_against_the_model_itself(rng, monkeypatch):
+    """The import check (cpa_theory.import_check) catches a misread layer: a mutated importer (an activation read
+    wrong, a conv bias dropped) must raise ImportCheckError in eval mode, in train mode on the batch and — where
+    the batch cannot tell (hardtanh read as identity after BN on 2 points: BN outputs ±1) — off the batch."""
+    import cpa_theory.importers as imp
+    import cpa_theory.importers_torch_fx as fx_imp
+    from cpa_theory.errors import ImportCheckError
+
+    real_act, real_conv = imp._torch_activation, fx_imp._conv
+    model = torch_model(seed=4, act=lambda: nn.LeakyReLU(0.2))
+    batch = rng.normal(size=(8, 2))
+    cpa.from_torch(model, batch=batch)
+    cpa.from_torch(model.eval())
+    monkeypatch.setattr(imp, "_torch_activation", lambda mod: cpa.leaky_relu(0.25))
+    with pytest.raises(ImportCheckError, match="in eval mode at probe points"):
+        cpa.from_torch(model.eval())
+    with pytest.raises(ImportCheckError, match="in train mode on the batch"):
+        cpa.from_torch(model, batch=batch)
+    # hardtanh read as identity: equal on a batch of 2 after BN, different away from it
+    monkeypatch.setattr(imp, "_torch_activation", lambda mod: cpa.identity() if isinstance(mod, nn.Hardtanh)
+                        else real_act(mod))
+    torch.manual_seed(1)
+    clip = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4, affine=False), nn.Hardtanh(), nn.Linear(4, 1))
+    with pytest.raises(ImportCheckError, match="away from the batch"):
+        cpa.from_torch(clip, batch=rng.normal(size=(2, 3)))
+    monkeypatch.setattr(imp, "_torch_activation", real_act)
+    cpa.from_torch(clip, batch=rng.normal(size=(2, 3)))
+    # the convolutional importer: a conv read without its bias
+    conv = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.BatchNorm2d(2), nn.ReLU(), nn.Flatten(), nn.Linear(32, 1))
+    images = rng.normal(size=(4, 1, 4, 4))
+    cpa.from_torch(conv, batch=images)
+    cpa.from_torch(conv.eval(), input_shape=(1, 4, 4))
+    monkeypatch.setattr(fx_imp, "_conv", lambda mod, name: fx_imp.Conv(
+        real_conv(mod, name).weight, None, mod.stride, mod.padding, mod.dilation, mod.groups))
+    with pytest.raises(ImportCheckError, match="in eval mode at probe points"):
+        cpa.from_torch(conv.eval(), input_shape=(1, 4, 4))

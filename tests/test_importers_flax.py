@@ -195,7 +195,7 @@ def test_batchnorm_without_scale_and_bias_is_read_from_the_module():
 def test_the_import_check_rejects_a_network_that_differs_from_the_module():
     module = SetupNamed()
     variables, X = trained_variables(module, 2)
-    with pytest.raises(CPAInputError, match="differs from Flax"):  # wrong activation
+    with pytest.raises(CPAInputError, match="differs from the model"):  # wrong activation
         cpa.from_flax(variables, ["identity", "identity"], module=module)
     with pytest.raises(CPAInputError, match=r"\{'train': True\}"):  # BN left in eval mode on a train import
         cpa.from_flax(variables, ["relu", "identity"], batch=X, module=module)
@@ -208,7 +208,7 @@ def test_the_import_check_rejects_a_network_that_differs_from_the_module():
 
     module = AfterActivation()
     variables, X = trained_variables(module, 2)
-    with pytest.raises(CPAInputError, match="differs from Flax"):
+    with pytest.raises(CPAInputError, match="differs from the model"):
         cpa.from_flax(variables, ["relu", "identity"], batch=X, module=module, apply_kwargs={"train": True})
 
 
