@@ -3,8 +3,8 @@ distances with bootstrap confidence intervals.
 
 * :func:`mean_ci95` — mean and a Student-t 95 % interval (t_{n−1}; with 8 counted networks that is t₇, not
   the normal 1.96).
-* :func:`t_test_p` — two-sided one-sample t-test p-value of "mean difference = 0" (exact 0 or 1 when every
-  sample is equal).
+* :func:`t_test_p` — two-sided one-sample t-test p-value of "mean difference = 0" (the exact sign test's when
+  every sample is equal; 1 below two samples).
 * :func:`holm` — Holm's step-down adjustment of a family of p-values (controls the family-wise error).
 * :func:`cell_verdicts` — 'bn' / 'plain' / 'tie' per grid cell from Holm-adjusted p-values.
 * :func:`crossover` — D*: where E[BN] − E[plain], positive at the smallest distance (BN's phase at the centroid),
@@ -37,13 +37,17 @@ def mean_ci95(x) -> tuple[float, list[float]]:
 
 
 def t_test_p(x) -> float:
-    """Two-sided p-value of H0: E[x] = 0 (one-sample t-test); a constant sample gives 1 (mean 0) or 0."""
+    """Two-sided p-value of H0: E[x] = 0 (one-sample t-test). Fewer than 2 samples: 1 (no test). A constant
+    sample has no spread for t: its p-value is the exact two-sided sign test's, min(1, 2·2⁻ⁿ) (1 when the
+    constant is 0) — a t p-value of 0 there rejected a true null in half of all 2-sample draws of ±1."""
     from scipy.stats import t as student
 
     x = np.asarray(x, np.float64)
-    mean, sd = float(x.mean()), float(x.std(ddof=1)) if len(x) > 1 else 0.0
+    if len(x) < 2:
+        return 1.0
+    mean, sd = float(x.mean()), float(x.std(ddof=1))
     if sd == 0.0:
-        return 1.0 if mean == 0.0 else 0.0
+        return 1.0 if mean == 0.0 else min(1.0, 2.0 * 0.5 ** len(x))
     stat = mean / (sd / math.sqrt(len(x)))
     return float(2.0 * student.sf(abs(stat), len(x) - 1))
 

@@ -110,8 +110,9 @@ class SweepConfig:
         validate_config(cfg)
         if cfg.dtype not in ("float32", "float64"):
             raise CPAInputError(f"dtype {cfg.dtype!r}: use 'float32' or 'float64'.")
-        if cfg.networks < 2 or cfg.count_networks < 0 or cfg.count_networks > cfg.networks:
-            raise CPAInputError("networks must be >= 2 and 0 <= count_networks <= networks.")
+        if cfg.networks < 2 or cfg.count_networks < 0 or cfg.count_networks > cfg.networks or cfg.count_networks == 1:
+            raise CPAInputError("networks must be >= 2 and count_networks 0 (no exact counts) or 2 <= count_networks <= "
+                                "networks: one counted network has no spread, so no interval and no test.")
         if cfg.count_networks and cfg.d > 4:
             raise CPAInputError(f"exact counting (count_networks > 0) is for small inputs (d <= 4), d = {cfg.d}; "
                                 "set count_networks to 0 and use the hitting numbers.")

@@ -95,6 +95,30 @@ def _unbiased(real):
     return unbiased
 
 
+def test_a_nan_result_fails_a_check_and_does_not_refute_a_negative_control(tmp_path, monkeypatch):
+    """Referee's case: the checks kept their worst value with Python's max(0.0, nan) = 0.0, so a core whose
+    forward pass returned NaN passed C1 (max relative difference 0.0), and a NaN textbook eval forward still
+    'refuted' the negative control (min(inf, nan) = inf)."""
+    import cpa_theory.network as network
+    from cpa_theory.reproduce import oracles_textbook as tb
+    from cpa_theory.reproduce.common import Evidence, least, worst
+
+    assert np.isnan(worst(0.0, float("nan"), 1.0)) and np.isnan(least(np.inf, float("nan")))
+    ev = Evidence()
+    ev.check("c", "instances", True, max_error=float("nan"))
+    ev.negative("n", True, nested={"min_change": [1.0, float("nan")]})
+    assert not ev.checks[0]["passed"] and not ev.negatives[0]["refuted"]
+    with monkeypatch.context() as m:
+        m.setattr(network.Network, "forward", lambda self, X, *a, **k: np.full((np.shape(X)[0], 1), np.nan))
+        checks = _run(tmp_path, "C1")
+    assert not checks["core forward = textbook batch forward (z = Wx + b, μ, biased σ², raw b included)"]
+    real = tb.batch_forward
+    monkeypatch.setattr(tb, "batch_forward", lambda net, X: np.full_like(real(net, X), np.nan) if any(
+        l.batchnorm is not None and l.batchnorm.mode == "eval" for l in net.layers) else real(net, X))
+    ev = check_function(registry.get("C1"))(_ctx(tmp_path, "C1"))
+    assert not [n for n in ev.negatives if n["name"].startswith("eval-mode BN")][0]["refuted"]
+
+
 def test_C1_check_fails_when_the_core_uses_the_unbiased_variance(tmp_path, monkeypatch):
     import cpa_theory.network as network
 
@@ -228,6 +252,16 @@ def test_C6_check_fails_with_a_bound_5_percent_too_small(tmp_path, monkeypatch):
     assert not checks["exact E[h_plain] (Gaussian closed form) ≤ Σ q_i on every instance (bound within a few % of it)"]
 
 
+def test_C6_N_bound_check_fails_with_a_bound_10_percent_too_small(tmp_path, monkeypatch):
+    """Referee's case: the E[N_plain] ≤ Σ e_k(q) check passed with the bound scaled by 0.45–0.6 (the d = 2
+    instances sit far below it); the d = 1 instances, where the chain is tight, must catch a 10 % smaller bound."""
+    real = closed_forms.c6_bound_n
+    monkeypatch.setattr(closed_forms, "c6_bound_n", lambda *a, **k: 0.9 * real(*a, **k))
+    _small(monkeypatch, mc_biases=500, mc_counts=20)
+    checks = _run(tmp_path, "C6")
+    assert not [v for k, v in checks.items() if k.startswith("E[N_plain] ≤ Σ_{k≤d} e_k(q)")][0]
+
+
 def test_C6_check_fails_when_the_counter_over_counts_networks_without_bn(tmp_path, monkeypatch):
     """Referee's mutation: +3 regions for every network without BN stayed below the loose bound Σ e_k(q); the
     per-instance textbook count catches it."""
@@ -243,8 +277,20 @@ def test_C6_check_fails_when_the_counter_over_counts_networks_without_bn(tmp_pat
     monkeypatch.setattr(checks, "count_regions", over)
     _small(monkeypatch, mc_biases=500, mc_counts=20)
     checks_ = _run(tmp_path, "C6")
-    assert checks_["E[N_plain] ≤ Σ_{k≤d} e_k(q) (exact counts, t interval: lower end ≤ bound)"]  # the loose bound
     assert not checks_[next(k for k in checks_ if k.startswith("each sampled no-BN count N = 1 + h"))]
+    # the d = 1 instances, where the bound is tight, now catch it through the bound as well
+    assert not checks_[next(k for k in checks_ if k.startswith("E[N_plain] ≤ Σ_{k≤d} e_k(q)"))]
+    assert not checks_[next(k for k in checks_ if k.startswith("d = 1: every sampled count"))]
+
+
+def test_C8_N_bound_check_fails_with_a_bound_10_percent_too_small(tmp_path, monkeypatch):
+    """Referee's case: C8's K = 2 N-bound check passed with the bound scaled by 0.357; the d = 1 instance, where the
+    bound is tight, must catch a 10 % smaller one."""
+    real = closed_forms.c6_bound_n
+    monkeypatch.setattr(closed_forms, "c6_bound_n", lambda *a, **k: 0.9 * real(*a, **k))
+    _small(monkeypatch, mc_counts=20)
+    checks = _run(tmp_path, "C8")
+    assert not checks[next(k for k in checks if k.startswith("the same with K = 2 in d = 1"))]
 
 
 def test_C8_check_fails_when_the_counter_over_counts_networks_without_bn(tmp_path, monkeypatch):

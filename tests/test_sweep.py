@@ -285,3 +285,22 @@ def test_sweep_refuses_weights_whose_batch_statistics_overflow():
     cfg = SweepConfig(seed=0, d=2, widths=(8,), networks=4, distances=(0.0,), weight_scale=1e160)
     with pytest.raises(CPAInputError, match="overflow.*weight_scale"):
         run_point(cfg, grid_points(cfg)[0])
+
+
+def test_t_test_p_never_rejects_without_spread_and_keeps_its_level_on_small_discrete_samples():
+    """Referee's case: a constant non-zero sample got p = 0 (Holm cannot correct 0), so ±1 differences with a
+    true null were 'significant' in half of all 2-sample draws; one sample also gave p = 0. Now: p = 1 below two
+    samples, the exact sign test's 2·2⁻ⁿ for a constant sample, and the rejection rate at α = 0.05 stays at or
+    below α (with Monte Carlo slack) for n = 2…10; the sweep refuses count_networks = 1 as bad input."""
+    from numerics.stats import cell_verdicts, t_test_p
+
+    assert t_test_p([15.0]) == 1.0 and t_test_p([1.0, 1.0]) == 0.5 and t_test_p([0.0, 0.0, 0.0]) == 1.0
+    assert t_test_p([3.0] * 10) == 2.0 * 0.5 ** 10
+    assert cell_verdicts([[1.0, 1.0]])[0] == ["tie"]
+    rng = np.random.default_rng(11)
+    for n in (2, 3, 5, 10):
+        x = rng.choice([-1.0, 1.0], size=(4000, n))
+        rate = np.mean([t_test_p(row) < 0.05 for row in x])
+        assert rate <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / 4000), (n, rate)
+    with pytest.raises(CPAInputError, match="count_networks"):
+        SweepConfig.from_dict({"networks": 8, "count_networks": 1})

@@ -15,7 +15,7 @@ from ..hyperplanes import switching_hyperplanes
 from ..network import Layer, Network
 from ..tolerances import BATCH_FORMULA_RTOL
 from . import oracles_textbook as tb
-from .common import Context, Evidence, random_mlp, symbolic, with_biases
+from .common import Context, Evidence, least, random_mlp, symbolic, with_biases, worst
 
 __all__ = ["check_c1", "check_c2", "check_c3"]
 
@@ -37,14 +37,14 @@ def check_c1(ctx: Context) -> Evidence:
         X = rng.normal(size=(200, 3)) * 2 + 5.0
         net = random_mlp(rng, (3, 8, 8, 1), act, gamma="random", beta="random", offset=5.0)
         y_tb = tb.batch_forward(net, X)  # textbook: z = Wx + b over the batch, μ, biased σ², with b
-        core_vs_tb = max(core_vs_tb, _rel(net.forward(X), y_tb))
+        core_vs_tb = worst(core_vs_tb, _rel(net.forward(X), y_tb))
         redrawn = with_biases(net, rng, 10.0, only_bn=True)
-        tb_redraw = max(tb_redraw, _rel(tb.batch_forward(redrawn, X), y_tb))
-        core_redraw = max(core_redraw, _rel(redrawn.forward(X), y_tb))
+        tb_redraw = worst(tb_redraw, _rel(tb.batch_forward(redrawn, X), y_tb))
+        core_redraw = worst(core_redraw, _rel(redrawn.forward(X), y_tb))
         # the same redraw in eval mode (running statistics): the textbook outputs must move
         ev_net = random_mlp(rng, (3, 8, 8, 1), act, mode="eval", gamma="random", beta="random")
         e0 = tb.batch_forward(ev_net, X)
-        eval_change = min(eval_change, _rel(tb.batch_forward(with_biases(ev_net, rng, 10.0, only_bn=True), X), e0))
+        eval_change = least(eval_change, _rel(tb.batch_forward(with_biases(ev_net, rng, 10.0, only_bn=True), X), e0))
     tol = BATCH_FORMULA_RTOL
     ev.check("core forward = textbook batch forward (z = Wx + b, μ, biased σ², raw b included)", "instances",
              core_vs_tb <= tol, max_relative_difference=core_vs_tb, tolerance=tol, networks=nets)
@@ -76,23 +76,23 @@ def check_c2(ctx: Context) -> Evidence:
         gamma, beta = rng.uniform(0.5, 2, n) * rng.choice([-1.0, 1.0], n), rng.normal(size=n)
         xbar = X.mean(0)
         net = Network(d, (Layer(W, b, relu(), BatchNorm(n, "train", gamma, beta)),), X)
-        worst_tb = max(worst_tb, float(np.max(np.abs(tb.layer_preactivation(net, xbar[None], 0)[0] - beta))))
-        worst_core = max(worst_core, float(np.max(np.abs(net.condition().preactivations(xbar[None])[0][0] - beta))))
+        worst_tb = worst(worst_tb, float(np.max(np.abs(tb.layer_preactivation(net, xbar[None], 0)[0] - beta))))
+        worst_core = worst(worst_core, float(np.max(np.abs(net.condition().preactivations(xbar[None])[0][0] - beta))))
         # the core's reference hyperplane (offset at t = β) must contain x̄: measured by the textbook ẑ at its
         # anchor point, which must be x̄
         net0 = Network(d, (Layer(W, b, relu(), BatchNorm(n, "train", gamma, gamma * 0)),), X)
         hp = switching_hyperplanes(net0)
         on_ref = hp.anchor + (hp.offsets[:, 0] / np.sum(W * W, 1))[:, None] * W  # foot points of H_ref
-        worst_hp = max(worst_hp, float(np.max(np.abs(np.sum(W * (on_ref - xbar), 1)))))
+        worst_hp = worst(worst_hp, float(np.max(np.abs(np.sum(W * (on_ref - xbar), 1)))))
         run_mean = W @ (xbar + rng.normal(size=d)) + b  # a running mean that is not this batch's mean
         ev_net = Network(d, (Layer(W, b, relu(), BatchNorm(n, "eval", gamma, beta, running_mean=run_mean,
                                                            running_var=np.ones(n))),))
-        eval_gap = min(eval_gap, float(np.max(np.abs(tb.layer_preactivation(ev_net, xbar[None], 0)[0] - beta))))
+        eval_gap = least(eval_gap, float(np.max(np.abs(tb.layer_preactivation(ev_net, xbar[None], 0)[0] - beta))))
     tol = BATCH_FORMULA_RTOL * 100.0 * 50.0  # relative tolerance times the scale of |z| (data at 100, b ~ 50)
     ev.check("textbook: ẑ(x̄) = β for every neuron (data at 100, |b| ~ 50)", "instances", worst_tb <= tol,
              max_abs_deviation=worst_tb, tolerance=tol)
     ev.check("core: ẑ(x̄) = β and the core's H_ref passes through x̄", "instances",
-             max(worst_core, worst_hp) <= tol, max_abs_deviation=worst_core, ref_residual=worst_hp)
+             worst(worst_core, worst_hp) <= tol, max_abs_deviation=worst_core, ref_residual=worst_hp)
     ev.negative("eval mode with a foreign running mean: ẑ(x̄) ≠ β", eval_gap > tol, min_max_deviation=eval_gap)
     ev.says(f"verified on {nets} layers of 32 neurons with data far from 0 (worst |ẑ(x̄) − β| = "
             f"{max(worst_tb, worst_core):.1e})")
@@ -125,12 +125,12 @@ def check_c3(ctx: Context) -> Evidence:
             v -= (np.sum(v * W, 1) / wn2)[:, None] * W  # any direction inside the hyperplane
             pts = hp.anchor + (hp.offsets[:, k] / wn2)[:, None] * W + v  # points of the CORE's H_k
             z = np.array([tb.layer_preactivation(net, pts[i:i + 1], 0)[0, i] for i in range(n)])
-            worst_on = max(worst_on, float(np.max(np.abs(z - t[k]))))
+            worst_on = worst(worst_on, float(np.max(np.abs(z - t[k]))))
             # negative: the textbook places H_k with τ = t − β (no /γ); the points then miss ẑ = t_k
             s = np.sqrt(np.var((X - X.mean(0)) @ W.T, axis=0) + 1e-5)
             pts_m = X.mean(0) + (s * (t[k] - beta) / wn2)[:, None] * W
             zm = np.array([tb.layer_preactivation(net, pts_m[i:i + 1], 0)[0, i] for i in range(n)])
-            worst_mut = min(worst_mut, float(np.max(np.abs(zm - t[k]))))
+            worst_mut = least(worst_mut, float(np.max(np.abs(zm - t[k]))))
         # sides: which piece a point is in comes from the value of ẑ (THEORY C3: γ < 0 flips the sides); the
         # core's activation code off the hyperplanes against the textbook ẑ's piece, and the mutated rule
         # "piece k+1 on the side where wᵀ(x − x̄) > s τ_k" (the sign of aᵀx − c) that γ < 0 breaks
@@ -150,7 +150,7 @@ def check_c3(ctx: Context) -> Evidence:
         others = [Network(d, (Layer(W * 3.0, b + 7, hardtanh(), BatchNorm(n, "train", gamma, beta)),), X * 0.5 - 4),
                   Network(d, (Layer(rng.normal(size=(n, d)), -b, hardtanh(), BatchNorm(n, "train", gamma, beta)),),
                           rng.normal(size=(9, d)))]
-        worst_tau = max(worst_tau, max(float(np.max(np.abs(switching_hyperplanes(o).tau - hp.tau))) for o in others))
+        worst_tau = worst(worst_tau, *[float(np.max(np.abs(switching_hyperplanes(o).tau - hp.tau))) for o in others])
     tol = BATCH_FORMULA_RTOL * 1e3
     ev.check("points on the core's H_k have textbook ẑ = t_k (hard-tanh, γ of both signs)", "instances",
              worst_on <= tol, max_abs_deviation=worst_on, tolerance=tol)

@@ -23,6 +23,7 @@ from ..regions import count_regions
 from ..windows import plain_window_slack
 from . import oracles_textbook as tb
 from .common import Context, Evidence, random_mlp, with_biases
+from .common import worst as worst_of
 
 __all__ = ["check_c5", "check_c6", "check_c7", "generic_normals"]
 
@@ -192,12 +193,35 @@ def check_c6(ctx: Context) -> Evidence:
                        "E_N_plain_over_N_BN": mN / n_bn.regions,
                        "sufficient_condition_certified": bool(centroid_in_window(X, x0, r)
                                                               and cf.c6_bound_n(q, d) <= cf.o3(n, d))})
+    # (3) d = 1, where the chain is tight: N = 1 + h exactly and E[h] = Σ p_i ≈ Σ q_i when r‖w‖₁ ≪ σ_b, so the
+    # N-bound check has power here — the same exact counts must refute a bound 10 % too small
+    inst_tight = []
+    for n, r, sigma_b in ((60, 0.2, 1.0),):
+        W = rng.normal(size=(n, 1))
+        x0 = rng.normal(size=1) * 0.02
+        q = cf.c6_q(np.abs(W[:, 0]), r, cf.gaussian_density_bound(sigma_b))
+        plain = Network(1, (Layer(W, np.zeros(n), relu(), None), Layer(np.ones((1, n)), np.zeros(1), identity(), None)))
+        Ns, textbook = [], 0
+        for _ in range(max(2 * n_count, 300)):
+            net_k = with_biases(plain, rng, sigma_b)
+            Ns.append(count_regions(net_k, x0, r).regions)
+            b = net_k.layers[0].bias  # textbook: 1 + breakpoints −b_i/w_i strictly inside (x0 − r, x0 + r)
+            textbook += int(Ns[-1] == 1 + int(np.sum(np.abs(W[:, 0] * x0[0] + b) < r * np.abs(W[:, 0]))))
+        mN, ciN = mean_ci95(Ns)
+        inst_tight.append({"d": 1, "n": n, "r": r, "sigma_b": sigma_b, "bound_N": float(cf.c6_bound_n(q, 1)),
+                           "E_N_plain": mN, "E_N_plain_ci95": ciN, "samples": len(Ns),
+                           "counts_equal_textbook": textbook, "E_N_plain_over_bound": mN / float(cf.c6_bound_n(q, 1))})
     ev.check("exact E[h_plain] (Gaussian closed form) ≤ Σ q_i on every instance (bound within a few % of it)",
              "closed-form", all(i["exact_E_h_plain"] <= i["bound_sum_q"] for i in inst_h), instances=inst_h)
     ev.check("the closed form is right: Monte Carlo over biases through the core criterion within 4 s.e.",
              "monte-carlo", all(abs(i["z"]) < 4 for i in inst_h), max_abs_z=max(abs(i["z"]) for i in inst_h))
-    ev.check("E[N_plain] ≤ Σ_{k≤d} e_k(q) (exact counts, t interval: lower end ≤ bound)", "exact-count",
-             all(i["E_N_plain_ci95"][0] <= i["bound_N"] for i in inst_n), instances=inst_n)
+    ev.check("E[N_plain] ≤ Σ_{k≤d} e_k(q) (exact counts, t interval: lower end ≤ bound; d = 2 near O3, and "
+             "d = 1 where the bound is tight)", "exact-count",
+             all(i["E_N_plain_ci95"][0] <= i["bound_N"] for i in inst_n + inst_tight), instances=inst_n,
+             tight_instances=inst_tight)
+    ev.check("d = 1: every sampled count N = 1 + breakpoints strictly inside W (textbook, independent of the "
+             "counter)", "exact-count", all(i["counts_equal_textbook"] == i["samples"] for i in inst_tight),
+             instances=len(inst_tight))
     ev.check("each sampled no-BN count N = 1 + h + #crossings strictly inside W (textbook count of the 2-D line "
              "arrangement in rationals, independent of the counter) and N ≤ Σ_{k≤d} C(h, k)", "exact-count",
              chain["instances"] > 0 and chain["count_equals_textbook"] == chain["chain_holds"] == chain["instances"],
@@ -207,6 +231,10 @@ def check_c6(ctx: Context) -> Evidence:
              "E[N_plain] ≤ N_BN (t interval: lower end ≤ N_BN)", "certificate",
              len(cert) > 0 and all(i["N_BN"] == i["O3"] and i["E_N_plain_ci95"][0] <= i["N_BN"] for i in cert),
              certified=len(cert), of=len(inst_n))
+    ev.negative("a bound 10 % too small (0.9 Σ_{k≤d} e_k(q)) is refuted by the same exact counts where the chain is "
+                "tight (d = 1: t interval's lower end > 0.9 bound)",
+                len(inst_tight) > 0 and all(i["E_N_plain_ci95"][0] > 0.9 * i["bound_N"] for i in inst_tight),
+                instances=inst_tight)
     refuted = [i for i in inst_h if i["exact_E_h_plain"] > 0.95 * i["bound_sum_q"]]
     ev.negative("a bound 5 % too small (0.95 Σ q_i) is refuted by the exact E[h_plain]", len(refuted) == len(inst_h),
                 refuted_on=len(refuted), of=len(inst_h))
@@ -214,7 +242,7 @@ def check_c6(ctx: Context) -> Evidence:
             f"[{min(i['exact_over_bound'] for i in inst_h):.3f}, {max(i['exact_over_bound'] for i in inst_h):.3f}]"
             f"; sufficient condition certified on {len(cert)} of {len(inst_n)} near-boundary instances, "
             "E[N_plain]/N_BN = " + ", ".join(f"{i['E_N_plain_over_N_BN']:.2f}" for i in inst_n))
-    ev.numbers = {"h_instances": inst_h, "n_instances": inst_n}
+    ev.numbers = {"h_instances": inst_h, "n_instances": inst_n, "tight_n_instances": inst_tight}
     return ev
 
 
@@ -235,7 +263,7 @@ def _exact_cells(rows, direction):
                 z = 0.0 if abs(x.mean() - n * p) < 1e-9 else np.inf
             else:
                 z = abs(x.mean() - n * p) / se
-            worst, cells = max(worst, z), cells + 1
+            worst, cells = worst_of(worst, z), cells + 1
     return worst, cells
 
 

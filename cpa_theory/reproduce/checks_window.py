@@ -18,7 +18,7 @@ from ..regions import count_regions
 from ..tolerances import LP_FEASIBILITY_TOL
 from ..windows import WindowRelation, dual_norm, window_relations
 from . import oracles_textbook as tb
-from .common import Context, Evidence, random_mlp, symbolic
+from .common import Context, Evidence, least, random_mlp, symbolic, worst
 
 __all__ = ["check_c4", "check_c8"]
 
@@ -155,6 +155,21 @@ def _c6_regions_with_k_breakpoints(rng, samples: int) -> dict:
         out["chain_holds"] += int(Ns[-1] <= float(np.sum(e)))
     m, ci = mean_ci95(Ns)
     out.update(E_N=m, E_N_ci95=ci, bound_N=float(cf.c6_bound_n(q, d)), samples=len(Ns))
+    # d = 1, where the chain is tight: N = 1 + all breakpoints strictly inside W, and with σ_b ≫ |t_k|, r‖w‖₁ the
+    # hit probabilities are close to K·q_i — a bound 10 % too small must be refuted by these counts
+    n1, r1, s1 = 100, 0.5, 4.0
+    w = rng.normal(size=n1)
+    x1 = rng.normal() * 0.05
+    q1 = cf.c6_q(np.abs(w), r1, cf.gaussian_density_bound(s1), breakpoints=len(t))
+    N1, textbook = [], 0
+    for _ in range(max(2 * samples, 300)):
+        b = rng.normal(size=n1) * s1
+        net = Network(1, (Layer(w[:, None], b, hardtanh()), Layer(np.ones((1, n1)), np.zeros(1), identity())))
+        N1.append(count_regions(net, [x1], r1).regions)
+        textbook += int(N1[-1] == 1 + int(np.sum(np.abs(w[:, None] * x1 + b[:, None] - t[None, :]) < r1 * np.abs(w)[:, None])))
+    m1, ci1 = mean_ci95(N1)
+    out["tight_d1"] = {"n": n1, "r": r1, "sigma_b": s1, "E_N": m1, "E_N_ci95": ci1, "samples": len(N1),
+                       "bound_N": float(cf.c6_bound_n(q1, 1)), "counts_equal_textbook": textbook}
     return out
 
 
@@ -185,19 +200,19 @@ def check_c8(ctx: Context) -> Evidence:
                 f = lambda x, i=i: tb.layer_preactivation(net, x[None], 0)[0, i]  # noqa: E731
                 lam = np.array([tb.locate_level(f, tk, xbar, u) for tk in t])  # measured positions along ŵ
                 core = (hp.anchor - xbar) @ u + hp.offsets[i] / np.linalg.norm(w)  # core's positions
-                worst_core = max(worst_core, float(np.max(np.abs(lam - core)) / (1 + np.max(np.abs(lam)))))
+                worst_core = worst(worst_core, float(np.max(np.abs(lam - core)) / (1 + np.max(np.abs(lam)))))
                 g = L.batchnorm.gamma[i]
                 for k in range(t.size - 1):
                     pairs += 1
                     want = s[i] * (t[k + 1] - t[k]) / (abs(g) * np.linalg.norm(w))
                     got = abs(lam[k + 1] - lam[k])
-                    worst_formula = max(worst_formula, abs(got - want) / want)
-                    mutated_gamma = min(mutated_gamma, abs(got - s[i] * (t[k + 1] - t[k]) / (abs(g) * np.abs(w).sum()))
+                    worst_formula = worst(worst_formula, abs(got - want) / want)
+                    mutated_gamma = least(mutated_gamma, abs(got - s[i] * (t[k + 1] - t[k]) / (abs(g) * np.abs(w).sum()))
                                         / want)
                     # signed displacement along ŵ: γ < 0 reverses the breakpoints' order (THEORY C3/C8)
                     step = lam[k + 1] - lam[k]
-                    worst_order = max(worst_order, abs(step - want * abs(g) / g) / want)
-                    mutated_signed = max(mutated_signed, abs(step - want) / want)
+                    worst_order = worst(worst_order, abs(step - want * abs(g) / g) / want)
+                    mutated_signed = worst(mutated_signed, abs(step - want) / want)
             # O4 in d = 1: N = 1 + distinct breakpoint locations strictly inside the window, located by roots
             net1 = random_mlp(rng, (1, 6, 1), act, gamma="random", beta="random")
             x0, r = net1.batch.mean(0) + rng.normal(size=1) * 0.3, float(rng.uniform(0.2, 1.0))
@@ -235,6 +250,12 @@ def check_c8(ctx: Context) -> Evidence:
              "lower end ≤ bound)", "exact-count",
              kn["instances"] > 0 and kn["count_equals_textbook"] == kn["chain_holds"] == kn["instances"]
              and kn["E_N_ci95"][0] <= kn["bound_N"], **kn)
+    t1 = kn["tight_d1"]
+    ev.check("the same with K = 2 in d = 1, where the bound is tight: each count = 1 + breakpoints strictly inside W "
+             "(textbook) and E[N_plain] ≤ 1 + Σ K·q_i (t interval: lower end ≤ bound)", "exact-count",
+             t1["counts_equal_textbook"] == t1["samples"] and t1["E_N_ci95"][0] <= t1["bound_N"], **t1)
+    ev.negative("K = 2, d = 1: a bound 10 % too small (0.9 Σ_{k≤d} e_k(K·q)) is refuted by the same counts (t interval's "
+                "lower end above it)", t1["E_N_ci95"][0] > 0.9 * t1["bound_N"], **t1)
     ev.negative("mutated spacing with ‖w‖₁ for ‖w‖₂: does not match the measured spacing",
                 mutated_gamma > tol, min_relative_error=mutated_gamma)
     ev.negative("mutated order: H_{k+1} always on the + side of H_k along ŵ (spacing with |γ|, signed): does not "

@@ -39,6 +39,7 @@ import time
 import numpy as np
 
 from ..errors import CPAInputError, CPAInternalError
+from .common import worst
 
 __all__ = ["run_cnn_study", "cnn_config", "summarize", "COMPARISONS", "MODES"]
 
@@ -170,7 +171,7 @@ def run_cnn_study(ctx, log=lambda msg: None) -> dict:
             cks = train_cnn(key, Xtr, ytr, Xte, yte, cfg)
             for ck in cks:
                 nets, errs = checked_convnets(ck, cfg, batch)  # verified: raises if the conversion is not exact
-                max_conv_err = max(max_conv_err, *errs.values())
+                max_conv_err = worst(max_conv_err, *errs.values())
                 acc.setdefault((ck.step, "bn" if bn else "plain"), []).append((ck.accuracy, ck.test_accuracy))
                 for (measure, r), by_mode in _measure(nets, slices).items():
                     for mode, vals in by_mode.items():

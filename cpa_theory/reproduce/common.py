@@ -10,6 +10,8 @@ turns them into the report's one-line summary. Random objects come from explicit
 
 from __future__ import annotations
 
+import math
+
 import zlib
 from dataclasses import dataclass, field
 
@@ -89,10 +91,37 @@ class Evidence:
         self.summary.append(text)
 
     def check(self, name: str, kind: str, passed: bool, **detail):
-        self.checks.append({"name": name, "kind": kind, "passed": bool(passed), **plain(detail)})
+        """A check passes only if ``passed`` and none of its reported numbers is NaN (a NaN result is no evidence)."""
+        detail = plain(detail)
+        self.checks.append({"name": name, "kind": kind, "passed": bool(passed) and not _has_nan(detail), **detail})
 
     def negative(self, name: str, refuted: bool, **detail):
-        self.negatives.append({"name": name, "refuted": bool(refuted), **plain(detail)})
+        """A negative control is refuted only if ``refuted`` and none of its reported numbers is NaN."""
+        detail = plain(detail)
+        self.negatives.append({"name": name, "refuted": bool(refuted) and not _has_nan(detail), **detail})
+
+
+def _has_nan(obj) -> bool:
+    if isinstance(obj, float):
+        return obj != obj
+    if isinstance(obj, dict):
+        return any(_has_nan(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return any(_has_nan(v) for v in obj)
+    return False
+
+
+def worst(*values) -> float:
+    """The largest of ``values`` — NaN if any is NaN (Python's ``max(0.0, nan)`` is 0.0: a NaN result would pass a
+    ``worst <= tol`` check)."""
+    v = [float(x) for x in values]
+    return math.nan if any(x != x for x in v) else max(v)
+
+
+def least(*values) -> float:
+    """The smallest of ``values`` — NaN if any is NaN (``min(inf, nan)`` is inf: a NaN would refute a negative)."""
+    v = [float(x) for x in values]
+    return math.nan if any(x != x for x in v) else min(v)
 
 
 def plain(obj):
