@@ -3,6 +3,8 @@ distances with bootstrap confidence intervals.
 
 * :func:`mean_ci95` — mean and a Student-t 95 % interval (t_{n−1}; with 8 counted networks that is t₇, not
   the normal 1.96).
+* :func:`crossed_mean_ci95` — mean of a seeds × units table (crossed design) with a two-way random-effects
+  interval and p-value (Satterthwaite degrees of freedom).
 * :func:`t_test_p` — two-sided one-sample t-test p-value of "mean difference = 0" (the exact sign test's when
   every sample is equal; 1 below two samples).
 * :func:`holm` — Holm's step-down adjustment of a family of p-values (controls the family-wise error).
@@ -21,7 +23,7 @@ import math
 
 import numpy as np
 
-__all__ = ["mean_ci95", "t_test_p", "holm", "cell_verdicts", "crossover", "attach_crossovers"]
+__all__ = ["mean_ci95", "crossed_mean_ci95", "t_test_p", "holm", "cell_verdicts", "crossover", "attach_crossovers"]
 
 
 def mean_ci95(x) -> tuple[float, list[float]]:
@@ -34,6 +36,47 @@ def mean_ci95(x) -> tuple[float, list[float]]:
         return mean, [-math.inf, math.inf]
     half = float(student.ppf(0.975, len(x) - 1)) * float(x.std(ddof=1)) / math.sqrt(len(x))
     return mean, [mean - half, mean + half]
+
+
+def crossed_mean_ci95(V) -> dict:
+    """Mean of a seeds × units table from a crossed design (every seed measured on the same units) with a 95 %
+    interval and a two-sided p-value of "mean = 0" that carry BOTH sources of variation.
+
+    Model V_su = μ + a_s + b_u + e_su (seed, unit and interaction effects, independent). From the two-way ANOVA
+    mean squares MS_seed, MS_unit, MS_res, Var(V̄) = σ²_a/S + σ²_b/U + σ²_e/(SU) is estimated without bias by
+    (MS_seed + MS_unit − MS_res)/(SU) — by (MS_seed + MS_unit)/(SU) (conservative) when that is not positive — with
+    Satterthwaite's degrees of freedom; the interval is mean ± t_df·se. An interval over units of the
+    seed-averaged values leaves σ²_a out (too narrow when seeds differ); over seeds' means it has S − 1 df only.
+    Fewer than 2 seeds or units: an interval over the other axis alone (t with n − 1 df), p from
+    :func:`t_test_p`. Returns {"mean", "ci95", "se", "df", "p"}.
+    """
+    from scipy.stats import t as student
+
+    V = np.asarray(V, np.float64)
+    S, U = V.shape
+    mean = float(V.mean())
+    if S < 2 or U < 2:
+        x = V.ravel()
+        m, ci = mean_ci95(x)
+        se = float(x.std(ddof=1)) / math.sqrt(len(x)) if len(x) > 1 else math.inf
+        return {"mean": m, "ci95": ci, "se": se, "df": float(len(x) - 1), "p": t_test_p(x)}
+    ms = V.mean(axis=1) - mean
+    mu = V.mean(axis=0) - mean
+    res = V - mean - ms[:, None] - mu[None, :]
+    MSs, MSu = U * float(ms @ ms) / (S - 1), S * float(mu @ mu) / (U - 1)
+    MSe = float(np.sum(res * res)) / ((S - 1) * (U - 1))
+    terms = [(MSs, S - 1), (MSu, U - 1), (-MSe, (S - 1) * (U - 1))]
+    num = MSs + MSu - MSe
+    if not num > 0:
+        terms, num = terms[:2], MSs + MSu
+    if num == 0.0:  # no variation at all
+        return {"mean": mean, "ci95": [mean, mean], "se": 0.0, "df": math.inf,
+                "p": 1.0 if mean == 0.0 else min(1.0, 2.0 * 0.5 ** (S * U))}
+    df = num * num / sum(m * m / f for m, f in terms)
+    se = math.sqrt(num / (S * U))
+    half = float(student.ppf(0.975, df)) * se
+    p = float(2.0 * student.sf(abs(mean) / se, df))
+    return {"mean": mean, "ci95": [mean - half, mean + half], "se": se, "df": float(df), "p": p}
 
 
 def t_test_p(x) -> float:

@@ -21,15 +21,16 @@ a real training batch of the seed: the realised training-time function), ``eval`
   test digit), small r.
 
 Statistics (``numerics.stats``). The values of a measure form a seeds × units table (units: triples or test
-digits, drawn once and shared by the seeds: a crossed design). ``ci95`` is the Student-t 95 % interval over
-units of the seed-averaged values (t_{n−1}: the units are the independent draws; with a handful of units a
-percentile bootstrap would be too narrow); ``ci95_boot`` a percentile *pigeonhole* bootstrap over seeds × units
-(seeds and units resampled independently, Owen 2007: both sources of variation, but few seeds make it
-optimistic); ``ci95_t_seeds`` a t interval over the seeds' means (t_{S−1}: training randomness alone, wide with
-3 seeds). Effect sizes: paired differences (train − eval, train − plain, eval − plain) per (seed, unit) with the
-same intervals, the ratio of means with a pigeonhole bootstrap interval, a paired t-test over units of the
-seed-averaged differences (consistent with ``ci95``) and Holm's adjustment over the whole family of comparisons
-(all measures, radii, checkpoints).
+digits, drawn once and shared by the seeds: a crossed design). ``ci95`` is the crossed random-effects 95 %
+interval (:func:`numerics.stats.crossed_mean_ci95`: V = μ + seed + unit + interaction, Var(mean) from the two-way
+ANOVA mean squares, Satterthwaite degrees of freedom ``df``) — both the training randomness and the choice of
+units; ``ci95_t_units`` the Student-t interval over units of the seed-averaged values (conditional on these
+seeds: it leaves the seed variance out, so it is too narrow when seeds differ); ``ci95_boot`` a percentile
+*pigeonhole* bootstrap over seeds × units (Owen 2007; few seeds make it optimistic); ``ci95_t_seeds`` a t
+interval over the seeds' means (t_{S−1}). Effect sizes: paired differences (train − eval, train − plain,
+eval − plain) per (seed, unit) with the same intervals, the ratio of means with a pigeonhole bootstrap interval,
+the crossed random-effects test of mean difference = 0 (``p``, consistent with ``ci95``) and Holm's adjustment
+over the whole family of comparisons (all measures, radii, checkpoints).
 """
 
 from __future__ import annotations
@@ -103,27 +104,26 @@ def _interval(reps) -> list:
 
 
 def summarize(V, rng) -> dict:
-    """Mean of a seeds × units table with its three 95 % intervals (see the module docstring); ``ci95`` is the
-    Student-t interval over units of the seed-averaged values."""
-    from numerics.stats import mean_ci95
+    """Mean of a seeds × units table with its 95 % intervals (see the module docstring); ``ci95`` is the crossed
+    random-effects interval (seeds and units), ``p`` its test of mean = 0."""
+    from numerics.stats import crossed_mean_ci95, mean_ci95
 
     V = np.asarray(V, np.float64)
     seed_means = V.mean(axis=1)
-    mean, ci = mean_ci95(V.mean(axis=0))
-    return {"mean": mean, "ci95": ci, "ci95_boot": _interval(_pigeonhole(V, rng)),
-            "ci95_t_seeds": mean_ci95(seed_means)[1], "seed_means": seed_means.tolist(), "seeds": V.shape[0],
-            "units": V.shape[1]}
+    crossed = crossed_mean_ci95(V)
+    return {"mean": crossed["mean"], "ci95": crossed["ci95"], "se": crossed["se"], "df": crossed["df"],
+            "p": crossed["p"], "ci95_t_units": mean_ci95(V.mean(axis=0))[1],
+            "ci95_boot": _interval(_pigeonhole(V, rng)), "ci95_t_seeds": mean_ci95(seed_means)[1],
+            "seed_means": seed_means.tolist(), "seeds": V.shape[0], "units": V.shape[1]}
 
 
 def _effect(A, B, rng) -> dict:
-    from numerics.stats import t_test_p
-
     A, B = np.asarray(A, np.float64), np.asarray(B, np.float64)
     D = A - B
     out = summarize(D, rng)
     out["ratio"] = float(A.mean() / B.mean())
     out["ratio_ci95"] = _interval(_pigeonhole((A, B), rng, stat=lambda a, b: a / b))
-    out["p"] = t_test_p(D.mean(axis=0))  # paired t-test over units (seed-averaged differences)
+    # out["p"]: the crossed random-effects test of mean difference = 0 (seeds and units), from summarize
     return out
 
 

@@ -75,20 +75,22 @@ def _cnn_section(cnn: dict) -> list[str]:
          f"Measures: **slice** = N on the plane through three test digits ({cfg['slices']} triples; slice "
          f"half-widths {min(cfg['slice_radii']):.2f}–{max(cfg['slice_radii']):.2f}), **window** = N in W(0, r) of a "
          f"random 2-D slice through a test digit ({cfg['centres']} test digits). The same slices for every seed, "
-         "mode and checkpoint (paired). CI: Student-t 95 % over units (triples / test digits) of the seeds' average; "
-         "boot: 95 % pigeonhole bootstrap over seeds × units; seeds: t interval over the seeds' means. Test accuracy "
+         "mode and checkpoint (paired). CI (crossed): 95 % two-way random-effects interval over seeds and units "
+         "(triples / test digits), Satterthwaite df; boot: 95 % pigeonhole bootstrap over seeds × units; seeds: t "
+         "interval over the seeds' means. Test accuracy "
          "of a BN model: eval mode. At step 0 eval mode (running mean 0, variance 1, γ = 1, β = 0) is the no-BN "
          "model's initial network up to the factor 1/√(1 + ε), hence (almost always) the same counts.", "",
-         "| measure | r | step | mode | test acc. | mean N | 95 % CI (t, units) | 95 % CI (boot, seeds × units) | "
+         "| measure | r | step | mode | test acc. | mean N | 95 % CI (crossed) | 95 % CI (boot, seeds × units) | "
          "95 % CI (t, seeds) | seeds' means |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in cnn["rows"]:
         L.append(f"| {r['measure']} | {_radius(r)} | {r['step']} | "
                  f"{r['mode']} | {r['test_accuracy']:.3f} | {r['mean']:.1f} | {_ci1(r['ci95'])} | "
                  f"{_ci1(r['ci95_boot'])} | {_ci1(r['ci95_t_seeds'])} | "
                  f"{', '.join(f'{v:.1f}' for v in r['seed_means'])} |")
-    L += ["", "Effect sizes (paired per seed and unit; p: paired t-test over units, Holm over all "
+    L += ["", "Effect sizes (paired per seed and unit; p: crossed random-effects test of mean difference = 0, Holm "
+          "over all "
           f"{len(cnn['effects'])} comparisons):", "",
-          "| measure | r | step | comparison | mean difference | 95 % CI (t, units) | 95 % CI (boot) | ratio of means "
+          "| measure | r | step | comparison | mean difference | 95 % CI (crossed) | 95 % CI (boot) | ratio of means "
           "| 95 % CI (boot) | p | Holm p |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for e in cnn["effects"]:
         L.append(f"| {e['measure']} | {_radius(e)} | {e['step']} | "
