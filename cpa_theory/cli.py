@@ -294,21 +294,6 @@ def _float32_relations(hp, centers, radius, p):
 
 
 # -- count ---------------------------------------------------------------
-def _mean_ci95(values) -> tuple[float, float, float]:
-    """Mean and a t-based 95 % confidence interval (windows are the independent units)."""
-    import math
-
-    import numpy as np
-    from scipy.stats import t
-
-    x = np.asarray(values, dtype=np.float64)
-    mean = float(x.mean())
-    if x.size < 2:
-        return mean, mean, mean
-    half = float(t.ppf(0.975, x.size - 1)) * float(x.std(ddof=1)) / math.sqrt(x.size)
-    return mean, mean - half, mean + half
-
-
 #: the text table lists at most this many windows (all of them are in --json)
 _MAX_ROWS_SHOWN = 20
 
@@ -354,9 +339,11 @@ def cmd_count(args) -> int:
             n = len(rows)
             print(f"over {n} windows of radius {args.radius:g} (95 % CIs, t with {n - 1} df; certified "
                   f"{sum(r['certified'] for r in rows)}/{n}):")
+            from numerics.stats import describe_ci, mean_ci95
+
             for key, name in (("regions", "D_r = mean N"), ("linear_regions", "mean N_lin"), ("hits", "mean h")):
-                m, lo, hi = _mean_ci95([r[key] for r in rows])
-                print(f"  {name:<13} {m:>9.4g}   [{lo:.4g}, {hi:.4g}]")
+                m, ci = mean_ci95([r[key] for r in rows])
+                print(f"  {name:<13} {m:>9.4g}   {describe_ci(ci, n)}")
 
     _print(out, args.json, table)
     return EXIT_OK if all(r["certified"] for r in rows) else EXIT_CHECK_FAILED
@@ -605,7 +592,9 @@ def _cmd_slice_density(args) -> int:
            "seed": args.seed, "certified": res["certified"]}
 
     def table(o):
-        ci = "n/a (one centre)" if o["ci"] is None else f"[{o['ci'][0]:.4g}, {o['ci'][1]:.4g}]"
+        from numerics.stats import describe_ci
+
+        ci = "n/a (one centre)" if o["ci"] is None else describe_ci(o["ci"], len(o["centres"]))
         print(f"slice density over {len(o['centres'])} centres (random {o['k']}-D slices, t in [-{o['radius']:g}, "
               f"{o['radius']:g}]^{o['k']}, seed {o['seed']}): mean regions {o['mean']:.4g}, 95 % CI {ci}, "
               f"certified {o['certified']}")

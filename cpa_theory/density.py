@@ -235,9 +235,19 @@ class DensityResult:
         """(1/|Q|) Σ log ρ_r."""
         return float(np.mean(np.log(self.per_window)))
 
+    @property
+    def ci95(self) -> list | None:
+        """Student-t 95 % interval of D_r over the query points as independent draws (None below 2 windows or
+        without spread); :func:`numerics.stats.mean_ci`."""
+        from numerics.stats import mean_ci95
+
+        lo, hi = mean_ci95(self.per_window)[1]
+        return [lo, hi] if self.per_window.size > 1 and lo < hi else None
+
     def as_json(self) -> dict:
         return {"radius": self.radius, "n_windows": int(self.per_window.size), "density": self.mean,
-                "per_volume": self.per_volume, "mean_log": self.mean_log, "log_density": math.log(self.mean)}
+                "density_ci95": self.ci95, "per_volume": self.per_volume, "mean_log": self.mean_log,
+                "log_density": math.log(self.mean)}
 
 
 def local_density(net, center, radius: float) -> int:

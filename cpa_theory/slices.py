@@ -388,18 +388,14 @@ def slice_density(net, centres, *, radius: float, key, k: int = 2, confidence: f
     Returns: ``{"counts" (n,), "mean", "ci" (lo, hi), "confidence", "k", "radius", "certified"}``.
     """
     import jax
-    from scipy import stats
 
     centres = np.atleast_2d(np.asarray(centres, dtype=np.float64))
     keys = jax.random.split(key, len(centres))
     jobs = [(net, random_slice(c, k, key=kk, radius=radius)) for c, kk in zip(centres, keys)]
     results = list(executor.map(_count_one, jobs) if executor is not None else map(_count_one, jobs))
+    from numerics.stats import mean_ci
+
     counts = np.array([r[0] for r in results], dtype=np.float64)
-    n = len(counts)
-    mean = float(counts.mean())
-    if n > 1:
-        half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * counts.std(ddof=1) / np.sqrt(n))
-    else:
-        half = float("inf")
-    return {"counts": counts.astype(int), "mean": mean, "ci": (mean - half, mean + half), "confidence": confidence,
+    mean, (lo, hi) = mean_ci(counts, confidence)
+    return {"counts": counts.astype(int), "mean": mean, "ci": (lo, hi), "confidence": confidence,
             "k": k, "radius": float(radius), "certified": all(r[1] for r in results)}

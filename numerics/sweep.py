@@ -52,7 +52,7 @@ from cpa_theory.progress import interrupts_deferred, track
 
 from .ensembles import Distribution, EnsembleSpec, draw_network, sample_draws, to_networks
 from .kernels import TRACE_COUNT, ensure_x64, euler_regions_2d, window_hits_dense
-from .stats import attach_crossovers, mean_ci95, t_test_p
+from .stats import attach_crossovers, mean_ci95, t_test_p, wilson_ci95
 
 __all__ = ["SweepConfig", "validate_config", "grid_points", "run_point", "run_sweep", "mean_ci95"]
 
@@ -302,6 +302,7 @@ def _count_point(cfg: SweepConfig, keys, point: dict, client=None) -> dict:
     row["n_bn_minus_plain_mean"], row["n_bn_minus_plain_ci95"] = mean_ci95(diff)
     row["n_bn_minus_plain_p"] = t_test_p(diff)
     row["p_n_bn_ge_plain"] = float(np.mean(diff >= 0))
+    row["p_n_bn_ge_plain_ci95"] = wilson_ci95(int(np.sum(diff >= 0)), len(diff))
     row["n_bn_samples"], row["n_plain_samples"] = _samples(n_bn), _samples(n_plain)
     return row
 
@@ -371,6 +372,7 @@ def run_point(cfg: SweepConfig, point: dict, devices=None, client=None) -> dict:
     row["c6_bound_h_plain"] = float(q.mean())
     row["c6_bound_n_plain"] = float(e.mean()) if len(spec.widths) == 1 else None
     row["p_bn_refines_more"] = float(np.mean(h_bn > h_plain))
+    row["p_bn_refines_more_ci95"] = wilson_ci95(int(np.sum(h_bn > h_plain)), int(np.size(h_bn)))
     row["mean_distance_to_centroid"] = float(dist.mean())
     row["window_direction"] = spec.window_direction if isinstance(spec.window_direction, str) \
         else list(spec.window_direction)

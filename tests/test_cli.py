@@ -278,6 +278,10 @@ def test_count_text_summarises_many_centres_with_a_t_interval(capsys, tmp_path):
     n = np.array([r["regions"] for r in rows], float)
     half = t.ppf(0.975, 2) * n.std(ddof=1) / np.sqrt(3)
     assert code == 0 and "D_r = mean N" in out and f"{n.mean():.4g}" in out and f"{n.mean() + half:.4g}" in out
+    # a measure without spread (the referee's "mean h 3 [3, 3]") is not printed as a 95 % interval
+    h = [r["hits"] for r in rows]
+    line = next(ln for ln in out.splitlines() if ln.strip().startswith("mean h"))
+    assert ("no spread" in line) == (len(set(h)) == 1) and "[3, 3]" not in line
 
 
 def test_cli_json_is_real_json(capsys):

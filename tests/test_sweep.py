@@ -325,3 +325,20 @@ def test_crossed_interval_covers_when_seeds_differ_where_the_interval_over_units
         if sa > 0:  # the interval over units of seed averages: the referee's under-coverage, reproduced
             old = np.mean([(lambda ci: ci[0] <= 0 <= ci[1])(mean_ci95(v.mean(axis=0))[1]) for v in V])
             assert old < 0.9, old
+
+
+def test_proportions_get_wilson_intervals_and_densities_carry_their_interval():
+    """Referee: proportions near 0 or 1 were reported without an interval (Wald would be [0, 0] at 0 of 10), and
+    DensityResult.as_json had no interval at all."""
+    from cpa_theory.density import DensityResult
+    from numerics.stats import describe_ci, wilson_ci95
+
+    lo, hi = wilson_ci95(0, 10)
+    assert lo == 0.0 and abs(hi - 0.2775) < 1e-3  # textbook Wilson value for 0/10
+    lo, hi = wilson_ci95(7, 10)
+    assert abs(lo - 0.3968) < 1e-3 and abs(hi - 0.8922) < 1e-3
+    assert describe_ci([3.0, 3.0], 3).startswith("n/a") and describe_ci([1.0, 2.0], 3) == "[1, 2]"
+    res = DensityResult(0.5, 2, np.array([3.0, 5.0, 4.0, 6.0]))
+    doc = res.as_json()
+    assert doc["density_ci95"][0] < 4.5 < doc["density_ci95"][1]
+    assert DensityResult(0.5, 2, np.array([3.0, 3.0])).as_json()["density_ci95"] is None
