@@ -432,3 +432,26 @@ def test_C10_check_fails_when_the_core_pads_convolutions_with_edge_values(tmp_pa
     checks = _run(tmp_path, "C10")
     assert checks["core conv + BN2d forward = textbook loops (statistics over batch × positions, raw b included)"]
     assert not checks[next(k for k in checks if k.startswith("zero padding 1: core conv + BN2d forward"))]
+
+
+def test_C7_hit_cells_of_all_settings_form_one_holm_family(tmp_path, monkeypatch):
+    """Referee: Holm ran per sweep while C7's checks pool the three settings (any / all), so the family-wise error
+    of a pooled verdict could reach ~14 %. The hit sweeps' p-values are now adjusted as one family."""
+    import numerics.sweep as sweep
+    from cpa_theory.reproduce import phase
+    from numerics.stats import holm, t_test_p
+
+    rng = np.random.default_rng(3)
+    made = []
+
+    def fake(cfg, out, progress=False):
+        rows = [{"h_bn_samples": list(rng.normal(0.3, 1.0, 12)), "h_plain_samples": [0.0] * 12} for _ in range(4)]
+        made.append(rows)
+        return rows
+
+    monkeypatch.setattr(sweep, "run_sweep", fake)
+    out = phase.phase_runs(_ctx(tmp_path, "C7"))
+    pooled = [r for rows in out["h"].values() for r in rows]
+    assert len(pooled) == 4 * len(phase.SETTINGS)
+    want = holm([t_test_p(np.subtract(r["h_bn_samples"], r["h_plain_samples"])) for r in pooled])
+    np.testing.assert_allclose([r["p_holm"] for r in pooled], want)
