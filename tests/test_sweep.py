@@ -342,3 +342,18 @@ def test_proportions_get_wilson_intervals_and_densities_carry_their_interval():
     doc = res.as_json()
     assert doc["density_ci95"][0] < 4.5 < doc["density_ci95"][1]
     assert DensityResult(0.5, 2, np.array([3.0, 3.0])).as_json()["density_ci95"] is None
+
+
+def test_crossover_gives_no_bootstrap_interval_below_eight_networks():
+    """Referee: the percentile bootstrap over 4 networks covered 0.79–0.89; below MIN_BOOTSTRAP_NETWORKS the
+    crossover keeps its estimate and gives no interval (with the reason)."""
+    from numerics.stats import MIN_BOOTSTRAP_NETWORKS, crossover
+
+    rng = np.random.default_rng(2)
+    curve = np.array([2.0, 1.0, -1.0])[:, None]
+    few = crossover([0.0, 1.0, 2.0], curve + rng.normal(size=(3, MIN_BOOTSTRAP_NETWORKS - 1)) * 0.1, level=0.99,
+                    boot=4000)
+    many = crossover([0.0, 1.0, 2.0], curve + rng.normal(size=(3, MIN_BOOTSTRAP_NETWORKS)) * 0.1, level=0.99,
+                     boot=4000)
+    assert few["D_star"] is not None and few["ci95"] is None and few["ci"] == [None, None] and "ci_note" in few
+    assert many["ci95"] is not None and many["ci"][0] is not None and "ci_note" not in many

@@ -94,6 +94,7 @@ def _moons(ctx) -> tuple[dict, dict]:
 
 def _digits(ctx) -> dict:
     from numerics.lp_regions import count_regions_lp
+    from numerics.stats import wilson_ci95
     from numerics.training import TrainConfig, checkpoint_networks, train
 
     rng = ctx.rng("digits")
@@ -116,6 +117,7 @@ def _digits(ctx) -> dict:
                 rows.append({"dataset": "digits", "step": ck.step, "mode": mode, "loss": ck.loss,
                              "accuracy": ck.accuracy, "radius": r, "hits_layer1": float(h1.mean()),
                              "fraction_inside_parent": float(inside.mean()),
+                             "fraction_inside_parent_ci95": wilson_ci95(int(inside.sum()), int(inside.size)),
                              "hits_layer2_inside_parent": float(np.mean(h2)) if h2 else None,
                              "D_r": float(np.mean([c.regions for c in counts])),
                              "D_r_ci95": _ci([c.regions for c in counts]),

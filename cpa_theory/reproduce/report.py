@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 from ..outputs import write_output
 
@@ -29,6 +30,13 @@ def _details(item: dict) -> str:
 
 def _ci(c) -> str:
     return "—" if not c else f"[{c[0]:.3f}, {c[1]:.3f}]"
+
+
+def _ci2(c) -> str:
+    """An interval with 2 decimals; '(no spread)' for a zero-width one, '' when there is none."""
+    if not c or c[0] is None or not all(math.isfinite(v) for v in c):
+        return ""
+    return "(no spread)" if c[0] == c[1] else f"[{c[0]:.2f}, {c[1]:.2f}]"
 
 
 def _num(v) -> str:
@@ -159,15 +167,22 @@ def write_report(out, header: dict, entries: list[dict], data: dict | None, proo
         L += ["## Real data: local region density over training", "",
               "Exact certified counts at held-out points: moons with the vertex counter, digits (64-d) with the "
               "LP counter; hitting numbers by C4 (layer 1) and C9 (layer 2 inside certified parent regions).", "",
-              "| dataset | step | mode | accuracy | r | D_r | h (layer 1) | inside parent | h (layer 2) | certified |",
+              "D_r with its Student-t 95 % interval over the held-out points; the fraction of windows inside their "
+              "layer-1 region with a Wilson 95 % interval.", "",
+              "| dataset | step | mode | accuracy | r | D_r [95 % CI] | h (layer 1) | inside parent [95 % CI] | "
+              "h (layer 2) | certified |",
               "|---|---|---|---|---|---|---|---|---|---|"]
         for r in data["moons"]["rows"] + data["digits"]["rows"]:
+            inside = _fmt(r.get('fraction_inside_parent', '—'))
+            if r.get("fraction_inside_parent_ci95"):
+                inside += f" {_ci2(r['fraction_inside_parent_ci95'])}"
             L.append(f"| {r['dataset']} | {r['step']} | {r['mode']} | {r['accuracy']:.3f} | {r['radius']:g} | "
-                     f"{r['D_r']:.2f} | {r['hits_layer1']:.2f} | {_fmt(r.get('fraction_inside_parent', '—'))} | "
+                     f"{r['D_r']:.2f} {_ci2(r.get('D_r_ci95'))} | {r['hits_layer1']:.2f} | {inside} | "
                      f"{_fmt(r.get('hits_layer2_inside_parent', '—'))} | {r['certified']} |")
-        L += ["", "| mode (moons, trained) | r | D_r | per volume | certified |", "|---|---|---|---|---|"]
+        L += ["", "| mode (moons, trained) | r | D_r [95 % CI] | per volume | certified |", "|---|---|---|---|---|"]
         for r in data["moons"]["by_radius"]:
-            L.append(f"| {r['mode']} | {r['radius']:g} | {r['D_r']:.2f} | {r['per_volume']:.1f} | {r['certified']} |")
+            L.append(f"| {r['mode']} | {r['radius']:g} | {r['D_r']:.2f} {_ci2(r.get('D_r_ci95'))} | "
+                     f"{r['per_volume']:.1f} | {r['certified']} |")
         L.append("")
         for fig in data["figures"]:
             L += [f"![{fig}]({fig})", ""]
