@@ -21,7 +21,7 @@ from ..hyperplanes import switching_hyperplanes
 from ..regions import count_regions
 from ..windows import window_hits
 
-__all__ = ["run_realdata", "MOONS_RADII", "DIGITS_RADIUS"]
+__all__ = ["run_realdata", "effects", "MOONS_RADII", "DIGITS_RADIUS"]
 
 MOONS_RADII = (0.05, 0.1, 0.2, 0.4)
 MOONS_RADIUS = 0.1
@@ -75,6 +75,7 @@ def _moons(ctx) -> tuple[dict, dict]:
                              "accuracy": ck.accuracy, "radius": MOONS_RADIUS,
                              "D_r": float(np.mean([c.regions for c in counts])),
                              "D_r_ci95": _ci([c.regions for c in counts]),
+                             "counts": [int(c.regions) for c in counts],
                              "D_r_linear": float(np.mean([c.linear_regions for c in counts])),
                              "hits_layer1": float(np.mean([c.hits for c in counts])),
                              "certified": all(c.certified for c in counts)})
@@ -121,8 +122,35 @@ def _digits(ctx) -> dict:
                              "hits_layer2_inside_parent": float(np.mean(h2)) if h2 else None,
                              "D_r": float(np.mean([c.regions for c in counts])),
                              "D_r_ci95": _ci([c.regions for c in counts]),
+                             "counts": [int(c.regions) for c in counts],
                              "certified": all(c.certified for c in counts)})
     return {"rows": rows}
+
+
+#: the paired comparisons of the real-data tables: the same held-out points in every mode
+COMPARISONS = (("train", "plain"), ("eval", "plain"), ("train", "eval"))
+
+
+def effects(rows) -> list[dict]:
+    """Paired effects per (dataset, step, comparison): the mean difference of D_r over the SAME held-out points
+    (per-point differences of exact counts) with its t interval, the ratio of means, and a paired t-test's
+    p-value, Holm-adjusted over the whole family (:mod:`numerics.stats`)."""
+    from numerics.stats import holm, mean_ci95, t_test_p
+
+    by = {(r["dataset"], r["step"], r["mode"]): np.asarray(r["counts"], np.float64) for r in rows if "counts" in r}
+    out = []
+    for ds, step in sorted({(k[0], k[1]) for k in by}):
+        for a, b in COMPARISONS:
+            if (ds, step, a) not in by or (ds, step, b) not in by:
+                continue
+            d = by[(ds, step, a)] - by[(ds, step, b)]
+            mean, ci = mean_ci95(d)
+            out.append({"dataset": ds, "step": step, "comparison": f"{a} − {b}", "mean_difference": mean,
+                        "ci95": ci, "ratio": float(by[(ds, step, a)].mean() / by[(ds, step, b)].mean()),
+                        "p": t_test_p(d), "points": int(d.size)})
+    for e, p in zip(out, holm([e["p"] for e in out])):
+        e["p_holm"] = float(p)
+    return out
 
 
 def run_realdata(ctx) -> dict:
@@ -131,7 +159,7 @@ def run_realdata(ctx) -> dict:
 
     moons, extra = _moons(ctx)
     digits = _digits(ctx)
-    out = {"moons": moons, "digits": digits, "figures": []}
+    out = {"moons": moons, "digits": digits, "effects": effects(moons["rows"] + digits["rows"]), "figures": []}
     for name, fn in (("density_over_training.png", lambda p: plot_training(moons["rows"] + digits["rows"], p)),
                      ("density_vs_radius.png", lambda p: plot_density_radius(extra["by_radius"], p)),
                      ("partitions_bn_vs_plain.png", lambda p: plot_partitions(extra, p)),

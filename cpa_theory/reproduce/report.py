@@ -179,6 +179,15 @@ def write_report(out, header: dict, entries: list[dict], data: dict | None, proo
             L.append(f"| {r['dataset']} | {r['step']} | {r['mode']} | {r['accuracy']:.3f} | {r['radius']:g} | "
                      f"{r['D_r']:.2f} {_ci2(r.get('D_r_ci95'))} | {r['hits_layer1']:.2f} | {inside} | "
                      f"{_fmt(r.get('hits_layer2_inside_parent', '—'))} | {r['certified']} |")
+        if data.get("effects"):
+            L += ["", "Paired effects (the same held-out points in every mode; per-point differences of exact counts, "
+                  "t interval; p: paired t-test, Holm over all "
+                  f"{len(data['effects'])} comparisons):", "",
+                  "| dataset | step | comparison | mean difference [95 % CI] | ratio of means | p | Holm p |",
+                  "|---|---|---|---|---|---|---|"]
+            for e in data["effects"]:
+                L.append(f"| {e['dataset']} | {e['step']} | {e['comparison']} | {e['mean_difference']:.2f} "
+                         f"{_ci2(e['ci95'])} | {e['ratio']:.3f} | {e['p']:.3g} | {e['p_holm']:.3g} |")
         L += ["", "| mode (moons, trained) | r | D_r [95 % CI] | per volume | certified |", "|---|---|---|---|---|"]
         for r in data["moons"]["by_radius"]:
             L.append(f"| {r['mode']} | {r['radius']:g} | {r['D_r']:.2f} {_ci2(r.get('D_r_ci95'))} | "
