@@ -39,6 +39,7 @@ from .tolerances import IMPORT_AGREEMENT_RTOL, IMPORT_AGREEMENT_RTOL_FLOAT32
 
 __all__ = ["from_flax"]
 
+
 class _Plan(list):
     """The layers as ``(Dense path, BatchNorm path or None, epsilon or None)`` in call order, with the lowest
     compute dtype any of them pins (``dtype``: None when all follow their inputs, float64 here)."""
