@@ -107,7 +107,7 @@ def _flat_sequential(model):
     leaves = []
 
     def walk(m) -> bool:
-        for child in m.children():
+        for child in m:  # iterating the Sequential keeps a module used twice; children() lists it once
             if not torch_forward(child):  # a user forward (a subclass of Linear, ReLU, Sequential...): trace it
                 return False
             if isinstance(child, nn.Sequential):
@@ -208,5 +208,5 @@ def _from_flat_sequential(model, batch, state_dict):
     if batch is not None and isinstance(batch, torch.Tensor):
         batch = _np(batch)
     net = Network(out[0].in_dim, out, batch)
-    check_torch_import(given, net.forward, net.batch, (net.input_dim,))
+    check_torch_import(given, net.condition().forward, net.batch, (net.input_dim,))
     return net

@@ -314,3 +314,48 @@ def test_every_torch_import_is_checked_against_the_model_itself(rng, monkeypatch
         real_conv(mod, name).weight, None, mod.stride, mod.padding, mod.dilation, mod.groups))
     with pytest.raises(ImportCheckError, match="in eval mode at probe points"):
         cpa.from_torch(conv.eval(), input_shape=(1, 4, 4))
+
+
+def test_a_module_used_twice_in_a_sequential_is_imported_at_both_places(rng):
+    """Referee's case: nn.Sequential(Linear, act, Linear, act, Linear) with ONE shared ReLU (a common idiom):
+    children() lists a shared module once, so the second ReLU was dropped — wrong by ~1 with no error."""
+    torch.manual_seed(2)
+    act = nn.ReLU()
+    model = nn.Sequential(nn.Linear(2, 6), act, nn.Linear(6, 6), act, nn.Linear(6, 1)).double().eval()
+    net = cpa.from_torch(model)
+    x = rng.normal(size=(40, 2)) * 3
+    with torch.no_grad():
+        np.testing.assert_allclose(net.forward(x), model(torch.tensor(x)).numpy(), atol=TORCH_AGREEMENT_ATOL)
+    assert len(net.layers) == 3 and net.layers[1].activation.name == "relu"
+
+
+def test_the_import_check_does_not_refuse_correct_imports_it_cannot_match_in_float64(rng):
+    """Referee's false refusals: a feature at 1e9 ± 1 (centring loses ~1e-7 in ANY float64 forward: the tolerance
+    grows with the BatchNorm inputs' conditioning), a float32 weight-normalised layer (its float64 copy
+    recomputes the weight), and models the check cannot run — a pruned model cannot be deep-copied, BatchNorm
+    with eps = 0 will not run in train mode in PyTorch: those are returned unchecked, with a warning."""
+    from cpa_theory.import_check import ImportCheckSkippedWarning
+
+    torch.manual_seed(3)
+    X = 1e9 + torch.randn(32, 1, dtype=torch.float64)
+    model = nn.Sequential(nn.Linear(1, 4), nn.BatchNorm1d(4), nn.ReLU(), nn.Linear(4, 1)).double().train()
+    cpa.from_torch(model, batch=X)
+    wn = nn.Sequential(nn.Linear(3, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 1)).float()
+    nn.utils.parametrizations.weight_norm(wn[0])
+    batch = torch.randn(16, 3, dtype=torch.float32)
+    wn.train()
+    wn(batch)
+    cpa.from_torch(wn, batch=batch)
+    cpa.from_torch(wn.eval(), input_shape=(3,))  # a parametrized layer is traced (its own module class)
+    pruned = nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 1)).double()
+    import torch.nn.utils.prune as prune
+
+    prune.l1_unstructured(pruned[0], "weight", amount=0.5)
+    with pytest.warns(ImportCheckSkippedWarning, match="cannot be copied"):
+        net = cpa.from_torch(pruned.eval())
+    x = rng.normal(size=(10, 3))
+    with torch.no_grad():
+        np.testing.assert_allclose(net.forward(x), pruned(torch.tensor(x)).numpy(), atol=TORCH_AGREEMENT_ATOL)
+    eps0 = nn.Sequential(nn.Linear(2, 4), nn.BatchNorm1d(4, eps=0.0), nn.ReLU(), nn.Linear(4, 1)).double()
+    with pytest.warns(ImportCheckSkippedWarning, match="did not run"):
+        cpa.from_torch(eps0, batch=rng.normal(size=(8, 2)))
