@@ -72,21 +72,30 @@ class ImportCheckSkippedWarning(UserWarning):
     the mode asked for): the network is returned unchecked, and the warning says why."""
 
 
-def _conditioning(bns, seen) -> float:
-    """max over BatchNorm features of (|mean| + std)/sqrt(var + eps): centring z − mean in float64 loses about u
-    times this relative (raw features of 1e9 ± 1 lose 1e-7 in any float64 forward, PyTorch's as well as ours),
-    from the batch the layer saw (train mode) or its running statistics (eval)."""
-    k = 1.0
+def _batch_stats(bns, seen) -> dict:
+    """Per BatchNorm called exactly once on the batch: the mean and biased variance of its input (per channel)."""
+    out = {}
     for b in bns:
-        if seen is not None and len(seen.get(id(b), ())) == 1:
+        if len(seen.get(id(b), ())) == 1:
             z = seen[id(b)][0]
             dims = [0] + list(range(2, z.dim()))
-            mean, var = z.mean(dim=dims).abs(), z.var(dim=dims, unbiased=False)
+            out[id(b)] = (z.mean(dim=dims), z.var(dim=dims, unbiased=False))
+    return out
+
+
+def _conditioning(bns, stats) -> float:
+    """max over BatchNorm features of (|mean| + std)/sqrt(var + eps): centring z − mean in float64 loses about u
+    times this relative (raw features of 1e9 ± 1 lose 1e-7 in any float64 forward, PyTorch's as well as ours),
+    from the batch the layer saw (``stats``, train mode) or its running statistics (eval)."""
+    k = 1.0
+    for b in bns:
+        if id(b) in stats:
+            mean, var = stats[id(b)]
         elif b.running_mean is not None:
-            mean, var = b.running_mean.abs(), b.running_var
+            mean, var = b.running_mean, b.running_var
         else:
             continue
-        k = max(k, float(((mean + var.sqrt()) / (var + b.eps).sqrt()).max()))
+        k = max(k, float(((mean.abs() + var.sqrt()) / (var + b.eps).sqrt()).max()))
     return k
 
 
@@ -142,7 +151,7 @@ def check_torch_import(model, forward, batch=None, input_shape=None) -> None:
         m.eval()
         ref = _run_or_skip(m, P)
         if ref is not None:
-            tol = _tolerance(model, _conditioning(bns, None))
+            tol = _tolerance(model, _conditioning(bns, {}))
             require_agreement(row_errors(forward(P), ref), "in eval mode at probe points", tol, _hint(tol))
         return
     X = np.asarray(batch, dtype=np.float64)
@@ -159,16 +168,15 @@ def check_torch_import(model, forward, batch=None, input_shape=None) -> None:
             h.remove()
     if ref is None:
         return
-    tol = _tolerance(model, _conditioning(bns, seen))
+    stats = _batch_stats(bns, seen)
+    tol = _tolerance(model, _conditioning(bns, stats))
     require_agreement(row_errors(forward(X), ref), "in train mode on the batch", tol, _hint(tol))
     # away from the batch: eval mode with running statistics := the batch's (each BN called once, with buffers)
-    if any(len(seen.get(id(b), ())) != 1 or b.running_mean is None for b in bns):
+    if any(id(b) not in stats or b.running_mean is None for b in bns):
         return
     for b in bns:
-        z = seen[id(b)][0]
-        dims = [0] + list(range(2, z.dim()))
-        b.running_mean.copy_(z.mean(dim=dims))
-        b.running_var.copy_(z.var(dim=dims, unbiased=False))
+        b.running_mean.copy_(stats[id(b)][0])
+        b.running_var.copy_(stats[id(b)][1])
     m.eval()
     both = np.concatenate([X, P])
     ref = _run_or_skip(m, both)

@@ -18,8 +18,8 @@ imported network is then compared with Flax's own forward pass in float64:
 
 A difference beyond :data:`cpa_theory.tolerances.IMPORT_AGREEMENT_RTOL` (``IMPORT_AGREEMENT_RTOL_FLOAT32`` when a
 layer computes in float32) per row, relative to max(1, |output|) (:mod:`cpa_theory.import_check`), is an
-:class:`cpa_theory.errors.ImportCheckError` that says what to check (the activation list, where BatchNorm sits, ``apply_kwargs`` such as ``{"train": True}``); nothing wrong is
-returned. Layers computing in bfloat16 / float16 are refused: the check could not tell a wrong import from
+:class:`cpa_theory.errors.ImportCheckError` that says what to check (the activation list, where BatchNorm sits,
+``apply_kwargs`` such as ``{"train": True}``); nothing wrong is returned. Layers computing in bfloat16 / float16 are refused: the check could not tell a wrong import from
 rounding.
 """
 
@@ -197,7 +197,7 @@ def _plan_from_calls(module, variables, params, batch, kw, eps):
     paths = [p for p, _ in calls]
     prev_kind = None
     leaves = [(p, m) for p, m in calls if not any(len(q) > len(p) and q[:len(p)] == p for q in paths)]
-    plan, low = _Plan(), []
+    plan, low = [], []
     for path, m in leaves:
         kind = next((k for k in (nn.Dense, nn.BatchNorm) if isinstance(m, k)), None)
         if kind is not None and type(m).__call__ is not kind.__call__:

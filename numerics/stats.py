@@ -73,9 +73,13 @@ def crossed_mean_ci95(V) -> dict:
     interval and a two-sided p-value of "mean = 0" that carry BOTH sources of variation.
 
     Model V_su = μ + a_s + b_u + e_su (seed, unit and interaction effects, independent). From the two-way ANOVA
-    mean squares MS_seed, MS_unit, MS_res, Var(V̄) = σ²_a/S + σ²_b/U + σ²_e/(SU) is estimated without bias by
-    (MS_seed + MS_unit − MS_res)/(SU) — by (MS_seed + MS_unit)/(SU) (conservative) when that is not positive — with
-    Satterthwaite's degrees of freedom; the interval is mean ± t_df·se. An interval over units of the
+    mean squares (E[MS_seed] = σ²_e + U σ²_a, E[MS_unit] = σ²_e + S σ²_b), Var(V̄) = σ²_a/S + σ²_b/U + σ²_e/(SU) is
+    estimated by (MS_seed + MS_unit)/(SU), which exceeds it by σ²_e/(SU) (conservative), with Satterthwaite's
+    degrees of freedom for that sum of two mean squares, ≥ min(S − 1, U − 1); the interval is mean ± t_df·se.
+    (The unbiased (MS_seed + MS_unit − MS_res)/(SU) has Satterthwaite df that can fall far below 1 when the
+    seed term is small — t quantiles of 10⁶ on real data —, so it is not used.) Simulated coverage of the 95 %
+    interval (4,000 tables each, seeds × units 3 × 8 to 10 × 10): 0.93–0.99, the low end when 3 seeds carry
+    all the variance. An interval over units of the
     seed-averaged values leaves σ²_a out (too narrow when seeds differ); over seeds' means it has S − 1 df only.
     Fewer than 2 seeds or units: an interval over the other axis alone (t with n − 1 df), p from
     :func:`t_test_p`. Returns {"mean", "ci95", "se", "df", "p"}.
@@ -92,17 +96,12 @@ def crossed_mean_ci95(V) -> dict:
         return {"mean": m, "ci95": ci, "se": se, "df": float(len(x) - 1), "p": t_test_p(x)}
     ms = V.mean(axis=1) - mean
     mu = V.mean(axis=0) - mean
-    res = V - mean - ms[:, None] - mu[None, :]
     MSs, MSu = U * float(ms @ ms) / (S - 1), S * float(mu @ mu) / (U - 1)
-    MSe = float(np.sum(res * res)) / ((S - 1) * (U - 1))
-    terms = [(MSs, S - 1), (MSu, U - 1), (-MSe, (S - 1) * (U - 1))]
-    num = MSs + MSu - MSe
-    if not num > 0:
-        terms, num = terms[:2], MSs + MSu
+    num = MSs + MSu
     if num == 0.0:  # no variation at all
         return {"mean": mean, "ci95": [mean, mean], "se": 0.0, "df": math.inf,
                 "p": 1.0 if mean == 0.0 else min(1.0, 2.0 * 0.5 ** (S * U))}
-    df = num * num / sum(m * m / f for m, f in terms)
+    df = num * num / (MSs * MSs / (S - 1) + MSu * MSu / (U - 1))
     se = math.sqrt(num / (S * U))
     half = float(student.ppf(0.975, df)) * se
     p = float(2.0 * student.sf(abs(mean) / se, df))

@@ -322,9 +322,16 @@ def test_crossed_interval_covers_when_seeds_differ_where_the_interval_over_units
         rejects = np.mean([r["p"] < 0.05 for r in res])
         slack = 3 * np.sqrt(0.05 * 0.95 / R)
         assert cover >= 0.95 - slack and rejects <= 0.05 + slack, (S, U, sa, cover, rejects)
+        assert min(r["df"] for r in res) >= min(S, U) - 1  # Satterthwaite over two mean squares: never below
         if sa > 0:  # the interval over units of seed averages: the referee's under-coverage, reproduced
             old = np.mean([(lambda ci: ci[0] <= 0 <= ci[1])(mean_ci95(v.mean(axis=0))[1]) for v in V])
             assert old < 0.9, old
+    # a small seed term against a large interaction (as in the CNN study's train-mode window counts, where the
+    # unbiased estimate's Satterthwaite df fell to 0.17 and the 95 % interval to ±1.5e6 around a mean of 4.1):
+    # on this table that df is 0.28 (t quantile ≈ 10⁴); the interval must stay of the data's scale
+    V = np.array([[3, 5, 2, 2, 5, 5, 3, 5], [4, 4, 2, 5, 6, 5, 5, -2], [4, 4, 4, 3, 4, 5, 4, 3]], float)
+    r = crossed_mean_ci95(V)
+    assert r["df"] >= 2 and r["ci95"][1] - r["ci95"][0] < 4.0, r
 
 
 def test_proportions_get_wilson_intervals_and_densities_carry_their_interval():

@@ -127,8 +127,8 @@ _CNN_TITLE = {"slice": "N on the plane through three test digits (whole slice wi
 
 
 def plot_cnn_measure(rows, measure, out) -> None:
-    """One panel per radius: mean exact count over training steps per mode, its 95 % t interval over units (the
-    rows' ``ci95``) as a band and each seed's mean as a small marker (rows of ``reproduce.cnn_study``)."""
+    """One panel per radius: mean exact count over training steps per mode, its crossed (seeds × units) 95 %
+    interval (the rows' ``ci95``) as a band and each seed's mean as a small marker (rows of ``reproduce.cnn_study``)."""
     plt = _plt()
     radii = sorted({r["radius"] for r in rows}, key=lambda v: -1.0 if v is None else v)
     fig, axes = plt.subplots(1, len(radii), figsize=(5.5 * len(radii), 4), squeeze=False)
@@ -146,7 +146,7 @@ def plot_cnn_measure(rows, measure, out) -> None:
                 ax.plot([st + jitter] * len(r["seed_means"]), r["seed_means"], "_", color=colour, ms=8, alpha=0.8)
         ax.set_xlabel("training step")
         if ax is axes[0][0]:
-            ax.set_ylabel("mean exact certified region count N\n(band: 95 % t interval over units of seed means; "
+            ax.set_ylabel("mean exact certified region count N\n(band: 95 % interval over seeds and units; "
                           "ticks: each seed's mean)", fontsize=8)
         n = rs[0]
         where = "" if radius is None else f"r = {radius:g}, "
@@ -160,7 +160,7 @@ def plot_cnn_measure(rows, measure, out) -> None:
 
 def plot_cnn_effects(effects, out) -> None:
     """Paired differences of mean counts (train − eval, train − plain, eval − plain) per measure and training
-    step with their 95 % bootstrap intervals; filled markers where the Holm-adjusted p-value is < 0.05."""
+    step with their crossed (seeds × units) 95 % intervals; filled markers where the Holm-adjusted p-value is < 0.05."""
     plt = _plt()
     groups = sorted({(e["measure"], e["radius"]) for e in effects}, key=lambda g: (g[0], g[1] or 0))
     fig, axes = plt.subplots(1, len(groups), figsize=(4.5 * len(groups) + 1.5, 0.32 * len(effects) / len(groups)
@@ -180,7 +180,7 @@ def plot_cnn_effects(effects, out) -> None:
             ax.invert_yaxis()
         where = "plane through three test digits" if measure == "slice" else f"window r = {radius:g}"
         ax.set_title(f"CNN on digits, {where}", fontsize=9)
-        ax.set_xlabel("paired difference of mean N (95 % t interval over units;\nfilled: Holm-adjusted "
+        ax.set_xlabel("paired difference of mean N (95 % interval over seeds\nand units; filled: Holm-adjusted "
                       "p < 0.05)", fontsize=8)
     save_figure(fig, out)
     plt.close(fig)
