@@ -348,16 +348,18 @@ class FlatFrontier:
                 progress(li, (wave + 1) / waves, live.par.n)
         return live.start.v, live.count.v, live.par.v, live.sides.v
 
-    def _after_split(self, live, ccells, j, lower, upper):
+    def _after_split(self, live, ccells, j, lower, upper, boxes=None):
         """Bookkeeping of a split: the cut cells become their lower halves in place, the upper halves are
-        appended (sides, line pointer, parent and boxes inherited)."""
+        appended (sides, line pointer, parent and boxes inherited; ``boxes``: the halves' boxes when the split
+        made them)."""
         live.start.a[ccells], live.count.a[ccells] = lower
         live.sides.a[ccells, j] = -1
         up_sides = live.sides.a[ccells]
         up_sides[np.arange(len(j)), j] = 1
         live.pos.extend(live.pos.a[ccells])
-        live.box.a[ccells] = self._boxes(*lower)
-        live.box.extend(self._boxes(*upper))
+        box_lo, box_up = (self._boxes(*lower), self._boxes(*upper)) if boxes is None else boxes
+        live.box.a[ccells] = box_lo
+        live.box.extend(box_up)
         live.start.extend(upper[0])
         live.count.extend(upper[1])
         live.par.extend(live.par.a[ccells])

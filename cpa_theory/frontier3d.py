@@ -22,6 +22,7 @@ import numpy as np
 from .errors import CPAInternalError
 from .frontier import (FlatFrontier, Geometry, _cyclic_next, _distinct, _Grow, _ranges, _segment_ids,
                        _with_kernels, count_flat)
+from .frontier3d_kernels import ERRORS, clip_side, crossings
 from .polytope import Polytope, _solve_systems, facet_clearance
 from .tolerances import FACET_BALANCE_RTOL, UNIT_ROUNDOFF
 
@@ -139,28 +140,15 @@ class Frontier3D(FlatFrontier):
         j = jc[tested][cut_t]
         nc = len(ccells)
         cut_plane = hyp[tested][cut_t]  # per cut cell
-        ecell = np.repeat(fcells, fcnt)
-        eface = np.repeat(np.arange(len(faces)), fcnt)
-        nxt = _cyclic_next(fcnt)
-        sn = s[nxt]
         vid = self.pv.a[ent]
-        cross = (s.astype(np.int16) * sn) < 0
-        # one crossing point per cell edge: key (cell, min vid, max vid); the edge's two faces give its planes
-        xi = np.flatnonzero(cross)
-        u, w = vid[xi], vid[nxt[xi]]
-        nvt = np.int64(self.VE.n)
-        key = (ecell[xi].astype(np.int64) * nvt + np.minimum(u, w)) * nvt + np.maximum(u, w)
-        order = np.argsort(key, kind="stable")  # each key exactly twice: sorted, the pairs (0, 1), (2, 3), …
-        sk = key[order]
-        if len(sk) % 2 or np.any(sk[0::2] != sk[1::2]) or np.any(sk[2::2] == sk[1:-1:2]):
-            raise CPAInternalError("a polyhedron edge is not shared by exactly two of its faces; please report this "
-                                   "network and window.")
-        inv = np.empty(len(key), dtype=np.intp)
-        inv[order] = np.arange(len(key)) // 2
-        f1 = faces[eface[xi[order[0::2]]]]
-        f2 = faces[eface[xi[order[1::2]]]]
-        q1, q2 = self.fplane.a[f1], self.fplane.a[f2]
-        qc = cut_plane[ecell[xi[order[0::2]]]]
+        cf = np.concatenate([[0], np.cumsum(np.bincount(fcells, minlength=nc))])
+        fe = np.concatenate([[0], np.cumsum(fcnt)])
+        # one crossing point per cell edge (its two faces give its planes), made where float64 can bound it
+        xid, e1, e2, xcell, code = crossings(cf, fe, vid, s)
+        _raise(code)
+        eface = np.repeat(np.arange(len(faces)), fcnt)
+        q1, q2 = self.fplane.a[faces[eface[e1]]], self.fplane.a[faces[eface[e2]]]
+        qc = cut_plane[xcell]
         X, Xerr = self._solve3(q1, q2, qc)
         new_ids = self.VE.extend(np.c_[X, Xerr])
         self.vdef.extend(np.stack([q1, q2, qc], axis=1))
@@ -169,59 +157,23 @@ class Frontier3D(FlatFrontier):
             ex = self.exact_vertex(int(new_ids[k]))
             v = np.array([float(c) for c in ex])
             self.VE.a[new_ids[k]] = [v[0], v[1], v[2], U * float(np.abs(v).max())]
-        xid = np.full(len(s), -1, dtype=np.int64)
-        xid[xi] = new_ids[inv]
-        fbounds = np.concatenate([[0], np.cumsum(fcnt)[:-1]])
-        new_cells = []
+        halves = []
         for keep, csign in ((-1, 1), (1, -1)):
-            emit_v = (s == 0) | (s == keep)
-            cut_v = (s == 0) & (sn != keep)
-            cut_x = sn != keep
-            mask2 = np.stack([emit_v, cross], axis=1)
-            per = np.add.reduceat(mask2.sum(axis=1), fbounds) if len(fbounds) else np.zeros(0, dtype=np.intp)
-            mask = mask2.ravel()
-            o_v = np.stack([vid, xid], axis=1).ravel()[mask]
-            o_cut = np.stack([cut_v, cut_x], axis=1).ravel()[mask]
-            o_face = np.repeat(np.arange(len(faces)), per)
-            # a clipped face with fewer than 3 vertices has no area on this side, nor one whose kept vertices all
-            # lie on the cut (it touches the cap in a segment: degenerate arrangements, cf. polytope._live_facets)
-            strict = np.add.reduceat((s == keep).astype(np.intp), fbounds) if len(fbounds) else per
-            good = (per >= 3) & (strict > 0)
-            # segments on the cut: from an emitted point labelled cut to the next emitted point of its face
-            o_next = _cyclic_next(per)
-            seg = np.flatnonzero(o_cut & good[o_face])
-            seg_cell = fcells[o_face[seg]]
-            # the cap's boundary runs the other way: from the next point back to this one
-            a_, b_ = o_v[o_next[seg]], o_v[seg]
-            cap_v, cap_n = _chain(seg_cell, a_, b_, nc, int(self.VE.n))
-            # new faces: the good clipped ones (plane and sign kept), then one cap per cell
-            gface = np.flatnonzero(good)
-            keep_ent = good[o_face]
+            pv, fcn, fsrc, nf, box, code = clip_side(cf, fe, vid, s, xid, keep, new_ids, self.VE.a)
+            _raise(code)
             base_v = self.pv.n
-            self.pv.extend(o_v[keep_ent])
-            gstart = base_v + np.concatenate([[0], np.cumsum(per[gface])[:-1]])
-            base_f = self.fplane.n
-            self.fstart.extend(gstart)
-            self.fcount.extend(per[gface])
-            self.fplane.extend(self.fplane.a[faces[gface]])
-            self.fsign.extend(self.fsign.a[faces[gface]])
-            gids = base_f + np.arange(len(gface))
-            base_cap_v = self.pv.n
-            self.pv.extend(cap_v)
-            cap_ids = self.fplane.extend(cut_plane)
-            self.fstart.extend(base_cap_v + np.concatenate([[0], np.cumsum(cap_n)[:-1]]))
-            self.fcount.extend(cap_n)
-            self.fsign.extend(np.full(nc, csign, dtype=np.int8))
-            # each cell's face list: its good faces (grouped by cell: faces are grouped by cell) and its cap
-            gcell = fcells[gface]
-            nf = np.bincount(gcell, minlength=nc) + 1
-            fl = np.concatenate([gids, cap_ids])
-            cl = np.concatenate([gcell, np.arange(nc)])
-            fl = fl[np.argsort(cl, kind="stable")]
-            fstart = self.fpool.n + np.concatenate([[0], np.cumsum(nf)[:-1]])
-            self.fpool.extend(fl)
-            new_cells.append((fstart, nf))
-        self._after_split(live, ccells, j, new_cells[0], new_cells[1])
+            self.pv.extend(pv)
+            cap = fsrc < 0
+            src = faces[np.where(cap, 0, fsrc)]
+            fcell = np.repeat(np.arange(nc), nf)
+            self.fstart.extend(base_v + np.concatenate([[0], np.cumsum(fcn)[:-1]]))
+            self.fcount.extend(fcn)
+            ids = self.fplane.extend(np.where(cap, cut_plane[fcell], self.fplane.a[src]))
+            self.fsign.extend(np.where(cap, np.int8(csign), self.fsign.a[src]))
+            cstart = self.fpool.n + np.concatenate([[0], np.cumsum(nf)[:-1]])
+            self.fpool.extend(ids)  # each new cell's faces are contiguous: its clipped faces, then its cap
+            halves.append(((cstart, nf), box))
+        self._after_split(live, ccells, j, halves[0][0], halves[1][0], boxes=(halves[0][1], halves[1][1]))
 
     def _solve3(self, q1, q2, q3):
         """Points on three planes each (rows), with the error bound of :func:`cpa_theory.polytope._solve_vertices`
@@ -250,43 +202,14 @@ class Frontier3D(FlatFrontier):
         self.count = np.asarray(count, dtype=np.intp)
 
 
+def _raise(code: int) -> None:
+    if code:
+        raise CPAInternalError(f"{ERRORS[code]}; please report this network and window.")
+
+
 def _group_starts(groups, n):
     """Start of each of ``n`` non-empty, contiguous, ordered groups in ``groups`` (for ``ufunc.reduceat``)."""
     return np.concatenate([[0], np.cumsum(np.bincount(groups, minlength=n))[:-1]])
-
-
-def _chain(cell, a, b, ncells, nv):
-    """Order each cell's cap: segments a → b (every cap vertex starts exactly one segment of its cap) chained
-    into one cycle per cell. Returns (vertex ids cap by cap, vertices per cap)."""
-    n = np.bincount(cell, minlength=ncells)
-    if np.any(n < 3):
-        raise CPAInternalError("a cut polyhedron has a cap with fewer than 3 vertices; please report this network "
-                               "and window.")
-    key = cell.astype(np.int64) * nv + a
-    order = np.argsort(key, kind="stable")
-    ks = key[order]
-    if np.any(ks[1:] == ks[:-1]):
-        raise CPAInternalError("a cap vertex starts two segments (non-convex cut); please report this network and "
-                               "window.")
-    tgt = cell.astype(np.int64) * nv + b
-    at = np.searchsorted(ks, tgt)
-    at = np.minimum(at, len(ks) - 1)
-    if not np.all(ks[at] == tgt):
-        raise CPAInternalError("a cap's segments do not close up; please report this network and window.")
-    succ = order[at]  # segment index → the segment that starts where it ends
-    starts = np.concatenate([[0], np.cumsum(n)[:-1]])
-    first = order[starts]  # per cell: its first segment in key order
-    out = np.empty(len(a), dtype=np.int64)
-    cur = first.copy()
-    alive = np.arange(ncells)
-    for k in range(int(n.max())):
-        alive = alive[n[alive] > k]
-        out[starts[alive] + k] = a[cur[alive]]
-        cur[alive] = succ[cur[alive]]
-    okey = np.sort(np.repeat(np.arange(ncells), n).astype(np.int64) * nv + out)
-    if not np.array_equal(cur, first) or np.any(okey[1:] == okey[:-1]):  # one cycle through every segment
-        raise CPAInternalError("a cap's segments form more than one cycle; please report this network and window.")
-    return out, n
 
 
 def _solve_stack(M, b, EM, Eb, scale):

@@ -259,16 +259,40 @@ def test_space_engine_completeness_catches_injected_faults(monkeypatch, edit):
 
 
 def test_cap_chaining_rejects_an_open_cap():
-    import cpa_theory.frontier3d as F3
-    from cpa_theory.errors import CPAInternalError
+    from cpa_theory.frontier3d_kernels import ERRORS, chain_cap
 
-    cell = np.zeros(4, dtype=np.int64)
-    v, n = F3._chain(cell, np.array([1, 2, 3, 4]), np.array([2, 3, 4, 1]), 1, 10)
-    assert n.tolist() == [4] and sorted(v.tolist()) == [1, 2, 3, 4]
-    with pytest.raises(CPAInternalError):
-        F3._chain(cell, np.array([1, 2, 3, 4]), np.array([2, 3, 4, 5]), 1, 10)  # 4 → 5 leaves the cap
-    with pytest.raises(CPAInternalError):  # two cycles of two (a quadrilateral chained as two digons)
-        F3._chain(cell, np.array([1, 2, 3, 4]), np.array([2, 1, 4, 3]), 1, 10)
+    def chain(a, b):
+        out, used = np.full(len(a), -1, dtype=np.int64), np.zeros(len(a), dtype=bool)
+        code = chain_cap(np.array(a, dtype=np.int64), np.array(b, dtype=np.int64), len(a), out, 0, used)
+        return code, out.tolist()
+
+    assert chain([3, 1, 4, 2], [4, 2, 1, 3]) == (0, [1, 2, 3, 4])  # from the smallest start, along the segments
+    assert ERRORS[chain([1, 2, 3, 4], [2, 3, 4, 5])[0]] == "a cap's segments do not close up"  # 4 → 5 leaves
+    assert ERRORS[chain([1, 2, 3, 4], [2, 1, 4, 3])[0]].endswith("more than one cycle")  # two digons
+    assert ERRORS[chain([1, 2, 2, 3], [2, 3, 1, 1])[0]].startswith("a cap vertex starts two segments")
+    assert ERRORS[chain([1, 2], [2, 1])[0]].endswith("fewer than 3 vertices")
+
+
+def test_crossings_need_each_cut_edge_on_exactly_two_faces():
+    """A tetrahedron 0123 cut between vertex 0 (−) and the rest (+): three crossings, one per edge at 0; a face
+    list that names an edge once (a face dropped) or three times is refused."""
+    from cpa_theory.frontier3d_kernels import crossings
+
+    faces = [[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]]
+    s = {0: -1, 1: 1, 2: 1, 3: 1}
+
+    def run(fl):
+        vid = np.array([v for f in fl for v in f], dtype=np.int64)
+        sides = np.array([s[v] for v in vid.tolist()], dtype=np.int8)
+        fe = np.concatenate([[0], np.cumsum([len(f) for f in fl])])
+        return crossings(np.array([0, len(fl)]), fe, vid, sides)
+
+    xid, e1, e2, cell, code = run(faces)
+    assert code == 0 and len(e1) == 3 and cell.tolist() == [0, 0, 0]
+    assert sorted(xid[xid >= 0].tolist()) == [0, 0, 1, 1, 2, 2]
+    assert run(faces[:3])[-1] == 0  # face 123 has no cut edge
+    assert run(faces[1:])[-1] == 1  # face 021 dropped: edges 01 and 02 are named once
+    assert run(faces + [faces[0]])[-1] == 1  # face 021 twice: edges 01 and 02 three times
 
 
 @pytest.mark.slow

@@ -1,0 +1,208 @@
+"""The space engine's split combinatorics, compiled (numba): one loop over the cut cells, no float arithmetic.
+
+:meth:`cpa_theory.frontier3d.Frontier3D._split` cuts a few hundred small polyhedra per wave; as whole-array numpy
+passes that cost ~60 array operations per wave whatever the wave's size. Here the same rules run as plain loops,
+compiled once (numba, cached on disk):
+
+* :func:`crossings` — per cut cell, the edges whose endpoints lie strictly on both sides of the cut: each must
+  be listed by exactly two of the cell's faces; one crossing point per edge.
+* :func:`clip_side` — one side of every cut cell: each face clipped (its points on that side or on the cut, and
+  the crossings, in cyclic order; a face keeps area only with ≥ 3 points, one of them strictly on that side), the
+  cap chained from the clipped faces' segments on the cut (each cap vertex starts exactly one segment — no
+  angular sort, so slivers below float64 resolution are ordered correctly), and the new cell's bounding box
+  widened as in :meth:`cpa_theory.frontier3d.Frontier3D._boxes`.
+
+Only integer bookkeeping and min/max of proven bounds happen here; every float predicate and every intersection
+point (with its error bound and exact fallback) stays in :mod:`cpa_theory.frontier_kernels` and
+:mod:`cpa_theory.frontier3d`. A structural failure comes back as a nonzero code (:data:`ERRORS`), which the
+caller raises as :class:`cpa_theory.errors.CPAInternalError`.
+
+Layout (entries grouped by face, faces by cell): cell c owns faces ``cf[c] : cf[c + 1]``, face f owns entries
+``fe[f] : fe[f + 1]``; ``vid`` and ``s`` are the entries' vertex ids and sides (int8) of the cut.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from .tolerances import UNIT_ROUNDOFF
+
+__all__ = ["crossings", "clip_side", "chain_cap", "ERRORS"]
+
+#: code → what went wrong (a bug, or an arrangement the engine does not handle: an internal error)
+ERRORS = {
+    1: "a polyhedron edge is not shared by exactly two of its faces",
+    2: "a cut polyhedron has a cap with fewer than 3 vertices",
+    3: "a cap vertex starts two segments (non-convex cut)",
+    4: "a cap's segments do not close up",
+    5: "a cap's segments form more than one cycle",
+}
+
+_U2 = 2.0 * UNIT_ROUNDOFF
+
+
+@njit(cache=True, nogil=True)
+def _next(i, f, fe):
+    """The entry after ``i`` in face ``f``'s cycle."""
+    j = i + 1
+    return fe[f] if j == fe[f + 1] else j
+
+
+@njit(cache=True, nogil=True)
+def crossings(cf, fe, vid, s):
+    """One crossing per cut edge: ``(xid (E,), e1 (X,), e2 (X,), cell (X,), code)`` — each crossing entry's
+    crossing index (−1 elsewhere), the two entries (one per face of the edge, in entry order) and the cell."""
+    nc = len(cf) - 1
+    E = len(vid)
+    xid = np.full(E, -1, np.int64)
+    e1 = np.empty(E, np.int64)
+    e2 = np.empty(E, np.int64)
+    lo = np.empty(E, np.int64)
+    hi = np.empty(E, np.int64)
+    cell = np.empty(E, np.int64)
+    nx = 0
+    for c in range(nc):
+        x0 = nx
+        for f in range(cf[c], cf[c + 1]):
+            for i in range(fe[f], fe[f + 1]):
+                k = _next(i, f, fe)
+                if s[i] * s[k] >= 0:
+                    continue
+                a, b = min(vid[i], vid[k]), max(vid[i], vid[k])
+                t = x0
+                while t < nx and not (lo[t] == a and hi[t] == b):
+                    t += 1
+                if t == nx:
+                    e1[t], e2[t], lo[t], hi[t], cell[t] = i, -1, a, b, c
+                    nx += 1
+                elif e2[t] >= 0:
+                    return xid, e1[:0], e2[:0], cell[:0], 1
+                else:
+                    e2[t] = i
+                xid[i] = t
+        for t in range(x0, nx):
+            if e2[t] < 0:
+                return xid, e1[:0], e2[:0], cell[:0], 1
+    return xid, e1[:nx].copy(), e2[:nx].copy(), cell[:nx].copy(), 0
+
+
+@njit(cache=True, nogil=True)
+def chain_cap(sa, sb, nseg, out, at, used):
+    """Chain a cap's segments ``sa[t] → sb[t]`` (t < nseg) into one cycle written to ``out[at : at + nseg]``,
+    from the smallest starting vertex on, each segment followed by the one that starts where it ends: every cap
+    vertex must start exactly one segment, and the segments must close up into one cycle. Returns an
+    :data:`ERRORS` code (0: chained). ``used``: scratch of ≥ nseg booleans."""
+    if nseg < 3:
+        return 2
+    for t in range(nseg):
+        for u in range(t + 1, nseg):
+            if sa[t] == sa[u]:
+                return 3
+    cur = 0
+    for t in range(1, nseg):
+        if sa[t] < sa[cur]:
+            cur = t
+    first = cur
+    for t in range(nseg):
+        used[t] = False
+    for step in range(nseg):
+        if used[cur]:
+            return 5
+        used[cur] = True
+        out[at + step] = sa[cur]
+        nxt = -1
+        for u in range(nseg):
+            if sa[u] == sb[cur]:
+                nxt = u
+                break
+        if nxt < 0:
+            return 4
+        cur = nxt
+    return 0 if cur == first else 5
+
+
+@njit(cache=True, nogil=True)
+def clip_side(cf, fe, vid, s, xid, keep, nv_new, VE):
+    """Side ``keep`` (−1 or +1) of every cut cell. ``xid``: crossing index per entry (:func:`crossings`),
+    ``nv_new[x]`` its vertex id; ``VE``: the vertex table (coordinates, error bound).
+
+    Returns ``(pv, fcnt, fsrc, nf, box, code)``: the new faces' vertex ids one after another, cell by cell
+    (its clipped faces, then its cap), their sizes, their source face (the cut cell's face index, or −1 for the
+    cap), the faces per new cell, and its box ``(nc, 6)`` (lo, hi widened by 2u|·|)."""
+    nc = len(cf) - 1
+    E = len(vid)
+    F = len(fe) - 1
+    pv = np.empty(4 * E + 8, np.int64)  # clipped faces ≤ 2 points per entry, caps ≤ 2 per entry
+    fcnt = np.empty(F + nc, np.int64)
+    fsrc = np.empty(F + nc, np.int64)
+    nf = np.empty(nc, np.int64)
+    box = np.empty((nc, 6), np.float64)
+    # scratch for one face's clipped points and one cell's cap segments
+    fv = np.empty(2 * E + 2, np.int64)
+    fcut = np.empty(2 * E + 2, np.bool_)
+    sa = np.empty(2 * E + 2, np.int64)
+    sb = np.empty(2 * E + 2, np.int64)
+    used = np.zeros(2 * E + 2, np.bool_)
+    npv = 0
+    nface = 0
+    for c in range(nc):
+        nseg = 0
+        faces_c = 0
+        for f in range(cf[c], cf[c + 1]):
+            m = 0
+            strict = 0
+            for i in range(fe[f], fe[f + 1]):
+                k = _next(i, f, fe)
+                si, sk = s[i], s[k]
+                if si == keep:
+                    strict += 1
+                if si == 0 or si == keep:
+                    fv[m] = vid[i]
+                    fcut[m] = si == 0 and sk != keep
+                    m += 1
+                if si * sk < 0:
+                    fv[m] = nv_new[xid[i]]
+                    fcut[m] = sk != keep
+                    m += 1
+            if m < 3 or strict == 0:
+                continue  # no area on this side (or touching the cap in a segment only)
+            for t in range(m):
+                pv[npv + t] = fv[t]
+                if fcut[t]:  # a segment on the cut; the cap runs the other way: next point → this one
+                    sa[nseg] = fv[(t + 1) % m]
+                    sb[nseg] = fv[t]
+                    nseg += 1
+            npv += m
+            fcnt[nface] = m
+            fsrc[nface] = f
+            nface += 1
+            faces_c += 1
+        code = chain_cap(sa, sb, nseg, pv, npv, used)
+        if code:
+            return pv[:0], fcnt[:0], fsrc[:0], nf[:0], box[:0], code
+        npv += nseg
+        fcnt[nface] = nseg
+        fsrc[nface] = -1
+        nface += 1
+        nf[c] = faces_c + 1
+    # boxes over each new cell's points (the cap's points are on its clipped faces too: every entry counts)
+    f0 = 0
+    p = 0
+    for c in range(nc):
+        lo = np.full(3, np.inf)
+        hi = np.full(3, -np.inf)
+        for g in range(f0, f0 + nf[c]):
+            for t in range(p, p + fcnt[g]):
+                v = pv[t]
+                e = VE[v, 3]
+                for q in range(3):
+                    x = VE[v, q]
+                    lo[q] = min(lo[q], x - e)
+                    hi[q] = max(hi[q], x + e)
+            p += fcnt[g]
+        f0 += nf[c]
+        for q in range(3):
+            box[c, q] = lo[q] - _U2 * abs(lo[q])
+            box[c, 3 + q] = hi[q] + _U2 * abs(hi[q])
+    return pv[:npv], fcnt[:nface], fsrc[:nface], nf, box, 0
