@@ -22,7 +22,7 @@ import numpy as np
 from .errors import CPAInternalError
 from .frontier import (FlatFrontier, Geometry, _cyclic_next, _distinct, _Grow, _ranges, _segment_ids,
                        _with_kernels, count_flat)
-from .frontier3d_kernels import ERRORS, clip_side, crossings
+from .frontier3d_kernels import ERRORS, clip_side, crossings, distinct_per_cell
 from .polytope import Polytope, _solve_systems, facet_clearance
 from .tolerances import FACET_BALANCE_RTOL, UNIT_ROUNDOFF
 
@@ -119,28 +119,29 @@ class Frontier3D(FlatFrontier):
         info = None
         if len(tested):
             faces, fcells, ent, ecells, fcnt = self.entries(cstart[tested], ccount[tested])
-            s = self._signs(self.pv.a[ent], T, rows[tested][ecells], exact_row)
-            bounds = _group_starts(ecells, len(tested))
-            smax[tested], smin[tested] = np.maximum.reduceat(s, bounds), np.minimum.reduceat(s, bounds)
-            info = (tested, faces, fcells, ent, ecells, fcnt, s)
+            vid = self.pv.a[ent]
+            du, dcell, emap = distinct_per_cell(np.append(_group_starts(ecells, len(tested)), len(ent)), vid)
+            sd = self._signs(du, T, rows[tested][dcell], exact_row)  # once per (cell, vertex)
+            bounds = _group_starts(dcell, len(tested))
+            smax[tested], smin[tested] = np.maximum.reduceat(sd, bounds), np.minimum.reduceat(sd, bounds)
+            info = (tested, faces, fcells, vid, ecells, fcnt, sd[emap])
         return smax, smin, info
 
     def _split(self, cells, cut, info, live, hyp, jc):
         """Split the cut cells (``cells[cut]``) by their hyperplanes ``hyp[cut]`` (index ``jc[cut]`` of their
         parent's list): every face clipped, crossings made once per edge, caps chained."""
-        tested, faces, fcells, ent, ecells, fcnt, s = info
+        tested, faces, fcells, vid, ecells, fcnt, s = info
         # keep the cut cells only (cut is over `cells`; info covers cells[tested])
         cut_t = cut[tested]
         fkeep = cut_t[fcells]
         ekeep = cut_t[ecells]
         remap = np.cumsum(cut_t) - 1
         faces, fcells, fcnt = faces[fkeep], remap[fcells[fkeep]], fcnt[fkeep]
-        ent, s = ent[ekeep], s[ekeep]
+        vid, s = vid[ekeep], s[ekeep]
         ccells = cells[tested][cut_t]
         j = jc[tested][cut_t]
         nc = len(ccells)
         cut_plane = hyp[tested][cut_t]  # per cut cell
-        vid = self.pv.a[ent]
         cf = np.concatenate([[0], np.cumsum(np.bincount(fcells, minlength=nc))])
         fe = np.concatenate([[0], np.cumsum(fcnt)])
         # one crossing point per cell edge (its two faces give its planes), made where float64 can bound it

@@ -12,6 +12,9 @@ compiled once (numba, cached on disk):
   angular sort, so slivers below float64 resolution are ordered correctly), and the new cell's bounding box
   widened as in :meth:`cpa_theory.frontier3d.Frontier3D._boxes`.
 
+* :func:`distinct_per_cell` — each tested cell's distinct vertices (its faces list each about three times), so
+  that the wave's vertex filter runs once per (cell, vertex).
+
 Only integer bookkeeping and min/max of proven bounds happen here; every float predicate and every intersection
 point (with its error bound and exact fallback) stays in :mod:`cpa_theory.frontier_kernels` and
 :mod:`cpa_theory.frontier3d`. A structural failure comes back as a nonzero code (:data:`ERRORS`), which the
@@ -28,7 +31,7 @@ from numba import njit
 
 from .tolerances import UNIT_ROUNDOFF
 
-__all__ = ["crossings", "clip_side", "chain_cap", "ERRORS"]
+__all__ = ["crossings", "clip_side", "chain_cap", "distinct_per_cell", "ERRORS"]
 
 #: code → what went wrong (a bug, or an arrangement the engine does not handle: an internal error)
 ERRORS = {
@@ -206,3 +209,29 @@ def clip_side(cf, fe, vid, s, xid, keep, nv_new, VE):
             box[c, q] = lo[q] - _U2 * abs(lo[q])
             box[c, 3 + q] = hi[q] + _U2 * abs(hi[q])
     return pv[:npv], fcnt[:nface], fsrc[:nface], nf, box, 0
+
+
+@njit(cache=True, nogil=True)
+def distinct_per_cell(cb, vid):
+    """Each cell's distinct vertex ids: ``(du (K,), dcell (K,), emap (E,))`` for entries grouped by cell (cell c
+    owns entries ``cb[c] : cb[c + 1]``) — the distinct ids cell by cell in order of first appearance, their
+    cell, and each entry's index into ``du`` (faces list a polyhedron's vertices about three times each)."""
+    nc = len(cb) - 1
+    E = len(vid)
+    du = np.empty(E, np.int64)
+    dcell = np.empty(E, np.int64)
+    emap = np.empty(E, np.int64)
+    k = 0
+    for c in range(nc):
+        k0 = k
+        for i in range(cb[c], cb[c + 1]):
+            v = vid[i]
+            t = k0
+            while t < k and du[t] != v:
+                t += 1
+            if t == k:
+                du[k] = v
+                dcell[k] = c
+                k += 1
+            emap[i] = t
+    return du[:k].copy(), dcell[:k].copy(), emap
