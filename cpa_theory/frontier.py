@@ -678,58 +678,51 @@ def _linear_components(n, pairs, A, c, eA, ec, confirm=None) -> int:
 
 
 
+#: the sweep's projection in :func:`_vertex_clusters` (fractional parts of the R₃ sequence: no lattice direction,
+#: so the vertices on one side of the box or one switching set are spread along it)
+_SWEEP_PROJECTION = np.array([1.0, 0.8191725133961645, 0.6710436067037893])
+
+
 def _vertex_clusters(fr, vid=None, exact_ids=None):
     """Group corners (vertex ids ``vid`` of pool entries; default: the plane engine's pool) into the vertices of
     the subdivision: ``(labels, n)``.
 
-    Copies of one exact point lie within their proven error bounds of each other: corners are joined when they
-    share a vertex id or a cell of any of 2^d offset grids of spacing 4·max err (so copies, at most 2·max err
-    apart per coordinate, always share one; a grid cell is named by one 64-bit word, and a collision of two
-    names can only join more corners, which the checks then reject and the exact pass undoes). ``exact_ids``: corners whose groups are instead decided by exact
-    rational equality of their vertices (the second pass when the first does not close up)."""
-    from itertools import product
-
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
+    Copies of one exact point lie within their proven error bounds of it, so within the sum of the two bounds of
+    each other in every coordinate: corners are joined when they share a vertex id or their coordinates agree to
+    twice that sum (:func:`cpa_theory.frontier_loops.join_copies`, a sweep along a fixed projection; the factor 2
+    covers the rounding of the comparison). Joining more than copies is possible only for distinct points that
+    close together, which the checks then reject and the exact pass undoes. ``exact_ids``: corners whose groups
+    are instead decided by exact rational equality of their vertices (the second pass when the first does not
+    close up)."""
+    from .frontier_loops import join_copies
 
     d = fr.d
     vid = fr.pv.v if vid is None else vid
-    n = len(vid)
-    if not n:
+    if not len(vid):
         return np.zeros(0, dtype=np.int64), 0
-    uv, inv = _distinct(vid, return_inverse=True)  # corners sharing a vertex id are one point: cluster ids
-    m = len(uv)
-    V = fr.VE.a[uv, :d]
-    g = 4.0 * float(fr.VE.a[uv, d].max())
-    rows, cols = [], []
-    base = m
-    float_ok = np.ones(m, dtype=bool)
+    uv, inv = _distinct(vid, return_inverse=True)  # corners sharing a vertex id are one point
+    VE = fr.VE.a[uv]
+    V, err = np.ascontiguousarray(VE[:, :d]), np.ascontiguousarray(VE[:, d])
+    float_ok = np.ones(len(uv), dtype=bool)
+    ex_u = np.zeros(0, dtype=np.int64)
     if exact_ids is not None:
         ex_u = _distinct(inv[np.asarray(exact_ids, dtype=np.int64)])
         float_ok[ex_u] = False
+    r = _SWEEP_PROJECTION[:d]
+    w = V @ r
     fi = np.flatnonzero(float_ok)
-    mix = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9][:d], dtype=np.uint64)
-    for off in product((0.0, 0.5), repeat=d):
-        keys = np.floor(V[fi] / g + np.asarray(off)).astype(np.int64).astype(np.uint64)
-        with np.errstate(over="ignore"):  # one 64-bit word per grid cell (a collision only joins more: checked)
-            h = (keys * mix[None, :]).sum(axis=1, dtype=np.uint64)
-        gi = _distinct(h, return_inverse=True)[1]
-        rows.append(fi)
-        cols.append(base + gi)
-        base += int(gi.max()) + 1 if len(gi) else 0
-    if exact_ids is not None and len(ex_u):
-        exact_pts = {}
-        ex_lab = np.empty(len(ex_u), dtype=np.int64)
-        for t, e in enumerate(ex_u.tolist()):
-            ex_lab[t] = exact_pts.setdefault(fr.exact_vertex(int(uv[e])), len(exact_pts))
-        rows.append(ex_u)
-        cols.append(base + ex_lab)
-        base += len(exact_pts)
-    r = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
-    c = np.concatenate(cols) if cols else np.zeros(0, dtype=np.int64)
-    G = coo_matrix((np.ones(len(r)), (r, c)), shape=(base, base))
-    _, lab = connected_components(G, directed=False)
-    labels = _distinct(lab[:m], return_inverse=True)[1][inv]
+    order = fi[np.argsort(w[fi], kind="stable")]
+    # |w_i − w_j| ≤ Σ r·2(err_i + err_j) for a joined pair, plus the rounding of w (≤ (d + 1)u Σ r|V|) and of the
+    # difference, with room to spare
+    rs = float(r.sum())
+    vmax = float(np.abs(V).max()) if V.size else 0.0
+    slab = (4.0 * rs * float(err.max(initial=0.0)) + 2 * (d + 2) * U * rs * vmax) * (1 + 1e-6) + 1e-300
+    parent = join_copies(V, err, w, order, slab)
+    if len(ex_u):
+        first: dict = {}
+        for e in ex_u.tolist():
+            parent[e] = first.setdefault(fr.exact_vertex(int(uv[e])), e)
+    labels = _distinct(parent, return_inverse=True)[1][inv]
     return labels, int(labels.max()) + 1
 
 

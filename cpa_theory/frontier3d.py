@@ -22,7 +22,7 @@ import numpy as np
 from .errors import CPAInternalError
 from .frontier import (FlatFrontier, Geometry, _cyclic_next, _distinct, _Grow, _ranges, _segment_ids,
                        _with_kernels, count_flat)
-from .frontier3d_kernels import ERRORS, clip_side, crossings, distinct_per_cell
+from .frontier_loops import ERRORS, clip_side, crossings, distinct_per_cell
 from .polytope import Polytope, _solve_systems, facet_clearance
 from .tolerances import FACET_BALANCE_RTOL, UNIT_ROUNDOFF
 

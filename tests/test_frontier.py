@@ -259,7 +259,7 @@ def test_space_engine_completeness_catches_injected_faults(monkeypatch, edit):
 
 
 def test_cap_chaining_rejects_an_open_cap():
-    from cpa_theory.frontier3d_kernels import ERRORS, chain_cap
+    from cpa_theory.frontier_loops import ERRORS, chain_cap
 
     def chain(a, b):
         out, used = np.full(len(a), -1, dtype=np.int64), np.zeros(len(a), dtype=bool)
@@ -276,7 +276,7 @@ def test_cap_chaining_rejects_an_open_cap():
 def test_crossings_need_each_cut_edge_on_exactly_two_faces():
     """A tetrahedron 0123 cut between vertex 0 (−) and the rest (+): three crossings, one per edge at 0; a face
     list that names an edge once (a face dropped) or three times is refused."""
-    from cpa_theory.frontier3d_kernels import crossings
+    from cpa_theory.frontier_loops import crossings
 
     faces = [[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]]
     s = {0: -1, 1: 1, 2: 1, 3: 1}
@@ -486,3 +486,40 @@ def test_distinct_equals_np_unique_with_its_inverse():
         got, ginv = _distinct(x, return_inverse=True)
         assert np.array_equal(got, want) and np.array_equal(ginv, inv.reshape(-1))
         assert np.array_equal(_distinct(x), want)
+
+
+@pytest.mark.parametrize("d", [2, 3])
+def test_vertex_copies_within_their_bounds_are_joined_and_nothing_else(d):
+    """The completeness checks' vertex identification (:func:`cpa_theory.frontier._vertex_clusters`): copies of
+    one point, each within its own error bound of it (up to 4 copies, bounds spread over four decades), end in
+    one group; points further apart than twice their bounds' sum stay apart — including points on one line
+    orthogonal to a coordinate axis (many equal coordinates: the sweep must not stop at the first)."""
+    from types import SimpleNamespace
+
+    from cpa_theory.frontier import _vertex_clusters
+
+    rng = np.random.default_rng(d)
+    n = 400
+    P = rng.uniform(-1, 1, size=(n, d))
+    P[: n // 4, 0] = -1.0  # a side of the box
+    pts, errs, truth = [], [], []
+    for i in range(n):
+        for _ in range(int(rng.integers(1, 5))):
+            e = 10.0 ** rng.uniform(-16, -12)
+            pts.append(P[i] + rng.uniform(-e, e, size=d))
+            errs.append(e)
+            truth.append(i)
+    VE = np.column_stack([np.array(pts), np.array(errs)])
+    fr = SimpleNamespace(d=d, VE=SimpleNamespace(a=VE), pv=SimpleNamespace(v=np.arange(len(VE))))
+    labels, nv = _vertex_clusters(fr)
+    truth = np.array(truth)
+    assert nv == n
+    for g in range(n):  # each true point is exactly one group
+        assert len(np.unique(labels[truth == g])) == 1
+    # a copy pushed to 5x its bound away from the rest no longer joins them
+    VE2 = VE.copy()
+    k = int(np.flatnonzero(np.bincount(truth) > 1)[0])
+    j = int(np.flatnonzero(truth == k)[0])
+    VE2[j, :d] = P[k] + 5 * (VE2[truth == k, d].sum())
+    labels2, nv2 = _vertex_clusters(SimpleNamespace(d=d, VE=SimpleNamespace(a=VE2), pv=fr.pv))
+    assert nv2 == n + 1 and len(np.unique(labels2[truth == k])) == 2
