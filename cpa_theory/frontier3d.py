@@ -22,7 +22,7 @@ import numpy as np
 from .errors import CPAInternalError
 from .frontier import (FlatFrontier, Geometry, _cyclic_next, _distinct, _Grow, _ranges, _segment_ids,
                        _with_kernels, count_flat)
-from .frontier_loops import ERRORS, clip_side, crossings, distinct_per_cell
+from .frontier_loops import ERRORS, clip_side, crossings, distinct_per_cell, face_areas
 from .polytope import Polytope, _solve_systems, facet_clearance
 from .tolerances import FACET_BALANCE_RTOL, UNIT_ROUNDOFF
 
@@ -233,10 +233,10 @@ def refine(cond, root, p, y0, radius, stats, progress=None, kernels=None):
 
 
 def _cell_vertices(fr):
-    """Distinct (cell, vertex id) pairs: ``(cells, vids)`` sorted by cell."""
+    """Distinct (cell, vertex id) pairs: ``(cells, vids)`` grouped by cell."""
     _, _, ent, ecells, _ = fr.entries(fr.start, fr.count)
-    key = _distinct(ecells.astype(np.int64) * np.int64(fr.VE.n) + fr.pv.a[ent])
-    return key // fr.VE.n, key % fr.VE.n
+    du, dcell, _ = distinct_per_cell(np.append(_group_starts(ecells, len(fr.count)), len(ent)), fr.pv.a[ent])
+    return dcell, du
 
 
 def _witnesses(fr, p):
@@ -259,15 +259,7 @@ def _witnesses(fr, p):
 
 def _face_areas(fr, faces):
     """Area vectors (½ Σ (v_i − c) × (v_{i+1} − c), outward for counter-clockwise faces) and centroids."""
-    fcnt = fr.fcount.a[faces]
-    ent = _ranges(fr.fstart.a[faces], fcnt)
-    X = fr.VE.a[fr.pv.a[ent], :3]
-    seg = _segment_ids(fcnt)
-    cen = np.stack([np.bincount(seg, weights=X[:, k], minlength=len(faces)) for k in range(3)], axis=1) / fcnt[:, None]
-    rel = X - cen[seg]
-    cr = 0.5 * np.cross(rel, rel[_cyclic_next(fcnt)])
-    area = np.stack([np.bincount(seg, weights=cr[:, k], minlength=len(faces)) for k in range(3)], axis=1)
-    return area, cen
+    return face_areas(fr.fstart.a, fr.fcount.a, fr.pv.a, fr.VE.a, np.ascontiguousarray(faces, dtype=np.int64))
 
 
 def _volumes(fr, cys):

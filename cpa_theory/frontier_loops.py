@@ -16,6 +16,7 @@ compiled once (numba, cached on disk):
 * :func:`join_copies` — the corners that may be copies of one exact point (a crossing is made once per cell,
   so a vertex of the subdivision has one copy per cell around it): joined when every coordinate differs by
   at most twice the sum of their proven error bounds, found by a sweep along a fixed projection.
+* :func:`face_areas` — the faces' area vectors and centroids for the volume sum and the measure balance.
 * :func:`distinct_per_cell` — each tested cell's distinct vertices (its faces list each about three times), so
   that the wave's vertex filter runs once per (cell, vertex).
 
@@ -36,7 +37,7 @@ from numba import njit
 
 from .tolerances import UNIT_ROUNDOFF
 
-__all__ = ["crossings", "clip_side", "chain_cap", "distinct_per_cell", "join_copies", "ERRORS"]
+__all__ = ["crossings", "clip_side", "chain_cap", "distinct_per_cell", "join_copies", "face_areas", "ERRORS"]
 
 #: code → what went wrong (a bug, or an arrangement the engine does not handle: an internal error)
 ERRORS = {
@@ -277,3 +278,34 @@ def join_copies(V, err, w, order, slab):
     for i in range(m):
         parent[i] = _root(parent, i)
     return parent
+
+
+@njit(cache=True, nogil=True)
+def face_areas(fstart, fcount, pv, VE, faces):
+    """Area vectors ½ Σ (v_i − c) × (v_{i+1} − c) (outward for counter-clockwise faces) and centroids c of the
+    faces ``faces`` (face f: vertex ids ``pv[fstart[f] : fstart[f] + fcount[f]]`` into ``VE``): ``(area, cen)``,
+    each ``(F, 3)`` — the float arithmetic of the volume-sum and measure-balance checks (tolerance-based)."""
+    F = len(faces)
+    area = np.zeros((F, 3))
+    cen = np.zeros((F, 3))
+    for t in range(F):
+        f = faces[t]
+        s0, n = fstart[f], fcount[f]
+        c0 = c1 = c2 = 0.0
+        for i in range(s0, s0 + n):
+            v = pv[i]
+            c0 += VE[v, 0]
+            c1 += VE[v, 1]
+            c2 += VE[v, 2]
+        c0, c1, c2 = c0 / n, c1 / n, c2 / n
+        a0 = a1 = a2 = 0.0
+        for i in range(n):
+            v, w = pv[s0 + i], pv[s0 + (i + 1) % n]
+            r0, r1, r2 = VE[v, 0] - c0, VE[v, 1] - c1, VE[v, 2] - c2
+            q0, q1, q2 = VE[w, 0] - c0, VE[w, 1] - c1, VE[w, 2] - c2
+            a0 += 0.5 * (r1 * q2 - r2 * q1)
+            a1 += 0.5 * (r2 * q0 - r0 * q2)
+            a2 += 0.5 * (r0 * q1 - r1 * q0)
+        area[t, 0], area[t, 1], area[t, 2] = a0, a1, a2
+        cen[t, 0], cen[t, 1], cen[t, 2] = c0, c1, c2
+    return area, cen
