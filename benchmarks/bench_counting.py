@@ -7,7 +7,7 @@
     default engine (plane / space engines in d = 2 / 3), regions/s, the ratios to the PREVIOUS engine (the
     cell-by-cell engine, ``engine="cells"``) and to the frozen first engine (``benchmarks/_engine_v1.py``), both
     run in the same process on the same window with equal counts asserted, peak memory (tracemalloc, separate
-    run), and the peer tool's medians beside (wall and CPU ratios: on a shared machine CPU time is the fairer
+    run; it does not see the compiled loops' own short-lived buffers, a few arrays of one wave's entries), and the peer tool's medians beside (wall and CPU ratios: on a shared machine CPU time is the fairer
     figure against the peer's idle-machine wall times);
 (d) d = 4–6 windows (4-16-16-1, 5-32-32-1, 6-16-16-16-1; radii in ``HIGH_DIM``) with --high-dim: regions, N_lin,
     certified/complete, seconds, regions/s and peak RSS, each window in a fresh process;
