@@ -689,41 +689,71 @@ def _vertex_clusters(fr, vid=None, exact_ids=None):
 
     Copies of one exact point lie within their proven error bounds of it, so within the sum of the two bounds of
     each other in every coordinate: corners are joined when they share a vertex id or their coordinates agree to
-    twice that sum (:func:`cpa_theory.frontier_loops.join_copies`, a sweep along a fixed projection; the factor 2
-    covers the rounding of the comparison). Joining more than copies is possible only for distinct points that
+    twice that sum (the factor 2 covers the rounding of the comparison). The pairs are found by a sweep along a
+    fixed projection (:func:`_close_pairs`). Joining more than copies is possible only for distinct points that
     close together, which the checks then reject and the exact pass undoes. ``exact_ids``: corners whose groups
     are instead decided by exact rational equality of their vertices (the second pass when the first does not
     close up)."""
-    from .frontier_loops import join_copies
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
 
     d = fr.d
     vid = fr.pv.v if vid is None else vid
     if not len(vid):
         return np.zeros(0, dtype=np.int64), 0
     uv, inv = _distinct(vid, return_inverse=True)  # corners sharing a vertex id are one point
+    m = len(uv)
     VE = fr.VE.a[uv]
-    V, err = np.ascontiguousarray(VE[:, :d]), np.ascontiguousarray(VE[:, d])
-    float_ok = np.ones(len(uv), dtype=bool)
+    float_ok = np.ones(m, dtype=bool)
     ex_u = np.zeros(0, dtype=np.int64)
     if exact_ids is not None:
         ex_u = _distinct(inv[np.asarray(exact_ids, dtype=np.int64)])
         float_ok[ex_u] = False
-    r = _SWEEP_PROJECTION[:d]
-    w = V @ r
     fi = np.flatnonzero(float_ok)
-    order = fi[np.argsort(w[fi], kind="stable")]
-    # |w_i − w_j| ≤ Σ r·2(err_i + err_j) for a joined pair, plus the rounding of w (≤ (d + 1)u Σ r|V|) and of the
-    # difference, with room to spare
-    rs = float(r.sum())
-    vmax = float(np.abs(V).max()) if V.size else 0.0
-    slab = (4.0 * rs * float(err.max(initial=0.0)) + 2 * (d + 2) * U * rs * vmax) * (1 + 1e-6) + 1e-300
-    parent = join_copies(V, err, w, order, slab)
+    r, c = _close_pairs(VE[fi, :d], VE[fi, d])
+    r, c = [fi[r]], [fi[c]]
     if len(ex_u):
         first: dict = {}
-        for e in ex_u.tolist():
-            parent[e] = first.setdefault(fr.exact_vertex(int(uv[e])), e)
-    labels = _distinct(parent, return_inverse=True)[1][inv]
+        rep = np.array([first.setdefault(fr.exact_vertex(int(uv[e])), e) for e in ex_u.tolist()], dtype=np.int64)
+        r.append(ex_u)
+        c.append(rep)
+    r, c = np.concatenate(r), np.concatenate(c)
+    G = coo_matrix((np.ones(len(r)), (r, c)), shape=(m, m))
+    _, lab = connected_components(G, directed=False)
+    labels = lab[inv]
     return labels, int(labels.max()) + 1
+
+
+def _close_pairs(V, err):
+    """Pairs (i, j) of points ``V (m, d)`` with error bounds ``err`` whose coordinates all agree to 2 (err_i +
+    err_j): a sweep along :data:`_SWEEP_PROJECTION` — sorted by their value w there, each point is compared with
+    the k-th next for k = 1, 2, … while any such pair is within the slab that bounds |w_i − w_j| for a close pair
+    (Σ r · 4 max err, plus the rounding of w, with room to spare). Two copies of one exact point, each within its
+    bound of it, always form a pair (directly: no chain of grid cells)."""
+    m, d = V.shape
+    rr = _SWEEP_PROJECTION[:d]
+    w = V @ rr
+    order = np.argsort(w, kind="stable")
+    ws, Vs, es = w[order], V[order], err[order]
+    rs = float(rr.sum())
+    vmax = float(np.abs(V).max()) if V.size else 0.0
+    slab = (4.0 * rs * float(err.max(initial=0.0)) + 2 * (d + 2) * U * rs * vmax) * (1 + 1e-6) + 1e-300
+    rows, cols = [], []
+    live = np.arange(m)
+    k = 1
+    while True:
+        live = live[live + k < m]
+        live = live[ws[live + k] - ws[live] <= slab]
+        if not len(live):
+            break
+        j = live + k
+        close = np.all(np.abs(Vs[live] - Vs[j]) <= 2.0 * (es[live] + es[j])[:, None], axis=1)
+        rows.append(order[live[close]])
+        cols.append(order[j[close]])
+        k += 1
+    if not rows:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    return np.concatenate(rows), np.concatenate(cols)
 
 
 

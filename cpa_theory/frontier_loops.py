@@ -1,5 +1,4 @@
-"""The flat engines' compiled loops (numba): the space engine's split combinatorics, and the vertex identification
-of both engines' completeness checks.
+"""The space engine's compiled loops (numba): the split's combinatorics and the faces' areas.
 
 :meth:`cpa_theory.frontier3d.Frontier3D._split` cuts a few hundred small polyhedra per wave; as whole-array numpy
 passes that cost ~60 array operations per wave whatever the wave's size. Here the same rules run as plain loops,
@@ -12,18 +11,13 @@ compiled once (numba, cached on disk):
   cap chained from the clipped faces' segments on the cut (each cap vertex starts exactly one segment — no
   angular sort, so slivers below float64 resolution are ordered correctly), and the new cell's bounding box
   widened as in :meth:`cpa_theory.frontier3d.Frontier3D._boxes`.
-
-* :func:`join_copies` — the corners that may be copies of one exact point (a crossing is made once per cell,
-  so a vertex of the subdivision has one copy per cell around it): joined when every coordinate differs by
-  at most twice the sum of their proven error bounds, found by a sweep along a fixed projection.
 * :func:`face_areas` — the faces' area vectors and centroids for the volume sum and the measure balance.
 * :func:`distinct_per_cell` — each tested cell's distinct vertices (its faces list each about three times), so
   that the wave's vertex filter runs once per (cell, vertex).
 
-Apart from :func:`join_copies`'s comparisons (with a factor-2 margin over the proven bounds), only integer
-bookkeeping and min/max of proven bounds happen here; every float predicate and every intersection
-point (with its error bound and exact fallback) stays in :mod:`cpa_theory.frontier_kernels` and
-:mod:`cpa_theory.frontier3d`. A structural failure comes back as a nonzero code (:data:`ERRORS`), which the
+Only integer bookkeeping, min/max of proven bounds and the (tolerance-checked) area sums happen here; every
+float predicate and every intersection point (with its error bound and exact fallback) stays in
+:mod:`cpa_theory.frontier_kernels` and :mod:`cpa_theory.frontier3d`. A structural failure comes back as a nonzero code (:data:`ERRORS`), which the
 caller raises as :class:`cpa_theory.errors.CPAInternalError`.
 
 Layout (entries grouped by face, faces by cell): cell c owns faces ``cf[c] : cf[c + 1]``, face f owns entries
@@ -37,7 +31,7 @@ from numba import njit
 
 from .tolerances import UNIT_ROUNDOFF
 
-__all__ = ["crossings", "clip_side", "chain_cap", "distinct_per_cell", "join_copies", "face_areas", "ERRORS"]
+__all__ = ["crossings", "clip_side", "chain_cap", "distinct_per_cell", "face_areas", "ERRORS"]
 
 #: code → what went wrong (a bug, or an arrangement the engine does not handle: an internal error)
 ERRORS = {
@@ -241,43 +235,6 @@ def distinct_per_cell(cb, vid):
                 k += 1
             emap[i] = t
     return du[:k].copy(), dcell[:k].copy(), emap
-
-
-@njit(cache=True, nogil=True)
-def _root(parent, i):
-    while parent[i] != i:
-        parent[i] = parent[parent[i]]
-        i = parent[i]
-    return i
-
-
-@njit(cache=True, nogil=True)
-def join_copies(V, err, w, order, slab):
-    """Union–find labels (a root per point) of the points ``V (m, d)`` with error bounds ``err``: i and j are
-    joined when |V_i − V_j| ≤ 2 (err_i + err_j) in every coordinate. ``w``: the points' values on a fixed
-    projection, ``order`` sorting them, ``slab``: a bound on |w_i − w_j| for any such pair (the sweep looks no
-    further along ``order``). Two copies of one exact point, each within its bound of it, are always joined."""
-    m, d = V.shape
-    parent = np.arange(m)
-    for a in range(len(order)):
-        i = order[a]
-        for b in range(a + 1, len(order)):
-            j = order[b]
-            if w[j] - w[i] > slab:
-                break
-            tol = 2.0 * (err[i] + err[j])
-            close = True
-            for k in range(d):
-                if abs(V[i, k] - V[j, k]) > tol:
-                    close = False
-                    break
-            if close:
-                ri, rj = _root(parent, i), _root(parent, j)
-                if ri != rj:
-                    parent[max(ri, rj)] = min(ri, rj)
-    for i in range(m):
-        parent[i] = _root(parent, i)
-    return parent
 
 
 @njit(cache=True, nogil=True)

@@ -27,7 +27,7 @@ from fractions import Fraction
 import numpy as np
 
 from .errors import CPAInternalError
-from . import frontier2d, frontier3d
+from . import frontier2d
 from .frontier import _screen, confirm_same_maps, layer_lines, output_maps, same_maps
 from .frontier_kernels import chart_tables, charts_after
 from .exact import ExactCharts, dot, exact_code, exact_code_and_switching
@@ -903,10 +903,12 @@ def count_regions(net, center=None, radius=None, *, keep_regions: bool = False, 
         res.hits = _window_hits(cond, win, domain, root, p)
         res.seconds = time.perf_counter() - start
         return res
-    if engine == "auto" and frontier3d.supports(cond):  # 3-D: the same, over flat face tables
-        res = frontier3d.count_space(cond, win, p, root, vol_w, keep_regions=keep_regions,
-                                     exact_recheck=exact_recheck, linear=linear, progress=progress,
-                                     kernels=kern)
+    space = None
+    if engine == "auto" and cond.input_dim == 3:
+        from . import frontier3d as space  # imports numba (its compiled loops): only where the space engine runs
+    if space is not None and space.supports(cond):  # 3-D: the same, over flat face tables
+        res = space.count_space(cond, win, p, root, vol_w, keep_regions=keep_regions,
+                                exact_recheck=exact_recheck, linear=linear, progress=progress, kernels=kern)
         res.hits = _window_hits(cond, win, domain, root, p)
         res.seconds = time.perf_counter() - start
         return res

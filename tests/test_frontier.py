@@ -493,7 +493,8 @@ def test_vertex_copies_within_their_bounds_are_joined_and_nothing_else(d):
     """The completeness checks' vertex identification (:func:`cpa_theory.frontier._vertex_clusters`): copies of
     one point, each within its own error bound of it (up to 4 copies, bounds spread over four decades), end in
     one group; points further apart than twice their bounds' sum stay apart — including points on one line
-    orthogonal to a coordinate axis (many equal coordinates: the sweep must not stop at the first)."""
+    orthogonal to a coordinate axis (many equal coordinates: the sweep must not stop at the first), and with
+    other points between them in the sweep's order."""
     from types import SimpleNamespace
 
     from cpa_theory.frontier import _vertex_clusters
@@ -509,12 +510,22 @@ def test_vertex_copies_within_their_bounds_are_joined_and_nothing_else(d):
             pts.append(P[i] + rng.uniform(-e, e, size=d))
             errs.append(e)
             truth.append(i)
+    # decoys: a point 1e-3 away from each of the first 100 along a direction the sweep's projection does not
+    # see — in the sweep's order it sits among that point's copies, which must still be joined
+    from cpa_theory.frontier import _SWEEP_PROJECTION
+
+    r = _SWEEP_PROJECTION[:d]
+    u = np.roll(r, 1) - (np.roll(r, 1) @ r) / (r @ r) * r
+    for i in range(100):
+        pts.append(P[i] + 1e-3 * u / np.linalg.norm(u))
+        errs.append(1e-16)
+        truth.append(n + i)
     VE = np.column_stack([np.array(pts), np.array(errs)])
     fr = SimpleNamespace(d=d, VE=SimpleNamespace(a=VE), pv=SimpleNamespace(v=np.arange(len(VE))))
     labels, nv = _vertex_clusters(fr)
     truth = np.array(truth)
-    assert nv == n
-    for g in range(n):  # each true point is exactly one group
+    assert nv == n + 100
+    for g in range(n + 100):  # each true point is exactly one group
         assert len(np.unique(labels[truth == g])) == 1
     # a copy pushed to 5x its bound away from the rest no longer joins them
     VE2 = VE.copy()
@@ -522,4 +533,4 @@ def test_vertex_copies_within_their_bounds_are_joined_and_nothing_else(d):
     j = int(np.flatnonzero(truth == k)[0])
     VE2[j, :d] = P[k] + 5 * (VE2[truth == k, d].sum())
     labels2, nv2 = _vertex_clusters(SimpleNamespace(d=d, VE=SimpleNamespace(a=VE2), pv=fr.pv))
-    assert nv2 == n + 1 and len(np.unique(labels2[truth == k])) == 2
+    assert nv2 == n + 101 and len(np.unique(labels2[truth == k])) == 2
