@@ -678,8 +678,8 @@ def _linear_components(n, pairs, A, c, eA, ec, confirm=None) -> int:
 
 
 
-#: the sweep's projection in :func:`_vertex_clusters`: (1, 1/φ₃, 1/φ₃²) with φ₃ the plastic number (the R₃
-#: sequence's constants) — no rational direction, so the vertices on one side of the box are spread along it
+#: the sweep's projection in :func:`_vertex_clusters`: (1, 1/φ, 1/φ²) with φ ≈ 1.2207 the root of x⁴ = x + 1 (the
+#: constants of Roberts' 3-D R-sequence) — no rational direction, so the vertices on one side of the box spread out
 _SWEEP_PROJECTION = np.array([1.0, 0.8191725133961645, 0.6710436067037893])
 
 
