@@ -678,8 +678,9 @@ def _linear_components(n, pairs, A, c, eA, ec, confirm=None) -> int:
 
 
 
-#: the sweep's projection in :func:`_vertex_clusters`: (1, 1/φ, 1/φ²) with φ ≈ 1.2207 the root of x⁴ = x + 1 (the
-#: constants of Roberts' 3-D R-sequence) — no rational direction, so the vertices on one side of the box spread out
+#: the sweep's projection in :func:`_vertex_clusters`: (1, 1/φ, 1/φ²) with φ ≈ 1.2207 the root of x⁴ = x + 1
+#: (the constants of Roberts' 3-D R-sequence) — no rational direction, so the vertices on one side of the box
+#: spread out along it
 _SWEEP_PROJECTION = np.array([1.0, 0.8191725133961645, 0.6710436067037893])
 
 
@@ -690,7 +691,7 @@ def _vertex_clusters(fr, vid=None, exact_ids=None):
     Copies of one exact point lie within their proven error bounds of it, so within the sum of the two bounds of
     each other in every coordinate: corners are joined when they share a vertex id or their coordinates agree to
     twice that sum (the factor 2 covers the rounding of the comparison). The pairs are found by a sweep along a
-    fixed projection (:func:`_close_pairs`). Joining more than copies is possible only for distinct points that
+    fixed projection (:func:`_close_pairs`). Joining more than copies is possible only for distinct points that are
     close together, which the checks then reject and the exact pass undoes. ``exact_ids``: corners whose groups
     are instead decided by exact rational equality of their vertices (the second pass when the first does not
     close up)."""
