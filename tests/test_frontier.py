@@ -295,6 +295,63 @@ def test_crossings_need_each_cut_edge_on_exactly_two_faces():
     assert run(faces + [faces[0]])[-1] == 1  # face 021 twice: edges 01 and 02 three times
 
 
+def _t_cube(shift, err):
+    """A unit cube (shifted) whose edge 0–1 carries a collinear vertex 8 at its middle, listed by both faces of
+    that edge; faces counter-clockwise seen from outside. Returns ``(VE, faces)``."""
+    P = np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0], [0, 0, 1], [1, 0, 1], [1, 1, 1], [0, 1, 1],
+                  [0.5, 0, 0]], dtype=float) + shift
+    faces = [[0, 3, 2, 1, 8], [4, 5, 6, 7], [0, 8, 1, 5, 4], [3, 7, 6, 2], [0, 4, 7, 3], [1, 2, 6, 5]]
+    return np.column_stack([P, np.full(len(P), err)]), faces
+
+
+def test_a_cut_through_a_run_of_collinear_vertices_gives_closed_halves_with_safe_boxes():
+    """The plane z = y through edge 0–1 (and its middle vertex 8) and edge 6–7 of the cube: no edge crossed,
+    each side keeps the faces with area on it. The face with the three collinear cut vertices 0, 8, 1 and
+    nothing strictly on a side is no face of that side (taking it put a second segment at vertex 1 or 8 into the
+    cap: a refused cap). Each half is a closed, consistently oriented polyhedron of volume ½, and its box holds
+    every vertex's error ball in exact arithmetic (a box widened inwards, by 2u|·| the wrong way, does not)."""
+    from collections import Counter
+
+    from cpa_theory.frontier import _Grow
+    from cpa_theory.frontier3d import Frontier3D
+    from cpa_theory.frontier_loops import clip_side, face_areas
+
+    VE, faces = _t_cube(np.array([0.3, -0.7, 1.1]), 1e-12)
+    side = {0: 0, 1: 0, 2: -1, 3: -1, 4: 1, 5: 1, 6: 0, 7: 0, 8: 0}  # sign of z − y on the unshifted cube
+    vid = np.array([v for f in faces for v in f], dtype=np.int64)
+    s = np.array([side[v] for v in vid.tolist()], dtype=np.int8)
+    fe = np.concatenate([[0], np.cumsum([len(f) for f in faces])])
+    cf = np.array([0, len(faces)])
+    xid = np.full(len(vid), -1, dtype=np.int64)
+    caps = {}
+    for keep in (1, -1):
+        pv, fcnt, fsrc, nf, box, code = clip_side(cf, fe, vid, s, xid, keep, np.zeros(0, np.int64), VE)
+        assert code == 0 and nf.tolist() == [len(fcnt)] and fsrc[-1] == -1
+        fst = np.concatenate([[0], np.cumsum(fcnt)[:-1]])
+        cyc = [pv[a:a + n].tolist() for a, n in zip(fst, fcnt)]
+        caps[keep] = cyc[-1]
+        directed = Counter((f[i], f[(i + 1) % len(f)]) for f in cyc for i in range(len(f)))
+        assert all(n == 1 and directed[(b, a)] == 1 for (a, b), n in directed.items()), cyc  # closed, oriented
+        area, cen = face_areas(fst, fcnt, pv, VE, np.arange(len(fcnt)))
+        assert np.isclose(np.einsum("fd,fd->", cen, area) / 3.0, 0.5, rtol=1e-12, atol=0)
+        used = np.unique(pv)
+        for q in range(3):
+            lo = min(Fraction(VE[v, q]) - Fraction(VE[v, 3]) for v in used.tolist())
+            hi = max(Fraction(VE[v, q]) + Fraction(VE[v, 3]) for v in used.tolist())
+            assert Fraction(box[0, q]) <= lo and Fraction(box[0, 3 + q]) >= hi
+        # the space engine's own boxes (of its parent cells) are the same numbers
+        fr = Frontier3D.__new__(Frontier3D)
+        fr.fpool, fr.fstart, fr.fcount = _Grow((), np.int64), _Grow((), np.intp), _Grow((), np.intp)
+        fr.pv, fr.VE = _Grow((), np.int64), _Grow((4,), np.float64)
+        fr.fpool.extend(np.arange(len(fcnt)))
+        fr.fstart.extend(fst)
+        fr.fcount.extend(fcnt)
+        fr.pv.extend(pv)
+        fr.VE.extend(VE)
+        assert np.array_equal(fr._boxes(np.array([0]), np.array([len(fcnt)])), box)
+    assert caps[1] == [0, 7, 6, 1, 8] and caps[-1] == [0, 8, 1, 6, 7]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("d", [2, 3])
 def test_adversarial_sweep_equals_the_cell_engine(d):
