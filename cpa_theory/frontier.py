@@ -227,6 +227,7 @@ class FlatFrontier:
         self.prefix_codes: list = []  # per layer ℓ: the parents' codes, a tuple of (C_ℓ, n_i) arrays, i < ℓ
         self.codes: tuple = ()
         self.flats: tuple = ()
+        self.boxes = None  # the current cells' boxes (``_boxes``), kept from the layer whose splits made them
 
     # -- exact data ---------------------------------------------------------------------------------------------
     def exact_hyper(self, hid: int):
@@ -311,7 +312,7 @@ class FlatFrontier:
         # parent test: every screened hyperplane against every parent cell (box filter, then exact vertex signs)
         sides = sides0.copy()  # (C, nK) int8
         active = np.zeros((C, nK), dtype=bool)
-        boxes = self._boxes(self.start, self.count)
+        boxes = self._boxes(self.start, self.count) if self.boxes is None else self.boxes
         cand = np.argwhere(screened)  # (pairs, 2): (parent, j)
         step = max(1, _SIGN_CHUNK // max(1, self._ENTRIES_PER_CELL * int(self.count.mean())))
         for s0 in range(0, len(cand), step):
@@ -346,6 +347,7 @@ class FlatFrontier:
                 self._split(cells, cut, info, live, first + live.par.a[cells] * nK + jc, jc)
             if progress is not None:
                 progress(li, (wave + 1) / waves, live.par.n)
+        self.boxes = live.box.v  # the next layer's parents are these cells, in this order (compact keeps it)
         return live.start.v, live.count.v, live.par.v, live.sides.v
 
     def _after_split(self, live, ccells, j, lower, upper, boxes=None):
