@@ -27,6 +27,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
+from .blas_threads import one_blas_thread
 from .errors import CPAInternalError
 from .exact import ExactCharts, dot, maps_identical, solve
 from .frontier_kernels import NUMPY, chart_tables, charts_after, next_lines
@@ -785,7 +786,14 @@ class Geometry(NamedTuple):
 def count_flat(cond, win, p, root, vol_w, geo: Geometry, *, keep_regions=False, exact_recheck=False, linear=True,
                progress=None, kernels=NUMPY):
     """Refine, certify and check completeness with the flat engine ``geo``: the
-    :class:`cpa_theory.regions.RegionCount` fields except ``hits`` and ``seconds`` (the caller's)."""
+    :class:`cpa_theory.regions.RegionCount` fields except ``hits`` and ``seconds`` (the caller's). BLAS runs on
+    one thread meanwhile (:func:`cpa_theory.blas_threads.one_blas_thread`)."""
+    with one_blas_thread():
+        return _count_flat(cond, win, p, root, vol_w, geo, keep_regions=keep_regions, exact_recheck=exact_recheck,
+                           linear=linear, progress=progress, kernels=kernels)
+
+
+def _count_flat(cond, win, p, root, vol_w, geo, *, keep_regions, exact_recheck, linear, progress, kernels):
     from .regions import Region, RegionCount, _exact_witness, _Leaf
     from .tolerances import VOLUME_SUM_RTOL
 
