@@ -20,8 +20,7 @@ def _blas_threads():
 
 @pytest.fixture
 def two_blas_threads():
-    if not _blas_threads():
-        pytest.skip("no BLAS library that threadpoolctl can see")  # numpy wheels ship OpenBLAS: not expected
+    assert _blas_threads(), "threadpoolctl sees no BLAS library (numpy's wheels ship OpenBLAS)"
     with threadpool_limits(2, user_api="blas"):
         yield
 
