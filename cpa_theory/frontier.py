@@ -164,10 +164,20 @@ def _ranges(starts, counts):
 
 
 
-def _distinct(x, return_inverse: bool = False):
+def _distinct(x, return_inverse: bool = False, bound: int | None = None):
     """Sorted distinct values of the 1-D array ``x`` (and each entry's index among them): ``np.unique`` by a
-    sort — numpy 2's hash-based ``np.unique`` takes ~30× as long on 10^5 int64 keys, the engines' typical size."""
+    sort — numpy 2's hash-based ``np.unique`` takes ~30× as long on 10^5 int64 keys, the engines' typical size.
+    ``bound``: the values are ids in 0 … bound − 1 (vertex ids), found with a mask of that length instead (no
+    sort: ~5× faster on the 2·10^5 corners of a 10^4-region 3-D window)."""
     x = np.asarray(x).ravel()
+    if bound is not None:
+        seen = np.zeros(bound, dtype=bool)
+        seen[x] = True
+        u = np.flatnonzero(seen)
+        if not return_inverse:
+            return u
+        rank = np.cumsum(seen, dtype=np.intp) - 1
+        return u, rank[x]
     order = np.argsort(x, kind="stable") if return_inverse else None
     s = x[order] if return_inverse else np.sort(x)
     new = np.ones(len(s), dtype=bool)
@@ -705,7 +715,7 @@ def _vertex_clusters(fr, vid=None, exact_ids=None):
     vid = fr.pv.v if vid is None else vid
     if not len(vid):
         return np.zeros(0, dtype=np.int64), 0
-    uv, inv = _distinct(vid, return_inverse=True)  # corners sharing a vertex id are one point
+    uv, inv = _distinct(vid, return_inverse=True, bound=len(fr.VE.a))  # corners sharing a vertex id are one point
     m = len(uv)
     VE = fr.VE.a[uv]
     float_ok = np.ones(m, dtype=bool)
