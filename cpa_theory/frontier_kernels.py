@@ -28,8 +28,8 @@ import numpy as np
 
 from .tolerances import DOT_EXTRA_TERMS, FILTER_SAFETY, UNIT_ROUNDOFF
 
-__all__ = ["box_sides", "vertex_sides", "charts_after", "next_lines", "chart_tables", "NumpyKernels", "NUMPY",
-           "select_kernels", "TINY"]
+__all__ = ["box_sides", "vertex_sides", "charts_after", "next_lines", "chart_tables", "left_multiply", "NumpyKernels",
+           "NUMPY", "select_kernels", "TINY"]
 
 U = UNIT_ROUNDOFF
 
@@ -72,6 +72,14 @@ def vertex_sides(V, Tg, xp=np):
     return xp.sign(vals).astype(xp.int8), ~(xp.abs(vals) > E), bad
 
 
+def left_multiply(weight, A, xp=np):
+    """``weight (n, m)`` times every chart in the stack ``A (..., m, d)``: ``(..., n, d)``, as ONE matrix product
+    over all charts and columns (a tensor contraction) — numpy's stacked ``matmul`` runs one small product per
+    chart (2048 charts of 100 × 2 after a 100-wide layer: 14 ms against 3 ms). Each entry is a dot product of
+    length m in some summation order, which is all the error bounds assume."""
+    return xp.swapaxes(xp.tensordot(A, weight, axes=([A.ndim - 2], [1])), -1, -2)
+
+
 def chart_tables(act):
     """Per piece of ``act``: slope, intercept and the intercept's magnitude bound (the tables
     :func:`charts_after` indexes with the cells' pieces)."""
@@ -108,10 +116,10 @@ def next_lines(weight, anchor, g, e, t, A, c, mA, mc, rel, zerr, xp=np):
     {ẑ_j = t_k} = {fa·y = fb}, EA, EB its error bounds; ẑ = N y + z0 with error bounds EN, Ez; ``mlin``,
     ``mgap`` the magnitudes for the next chart. The relative error of this layer is
     ``rel + (m + DOT_EXTRA_TERMS + 2)·u``."""
-    lin, gap = xp.matmul(weight, A), (c - anchor) @ weight.T
+    lin, gap = left_multiply(weight, A, xp), (c - anchor) @ weight.T
     N = g[None, :, None] * lin
     z0 = g * gap + e
-    mlin = xp.matmul(xp.abs(weight), mA)
+    mlin = left_multiply(xp.abs(weight), mA, xp)
     mgap = (mc + xp.abs(anchor)) @ xp.abs(weight).T
     rel2 = rel + (weight.shape[1] + DOT_EXTRA_TERMS + 2) * U
     EN = rel2 * xp.abs(g)[None, :, None] * mlin

@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import ActivationError, CPAInputError, NetworkFormatError
+from .frontier_kernels import left_multiply
 from .tolerances import DOT_EXTRA_TERMS, FILTER_SAFETY, UNIT_ROUNDOFF
 
 __all__ = ["MaxGroups", "is_max_groups", "MaxGroupsUnsupportedError", "refuse_max_groups", "pool_groups",
@@ -252,7 +253,7 @@ def refine_max_batch(cl, li, batch, rel, y0, radius, d, charts, stats):
         N = g[None, :, None] * lin
         z0 = g * gap + e
         absW = np.abs(cl.weight)
-        mlin = np.matmul(absW, mA)
+        mlin = left_multiply(absW, mA)
         mgap = (mc + np.abs(bn.anchor)) @ absW.T
         m_in = cl.weight.shape[1]
         rel2 = rel + (m_in + DOT_EXTRA_TERMS + 2) * U

@@ -18,7 +18,7 @@ from .bn import BatchNorm, ConditionedBN, condition_bn
 from .errors import ArgumentTypeError, BatchError, BatchNormError, DegenerateBatchNormError, NonFiniteError, ShapeError
 from .inputs import check_numbers, short
 from .maxgroups import is_max_groups
-from .frontier_kernels import TINY
+from .frontier_kernels import TINY, left_multiply
 from .tolerances import DOT_EXTRA_TERMS, FILTER_SAFETY, UNIT_ROUNDOFF
 
 __all__ = ["Layer", "Network", "ConditionedLayer", "ConditionedNetwork", "as_point", "as_points"]
@@ -274,7 +274,7 @@ class ConditionedLayer:
         ``A (..., m, d)``, ``c (..., m)`` → ``lin (..., n, d) = W A`` and ``gap (..., n) = W(c − p)``; then
         ẑ(y) = g·(lin y + gap) + e (normals g·lin) and {ẑ = t_k} is {lin·y = (t_k − e)/g − gap}.
         """
-        return np.matmul(self.weight, A), (c - self.bn.anchor) @ self.weight.T
+        return left_multiply(self.weight, A), (c - self.bn.anchor) @ self.weight.T
 
 
 @dataclass(frozen=True)

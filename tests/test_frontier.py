@@ -545,6 +545,38 @@ def test_distinct_equals_np_unique_with_its_inverse():
         assert np.array_equal(_distinct(x), want)
 
 
+@given(st.lists(st.integers(0, 40), max_size=200), st.integers(0, 20))
+@settings(max_examples=60, deadline=None)
+def test_distinct_of_bounded_ids_equals_np_unique(ids, room):
+    """``_distinct(..., bound=n)`` (vertex ids in 0 … n − 1, found with a mask instead of a sort) gives np.unique's
+    values and inverse, for any bound at or above the largest id + 1."""
+    from cpa_theory.frontier import _distinct
+
+    x = np.array(ids, dtype=np.int64)
+    bound = (int(x.max()) + 1 if len(x) else 0) + room
+    want, inv = np.unique(x, return_inverse=True)
+    got, ginv = _distinct(x, return_inverse=True, bound=bound)
+    assert np.array_equal(got, want) and np.array_equal(ginv, inv.reshape(-1))
+    assert np.array_equal(_distinct(x, bound=bound), want)
+
+
+@pytest.mark.parametrize("shape", [(4, 3), (9, 4, 2), (2, 5, 4, 1), (0, 4, 3)])
+def test_left_multiply_is_the_stacked_matrix_product(shape):
+    """:func:`cpa_theory.frontier_kernels.left_multiply` (one contraction for a stack of charts) equals numpy's
+    stacked ``matmul`` within the rounding of a length-m dot product, shapes included; on integers exactly."""
+    from cpa_theory.frontier_kernels import left_multiply
+    from cpa_theory.tolerances import UNIT_ROUNDOFF
+
+    rng = np.random.default_rng(len(shape))
+    W = rng.normal(size=(5, 4))
+    A = rng.normal(size=shape)
+    got, want = left_multiply(W, A), np.matmul(W, A)
+    assert got.shape == want.shape
+    assert np.all(np.abs(got - want) <= 2 * 4 * UNIT_ROUNDOFF * np.matmul(np.abs(W), np.abs(A)))
+    Wi, Ai = rng.integers(-9, 9, size=(5, 4)).astype(float), rng.integers(-9, 9, size=shape).astype(float)
+    assert np.array_equal(left_multiply(Wi, Ai), np.matmul(Wi, Ai))
+
+
 @pytest.mark.parametrize("d", [2, 3])
 def test_vertex_copies_within_their_bounds_are_joined_and_nothing_else(d):
     """The completeness checks' vertex identification (:func:`cpa_theory.frontier._vertex_clusters`): copies of
