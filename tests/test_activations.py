@@ -43,6 +43,25 @@ def test_piece_index_counts_breakpoints_below():
     assert act.piece_index(np.array([-2.0, -1.0, 0.0, 1.0, 2.0])).tolist() == [0, 1, 1, 2, 2]
 
 
+@given(st.lists(st.floats(-5, 5), min_size=1, max_size=12, unique=True),
+       st.lists(st.one_of(st.floats(-6, 6), st.sampled_from([0.0, -0.0, np.inf, -np.inf, np.nan])), max_size=30))
+def test_piece_index_equals_a_sorted_search(ts, zs):
+    """The comparison count (up to 8 breakpoints) and the binary search above give searchsorted's index, at the
+    breakpoints themselves, ±0, ±inf and NaN (counted above every breakpoint) included."""
+    ts = sorted(ts)
+    if any(b - a < 1e-3 for a, b in zip(ts, ts[1:])):
+        return
+    vs = [0.0]
+    for k in range(1, len(ts)):  # slopes −1 | 0 | 1 | … | K − 1: every breakpoint a kink
+        vs.append(vs[-1] + (k - 1) * (ts[k] - ts[k - 1]))
+    act = spline(ts, vs, -1.0, float(len(ts) - 1))
+    z = np.array(zs + ts + [-t for t in ts], dtype=np.float64)
+    want = np.searchsorted(np.array(ts), z, side="right")
+    got = act.piece_index(z)
+    assert got.dtype.kind == "i" and np.array_equal(got, want)
+    assert np.array_equal(act.piece_index(z.reshape(1, -1)), want.reshape(1, -1))
+
+
 def test_intercepts_reproduce_function_on_each_piece():
     act = spline([-1.0, 0.5, 2.0], [0.0, 1.0, -1.0], 0.3, 2.0)
     z = np.array([-3.0, 0.0, 1.0, 5.0])
