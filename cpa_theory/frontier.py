@@ -80,9 +80,8 @@ def _min_nonzero(*arrays) -> float:
     lo = math.inf
     for a in arrays:
         a = np.abs(np.asarray(a, dtype=np.float64))
-        nz = a[a > 0]
-        if nz.size:
-            lo = min(lo, float(nz.min()))
+        if a.size:  # a masked minimum (no compaction of the nonzero entries); NaN entries are skipped as before
+            lo = min(lo, float(np.min(a, where=a > 0, initial=math.inf)))
     return lo
 
 
@@ -462,7 +461,7 @@ def _compose(cl, nxt, lines, par_of, pieces, li, kernels=NUMPY):
         parts.append(kernels.compose((lines["N"][par], lines["z0"][par], lines["mlin"][par], lines["mgap"][par],
                                       pc, tables, cl.bn.gain, cl.bn.shift, nxt.weight, bn2.anchor, bn2.gain,
                                       bn2.shift, t2, rel, bn2.z_error)))
-    arrays = tuple(np.concatenate([p[k] for p in parts]) for k in range(10))
+    arrays = parts[0] if len(parts) == 1 else tuple(np.concatenate([p[k] for p in parts]) for k in range(10))
     lo_in = min(lines["lo"], _min_nonzero(bn2.anchor))
     return _lines_dict(arrays, nxt, rel + (nxt.weight.shape[1] + DOT_EXTRA_TERMS + 2) * U, lo_in, li)
 

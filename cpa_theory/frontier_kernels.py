@@ -127,6 +127,8 @@ def next_lines(weight, anchor, g, e, t, A, c, mA, mc, rel, zerr, xp=np):
     C, n = z0.shape
     K = t.shape[0]
     fb = (t[None, None, :] - z0[:, :, None]).reshape(C, n * K)
+    if K == 1:  # one breakpoint (ReLU): line j is neuron j, no copies
+        return N, fb, EN, Ez + U * xp.abs(fb), N, z0, mlin, mgap, EN, Ez
     fa = xp.repeat(N, K, axis=1)
     return fa, fb, xp.repeat(EN, K, axis=1), xp.repeat(Ez, K, axis=1) + U * xp.abs(fb), N, z0, mlin, mgap, EN, Ez
 
