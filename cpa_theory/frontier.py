@@ -39,6 +39,7 @@ __all__ = ["FlatFrontier", "Geometry", "layer_lines", "run_layers", "count_flat"
 
 U = UNIT_ROUNDOFF
 
+_BOX_CHUNK = 1 << 16  # (parent, line) pairs per box-filter call of the parent test (a few MB of temporaries)
 _SIGN_CHUNK = 1 << 19  # entries per vectorised parent test (bounded memory: ~100 bytes each)
 
 
@@ -319,11 +320,19 @@ class FlatFrontier:
         def exact_row(r):
             return self.exact_hyper(first + int(r))
 
-        # parent test: every screened hyperplane against every parent cell (box filter, then exact vertex signs)
+        # parent test: every screened hyperplane against every parent cell — the box filter on all of a parent's
+        # lines at once (no gathers), then exact vertex signs for the pairs it leaves undecided
         sides = sides0.copy()  # (C, nK) int8
         active = np.zeros((C, nK), dtype=bool)
         boxes = self._boxes(self.start, self.count) if self.boxes is None else self.boxes
-        cand = np.argwhere(screened)  # (pairs, 2): (parent, j)
+        Tc = T.reshape(C, nK, T.shape[1])
+        side = np.zeros((C, nK), dtype=np.int8)
+        pstep = max(1, _BOX_CHUNK // max(1, nK))
+        for c0 in range(0, C, pstep):
+            side[c0:c0 + pstep] = self.kernels.box_sides(boxes[c0:c0 + pstep, None, :], Tc[c0:c0 + pstep])
+        decided = screened & (side != 0)
+        sides[decided] = side[decided]  # the box on one side: so is the cell (only the sign is read)
+        cand = np.argwhere(screened & (side == 0))  # (pairs, 2): (parent, j)
         step = max(1, _SIGN_CHUNK // max(1, self._ENTRIES_PER_CELL * int(self.count.mean())))
         for s0 in range(0, len(cand), step):
             pr = cand[s0:s0 + step]

@@ -38,22 +38,23 @@ TINY = 2.0 ** -1022
 
 
 def box_sides(box, Tg, xp=np):
-    """Side of a box for a hyperplane, decided in float64 when safe: ``(n,)`` int8, +1 / −1 when every point of
-    the box is strictly on that side of the *exact* hyperplane, 0 when undecided. ``box (n, 2d)`` = (lo, hi);
-    ``Tg (n, 2d + 3)`` the rows of :func:`cpa_theory.frontier._sign_table`.
+    """Side of a box for a hyperplane, decided in float64 when safe: int8, +1 / −1 when every point of the box is
+    strictly on that side of the *exact* hyperplane, 0 when undecided. ``box (..., 2d)`` = (lo, hi);
+    ``Tg (..., 2d + 3)`` the rows of :func:`cpa_theory.frontier._sign_table`; the leading axes broadcast (one
+    box against the lines of its cell: ``box (C, 1, 2d)``, ``Tg (C, nK, 2d + 3)``).
 
     With M = max(|lo|, |hi|) per coordinate, |(a*·y − β*) − fl(a·y − β)| ≤ EA·M + Eβ + k(|a|·M + |β|) for every
     y in the box (the vertex filter's bound at |y| ≤ M, error 0), and the float function's minimum over the box
     is at the corner that takes lo where a ≥ 0 (maximum: the opposite corner)."""
-    d = box.shape[1] // 2
-    lo, hi = box[:, :d], box[:, d:]
-    a = Tg[:, :d]
+    d = box.shape[-1] // 2
+    lo, hi = box[..., :d], box[..., d:]
+    a = Tg[..., :d]
     M = xp.maximum(xp.abs(lo), xp.abs(hi))
-    E = FILTER_SAFETY * (xp.einsum("nd,nd->n", M, Tg[:, d + 1:2 * d + 1]) + Tg[:, 2 * d + 1]
-                         + (3 * d + 4) * TINY * (1 + xp.sum(M, axis=1) + Tg[:, 2 * d + 2]))
+    E = FILTER_SAFETY * (xp.einsum("...d,...d->...", M, Tg[..., d + 1:2 * d + 1]) + Tg[..., 2 * d + 1]
+                         + (3 * d + 4) * TINY * (1 + xp.sum(M, axis=-1) + Tg[..., 2 * d + 2]))
     pos = a >= 0
-    vmin = xp.einsum("nd,nd->n", a, xp.where(pos, lo, hi)) - Tg[:, d]
-    vmax = xp.einsum("nd,nd->n", a, xp.where(pos, hi, lo)) - Tg[:, d]
+    vmin = xp.einsum("...d,...d->...", a, xp.where(pos, lo, hi)) - Tg[..., d]
+    vmax = xp.einsum("...d,...d->...", a, xp.where(pos, hi, lo)) - Tg[..., d]
     side = (vmin > E).astype(xp.int8) - (vmax < -E).astype(xp.int8)
     finite = xp.isfinite(vmin) & xp.isfinite(vmax) & xp.isfinite(E)
     return xp.where(finite, side, xp.zeros_like(side))  # overflow decides nothing: exact signs

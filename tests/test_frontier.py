@@ -179,6 +179,25 @@ def test_box_filter_never_contradicts_exact_signs(box, line, where):
         assert (val > 0) - (val < 0) == side
 
 
+@pytest.mark.parametrize("d", [2, 3])
+def test_box_filter_on_a_cells_lines_at_once_equals_it_pair_by_pair(d):
+    """The parent test's form of the box filter — each cell's box against all its lines, ``box (C, 1, 2d)``
+    broadcast against ``T (C, nK, 2d + 3)`` — gives the pair-by-pair filter's side for every (cell, line),
+    including overflowing rows (undecided) and boxes the lines cross."""
+    rng = np.random.default_rng(d)
+    C, nK = 37, 11
+    lo = rng.normal(size=(C, d))
+    box = np.concatenate([lo, lo + rng.uniform(0, 0.5, size=(C, d))], axis=1)
+    a, b = rng.normal(size=(C * nK, d)), rng.normal(size=C * nK)
+    a[5] = 1e308  # overflows: undecided
+    with np.errstate(over="ignore", invalid="ignore"):
+        T = FF._sign_table(a, b, 1e-12 * np.abs(a), 1e-12 * np.abs(b))
+        dense = FF._box_sides(box[:, None, :], T.reshape(C, nK, -1))
+        pairs = FF._box_sides(np.repeat(box, nK, axis=0), T).reshape(C, nK)
+    assert dense.shape == (C, nK) and np.array_equal(dense, pairs)
+    assert dense.flat[5] == 0 and {-1, 0, 1} <= set(np.unique(dense).tolist())
+
+
 def test_box_filter_leaves_touching_lines_undecided():
     # a line through the box corner (1, 1): x + y = 2 touches the box [0, 1]^2 at one point
     T = FF._sign_table(np.array([[1.0, 1.0]]), np.array([2.0]), np.zeros((1, 2)), np.zeros(1))

@@ -126,6 +126,18 @@ def test_jax_chart_composition_agrees_within_the_proven_bounds():
     assert not np.all(np.abs(FK.NUMPY.compose(bad)[0] - fa) <= 2 * EA)
 
 
+def test_box_filter_broadcast_form_equals_numpy_on_jax():
+    """The parent test's broadcast call (one box per cell against its nK lines) on JAX: numpy's sides."""
+    k = _jax()
+    rng = np.random.default_rng(4)
+    C, nK = 300, 7
+    T = FF._sign_table(rng.normal(size=(C * nK, 3)), rng.normal(size=C * nK), np.zeros((C * nK, 3)),
+                       np.zeros(C * nK)).reshape(C, nK, -1)
+    box = np.sort(rng.normal(size=(C, 2, 3)), axis=1).reshape(C, 6)[:, None, :]
+    out = k.box_sides(box, T)
+    assert out.shape == (C, nK) and np.array_equal(out, FK.NUMPY.box_sides(box, T))
+
+
 def test_padded_shapes_compile_once_per_capacity():
     k = _jax()
     rng = np.random.default_rng(1)
