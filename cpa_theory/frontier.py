@@ -452,7 +452,8 @@ def _charts_after(cl, lines, par, pieces):
 
 
 
-_CHART_CHUNK = 2048  # cells per chunk when composing the next layer (bounded temporaries)
+_CHART_CHUNK = 1024  # cells per chunk when composing the next layer (bounded temporaries that stay in cache:
+#                     the output-layer compose of 2-100-100-1-s0 takes 33 ms at 1024 against 45 ms at 2048)
 
 
 
