@@ -394,7 +394,7 @@ def _sign_table(a, b, ea, eb):
     E = S·(|v|·T[d+1 : 2d+1] + T[2d+1] + T[2d+2]·e) (:func:`cpa_theory.polytope.vertex_signs`)."""
     k = (a.shape[1] + DOT_EXTRA_TERMS) * U
     absA = np.abs(a)
-    return np.column_stack([a, b, ea + k * absA, eb + k * np.abs(b), absA.sum(axis=1) + ea.sum(axis=1)])
+    return np.column_stack([a, b, ea + k * absA, eb + k * np.abs(b), np.einsum("ld->l", absA) + np.einsum("ld->l", ea)])
 
 
 
@@ -415,7 +415,7 @@ def _screen(lines, y0, radius):
     ay0 = np.abs(y0) + radius
     with np.errstate(over="ignore", invalid="ignore"):
         resid = np.einsum("cjd,d->cj", fa, y0) - fb
-        dual = np.abs(fa).sum(axis=2) * radius
+        dual = np.einsum("cjd->cj", np.abs(fa)) * radius
         Es = FILTER_SAFETY * (np.einsum("cjd,d->cj", EA, ay0) + EB + (d + DOT_EXTRA_TERMS + 2) * U
                               * (np.einsum("cjd,d->cj", np.abs(fa), ay0) + np.abs(fb)))
     screen_finite(resid, dual, Es)

@@ -51,7 +51,7 @@ def box_sides(box, Tg, xp=np):
     a = Tg[..., :d]
     M = xp.maximum(xp.abs(lo), xp.abs(hi))
     E = FILTER_SAFETY * (xp.einsum("...d,...d->...", M, Tg[..., d + 1:2 * d + 1]) + Tg[..., 2 * d + 1]
-                         + (3 * d + 4) * TINY * (1 + xp.sum(M, axis=-1) + Tg[..., 2 * d + 2]))
+                         + (3 * d + 4) * TINY * (1 + xp.einsum("...d->...", M) + Tg[..., 2 * d + 2]))
     pos = a >= 0
     vmin = xp.einsum("...d,...d->...", a, xp.where(pos, lo, hi)) - Tg[..., d]
     vmax = xp.einsum("...d,...d->...", a, xp.where(pos, hi, lo)) - Tg[..., d]
@@ -67,7 +67,7 @@ def vertex_sides(V, Tg, xp=np):
     d = V.shape[1] - 1
     vals = xp.einsum("md,md->m", V[:, :d], Tg[:, :d]) - Tg[:, d]
     E = FILTER_SAFETY * (xp.einsum("md,md->m", xp.abs(V[:, :d]), Tg[:, d + 1:2 * d + 1]) + Tg[:, 2 * d + 1]
-                         + Tg[:, 2 * d + 2] * V[:, d] + (3 * d + 5) * TINY * (1 + xp.sum(xp.abs(V), axis=1)
+                         + Tg[:, 2 * d + 2] * V[:, d] + (3 * d + 5) * TINY * (1 + xp.einsum("md->m", xp.abs(V))
                                                                             + Tg[:, 2 * d + 2]))
     bad = ~(xp.isfinite(vals) & xp.isfinite(E))
     return xp.sign(vals).astype(xp.int8), ~(xp.abs(vals) > E), bad

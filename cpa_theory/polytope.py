@@ -69,7 +69,7 @@ def facet_clearance(A, B, EA, EB, sg, pt, perr):
     ap = np.abs(pt)
     absA = np.abs(A)
     slack = -sg * (np.einsum("fd,fd->f", A, pt) - B)
-    E = FILTER_SAFETY * (np.einsum("fd,fd->f", EA, ap) + EB + (absA.sum(axis=1) + EA.sum(axis=1)) * perr
+    E = FILTER_SAFETY * (np.einsum("fd,fd->f", EA, ap) + EB + (np.einsum("fd->f", absA) + np.einsum("fd->f", EA)) * perr
                          + (A.shape[1] + DOT_EXTRA_TERMS) * U * (np.einsum("fd,fd->f", absA, ap) + np.abs(B)))
     nrm = np.linalg.norm(A, axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
