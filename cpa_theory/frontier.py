@@ -548,6 +548,12 @@ def _code_words(codes, C, max_pieces):
     for li, k in enumerate(codes):
         if k.size and (k.min() < 0 or k.max() > max_pieces[li]):
             raise CPAInternalError(f"layer {li}: a piece index outside 0 … {max_pieces[li]}; please report this.")
+        if bits[li] == 1 and k.shape[1]:  # two pieces (ReLU-like): neuron j is bit j % 64 of word j // 64
+            nb = int(nwords[li]) * 8
+            packed = np.zeros((C, nb), dtype=np.uint8)
+            packed[:, : (k.shape[1] + 7) // 8] = np.packbits(k.astype(bool), axis=1, bitorder="little")
+            W[:, woff[li]: woff[li + 1]] = packed.view("<u8")
+            continue
         for j in range(k.shape[1]):  # one column at a time: widths are at most a few thousand
             w, sh = int(woff[li] + j // per_word[li]), int((j % per_word[li]) * bits[li])
             W[:, w] |= k[:, j].astype(np.uint64) << np.uint64(sh)

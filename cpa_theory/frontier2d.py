@@ -235,7 +235,7 @@ def _line_directions(fr, lid):
     """Normals of the lines ``lid`` whose direction float64 fixes: the float coefficients where their error
     bound is below 1e-6 of their size, else the exact line's normal scaled to max |a_k| = 1 (a line whose float
     coefficients cancelled to 0 or to noise: a chart of weights 1e-40 beside 1e-17, say)."""
-    ulid, inv = _distinct(lid, return_inverse=True)
+    ulid, inv = _distinct(lid, return_inverse=True, bound=len(fr.ha.a))  # hyperplane ids
     A, E = fr.ha.a[ulid], fr.hea.a[ulid]
     for k in np.flatnonzero(np.abs(A).max(axis=1, initial=0) <= 1e6 * E.max(axis=1, initial=0)).tolist():
         a = fr.exact_hyper(int(ulid[k]))[0]

@@ -449,6 +449,26 @@ def test_code_words_are_injective_across_word_boundaries_and_large_pieces():
     assert len({tuple(r) for r in W.tolist()}) == 2
 
 
+@given(st.lists(st.tuples(st.integers(0, 140), st.sampled_from([1, 2, 3, 300])), min_size=1, max_size=3),
+       st.integers(1, 6), st.integers(0, 2**32 - 1))
+@settings(max_examples=80, deadline=None)
+def test_code_words_place_every_field_where_match_codes_reads_it(layers, C, seed):
+    """Every piece of every neuron sits in word ``woff + j // per_word`` at bit ``(j % per_word)·bits`` — the
+    layout :func:`cpa_theory.frontier._match_codes` edits to predict a neighbour — for one-bit codes (packed a
+    byte at a time) and wider ones, widths across word boundaries; the words rebuilt from Python integers."""
+    rng = np.random.default_rng(seed)
+    codes = tuple(rng.integers(0, K + 1, size=(C, n)) for n, K in layers)
+    maxp = [K for _, K in layers]
+    W, woff, per_word, bits = FF._code_words(codes, C, maxp)
+    want = np.zeros_like(W)
+    for li, k in enumerate(codes):
+        for c in range(C):
+            for j in range(k.shape[1]):
+                w, sh = int(woff[li] + j // per_word[li]), int((j % per_word[li]) * bits[li])
+                want[c, w] = np.uint64(int(want[c, w]) | (int(k[c, j]) << sh))
+    assert np.array_equal(W, want)
+
+
 def _fake_frontier(codes, widths):
     """The fields of a flat frontier that :func:`cpa_theory.frontier._match_codes` reads."""
     from types import SimpleNamespace
