@@ -214,6 +214,10 @@ class FlatFrontier:
 
     d = 0
     _ENTRIES_PER_CELL = 1  # pool entries per cell and vertex (faces repeat vertices in 3-D)
+    #: hyperplanes a live cell tests per wave of :meth:`run_layer` (2-D: 8 — polygon tests are cheap, and a
+    #: window cut by 100 lines then takes ~25 waves instead of 100; 3-D: 1, where a test past a cell's first cut
+    #: costs more than the wave it saves: 3-16-16-16-1 ran ~10 % slower at 8)
+    _WAVE_LINES = 1
 
     def _init_tables(self, cond, p, y0, radius, stats, hypers, scale):
         self.cond, self.p, self.y0, self.radius, self.stats = cond, p, y0, float(radius), stats
@@ -307,7 +311,7 @@ class FlatFrontier:
         d = self.d
         fa, fb, EA, EB = lines["fa"], lines["fb"], lines["EA"], lines["EB"]
         C, nK = fb.shape
-        first = self.hb.n
+        first_hyp = self.hb.n
         # every (parent, switching set) pair gets a hyperplane id up front (parent-major order)
         self.ha.extend(fa.reshape(-1, d))
         self.hb.extend(fb.reshape(-1))
@@ -318,7 +322,7 @@ class FlatFrontier:
         T = _sign_table(fa.reshape(-1, d), fb.reshape(-1), EA.reshape(-1, d), EB.reshape(-1))
 
         def exact_row(r):
-            return self.exact_hyper(first + int(r))
+            return self.exact_hyper(first_hyp + int(r))
 
         # parent test: every screened hyperplane against every parent cell — the box filter on all of a parent's
         # lines at once (no gathers), then exact vertex signs for the pairs it leaves undecided
@@ -345,27 +349,42 @@ class FlatFrontier:
             sides[pr[nc, 0], pr[nc, 1]] = smax[nc] + smin[nc]
         # live cells (append-only: a cut cell's lower half replaces it, its upper half is appended)
         live = _Cells(self.start, self.count, np.arange(C), sides, boxes)
-        # waves: every live cell tests the next hyperplane of its parent's cut list (cells advance independently)
+        # waves: every live cell tests the next ``_WAVE_LINES`` hyperplanes of its parent's cut list at once and is
+        # split by the first of them that cuts it (those before it are decided for the cell and all its parts;
+        # those after it are tested again on the two halves). A cell sees its list in order either way — the same
+        # splits as one hyperplane per wave — but a lineage of n lines with c cuts takes about n / _WAVE_LINES + c
+        # waves instead of n (a 2-D window cut by 100 lines: ~25 waves instead of 100).
         act_ptr = np.concatenate([[0], np.cumsum(active.sum(axis=1))])
         act_j = np.nonzero(active)[1]
         live.pos.extend(act_ptr[:-1])
         end = act_ptr[1:]
-        waves = int(np.diff(act_ptr).max(initial=0))
-        for wave in range(waves):
+        longest = int(np.diff(act_ptr).max(initial=0))
+        while True:
             cells = np.flatnonzero(live.pos.v < end[live.par.v])
             if not len(cells):
                 break
-            jc = act_j[live.pos.a[cells]]
-            smax, smin, info = self._cell_signs(live.start.a[cells], live.count.a[cells], live.box.a[cells], T,
-                                                live.par.a[cells] * nK + jc, exact_row)
+            pos = live.pos.a[cells]
+            nb = np.minimum(end[live.par.a[cells]] - pos, self._WAVE_LINES)
+            pc = np.repeat(cells, nb)  # (cell, line) pairs, grouped by cell, lines in list order
+            k = _ranges(pos, nb)
+            jc = act_j[k]
+            smax, smin, info = self._cell_signs(live.start.a[pc], live.count.a[pc], live.box.a[pc], T,
+                                                live.par.a[pc] * nK + jc, exact_row)
             cut = (smax > 0) & (smin < 0)
-            nc = ~cut
-            live.sides.a[cells[nc], jc[nc]] = smax[nc] + smin[nc]
-            live.pos.a[cells] += 1
-            if cut.any():
-                self._split(cells, cut, info, live, first + live.par.a[cells] * nK + jc, jc)
+            g0 = np.concatenate([[0], np.cumsum(nb)[:-1]])
+            at = np.arange(len(pc))
+            first = np.minimum.reduceat(np.where(cut, at, len(pc)), g0)  # each cell's first cutting pair
+            has = first < len(pc)
+            before = at < np.repeat(first, nb)  # decided for the cell (none of them cuts it)
+            live.sides.a[pc[before], jc[before]] = smax[before] + smin[before]
+            live.pos.a[cells] = np.where(has, k[np.minimum(first, len(pc) - 1)] + 1, pos + nb)
+            if has.any():
+                split = np.zeros(len(pc), dtype=bool)
+                split[first[has]] = True
+                self._split(pc, split, info, live, first_hyp + live.par.a[pc] * nK + jc, jc)
             if progress is not None:
-                progress(li, (wave + 1) / waves, live.par.n)
+                rest = end[live.par.v] - live.pos.v
+                progress(li, 1.0 - float(rest.max(initial=0)) / max(1, longest), live.par.n)
         self.boxes = live.box.v  # the next layer's parents are these cells, in this order (compact keeps it)
         return live.start.v, live.count.v, live.par.v, live.sides.v
 

@@ -31,6 +31,7 @@ class Frontier2D(FlatFrontier):
     cells' codes, flats and output charts are in ``codes``, ``flats``, ``A``, ``c``."""
 
     d = 2
+    _WAVE_LINES = 8
 
     def __init__(self, cond, root: Polygon, p, y0, radius, stats):
         self._init_tables(cond, p, y0, radius, stats, [H for H, _ in root.ef], root.scale)

@@ -198,6 +198,30 @@ def test_box_filter_on_a_cells_lines_at_once_equals_it_pair_by_pair(d):
     assert dense.flat[5] == 0 and {-1, 0, 1} <= set(np.unique(dense).tolist())
 
 
+@pytest.mark.parametrize("d, widths, mode, act", [(2, (40, 12), "train", 0), (2, (9, 9), None, 2), (3, (12, 8), "eval", 0),
+                                                  (3, (7, 6), "train", 6)])
+def test_waves_of_several_lines_make_the_same_regions_as_one_line_per_wave(monkeypatch, d, widths, mode, act):
+    """A cell that tests several of its lines per wave and is split by the first that cuts it sees its lines in
+    the same order as with one line per wave: the same regions (codes), witnesses' radii, volumes and N_lin,
+    whatever the number of lines per wave (and more than a parent has)."""
+    import cpa_theory.frontier3d as F3
+
+    rng = np.random.default_rng(d * 100 + widths[0])
+    net = _random_net(rng, d, widths, mode, _activations()[act])
+    cls = F2.Frontier2D if d == 2 else F3.Frontier3D
+    runs = []
+    for lines in (1, 3, 8, 64):
+        monkeypatch.setattr(cls, "_WAVE_LINES", lines)
+        res = count_regions(net, np.zeros(d), 1.0, keep_regions=True)
+        assert res.certified
+        order = sorted(range(res.regions), key=lambda i: tuple(np.concatenate(res.region_list[i].code).tolist()))
+        runs.append((res.regions, res.linear_regions, res.min_witness_radius,
+                     [tuple(np.concatenate(res.region_list[i].code).tolist()) for i in order],
+                     [res.region_list[i].radius for i in order]))
+    for r in runs[1:]:
+        assert r[:4] == runs[0][:4] and np.allclose(r[4], runs[0][4], rtol=0, atol=0)
+
+
 def test_box_filter_leaves_touching_lines_undecided():
     # a line through the box corner (1, 1): x + y = 2 touches the box [0, 1]^2 at one point
     T = FF._sign_table(np.array([[1.0, 1.0]]), np.array([2.0]), np.zeros((1, 2)), np.zeros(1))
