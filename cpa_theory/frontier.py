@@ -218,6 +218,8 @@ class FlatFrontier:
     #: window cut by 100 lines then takes ~25 waves instead of 100; 3-D: 1, where a test past a cell's first cut
     #: costs more than the wave it saves: 3-16-16-16-1 ran ~10 % slower at 8)
     _WAVE_LINES = 1
+    _clean = None  # (start, count) of the last compaction while no split has happened since (the pools then hold
+    #                exactly those cells, in order)
 
     def _init_tables(self, cond, p, y0, radius, stats, hypers, scale):
         self.cond, self.p, self.y0, self.radius, self.stats = cond, p, y0, float(radius), stats
@@ -388,10 +390,20 @@ class FlatFrontier:
         self.boxes = live.box.v  # the next layer's parents are these cells, in this order (compact keeps it)
         return live.start.v, live.count.v, live.par.v, live.sides.v
 
+    def compact(self, start, count):
+        """Rewrite the pools with only the live cells ``(start, count)`` (:meth:`_compact`); nothing to do when no
+        split happened since the last compaction (a layer that cuts no cell, such as the output layer)."""
+        done = self._clean
+        if done is not None and np.array_equal(start, done[0]) and np.array_equal(count, done[1]):
+            return
+        self._compact(start, count)
+        self._clean = (self.start.copy(), self.count.copy())
+
     def _after_split(self, live, ccells, j, lower, upper, boxes=None):
         """Bookkeeping of a split: the cut cells become their lower halves in place, the upper halves are
         appended (sides, line pointer, parent and boxes inherited; ``boxes``: the halves' boxes when the split
         made them)."""
+        self._clean = None
         live.start.a[ccells], live.count.a[ccells] = lower
         live.sides.a[ccells, j] = -1
         up_sides = live.sides.a[ccells]

@@ -123,7 +123,7 @@ class Frontier2D(FlatFrontier):
             halves.append((base + np.concatenate([[0], np.cumsum(per)[:-1]]), per))
         self._after_split(live, ccells, j, halves[0], halves[1])
 
-    def compact(self, start, count):
+    def _compact(self, start, count):
         """Rewrite the pool with only the live cells' entries (after a layer)."""
         ent = _ranges(start, count)
         pv, pl, ps = self.pv.v[ent], self.pl.v[ent], self.ps.v[ent]

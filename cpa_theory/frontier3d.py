@@ -184,7 +184,7 @@ class Frontier3D(FlatFrontier):
         EM, Eb = self.hea.a[Q], self.heb.a[Q]
         return _solve_stack(M, b, EM, Eb, self.scale)
 
-    def compact(self, start, count):
+    def _compact(self, start, count):
         """Rewrite the face and vertex pools with only the live cells."""
         faces, fcells, ent, ecells, fcnt = self.entries(start, count)
         pv = self.pv.a[ent]

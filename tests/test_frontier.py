@@ -95,6 +95,21 @@ def _keep(fr, idx):
     fr.compact(fr.start, fr.count)
 
 
+@pytest.mark.parametrize("d", [2, 3])
+def test_pools_are_rewritten_only_after_splits(monkeypatch, d):
+    """``compact`` rewrites the pools once per layer that split a cell — not after the output layer (identity: no
+    switching set) nor again before the certificates — and the count is unchanged."""
+    import cpa_theory.frontier3d as F3
+
+    cls = F2.Frontier2D if d == 2 else F3.Frontier3D
+    calls = []
+    orig = cls._compact
+    monkeypatch.setattr(cls, "_compact", lambda self, *a: (calls.append(1), orig(self, *a))[1])
+    net = _random_net(np.random.default_rng(7), d, (6, 5), None, _activations()[0])
+    res = count_regions(net, np.zeros(d), 1.0)
+    assert res.certified and len(calls) == 2  # the two hidden layers
+
+
 def test_a_dropped_region_is_caught(monkeypatch):
     full = count_regions(_net(), np.zeros(2), 1.0)
     assert full.complete and full.certified and full.regions > 20 and full.euler_characteristic == 1
