@@ -213,7 +213,6 @@ class FlatFrontier:
     :meth:`_cell_signs`, :meth:`_split`, :meth:`compact`)."""
 
     d = 0
-    _ENTRIES_PER_CELL = 1  # pool entries per cell and vertex (faces repeat vertices in 3-D)
     #: hyperplanes a live cell tests per wave of :meth:`run_layer` (2-D: 8 — polygon tests are cheap, and a
     #: window cut by 100 lines then takes ~25 waves instead of 100; 3-D: 1, where a test past a cell's first cut
     #: costs more than the wave it saves: 3-16-16-16-1 ran ~10 % slower at 8)
@@ -339,11 +338,18 @@ class FlatFrontier:
         decided = screened & (side != 0)
         sides[decided] = side[decided]  # the box on one side: so is the cell (only the sign is read)
         cand = np.argwhere(screened & (side == 0))  # (pairs, 2): (parent, j)
-        step = max(1, _SIGN_CHUNK // max(1, self._ENTRIES_PER_CELL * int(self.count.mean())))
+        step = 1
+        if len(cand):  # each parent's distinct vertices, listed once for all its undecided lines
+            dv, dcount = self.cell_vertices(self.start, self.count)
+            dstart = np.concatenate([[0], np.cumsum(dcount)[:-1]])
+            step = max(1, _SIGN_CHUNK // max(1, int(dcount.mean())))
         for s0 in range(0, len(cand), step):
             pr = cand[s0:s0 + step]
-            smax, smin, _ = self._cell_signs(self.start[pr[:, 0]], self.count[pr[:, 0]], boxes[pr[:, 0]], T,
-                                             pr[:, 0] * nK + pr[:, 1], exact_row)
+            cnt = dcount[pr[:, 0]]
+            sg = self._signs(dv[_ranges(dstart[pr[:, 0]], cnt)], T, np.repeat(pr[:, 0] * nK + pr[:, 1], cnt),
+                             exact_row)
+            bounds = np.concatenate([[0], np.cumsum(cnt)[:-1]])
+            smax, smin = np.maximum.reduceat(sg, bounds), np.minimum.reduceat(sg, bounds)
             cut = (smax > 0) & (smin < 0)
             active[pr[:, 0], pr[:, 1]] = cut
             # off the cutting ones at most one side holds: max + min is > 0, < 0 or 0 (on the hyperplane everywhere)
@@ -389,6 +395,10 @@ class FlatFrontier:
                 progress(li, 1.0 - float(rest.max(initial=0)) / max(1, longest), live.par.n)
         self.boxes = live.box.v  # the next layer's parents are these cells, in this order (compact keeps it)
         return live.start.v, live.count.v, live.par.v, live.sides.v
+
+    def cell_vertices(self, start, count):
+        """The distinct vertex ids of cells ``(start, count)``, cell after cell: ``(vids, per-cell counts)``."""
+        raise NotImplementedError
 
     def compact(self, start, count):
         """Rewrite the pools with only the live cells ``(start, count)`` (:meth:`_compact`); nothing to do when no

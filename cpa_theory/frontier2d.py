@@ -57,6 +57,10 @@ class Frontier2D(FlatFrontier):
         hi = np.maximum.reduceat(VE[:, :2] + VE[:, 2:3], bounds, axis=0)
         return np.concatenate([lo - 2 * U * np.abs(lo), hi + 2 * U * np.abs(hi)], axis=1)
 
+    def cell_vertices(self, start, count):
+        """A polygon lists each of its vertices once: its pool entries."""
+        return self.pv.a[_ranges(start, count)], np.asarray(count)
+
     def _cell_signs(self, starts, counts, boxes, T, rows, exact_row):
         """Side of each cell for one line each (``rows`` into ``T``): ``(smax, smin, (tested, ent, cnt, s))``.
 

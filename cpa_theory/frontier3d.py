@@ -62,7 +62,6 @@ class Frontier3D(FlatFrontier):
     on hyperplane ``fplane[f]`` with the inside's sign ``fsign[f]``."""
 
     d = 3
-    _ENTRIES_PER_CELL = 6  # a cell's faces list each vertex about three times
 
     def __init__(self, cond, root: Polytope, p, y0, radius, stats):
         self._init_tables(cond, p, y0, radius, stats, [H for H, _ in root.facets], root.scale)
@@ -111,6 +110,12 @@ class Frontier3D(FlatFrontier):
         lo = np.minimum.reduceat(VE[:, :3] - VE[:, 3:4], bounds, axis=0)
         hi = np.maximum.reduceat(VE[:, :3] + VE[:, 3:4], bounds, axis=0)
         return np.concatenate([lo - 2 * U * np.abs(lo), hi + 2 * U * np.abs(hi)], axis=1)
+
+    def cell_vertices(self, start, count):
+        """Each polyhedron's distinct vertex ids (its faces list them about three times each)."""
+        _, _, ent, ecells, _ = self.entries(start, count)
+        du, dcell, _ = distinct_per_cell(np.append(_group_starts(ecells, len(start)), len(ent)), self.pv.a[ent])
+        return du, np.bincount(dcell, minlength=len(start))
 
     def _cell_signs(self, cstart, ccount, boxes, T, rows, exact_row):
         side = self.kernels.box_sides(boxes, T[rows])
@@ -232,18 +237,11 @@ def refine(cond, root, p, y0, radius, stats, progress=None, kernels=None):
     return run_layers(fr, cond, p, y0, radius, progress)
 
 
-def _cell_vertices(fr):
-    """Distinct (cell, vertex id) pairs: ``(cells, vids)`` grouped by cell."""
-    _, _, ent, ecells, _ = fr.entries(fr.start, fr.count)
-    du, dcell, _ = distinct_per_cell(np.append(_group_starts(ecells, len(fr.count)), len(ent)), fr.pv.a[ent])
-    return dcell, du
-
-
 def _witnesses(fr, p):
     C = len(fr.count)
-    vc, vv = _cell_vertices(fr)
+    vv, nvert = fr.cell_vertices(fr.start, fr.count)  # distinct (cell, vertex) pairs, grouped by cell
+    vc = _segment_ids(nvert)
     VE = fr.VE.a[vv]
-    nvert = np.bincount(vc, minlength=C)
     cys = np.stack([np.bincount(vc, weights=VE[:, k], minlength=C) for k in range(3)], axis=1) / nvert[:, None]
     errs = np.maximum.reduceat(VE[:, 3], _group_starts(vc, C)) + U * np.abs(cys).max(axis=1) * 4
     faces = fr.fpool.a[_ranges(fr.start, fr.count)]
