@@ -210,7 +210,8 @@ class FlatFrontier:
     exact hyperplane is), the vertex table ``VE (Nv, d + 1)`` = (coordinates, error bound) with the d hyperplanes
     defining each vertex (``vdef``) and the exact rational vertices computed so far (``vex``), exact signs, and
     the layer loop (parent test, then waves). Subclasses hold the cells' geometry (:meth:`_boxes`,
-    :meth:`_cell_signs`, :meth:`_split`, :meth:`compact`)."""
+    :meth:`_cell_signs`, :meth:`_split`, :meth:`_compact`, and :meth:`cell_vertices` — each cell's distinct
+    vertex ids, cell after cell, as ``(vids, per-cell counts)``)."""
 
     d = 0
     #: hyperplanes a live cell tests per wave of :meth:`run_layer` (2-D: 8 — polygon tests are cheap, and a
@@ -304,6 +305,14 @@ class FlatFrontier:
             self.stats["exact_fallbacks"] = self.stats.get("exact_fallbacks", 0) + len(und)
         return s
 
+    def _cell_extremes(self, vids, cnt, T, rows, exact_row):
+        """Exact sides of cells' vertices for one hyperplane per cell: ``vids`` the vertices cell after cell,
+        ``cnt`` per cell (≥ 1), ``rows`` one row of ``T`` per cell. Returns ``(signs per vertex, max, min per
+        cell)``."""
+        s = self._signs(vids, T, np.repeat(rows, cnt), exact_row)
+        bounds = np.concatenate([[0], np.cumsum(cnt)[:-1]])
+        return s, np.maximum.reduceat(s, bounds), np.minimum.reduceat(s, bounds)
+
     # -- one layer -------------------------------------------------------------------------------------------------
     def run_layer(self, li, lines, screened, sides0, progress=None):
         """Split the current cells (the parents, one per chart row of ``lines``) by layer ``li``'s switching sets.
@@ -346,10 +355,8 @@ class FlatFrontier:
         for s0 in range(0, len(cand), step):
             pr = cand[s0:s0 + step]
             cnt = dcount[pr[:, 0]]
-            sg = self._signs(dv[_ranges(dstart[pr[:, 0]], cnt)], T, np.repeat(pr[:, 0] * nK + pr[:, 1], cnt),
-                             exact_row)
-            bounds = np.concatenate([[0], np.cumsum(cnt)[:-1]])
-            smax, smin = np.maximum.reduceat(sg, bounds), np.minimum.reduceat(sg, bounds)
+            _, smax, smin = self._cell_extremes(dv[_ranges(dstart[pr[:, 0]], cnt)], cnt, T, pr[:, 0] * nK + pr[:, 1],
+                                                exact_row)
             cut = (smax > 0) & (smin < 0)
             active[pr[:, 0], pr[:, 1]] = cut
             # off the cutting ones at most one side holds: max + min is > 0, < 0 or 0 (on the hyperplane everywhere)
@@ -395,10 +402,6 @@ class FlatFrontier:
                 progress(li, 1.0 - float(rest.max(initial=0)) / max(1, longest), live.par.n)
         self.boxes = live.box.v  # the next layer's parents are these cells, in this order (compact keeps it)
         return live.start.v, live.count.v, live.par.v, live.sides.v
-
-    def cell_vertices(self, start, count):
-        """The distinct vertex ids of cells ``(start, count)``, cell after cell: ``(vids, per-cell counts)``."""
-        raise NotImplementedError
 
     def compact(self, start, count):
         """Rewrite the pools with only the live cells ``(start, count)`` (:meth:`_compact`); nothing to do when no

@@ -73,11 +73,7 @@ class Frontier2D(FlatFrontier):
         ent = _ranges(starts[tested], cnt)
         s = np.zeros(0, dtype=np.int8)
         if len(tested):
-            r = np.repeat(rows[tested], cnt)
-            s = self._signs(self.pv.a[ent], T, r, exact_row)
-            bounds = np.concatenate([[0], np.cumsum(cnt)[:-1]])
-            smax[tested] = np.maximum.reduceat(s, bounds)
-            smin[tested] = np.minimum.reduceat(s, bounds)
+            s, smax[tested], smin[tested] = self._cell_extremes(self.pv.a[ent], cnt, T, rows[tested], exact_row)
         return smax, smin, (tested, ent, cnt, s)
 
     def _split(self, cells, cut, info, live, hyp, jc):
