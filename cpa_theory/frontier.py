@@ -292,7 +292,12 @@ class FlatFrontier:
         (:func:`_sign_table`): ``(M,)`` int8. float64 decides where |a·v − β| > E (the filter bound of
         :func:`cpa_theory.polytope.vertex_signs`); elsewhere ``exact_row(row)`` gives the exact hyperplane."""
         s, und, bad = self.kernels.vertex_sides(self.VE.a[vids], T[rows])
-        if bad.any():
+        return self._decide(s, und, bool(bad.any()), vids, rows, exact_row)
+
+    def _decide(self, s, und, bad, vids, rows, exact_row):
+        """The float filter's signs ``s`` with the entries it left undecided (``und``) decided exactly; ``bad``:
+        an overflow or NaN in the filter (an internal error)."""
+        if bad:
             raise CPAInternalError("float64 overflow or NaN while deciding vertex sides; please report this "
                                    "network and window (the exact count needs values within float64 range).")
         s = np.array(s, dtype=np.int8)

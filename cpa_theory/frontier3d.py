@@ -22,8 +22,9 @@ import numpy as np
 from .errors import CPAInternalError
 from .frontier import (FlatFrontier, Geometry, _cyclic_next, _distinct, _Grow, _ranges, _segment_ids,
                        _with_kernels, count_flat)
-from .frontier_loops import ERRORS, clip_side, crossings, distinct_per_cell, face_areas
-from .polytope import Polytope, _solve_systems, facet_clearance
+from .frontier_kernels import NUMPY
+from .frontier_loops import ERRORS, clip_side, crossings, distinct_per_cell, face_areas, solve_rows3, wave_signs
+from .polytope import Polytope, facet_clearance
 from .tolerances import FACET_BALANCE_RTOL, UNIT_ROUNDOFF
 
 __all__ = ["Frontier3D", "supports", "count_space"]
@@ -118,6 +119,20 @@ class Frontier3D(FlatFrontier):
         return du, np.bincount(dcell, minlength=len(start))
 
     def _cell_signs(self, cstart, ccount, boxes, T, rows, exact_row):
+        """Exact sides of cells (pool ``cstart``, ``ccount``, ``boxes``) for one hyperplane each (``rows`` of
+        ``T``): ``(max, min)`` of the vertex signs per cell and the tested cells' entries with their signs for
+        :meth:`_split`. The box filter first; the vertex filter on the cells it leaves undecided, once per
+        (cell, distinct vertex); exact rationals where float64 cannot decide."""
+        if self.kernels is NUMPY:  # on the CPU the wave's filters run fused and compiled (the same bounds)
+            side, tested, faces, fcells, fcnt, vid, ecells, du, dcell, emap, sd, und, bad = wave_signs(
+                cstart, ccount, boxes, rows, T, self.fpool.a, self.fstart.a, self.fcount.a, self.pv.a, self.VE.a)
+            smax, smin = side.copy(), side.copy()
+            if not len(tested):
+                return smax, smin, None
+            sd = self._decide(sd, und, bad, du, rows[tested][dcell], exact_row)
+            bounds = _group_starts(dcell, len(tested))
+            smax[tested], smin[tested] = np.maximum.reduceat(sd, bounds), np.minimum.reduceat(sd, bounds)
+            return smax, smin, (tested, faces, fcells, vid, ecells, fcnt, sd[emap])
         side = self.kernels.box_sides(boxes, T[rows])
         smax, smin = side.copy(), side.copy()
         tested = np.flatnonzero(side == 0)
@@ -182,12 +197,13 @@ class Frontier3D(FlatFrontier):
         self._after_split(live, ccells, j, halves[0][0], halves[1][0], boxes=(halves[0][1], halves[1][1]))
 
     def _solve3(self, q1, q2, q3):
-        """Points on three planes each (rows), with the error bound of :func:`cpa_theory.polytope._solve_vertices`
-        (inf where float64 cannot bound the point: the caller computes it exactly)."""
-        Q = np.stack([q1, q2, q3], axis=1)
-        M, b = self.ha.a[Q], self.hb.a[Q]
-        EM, Eb = self.hea.a[Q], self.heb.a[Q]
-        return _solve_stack(M, b, EM, Eb, self.scale)
+        """Points on three planes each (rows of the hyperplane table), with the error bound of
+        :func:`cpa_theory.polytope._solve_vertices` (:func:`cpa_theory.frontier_loops.solve_rows3`); where float64
+        cannot bound the point the error is inf and the point 0 (the caller computes it exactly)."""
+        V, err = solve_rows3(np.stack([q1, q2, q3], axis=1), self.ha.a, self.hb.a, self.hea.a, self.heb.a,
+                             float(self.scale))
+        V[~np.isfinite(err)] = 0.0
+        return V, err
 
     def _compact(self, start, count):
         """Rewrite the face and vertex pools with only the live cells."""
@@ -216,16 +232,6 @@ def _raise(code: int) -> None:
 def _group_starts(groups, n):
     """Start of each of ``n`` non-empty, contiguous, ordered groups in ``groups`` (for ``ufunc.reduceat``)."""
     return np.concatenate([[0], np.cumsum(np.bincount(groups, minlength=n))[:-1]])
-
-
-def _solve_stack(M, b, EM, Eb, scale):
-    """:func:`cpa_theory.polytope._solve_systems` (the bound of :func:`cpa_theory.polytope._solve_vertices`) with
-    overflow silenced and the rows it cannot bound (error +inf) set to 0, for the exact fallback to replace."""
-    if not len(b):
-        return np.zeros(b.shape), np.full(0, np.inf)
-    with np.errstate(all="ignore"):
-        V, err = _solve_systems(M, b, EM, Eb, scale)
-    return np.where(np.isfinite(err)[:, None], V, 0.0), err
 
 
 # -- driver and certificates -----------------------------------------------------------------------------------

@@ -14,11 +14,18 @@ compiled once (numba, cached on disk):
 * :func:`face_areas` — the faces' area vectors and centroids for the volume sum and the measure balance.
 * :func:`distinct_per_cell` — each tested cell's distinct vertices (its faces list each about three times), so
   that the wave's vertex filter runs once per (cell, vertex).
+* :func:`wave_signs` — one wave's cell tests fused: the box filter, the tested cells' faces and distinct
+  vertices, and the vertex filter on them (the bounds of :mod:`cpa_theory.frontier_kernels`, tested equal to
+  its numpy kernels; the undecided entries go back to the caller's exact test).
+* :func:`solve_rows3` — points on three planes each, with the error bound of
+  :func:`cpa_theory.polytope._solve_systems` (the same arithmetic, one system at a time instead of ~40 whole-array
+  passes; every 3 × 3 vertex solve of every engine goes through it).
 
-Only integer bookkeeping, min/max of proven bounds and the (tolerance-checked) area sums happen here; every
-float predicate and every intersection point (with its error bound and exact fallback) stays in
-:mod:`cpa_theory.frontier_kernels` and :mod:`cpa_theory.frontier3d`. A structural failure comes back as a nonzero code (:data:`ERRORS`), which the
-caller raises as :class:`cpa_theory.errors.CPAInternalError`.
+The float predicates here are the filters of :mod:`cpa_theory.frontier_kernels` and the vertex bound of
+:func:`cpa_theory.polytope._solve_systems`, with the same proven bounds (tests hold them equal to those
+functions); what a filter leaves undecided and every point float64 cannot bound go back to the caller's exact
+rational path. A structural failure comes back as a nonzero code (:data:`ERRORS`), which the caller raises as
+:class:`cpa_theory.errors.CPAInternalError`.
 
 Layout (entries grouped by face, faces by cell): cell c owns faces ``cf[c] : cf[c + 1]``, face f owns entries
 ``fe[f] : fe[f + 1]``; ``vid`` and ``s`` are the entries' vertex ids and sides (int8) of the cut.
@@ -29,9 +36,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .tolerances import UNIT_ROUNDOFF
+from .tolerances import DOT_EXTRA_TERMS, FILTER_SAFETY, UNIT_ROUNDOFF, VERTEX_ERR_MAX_RTOL
 
-__all__ = ["crossings", "clip_side", "chain_cap", "distinct_per_cell", "face_areas", "ERRORS"]
+__all__ = ["crossings", "clip_side", "chain_cap", "distinct_per_cell", "face_areas", "solve_rows3", "wave_signs",
+           "ERRORS"]
 
 #: code → what went wrong (a bug, or an arrangement the engine does not handle: an internal error)
 ERRORS = {
@@ -43,6 +51,9 @@ ERRORS = {
 }
 
 _U2 = 2.0 * UNIT_ROUNDOFF
+_U = UNIT_ROUNDOFF
+_K3 = (3 + DOT_EXTRA_TERMS) * UNIT_ROUNDOFF  # one rounded dot product of length 3
+_TINY = 2.0 ** -1022  # cpa_theory.frontier_kernels.TINY
 
 
 @njit(cache=True, nogil=True)
@@ -266,3 +277,178 @@ def face_areas(fstart, fcount, pv, VE, faces):
         area[t, 0], area[t, 1], area[t, 2] = a0, a1, a2
         cen[t, 0], cen[t, 1], cen[t, 2] = c0, c1, c2
     return area, cen
+
+
+@njit(cache=True, nogil=True)
+def solve_rows3(Q, A, B, EA, EB, scale):
+    """Points on three hyperplanes each: system i has the rows ``Q[i] (3,)`` of the tables ``A (H, 3)``,
+    ``B (H,)`` and their error bounds ``EA``, ``EB``. Returns ``(V (n, 3), err (n,))`` — exactly the arithmetic
+    and the bound of :func:`cpa_theory.polytope._solve_systems` for d = 3 (adjugate inverse X; ‖M⁻¹‖∞ bounded
+    through R = X M − I; err = inf where float64 cannot bound the point, V = NaN where no inverse formed)."""
+    n = Q.shape[0]
+    V = np.full((n, 3), np.nan)
+    err = np.full(n, np.inf)
+    k = _K3
+    M = np.empty((3, 3))
+    X = np.empty((3, 3))
+    v = np.empty(3)
+    for i in range(n):
+        for r in range(3):
+            for c in range(3):
+                M[r, c] = A[Q[i, r], c]
+        # adjugate: column c is the cross product of rows c + 1 and c + 2
+        for c in range(3):
+            r1, r2 = (c + 1) % 3, (c + 2) % 3
+            X[0, c] = M[r1, 1] * M[r2, 2] - M[r1, 2] * M[r2, 1]
+            X[1, c] = M[r1, 2] * M[r2, 0] - M[r1, 0] * M[r2, 2]
+            X[2, c] = M[r1, 0] * M[r2, 1] - M[r1, 1] * M[r2, 0]
+        det = M[0, 0] * X[0, 0] + M[0, 1] * X[1, 0] + M[0, 2] * X[2, 0]
+        if not (np.isfinite(det) and det != 0):
+            continue
+        good = True
+        for r in range(3):
+            for c in range(3):
+                X[r, c] = X[r, c] / det
+                good = good and np.isfinite(X[r, c])
+        if not good:
+            continue
+        b0, b1, b2 = B[Q[i, 0]], B[Q[i, 1]], B[Q[i, 2]]
+        for r in range(3):
+            v[r] = X[r, 0] * b0 + X[r, 1] * b1 + X[r, 2] * b2
+        nX = nM = rho = shrink_rows = pert = vmax = 0.0
+        finite = True
+        for r in range(3):
+            vmax = max(vmax, abs(v[r]))
+            finite = finite and np.isfinite(v[r])
+        for r in range(3):
+            q = Q[i, r]
+            br = B[q]
+            dotv = M[r, 0] * v[0] + M[r, 1] * v[1] + M[r, 2] * v[2]
+            absdot = abs(M[r, 0]) * abs(v[0]) + abs(M[r, 1]) * abs(v[1]) + abs(M[r, 2]) * abs(v[2])
+            resid = abs(dotv - br) + k * (absdot + abs(br))
+            pert = max(pert, EA[q, 0] * abs(v[0]) + EA[q, 1] * abs(v[1]) + EA[q, 2] * abs(v[2]) + EB[q] + resid)
+            nX = max(nX, abs(X[r, 0]) + abs(X[r, 1]) + abs(X[r, 2]))
+            nM = max(nM, abs(M[r, 0]) + abs(M[r, 1]) + abs(M[r, 2]))
+            shrink_rows = max(shrink_rows, EA[q, 0] + EA[q, 1] + EA[q, 2])
+            rrow = 0.0
+            for c in range(3):
+                rc = X[r, 0] * M[0, c] + X[r, 1] * M[1, c] + X[r, 2] * M[2, c]
+                if r == c:
+                    rc -= 1.0
+                rrow += abs(rc)
+            rho = max(rho, rrow)
+        nX *= 1 + k
+        nM *= 1 + k
+        rho = (rho + 2 * k * nX * nM) * (1 + k)
+        ninv = nX / (1.0 - rho) if rho < 0.5 else nX
+        shrink = 1.0 - ninv * shrink_rows * (1 + k)
+        e = np.inf
+        if rho < 0.5 and shrink > 0.5:
+            e = FILTER_SAFETY * ninv * pert / shrink
+        e += _U * vmax
+        if not (finite and e <= VERTEX_ERR_MAX_RTOL * scale):  # also catches NaN
+            e = np.inf
+        V[i, 0], V[i, 1], V[i, 2] = v[0], v[1], v[2]
+        err[i] = e
+    return V, err
+
+
+@njit(cache=True, nogil=True)
+def wave_signs(cstart, ccount, box, rows, T, fpool, fstart, fcount, pv, VE):
+    """One wave's cell tests, fused (the float filters of :func:`cpa_theory.frontier_kernels.box_sides` and
+    :func:`cpa_theory.frontier_kernels.vertex_sides`, the same bounds): pair i is cell ``(cstart[i], ccount[i])``
+    (faces ``fpool[cstart : cstart + ccount]``, face f the vertex ids ``pv[fstart[f] : fstart[f] + fcount[f]]``),
+    its bounding box ``box[i] (2d,)`` and the row ``rows[i]`` of the sign table ``T``.
+
+    Returns ``(side, tested, faces, fcells, fcnt, vid, ecells, du, dcell, emap, sd, und, bad)``: the box side of
+    every pair (+1 / −1 / 0 undecided); the pairs the box leaves undecided; their faces, each face's index into
+    ``tested``, entries per face; the entries' vertex ids and tested-pair index; each tested cell's distinct
+    vertices (:func:`distinct_per_cell`); the float sign of each distinct vertex, whether float64 left it
+    undecided (the caller decides it exactly), and whether any value overflowed (an internal error)."""
+    d = VE.shape[1] - 1
+    n = len(cstart)
+    side = np.zeros(n, np.int8)
+    nt = 0
+    tested = np.empty(n, np.int64)
+    nf = 0
+    for i in range(n):
+        r = rows[i]
+        Eb = 0.0
+        Msum = 0.0
+        vmin = -T[r, d]
+        vmax = -T[r, d]
+        for q in range(d):
+            lo, hi = box[i, q], box[i, d + q]
+            m = max(abs(lo), abs(hi))
+            Msum += m
+            Eb += m * T[r, d + 1 + q]
+            a = T[r, q]
+            if a >= 0:
+                vmin += a * lo
+                vmax += a * hi
+            else:
+                vmin += a * hi
+                vmax += a * lo
+        E = FILTER_SAFETY * (Eb + T[r, 2 * d + 1] + (3 * d + 4) * _TINY * (1 + Msum + T[r, 2 * d + 2]))
+        s = 0
+        if np.isfinite(vmin) and np.isfinite(vmax) and np.isfinite(E):
+            if vmin > E:
+                s = 1
+            elif vmax < -E:
+                s = -1
+        side[i] = s
+        if s == 0:
+            tested[nt] = i
+            nt += 1
+            nf += ccount[i]
+    tested = tested[:nt].copy()
+    faces = np.empty(nf, np.int64)
+    fcells = np.empty(nf, np.int64)
+    fcnt = np.empty(nf, np.int64)
+    ne = 0
+    k = 0
+    for t in range(nt):
+        i = tested[t]
+        for g in range(cstart[i], cstart[i] + ccount[i]):
+            f = fpool[g]
+            faces[k], fcells[k], fcnt[k] = f, t, fcount[f]
+            ne += fcount[f]
+            k += 1
+    vid = np.empty(ne, np.int64)
+    ecells = np.empty(ne, np.int64)
+    cb = np.empty(nt + 1, np.int64)
+    e = 0
+    t = -1
+    for k in range(nf):
+        if fcells[k] != t:
+            t = fcells[k]
+            cb[t] = e
+        f = faces[k]
+        for g in range(fstart[f], fstart[f] + fcount[f]):
+            vid[e] = pv[g]
+            ecells[e] = t
+            e += 1
+    cb[nt] = ne
+    du, dcell, emap = distinct_per_cell(cb, vid)
+    K = len(du)
+    sd = np.zeros(K, np.int8)
+    und = np.zeros(K, np.bool_)
+    bad = False
+    for j in range(K):
+        v = du[j]
+        r = rows[tested[dcell[j]]]
+        val = -T[r, d]
+        Ev = 0.0
+        asum = abs(VE[v, d])
+        for q in range(d):
+            x = VE[v, q]
+            val += x * T[r, q]
+            Ev += abs(x) * T[r, d + 1 + q]
+            asum += abs(x)
+        E = FILTER_SAFETY * (Ev + T[r, 2 * d + 1] + T[r, 2 * d + 2] * VE[v, d]
+                             + (3 * d + 5) * _TINY * (1 + asum + T[r, 2 * d + 2]))
+        if not (np.isfinite(val) and np.isfinite(E)):
+            bad = True
+        sd[j] = 1 if val > 0 else (-1 if val < 0 else 0)
+        und[j] = not (abs(val) > E)
+    return side, tested, faces, fcells, fcnt, vid, ecells, du, dcell, emap, sd, und, bad

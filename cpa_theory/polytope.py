@@ -287,15 +287,25 @@ def _solve_vertices(rows, P_scale):
     return _solve_systems(M, b, EM, Eb, P_scale)
 
 
-def _solve_systems(M, b, EM, Eb, P_scale):
+def _solve_systems(M, b, EM, Eb, P_scale, compiled=True):
     """:func:`_solve_vertices` on the stacked systems: ``M (E, d, d)``, ``b (E, d)`` and their bounds.
 
     ‖M⁻¹‖∞ is bounded rigorously from the float inverse X: with R = I − X M, ‖M⁻¹‖∞ ≤ ‖X‖∞ / (1 − ‖R‖∞) when
     ‖R‖∞ < ½ (else the row goes to the exact path), ‖R‖∞ taken from fl(X M) plus γ ‖X‖∞ ‖M‖∞ for its rounding.
     X is the adjugate over the determinant for d ≤ 3 (every engine gets the same float vertices), LAPACK's
-    inverse above. The arithmetic runs on entry-major arrays ``(d, d, E)`` (contiguous over the systems:
-    several times faster than numpy's loops over 3 × 3 blocks)."""
+    inverse above. d = 3 runs compiled, one system at a time (:func:`cpa_theory.frontier_loops.solve_rows3`, the
+    same arithmetic; ``compiled=False``: numpy, the reference it is tested against); otherwise on entry-major
+    arrays ``(d, d, E)`` (contiguous over the systems: several times faster than numpy's loops over small
+    blocks)."""
     d = M.shape[1]
+    if d == 3 and compiled:
+        from .frontier_loops import solve_rows3
+
+        E = len(M)
+        f64 = np.ascontiguousarray
+        return solve_rows3(np.arange(3 * E).reshape(E, 3), f64(M, dtype=np.float64).reshape(3 * E, 3),
+                           f64(b, dtype=np.float64).reshape(3 * E), f64(EM, dtype=np.float64).reshape(3 * E, 3),
+                           f64(Eb, dtype=np.float64).reshape(3 * E), float(P_scale))
     V = np.full(b.shape, np.nan)
     err = np.full(len(M), np.inf)
     Mt = np.ascontiguousarray(M.transpose(1, 2, 0))

@@ -450,6 +450,141 @@ def test_adversarial_sweep_equals_the_cell_engine(d):
             assert fast.certified
 
 
+
+# -- the space engine's compiled wave (cpa_theory.frontier_loops.wave_signs) and vertex solve -------------------
+def _wave_case(seed, d=3):
+    """Random cells as face lists over a vertex table, bounding boxes, and one sign-table row per cell, built to
+    sit on the filters' thresholds: the offsets of cells 0–19 put their boxes' nearest corner at ±(1 ± 1 %) of
+    the box filter's bound E from the hyperplane, those of cells 20–59 put one vertex at ±(1 ± 1 %) of the vertex
+    filter's bound (cells 15–19 and 50–59 with coefficients near 1e-300, where the bounds' underflow terms
+    dominate), so a bound changed by more than 1 % flips decisions; plus an overflowing box."""
+    from cpa_theory.frontier_kernels import TINY
+    from cpa_theory.tolerances import FILTER_SAFETY as FS
+
+    rng = np.random.default_rng(seed)
+    nv, nface, n = 300, 120, 60
+    VE = np.column_stack([rng.normal(size=(nv, d)), 10.0 ** rng.uniform(-16, -9, size=nv)])
+    fcount = rng.integers(3, 7, size=nface)
+    fstart = np.concatenate([[0], np.cumsum(fcount)[:-1]])
+    pv = rng.integers(0, nv, size=int(fcount.sum()))
+    fpool = rng.permutation(np.repeat(np.arange(nface), 3))
+    ccount = rng.integers(1, 8, size=n)
+    cstart = rng.integers(0, len(fpool) - 8, size=n)
+    rows = np.arange(n)
+    a = rng.normal(size=(n, d))
+    a[15:20] *= 1e-300
+    a[50:] *= 1e-300
+    b = np.zeros(n)
+    lo = rng.normal(size=(n, d)) * 0.5
+    box = np.concatenate([lo, lo + rng.uniform(0, 2, size=(n, d))], axis=1)
+    box[20:] = [-10] * d + [10] * d  # crossed by their rows: their vertices are tested
+    ea = 1e-13 * np.abs(a) * rng.uniform(size=a.shape)
+    sgn = rng.choice([-1.0, 1.0], size=n) * (1 + 0.01 * rng.uniform(0.2, 1, size=n) * rng.choice([-1, 1], size=n))
+    v = VE[pv[fstart[fpool[cstart]]], :]  # the first vertex of each cell
+    for _ in range(3):  # the bounds depend (weakly) on the offsets: settle them
+        T = FF._sign_table(a, b, ea, 1e-13 * np.abs(b))
+        M = np.maximum(np.abs(box[:, :d]), np.abs(box[:, d:]))
+        Ebox = FS * ((M * T[:, d + 1:2 * d + 1]).sum(1) + T[:, 2 * d + 1]
+                     + (3 * d + 4) * TINY * (1 + M.sum(1) + T[:, 2 * d + 2]))
+        near = np.where((sgn > 0)[:, None] == (a >= 0), box[:, :d], box[:, d:])  # vmin's corner, or vmax's
+        Ev = FS * ((np.abs(v[:, :d]) * T[:, d + 1:2 * d + 1]).sum(1) + T[:, 2 * d + 1] + T[:, 2 * d + 2] * v[:, d]
+                   + (3 * d + 5) * TINY * (1 + np.abs(v).sum(1) + T[:, 2 * d + 2]))
+        b[:20] = (a[:20] * near[:20]).sum(1) - sgn[:20] * Ebox[:20]
+        b[20:] = (a[20:] * v[20:, :d]).sum(1) - sgn[20:] * Ev[20:]
+    box[7] = 1e300  # overflows: undecided
+    T = FF._sign_table(a, b, ea, 1e-13 * np.abs(b))
+    return cstart, ccount, box, rows, T, fpool, fstart, fcount, pv, VE
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_fused_wave_signs_equal_the_numpy_kernels(seed):
+    """:func:`cpa_theory.frontier_loops.wave_signs` (the 3-D wave's cell tests, fused and compiled) gives what the
+    numpy kernels and the pool gathers give: the box sides, the tested cells' faces and entries, their distinct
+    vertices, and the vertex filter's signs, undecided entries and overflow flag."""
+    from cpa_theory.frontier_kernels import NUMPY
+    from cpa_theory.frontier_loops import distinct_per_cell, wave_signs
+
+    cstart, ccount, box, rows, T, fpool, fstart, fcount, pv, VE = case = _wave_case(seed)
+    if seed == 5:
+        VE[pv[fstart[fpool[cstart[30]]]], 1] = np.nan  # a NaN vertex: the overflow flag
+    side, tested, faces, fcells, fcnt, vid, ecells, du, dcell, emap, sd, und, bad = wave_signs(*case)
+    assert np.array_equal(side, NUMPY.box_sides(box, T[rows]))
+    assert np.array_equal(tested, np.flatnonzero(side == 0)) and 0 < len(tested) < len(side)
+    ref_faces = fpool[FF._ranges(cstart[tested], ccount[tested])]
+    assert np.array_equal(faces, ref_faces) and np.array_equal(fcnt, fcount[ref_faces])
+    assert np.array_equal(fcells, np.repeat(np.arange(len(tested)), ccount[tested]))
+    assert np.array_equal(vid, pv[FF._ranges(fstart[ref_faces], fcount[ref_faces])])
+    assert np.array_equal(ecells, np.repeat(fcells, fcnt))
+    cb = np.append(np.concatenate([[0], np.cumsum(np.bincount(ecells, minlength=len(tested)))[:-1]]), len(vid))
+    for got, want in zip((du, dcell, emap), distinct_per_cell(cb, vid)):
+        assert np.array_equal(got, want)
+    s_ref, und_ref, bad_ref = NUMPY.vertex_sides(VE[du], T[rows[tested][dcell]])
+    assert bad == bool(bad_ref.any()) == (seed == 5)
+    ok = ~bad_ref
+    assert np.array_equal(und[ok], und_ref[ok]) and und.any() and not und.all()
+    dec = ok & ~und  # the float sign is read only where the filter decides (elsewhere: the exact test)
+    assert np.array_equal(sd[dec], s_ref[dec])
+
+
+@pytest.mark.parametrize("mode, act", [("train", 0), ("eval", 2), (None, 6)])
+def test_fused_wave_makes_the_same_regions_as_the_kernel_path(monkeypatch, mode, act):
+    """On the CPU the 3-D wave runs fused (:func:`cpa_theory.frontier_loops.wave_signs`); the kernel path (the
+    one JAX takes) must give the same regions, witness radii, volumes and number of exact fallbacks."""
+    import cpa_theory.frontier3d as F3
+
+    rng = np.random.default_rng(77 + act)
+    net = _random_net(rng, 3, (9, 7), mode, _activations()[act])
+    runs = []
+    for fused in (True, False):
+        if not fused:  # any kernels object but the numpy singleton takes the kernel path
+            monkeypatch.setattr(F3, "NUMPY", object())
+        res = count_regions(net, np.zeros(3), 1.0, keep_regions=True)
+        assert res.certified
+        order = sorted(range(res.regions), key=lambda i: tuple(np.concatenate(res.region_list[i].code).tolist()))
+        runs.append((res.regions, res.linear_regions, res.exact_fallbacks,
+                     [tuple(np.concatenate(res.region_list[i].code).tolist()) for i in order],
+                     [res.region_list[i].radius for i in order]))
+    assert runs[0] == runs[1]
+
+
+def test_compiled_vertex_solve_equals_the_numpy_reference():
+    """:func:`cpa_theory.frontier_loops.solve_rows3` (every 3 × 3 vertex solve; here on rows of a hyperplane
+    table, as the space engine's crossings call it) gives the points and bounds of the numpy arithmetic of
+    :func:`cpa_theory.polytope._solve_systems` (``compiled=False``; the bound itself is checked in rationals by
+    ``test_vertex_error_bounds_hold_against_exact_solutions``), bit for bit, from conditioning 1 to singular
+    (NaN, inf) and past what float64 can bound (inf)."""
+    from cpa_theory.frontier_loops import solve_rows3
+    from cpa_theory.polytope import _solve_systems
+
+    rng = np.random.default_rng(5)
+    H = 60
+    A = rng.normal(size=(H, 3)) * 10.0 ** rng.uniform(-3, 3, size=(H, 1))
+    B = rng.normal(size=H)
+    A[7] = A[6]  # systems with rows 6 and 7 are singular
+    A[9] = A[8] * (1 + 1e-15)  # nearly: no bound
+    A[11] = A[10] * (1 + 1e-7)  # ill-conditioned
+    EA, EB = 1e-14 * np.abs(A) * rng.uniform(size=A.shape), 1e-14 * np.abs(B)
+    EA[12] = np.abs(A[12])  # a row known only to 100 %: the perturbation bound does not apply
+    rows = np.setdiff1d(np.arange(H), [7, 9, 11, 12])
+    Q = np.array([rng.choice(rows, size=3, replace=False) for _ in range(2000)])
+    V, err = solve_rows3(Q, A, B, EA, EB, 10.0)
+    # (numpy's own sums depend on the arrays' layout, which the reference changes when a system is singular:
+    # bit-for-bit comparisons on batches of invertible systems)
+    V2, err2 = _solve_systems(A[Q], B[Q], EA[Q], EB[Q], 10.0, compiled=False)
+    assert np.array_equal(err, err2) and np.array_equal(V, V2)
+    assert 0.5 < np.isfinite(err).mean() < 1
+    V3, err3 = _solve_systems(A[Q], B[Q], EA[Q], EB[Q], 10.0)  # the stacked form runs it too
+    assert np.array_equal(err3, err) and np.array_equal(V3, V)
+    t = np.flatnonzero(np.isfinite(err))[0]
+    Qs = np.array([[6, 7, 1], [8, 9, 2], [10, 11, 3], Q[t], [12, 0, 1]])  # singular (no point), nearly, badly;
+    # a good one; one with a row too uncertain
+    Vs, errs = solve_rows3(Qs, A, B, EA, EB, 10.0)
+    Vs2, errs2 = _solve_systems(A[Qs], B[Qs], EA[Qs], EB[Qs], 10.0, compiled=False)
+    for W, e in ((Vs, errs), (Vs2, errs2)):
+        assert np.isnan(W[0]).all() and np.isinf(e[[0, 1, 2, 4]]).all() and np.isfinite(W[3:]).all()
+    assert errs[3] == err[t] and np.array_equal(Vs[3], V[t])  # one system at a time: the batch does not matter
+
+
 def test_space_euler_characteristic_sees_a_missing_cell():
     """χ = V − E + F − C = 1 on a 3-D count; an interior cell removed (its faces still present on its
     neighbours) gives χ = 2."""
