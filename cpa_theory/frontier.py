@@ -31,6 +31,7 @@ from .blas_threads import one_blas_thread
 from .errors import CPAInternalError
 from .exact import ExactCharts, dot, maps_identical, solve
 from .frontier_kernels import NUMPY, chart_tables, charts_after, next_lines
+from .frontier_loops import box_sides_dense, pair_extremes
 from .polytope import Hyper
 from .tolerances import DOT_EXTRA_TERMS, FILTER_SAFETY, UNIT_ROUNDOFF, WITNESS_MIN_RELATIVE_RADIUS
 
@@ -340,15 +341,20 @@ class FlatFrontier:
             return self.exact_hyper(first_hyp + int(r))
 
         # parent test: every screened hyperplane against every parent cell — the box filter on all of a parent's
-        # lines at once (no gathers), then exact vertex signs for the pairs it leaves undecided
+        # lines at once (no gathers), then exact vertex signs for the pairs it leaves undecided (on the CPU both
+        # compiled: frontier_loops.box_sides_dense, pair_extremes — the same bounds)
         sides = sides0.copy()  # (C, nK) int8
         active = np.zeros((C, nK), dtype=bool)
         boxes = self._boxes(self.start, self.count) if self.boxes is None else self.boxes
-        Tc = T.reshape(C, nK, T.shape[1])
-        side = np.zeros((C, nK), dtype=np.int8)
-        pstep = max(1, _BOX_CHUNK // max(1, nK))
-        for c0 in range(0, C, pstep):
-            side[c0:c0 + pstep] = self.kernels.box_sides(boxes[c0:c0 + pstep, None, :], Tc[c0:c0 + pstep])
+        compiled = self.kernels is NUMPY
+        if compiled:
+            side = box_sides_dense(boxes, T, screened)
+        else:
+            Tc = T.reshape(C, nK, T.shape[1])
+            side = np.zeros((C, nK), dtype=np.int8)
+            pstep = max(1, _BOX_CHUNK // max(1, nK))
+            for c0 in range(0, C, pstep):
+                side[c0:c0 + pstep] = self.kernels.box_sides(boxes[c0:c0 + pstep, None, :], Tc[c0:c0 + pstep])
         decided = screened & (side != 0)
         sides[decided] = side[decided]  # the box on one side: so is the cell (only the sign is read)
         cand = np.argwhere(screened & (side == 0))  # (pairs, 2): (parent, j)
@@ -356,12 +362,19 @@ class FlatFrontier:
         if len(cand):  # each parent's distinct vertices, listed once for all its undecided lines
             dv, dcount = self.cell_vertices(self.start, self.count)
             dstart = np.concatenate([[0], np.cumsum(dcount)[:-1]])
-            step = max(1, _SIGN_CHUNK // max(1, int(dcount.mean())))
+            step = len(cand) if compiled else max(1, _SIGN_CHUNK // max(1, int(dcount.mean())))
         for s0 in range(0, len(cand), step):
             pr = cand[s0:s0 + step]
-            cnt = dcount[pr[:, 0]]
-            _, smax, smin = self._cell_extremes(dv[_ranges(dstart[pr[:, 0]], cnt)], cnt, T, pr[:, 0] * nK + pr[:, 1],
-                                                exact_row)
+            rows = pr[:, 0] * nK + pr[:, 1]
+            if compiled:
+                smax, smin, up, uv, bad = pair_extremes(pr[:, 0], rows, dv, dstart, dcount, self.VE.a, T)
+                if bad or len(up):  # the entries float64 leaves undecided, decided exactly
+                    s = self._decide(np.zeros(len(up), np.int8), np.ones(len(up), bool), bad, uv, rows[up], exact_row)
+                    np.maximum.at(smax, up, s)
+                    np.minimum.at(smin, up, s)
+            else:
+                cnt = dcount[pr[:, 0]]
+                _, smax, smin = self._cell_extremes(dv[_ranges(dstart[pr[:, 0]], cnt)], cnt, T, rows, exact_row)
             cut = (smax > 0) & (smin < 0)
             active[pr[:, 0], pr[:, 1]] = cut
             # off the cutting ones at most one side holds: max + min is > 0, < 0 or 0 (on the hyperplane everywhere)

@@ -23,7 +23,8 @@ from .errors import CPAInternalError
 from .frontier import (FlatFrontier, Geometry, _cyclic_next, _distinct, _Grow, _ranges, _segment_ids,
                        _with_kernels, count_flat)
 from .frontier_kernels import NUMPY
-from .frontier_loops import ERRORS, clip_side, crossings, distinct_per_cell, face_areas, solve_rows3, wave_signs
+from .frontier_loops import (ERRORS, crossings, distinct_per_cell, face_areas, solve_rows3, split_tables,
+                             wave_signs)
 from .polytope import Polytope, facet_clearance
 from .tolerances import FACET_BALANCE_RTOL, UNIT_ROUNDOFF
 
@@ -178,23 +179,17 @@ class Frontier3D(FlatFrontier):
             ex = self.exact_vertex(int(new_ids[k]))
             v = np.array([float(c) for c in ex])
             self.VE.a[new_ids[k]] = [v[0], v[1], v[2], U * float(np.abs(v).max())]
-        halves = []
-        for keep, csign in ((-1, 1), (1, -1)):
-            pv, fcn, fsrc, nf, box, code = clip_side(cf, fe, vid, s, xid, keep, new_ids, self.VE.a)
-            _raise(code)
-            base_v = self.pv.n
-            self.pv.extend(pv)
-            cap = fsrc < 0
-            src = faces[np.where(cap, 0, fsrc)]
-            fcell = np.repeat(np.arange(nc), nf)
-            self.fstart.extend(base_v + np.concatenate([[0], np.cumsum(fcn)[:-1]]))
-            self.fcount.extend(fcn)
-            ids = self.fplane.extend(np.where(cap, cut_plane[fcell], self.fplane.a[src]))
-            self.fsign.extend(np.where(cap, np.int8(csign), self.fsign.a[src]))
-            cstart = self.fpool.n + np.concatenate([[0], np.cumsum(nf)[:-1]])
-            self.fpool.extend(ids)  # each new cell's faces are contiguous: its clipped faces, then its cap
-            halves.append(((cstart, nf), box))
-        self._after_split(live, ccells, j, halves[0][0], halves[1][0], boxes=(halves[0][1], halves[1][1]))
+        # both sides of every cut cell: each new cell's faces contiguous (its clipped faces, then its cap)
+        pv, fstart, fcount, fplane, fsign, cL, nfL, boxL, cU, nfU, boxU, code = split_tables(
+            cf, fe, vid, s, xid, new_ids, self.VE.a, faces, self.fplane.a, self.fsign.a, cut_plane, self.pv.n,
+            self.fplane.n, self.fpool.n)
+        _raise(code)
+        self.pv.extend(pv)
+        self.fstart.extend(fstart)
+        self.fcount.extend(fcount)
+        self.fsign.extend(fsign)
+        self.fpool.extend(self.fplane.extend(fplane))
+        self._after_split(live, ccells, j, (cL, nfL), (cU, nfU), boxes=(boxL, boxU))
 
     def _solve3(self, q1, q2, q3):
         """Points on three planes each (rows of the hyperplane table), with the error bound of

@@ -1,4 +1,5 @@
-"""The space engine's compiled loops (numba): the split's combinatorics and the faces' areas.
+"""The flat engines' compiled loops (numba): the space engine's split, cell tests, vertex solves and face areas,
+and the parent test of both engines.
 
 :meth:`cpa_theory.frontier3d.Frontier3D._split` cuts a few hundred small polyhedra per wave; as whole-array numpy
 passes that cost ~60 array operations per wave whatever the wave's size. Here the same rules run as plain loops,
@@ -11,12 +12,16 @@ compiled once (numba, cached on disk):
   cap chained from the clipped faces' segments on the cut (each cap vertex starts exactly one segment — no
   angular sort, so slivers below float64 resolution are ordered correctly), and the new cell's bounding box
   widened as in :meth:`cpa_theory.frontier3d.Frontier3D._boxes`.
+* :func:`split_tables` — both sides of every cut cell as the rows the face and pool tables append (sources'
+  planes and signs, caps on the cut, pool starts).
 * :func:`face_areas` — the faces' area vectors and centroids for the volume sum and the measure balance.
 * :func:`distinct_per_cell` — each tested cell's distinct vertices (its faces list each about three times), so
   that the wave's vertex filter runs once per (cell, vertex).
 * :func:`wave_signs` — one wave's cell tests fused: the box filter, the tested cells' faces and distinct
   vertices, and the vertex filter on them (the bounds of :mod:`cpa_theory.frontier_kernels`, tested equal to
   its numpy kernels; the undecided entries go back to the caller's exact test).
+* :func:`box_sides_dense`, :func:`pair_extremes` — the layer's parent test (every parent against its screened
+  lines: box filter, then the vertex filter over each parent's distinct vertices), in both engines.
 * :func:`solve_rows3` — points on three planes each, with the error bound of
   :func:`cpa_theory.polytope._solve_systems` (the same arithmetic, one system at a time instead of ~40 whole-array
   passes; every 3 × 3 vertex solve of every engine goes through it).
@@ -38,8 +43,8 @@ from numba import njit
 
 from .tolerances import DOT_EXTRA_TERMS, FILTER_SAFETY, UNIT_ROUNDOFF, VERTEX_ERR_MAX_RTOL
 
-__all__ = ["crossings", "clip_side", "chain_cap", "distinct_per_cell", "face_areas", "solve_rows3", "wave_signs",
-           "ERRORS"]
+__all__ = ["crossings", "clip_side", "split_tables", "chain_cap", "distinct_per_cell", "face_areas", "solve_rows3",
+           "wave_signs", "box_sides_dense", "pair_extremes", "ERRORS"]
 
 #: code → what went wrong (a bug, or an arrangement the engine does not handle: an internal error)
 ERRORS = {
@@ -354,6 +359,53 @@ def solve_rows3(Q, A, B, EA, EB, scale):
 
 
 @njit(cache=True, nogil=True)
+def _box_side(box, i, T, r, d):
+    """:func:`cpa_theory.frontier_kernels.box_sides` for box ``box[i] (2d,)`` and row ``r`` of the sign table:
+    +1 / −1 when the whole box is strictly on that side of the exact hyperplane, 0 undecided (or overflow)."""
+    Eb = 0.0
+    Msum = 0.0
+    vmin = -T[r, d]
+    vmax = -T[r, d]
+    for q in range(d):
+        lo, hi = box[i, q], box[i, d + q]
+        m = max(abs(lo), abs(hi))
+        Msum += m
+        Eb += m * T[r, d + 1 + q]
+        a = T[r, q]
+        if a >= 0:
+            vmin += a * lo
+            vmax += a * hi
+        else:
+            vmin += a * hi
+            vmax += a * lo
+    E = FILTER_SAFETY * (Eb + T[r, 2 * d + 1] + (3 * d + 4) * _TINY * (1 + Msum + T[r, 2 * d + 2]))
+    if np.isfinite(vmin) and np.isfinite(vmax) and np.isfinite(E):
+        if vmin > E:
+            return 1
+        if vmax < -E:
+            return -1
+    return 0
+
+
+@njit(cache=True, nogil=True)
+def _vertex_side(VE, v, T, r, d):
+    """:func:`cpa_theory.frontier_kernels.vertex_sides` for vertex ``v`` (row of ``VE``: coordinates, error
+    bound) and row ``r`` of the sign table: ``(float sign, undecided, overflow)``."""
+    val = -T[r, d]
+    Ev = 0.0
+    asum = abs(VE[v, d])
+    for q in range(d):
+        x = VE[v, q]
+        val += x * T[r, q]
+        Ev += abs(x) * T[r, d + 1 + q]
+        asum += abs(x)
+    E = FILTER_SAFETY * (Ev + T[r, 2 * d + 1] + T[r, 2 * d + 2] * VE[v, d]
+                         + (3 * d + 5) * _TINY * (1 + asum + T[r, 2 * d + 2]))
+    sg = 1 if val > 0 else (-1 if val < 0 else 0)
+    return sg, not (abs(val) > E), not (np.isfinite(val) and np.isfinite(E))
+
+
+@njit(cache=True, nogil=True)
 def wave_signs(cstart, ccount, box, rows, T, fpool, fstart, fcount, pv, VE):
     """One wave's cell tests, fused (the float filters of :func:`cpa_theory.frontier_kernels.box_sides` and
     :func:`cpa_theory.frontier_kernels.vertex_sides`, the same bounds): pair i is cell ``(cstart[i], ccount[i])``
@@ -372,30 +424,7 @@ def wave_signs(cstart, ccount, box, rows, T, fpool, fstart, fcount, pv, VE):
     tested = np.empty(n, np.int64)
     nf = 0
     for i in range(n):
-        r = rows[i]
-        Eb = 0.0
-        Msum = 0.0
-        vmin = -T[r, d]
-        vmax = -T[r, d]
-        for q in range(d):
-            lo, hi = box[i, q], box[i, d + q]
-            m = max(abs(lo), abs(hi))
-            Msum += m
-            Eb += m * T[r, d + 1 + q]
-            a = T[r, q]
-            if a >= 0:
-                vmin += a * lo
-                vmax += a * hi
-            else:
-                vmin += a * hi
-                vmax += a * lo
-        E = FILTER_SAFETY * (Eb + T[r, 2 * d + 1] + (3 * d + 4) * _TINY * (1 + Msum + T[r, 2 * d + 2]))
-        s = 0
-        if np.isfinite(vmin) and np.isfinite(vmax) and np.isfinite(E):
-            if vmin > E:
-                s = 1
-            elif vmax < -E:
-                s = -1
+        s = _box_side(box, i, T, rows[i], d)
         side[i] = s
         if s == 0:
             tested[nt] = i
@@ -435,20 +464,104 @@ def wave_signs(cstart, ccount, box, rows, T, fpool, fstart, fcount, pv, VE):
     und = np.zeros(K, np.bool_)
     bad = False
     for j in range(K):
-        v = du[j]
-        r = rows[tested[dcell[j]]]
-        val = -T[r, d]
-        Ev = 0.0
-        asum = abs(VE[v, d])
-        for q in range(d):
-            x = VE[v, q]
-            val += x * T[r, q]
-            Ev += abs(x) * T[r, d + 1 + q]
-            asum += abs(x)
-        E = FILTER_SAFETY * (Ev + T[r, 2 * d + 1] + T[r, 2 * d + 2] * VE[v, d]
-                             + (3 * d + 5) * _TINY * (1 + asum + T[r, 2 * d + 2]))
-        if not (np.isfinite(val) and np.isfinite(E)):
-            bad = True
-        sd[j] = 1 if val > 0 else (-1 if val < 0 else 0)
-        und[j] = not (abs(val) > E)
+        sd[j], und[j], b = _vertex_side(VE, du[j], T, rows[tested[dcell[j]]], d)
+        bad = bad or b
     return side, tested, faces, fcells, fcnt, vid, ecells, du, dcell, emap, sd, und, bad
+
+
+@njit(cache=True, nogil=True)
+def box_sides_dense(box, T, screened):
+    """The parent test's box filter: ``(C, nK)`` int8 sides of each parent's box ``box[c] (2d,)`` for its
+    screened lines (row ``c·nK + j`` of ``T``; 0 for the unscreened and the undecided)."""
+    C, nK = screened.shape
+    d = box.shape[1] // 2
+    side = np.zeros((C, nK), np.int8)
+    for c in range(C):
+        for j in range(nK):
+            if screened[c, j]:
+                side[c, j] = _box_side(box, c, T, c * nK + j, d)
+    return side
+
+
+@njit(cache=True, nogil=True)
+def pair_extremes(cells, rows, dv, dstart, dcount, VE, T):
+    """The vertex filter on (cell, hyperplane) pairs: pair i tests the distinct vertices
+    ``dv[dstart[c] : dstart[c] + dcount[c]]`` of cell ``c = cells[i]`` against row ``rows[i]`` of ``T``.
+
+    Returns ``(smax, smin, und_pair, und_vertex, bad)``: per pair the max and min sign over the vertices float64
+    decides (−2 / 2 when none), the (pair, vertex) entries it leaves undecided (the caller decides them exactly
+    and folds them in), and whether any value overflowed (an internal error)."""
+    n = len(cells)
+    d = VE.shape[1] - 1
+    smax = np.full(n, -2, np.int8)
+    smin = np.full(n, 2, np.int8)
+    up = np.empty(16, np.int64)
+    uv = np.empty(16, np.int64)
+    nu = 0
+    bad = False
+    for i in range(n):
+        c, r = cells[i], rows[i]
+        for t in range(dstart[c], dstart[c] + dcount[c]):
+            sg, u, b = _vertex_side(VE, dv[t], T, r, d)
+            bad = bad or b
+            if u:
+                if nu == len(up):
+                    up = np.concatenate((up, np.empty(nu, np.int64)))
+                    uv = np.concatenate((uv, np.empty(nu, np.int64)))
+                up[nu], uv[nu] = i, dv[t]
+                nu += 1
+            else:
+                smax[i] = max(smax[i], sg)
+                smin[i] = min(smin[i], sg)
+    return smax, smin, up[:nu].copy(), uv[:nu].copy(), bad
+
+
+@njit(cache=True, nogil=True)
+def split_tables(cf, fe, vid, s, xid, nv_new, VE, faces, fplane, fsign, cut_plane, base_v, base_f, base_pool):
+    """Both sides of every cut cell (:func:`clip_side` with keep = −1, then +1) as the rows to append to the
+    space engine's tables: ``faces`` the cut cells' face ids (the ``f`` of ``cf``/``fe``), ``fplane``/``fsign``
+    the face table, ``cut_plane`` each cut cell's hyperplane; ``base_v``, ``base_f``, ``base_pool`` the current
+    lengths of the vertex-entry pool, the face table and the face pool.
+
+    Returns ``(pv, fstart, fcount, fplane, fsign, (cstart, nf, box) of the lower sides, the same of the upper
+    sides, code)``: new face f (id ``base_f + f``) is ``pv[fstart[f] - base_v :][: fcount[f]]`` on hyperplane
+    ``fplane[f]`` with sign ``fsign[f]`` (a clipped face keeps its source's; a cap is on the cut cell's
+    hyperplane, sign +1 on the lower side and −1 on the upper); new cell c of a side owns the pool entries
+    ``cstart[c] : cstart[c] + nf[c]`` (its new faces, in order)."""
+    pvL, fcL, srcL, nfL, boxL, code = clip_side(cf, fe, vid, s, xid, -1, nv_new, VE)
+    if code:
+        return (pvL, fcL, fcL, fcL, fcL.astype(np.int8), fcL, nfL, boxL, fcL, nfL, boxL, code)
+    pvU, fcU, srcU, nfU, boxU, code = clip_side(cf, fe, vid, s, xid, 1, nv_new, VE)
+    if code:
+        return (pvU, fcU, fcU, fcU, fcU.astype(np.int8), fcU, nfU, boxU, fcU, nfU, boxU, code)
+    FL, FU = len(fcL), len(fcU)
+    pv = np.concatenate((pvL, pvU))
+    fcount = np.concatenate((fcL, fcU))
+    fstart = np.empty(FL + FU, np.int64)
+    fpl = np.empty(FL + FU, np.int64)
+    fsg = np.empty(FL + FU, np.int8)
+    at = base_v
+    for t in range(FL + FU):
+        fstart[t] = at
+        at += fcount[t]
+    for half in range(2):
+        src, nf, off, cap_sign = (srcL, nfL, 0, 1) if half == 0 else (srcU, nfU, FL, -1)
+        t = off
+        for c in range(len(nf)):
+            for g in range(nf[c]):
+                f = src[t - off]
+                if f < 0:
+                    fpl[t], fsg[t] = cut_plane[c], cap_sign
+                else:
+                    fpl[t], fsg[t] = fplane[faces[f]], fsign[faces[f]]
+                t += 1
+    cL = np.empty(len(nfL), np.int64)
+    cU = np.empty(len(nfU), np.int64)
+    at = base_pool
+    for c in range(len(nfL)):
+        cL[c] = at
+        at += nfL[c]
+    for c in range(len(nfU)):
+        cU[c] = at
+        at += nfU[c]
+    return pv, fstart, fcount, fpl, fsg, cL, nfL, boxL, cU, nfU, boxU, 0

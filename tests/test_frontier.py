@@ -500,9 +500,11 @@ def _wave_case(seed, d=3):
 def test_fused_wave_signs_equal_the_numpy_kernels(seed):
     """:func:`cpa_theory.frontier_loops.wave_signs` (the 3-D wave's cell tests, fused and compiled) gives what the
     numpy kernels and the pool gathers give: the box sides, the tested cells' faces and entries, their distinct
-    vertices, and the vertex filter's signs, undecided entries and overflow flag."""
+    vertices, and the vertex filter's signs, undecided entries and overflow flag; so do the parent test's
+    compiled forms (``box_sides_dense``, ``pair_extremes``: extremes over the decided vertices, the undecided
+    (pair, vertex) entries)."""
     from cpa_theory.frontier_kernels import NUMPY
-    from cpa_theory.frontier_loops import distinct_per_cell, wave_signs
+    from cpa_theory.frontier_loops import box_sides_dense, distinct_per_cell, pair_extremes, wave_signs
 
     cstart, ccount, box, rows, T, fpool, fstart, fcount, pv, VE = case = _wave_case(seed)
     if seed == 5:
@@ -524,21 +526,45 @@ def test_fused_wave_signs_equal_the_numpy_kernels(seed):
     assert np.array_equal(und[ok], und_ref[ok]) and und.any() and not und.all()
     dec = ok & ~und  # the float sign is read only where the filter decides (elsewhere: the exact test)
     assert np.array_equal(sd[dec], s_ref[dec])
+    # the parent test's forms: one box per parent against its screened lines; each pair's distinct vertices
+    screened = (np.arange(2 * len(box)) % 3 > 0).reshape(-1, 2)  # two lines per parent: rows 2c and 2c + 1
+    dense = box_sides_dense(box, T[np.repeat(np.arange(len(box)), 2)], screened)
+    assert np.array_equal(dense, np.where(screened, side[:, None], 0))
+    nt = len(tested)
+    dcount = np.bincount(dcell, minlength=nt)
+    dstart = np.concatenate([[0], np.cumsum(dcount)[:-1]])
+    pairs = np.concatenate([np.arange(nt), np.arange(nt)[::2]])  # some parents against two of the lines
+    prow = np.concatenate([rows[tested], rows[tested][::-2][: (nt + 1) // 2]])
+    smax, smin, up, uv, pbad = pair_extremes(pairs, prow, du, dstart, dcount, VE, T)
+    vids = du[FF._ranges(dstart[pairs], dcount[pairs])]  # the pairs' vertices, pair after pair
+    owner = np.repeat(np.arange(len(pairs)), dcount[pairs])
+    s_p, und_p, bad_p = NUMPY.vertex_sides(VE[vids], T[prow[owner]])
+    assert pbad == bool(bad_p.any())
+    assert sorted(zip(up.tolist(), uv.tolist())) == sorted(zip(owner[und_p].tolist(), vids[und_p].tolist()))
+    dec = ~bad_p & ~und_p
+    want_max, want_min = np.full(len(pairs), -2), np.full(len(pairs), 2)
+    np.maximum.at(want_max, owner[dec], s_p[dec])
+    np.minimum.at(want_min, owner[dec], s_p[dec])
+    assert np.array_equal(smax, want_max) and np.array_equal(smin, want_min)
+    assert (smax > smin).any() and len(up)
 
 
-@pytest.mark.parametrize("mode, act", [("train", 0), ("eval", 2), (None, 6)])
-def test_fused_wave_makes_the_same_regions_as_the_kernel_path(monkeypatch, mode, act):
-    """On the CPU the 3-D wave runs fused (:func:`cpa_theory.frontier_loops.wave_signs`); the kernel path (the
-    one JAX takes) must give the same regions, witness radii, volumes and number of exact fallbacks."""
+@pytest.mark.parametrize("d, mode, act", [(3, "train", 0), (3, "eval", 2), (3, None, 6), (2, "train", 0), (2, None, 5)])
+def test_compiled_filters_make_the_same_regions_as_the_kernel_path(monkeypatch, d, mode, act):
+    """On the CPU (numpy kernels) the parent test of both engines and the 3-D wave's cell tests run compiled
+    (:mod:`cpa_theory.frontier_loops`); the kernel path (the one JAX takes, here on another numpy kernels object)
+    must give the same regions, witness radii, N_lin and number of exact fallbacks."""
     import cpa_theory.frontier3d as F3
+    from cpa_theory.frontier_kernels import NumpyKernels
 
     rng = np.random.default_rng(77 + act)
-    net = _random_net(rng, 3, (9, 7), mode, _activations()[act])
+    net = _random_net(rng, d, (9, 7) if d == 3 else (14, 10), mode, _activations()[act])
     runs = []
-    for fused in (True, False):
-        if not fused:  # any kernels object but the numpy singleton takes the kernel path
-            monkeypatch.setattr(F3, "NUMPY", object())
-        res = count_regions(net, np.zeros(3), 1.0, keep_regions=True)
+    for compiled in (True, False):
+        if not compiled:  # any kernels object but the numpy singleton takes the kernel path
+            for mod in (F2, F3):
+                monkeypatch.setattr(mod, "_with_kernels", lambda fr, kernels: FF._with_kernels(fr, NumpyKernels()))
+        res = count_regions(net, np.zeros(d), 1.0, keep_regions=True)
         assert res.certified
         order = sorted(range(res.regions), key=lambda i: tuple(np.concatenate(res.region_list[i].code).tolist()))
         runs.append((res.regions, res.linear_regions, res.exact_fallbacks,
