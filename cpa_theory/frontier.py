@@ -31,7 +31,7 @@ from .blas_threads import one_blas_thread
 from .errors import CPAInternalError
 from .exact import ExactCharts, dot, maps_identical, solve
 from .frontier_kernels import NUMPY, chart_tables, charts_after, next_lines
-from .frontier_loops import box_sides_dense, pair_extremes
+from .frontier_loops import box_sides_dense, components, pair_extremes, sweep_pairs
 from .polytope import Hyper
 from .tolerances import DOT_EXTRA_TERMS, FILTER_SAFETY, UNIT_ROUNDOFF, WITNESS_MIN_RELATIVE_RADIUS
 
@@ -785,9 +785,6 @@ def _vertex_clusters(fr, vid=None, exact_ids=None):
     close together, which the checks then reject and the exact pass undoes. ``exact_ids``: corners whose groups
     are instead decided by exact rational equality of their vertices (the second pass when the first does not
     close up)."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
     d = fr.d
     vid = fr.pv.v if vid is None else vid
     if not len(vid):
@@ -808,9 +805,7 @@ def _vertex_clusters(fr, vid=None, exact_ids=None):
         rep = np.array([first.setdefault(fr.exact_vertex(int(uv[e])), e) for e in ex_u.tolist()], dtype=np.int64)
         r.append(ex_u)
         c.append(rep)
-    r, c = np.concatenate(r), np.concatenate(c)
-    G = coo_matrix((np.ones(len(r)), (r, c)), shape=(m, m))
-    _, lab = connected_components(G, directed=False)
+    lab, _ = components(m, np.concatenate(r).astype(np.int64), np.concatenate(c).astype(np.int64))
     labels = lab[inv]
     return labels, int(labels.max()) + 1
 
@@ -818,9 +813,9 @@ def _vertex_clusters(fr, vid=None, exact_ids=None):
 def _close_pairs(V, err):
     """Pairs (i, j) of points ``V (m, d)`` with error bounds ``err`` whose coordinates all agree to 2 (err_i +
     err_j): a sweep along :data:`_SWEEP_PROJECTION` — sorted by their value w there, each point is compared with
-    the k-th next for k = 1, 2, … while any such pair is within the slab that bounds |w_i − w_j| for a close pair
-    (Σ r · 4 max err, plus the rounding of w, with room to spare). Two copies of one exact point, each within its
-    bound of it, always form a pair (directly: no chain of grid cells)."""
+    the next ones while they are within the slab that bounds |w_i − w_j| for a close pair (Σ r · 4 max err, plus
+    the rounding of w, with room to spare; compiled: :func:`cpa_theory.frontier_loops.sweep_pairs`). Two copies of
+    one exact point, each within its bound of it, always form a pair (directly: no chain of grid cells)."""
     m, d = V.shape
     rr = _SWEEP_PROJECTION[:d]
     w = V @ rr
@@ -829,22 +824,8 @@ def _close_pairs(V, err):
     rs = float(rr.sum())
     vmax = float(np.abs(V).max()) if V.size else 0.0
     slab = (4.0 * rs * float(err.max(initial=0.0)) + 2 * (d + 2) * U * rs * vmax) * (1 + 1e-6) + 1e-300
-    rows, cols = [], []
-    live = np.arange(m)
-    k = 1
-    while True:
-        live = live[live + k < m]
-        live = live[ws[live + k] - ws[live] <= slab]
-        if not len(live):
-            break
-        j = live + k
-        close = np.all(np.abs(Vs[live] - Vs[j]) <= 2.0 * (es[live] + es[j])[:, None], axis=1)
-        rows.append(order[live[close]])
-        cols.append(order[j[close]])
-        k += 1
-    if not rows:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    return np.concatenate(rows), np.concatenate(cols)
+    i, j = sweep_pairs(ws, np.ascontiguousarray(Vs), es, slab)
+    return order[i], order[j]
 
 
 

@@ -23,8 +23,7 @@ from .errors import CPAInternalError
 from .frontier import (FlatFrontier, Geometry, _cyclic_next, _distinct, _Grow, _ranges, _segment_ids,
                        _with_kernels, count_flat)
 from .frontier_kernels import NUMPY
-from .frontier_loops import (ERRORS, crossings, distinct_per_cell, face_areas, solve_rows3, split_tables,
-                             wave_signs)
+from .frontier_loops import ERRORS, distinct_per_cell, face_areas, split_prepare, split_tables, wave_signs
 from .polytope import Polytope, facet_clearance
 from .tolerances import FACET_BALANCE_RTOL, UNIT_ROUNDOFF
 
@@ -152,28 +151,18 @@ class Frontier3D(FlatFrontier):
         """Split the cut cells (``cells[cut]``) by their hyperplanes ``hyp[cut]`` (index ``jc[cut]`` of their
         parent's list): every face clipped, crossings made once per edge, caps chained."""
         tested, faces, fcells, vid, ecells, fcnt, s = info
-        # keep the cut cells only (cut is over `cells`; info covers cells[tested])
+        # keep the cut cells (cut is over `cells`; info covers cells[tested]); one crossing point per cell edge
+        # (its two faces give its planes), made where float64 can bound it
         cut_t = cut[tested]
-        fkeep = cut_t[fcells]
-        ekeep = cut_t[ecells]
-        remap = np.cumsum(cut_t) - 1
-        faces, fcells, fcnt = faces[fkeep], remap[fcells[fkeep]], fcnt[fkeep]
-        vid, s = vid[ekeep], s[ekeep]
+        cf, fe, faces, vid, s, cut_plane, xid, VEx, Q, code = split_prepare(
+            cut_t, faces, fcells, fcnt, vid, s, hyp[tested], self.fplane.a, self.ha.a, self.hb.a, self.hea.a,
+            self.heb.a, float(self.scale))
+        _raise(code)
         ccells = cells[tested][cut_t]
         j = jc[tested][cut_t]
-        nc = len(ccells)
-        cut_plane = hyp[tested][cut_t]  # per cut cell
-        cf = np.concatenate([[0], np.cumsum(np.bincount(fcells, minlength=nc))])
-        fe = np.concatenate([[0], np.cumsum(fcnt)])
-        # one crossing point per cell edge (its two faces give its planes), made where float64 can bound it
-        xid, e1, e2, xcell, code = crossings(cf, fe, vid, s)
-        _raise(code)
-        eface = np.repeat(np.arange(len(faces)), fcnt)
-        q1, q2 = self.fplane.a[faces[eface[e1]]], self.fplane.a[faces[eface[e2]]]
-        qc = cut_plane[xcell]
-        X, Xerr = self._solve3(q1, q2, qc)
-        new_ids = self.VE.extend(np.c_[X, Xerr])
-        self.vdef.extend(np.stack([q1, q2, qc], axis=1))
+        new_ids = self.VE.extend(VEx)
+        self.vdef.extend(Q)
+        Xerr = VEx[:, 3]
         for k in np.flatnonzero(~np.isfinite(Xerr)).tolist():
             self.stats["exact_vertices"] = self.stats.get("exact_vertices", 0) + 1
             ex = self.exact_vertex(int(new_ids[k]))
@@ -190,15 +179,6 @@ class Frontier3D(FlatFrontier):
         self.fsign.extend(fsign)
         self.fpool.extend(self.fplane.extend(fplane))
         self._after_split(live, ccells, j, (cL, nfL), (cU, nfU), boxes=(boxL, boxU))
-
-    def _solve3(self, q1, q2, q3):
-        """Points on three planes each (rows of the hyperplane table), with the error bound of
-        :func:`cpa_theory.polytope._solve_vertices` (:func:`cpa_theory.frontier_loops.solve_rows3`); where float64
-        cannot bound the point the error is inf and the point 0 (the caller computes it exactly)."""
-        V, err = solve_rows3(np.stack([q1, q2, q3], axis=1), self.ha.a, self.hb.a, self.hea.a, self.heb.a,
-                             float(self.scale))
-        V[~np.isfinite(err)] = 0.0
-        return V, err
 
     def _compact(self, start, count):
         """Rewrite the face and vertex pools with only the live cells."""

@@ -12,6 +12,8 @@ compiled once (numba, cached on disk):
   cap chained from the clipped faces' segments on the cut (each cap vertex starts exactly one segment — no
   angular sort, so slivers below float64 resolution are ordered correctly), and the new cell's bounding box
   widened as in :meth:`cpa_theory.frontier3d.Frontier3D._boxes`.
+* :func:`split_prepare` — a wave's cut cells selected from its tested cells, their crossings found and solved
+  (:func:`solve_rows3`) in one pass.
 * :func:`split_tables` — both sides of every cut cell as the rows the face and pool tables append (sources'
   planes and signs, caps on the cut, pool starts).
 * :func:`face_areas` — the faces' area vectors and centroids for the volume sum and the measure balance.
@@ -22,6 +24,8 @@ compiled once (numba, cached on disk):
   its numpy kernels; the undecided entries go back to the caller's exact test).
 * :func:`box_sides_dense`, :func:`pair_extremes` — the layer's parent test (every parent against its screened
   lines: box filter, then the vertex filter over each parent's distinct vertices), in both engines.
+* :func:`sweep_pairs`, :func:`components` — the completeness checks' vertex identification (the sweep of
+  :func:`cpa_theory.frontier._close_pairs`, then union–find).
 * :func:`solve_rows3` — points on three planes each, with the error bound of
   :func:`cpa_theory.polytope._solve_systems` (the same arithmetic, one system at a time instead of ~40 whole-array
   passes; every 3 × 3 vertex solve of every engine goes through it).
@@ -43,8 +47,8 @@ from numba import njit
 
 from .tolerances import DOT_EXTRA_TERMS, FILTER_SAFETY, UNIT_ROUNDOFF, VERTEX_ERR_MAX_RTOL
 
-__all__ = ["crossings", "clip_side", "split_tables", "chain_cap", "distinct_per_cell", "face_areas", "solve_rows3",
-           "wave_signs", "box_sides_dense", "pair_extremes", "ERRORS"]
+__all__ = ["crossings", "clip_side", "split_prepare", "split_tables", "chain_cap", "distinct_per_cell", "face_areas", "solve_rows3",
+           "wave_signs", "box_sides_dense", "pair_extremes", "sweep_pairs", "components", "ERRORS"]
 
 #: code → what went wrong (a bug, or an arrangement the engine does not handle: an internal error)
 ERRORS = {
@@ -565,3 +569,136 @@ def split_tables(cf, fe, vid, s, xid, nv_new, VE, faces, fplane, fsign, cut_plan
         cU[c] = at
         at += nfU[c]
     return pv, fstart, fcount, fpl, fsg, cL, nfL, boxL, cU, nfU, boxU, 0
+
+
+@njit(cache=True, nogil=True)
+def split_prepare(cut, faces, fcells, fcnt, vid, s, cut_plane, fplane, A, B, EA, EB, scale):
+    """The first half of a wave's split, on the tested cells' entries (:func:`wave_signs`' layout: ``faces``,
+    ``fcells``, ``fcnt``, ``vid``, entry sides ``s``): keep the cells with ``cut[t]`` (hyperplane
+    ``cut_plane[t]``), find their crossings (:func:`crossings`) and solve each crossing point on its edge's two
+    face planes and the cut (:func:`solve_rows3` on the hyperplane table ``A, B, EA, EB``).
+
+    Returns ``(cf, fe, faces, vid, s, planes, xid, VE, Q, code)`` for the cut cells: their layout for
+    :func:`split_tables`, each cut cell's hyperplane, the crossing index per entry, the crossing points as
+    vertex-table rows (coordinates, error bound; zeros and +inf where float64 cannot bound the point: the caller
+    computes it exactly) and their defining hyperplanes ``Q (X, 3)``."""
+    nt = len(cut)
+    remap = np.full(nt, -1, np.int64)
+    nc = 0
+    for t in range(nt):
+        if cut[t]:
+            remap[t] = nc
+            nc += 1
+    planes = np.empty(nc, np.int64)
+    for t in range(nt):
+        if cut[t]:
+            planes[remap[t]] = cut_plane[t]
+    nf = 0
+    ne = 0
+    for k in range(len(faces)):
+        if cut[fcells[k]]:
+            nf += 1
+            ne += fcnt[k]
+    cf = np.zeros(nc + 1, np.int64)
+    fe = np.empty(nf + 1, np.int64)
+    kf = np.empty(nf, np.int64)
+    kv = np.empty(ne, np.int64)
+    ks = np.empty(ne, np.int8)
+    fe[0] = 0
+    f = 0
+    e = 0
+    src = 0
+    for k in range(len(faces)):
+        n = fcnt[k]
+        if cut[fcells[k]]:
+            cf[remap[fcells[k]] + 1] += 1
+            kf[f] = faces[k]
+            for g in range(n):
+                kv[e + g] = vid[src + g]
+                ks[e + g] = s[src + g]
+            e += n
+            f += 1
+            fe[f] = e
+        src += n
+    for c in range(nc):
+        cf[c + 1] += cf[c]
+    xid, e1, e2, xcell, code = crossings(cf, fe, kv, ks)
+    nx = len(e1)
+    Q = np.empty((nx, 3), np.int64)
+    VE = np.zeros((nx, 4))
+    if code:
+        return cf, fe, kf, kv, ks, planes, xid, VE, Q, code
+    eface = np.empty(ne, np.int64)
+    for g in range(nf):
+        for i in range(fe[g], fe[g + 1]):
+            eface[i] = g
+    for x in range(nx):
+        Q[x, 0] = fplane[kf[eface[e1[x]]]]
+        Q[x, 1] = fplane[kf[eface[e2[x]]]]
+        Q[x, 2] = planes[xcell[x]]
+    V, err = solve_rows3(Q, A, B, EA, EB, scale)
+    for x in range(nx):
+        if np.isfinite(err[x]):
+            VE[x, 0], VE[x, 1], VE[x, 2] = V[x, 0], V[x, 1], V[x, 2]
+        VE[x, 3] = err[x]
+    return cf, fe, kf, kv, ks, planes, xid, VE, Q, 0
+
+
+@njit(cache=True, nogil=True)
+def sweep_pairs(ws, Vs, es, slab):
+    """The sweep of :func:`cpa_theory.frontier._close_pairs` on points sorted by their projection ``ws``: every
+    pair (i < j) with ``ws[j] − ws[i] ≤ slab`` whose coordinates ``Vs`` all agree to 2 (es_i + es_j). Returns
+    ``(i, j)`` index arrays into the sorted order."""
+    m, d = Vs.shape
+    pi = np.empty(16, np.int64)
+    pj = np.empty(16, np.int64)
+    n = 0
+    for i in range(m):
+        j = i + 1
+        while j < m and ws[j] - ws[i] <= slab:
+            tol = 2.0 * (es[i] + es[j])
+            close = True
+            for q in range(d):
+                if not abs(Vs[i, q] - Vs[j, q]) <= tol:
+                    close = False
+                    break
+            if close:
+                if n == len(pi):
+                    pi = np.concatenate((pi, np.empty(n, np.int64)))
+                    pj = np.concatenate((pj, np.empty(n, np.int64)))
+                pi[n], pj[n] = i, j
+                n += 1
+            j += 1
+    return pi[:n].copy(), pj[:n].copy()
+
+
+@njit(cache=True, nogil=True)
+def components(m, r, c):
+    """Connected components of the graph on ``m`` nodes with edges ``(r[k], c[k])`` (union–find): ``(labels,
+    count)``, components numbered in order of their smallest node."""
+    parent = np.arange(m)
+    for k in range(len(r)):
+        a, b = r[k], c[k]
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        while parent[b] != b:
+            parent[b] = parent[parent[b]]
+            b = parent[b]
+        if a != b:
+            if a < b:
+                parent[b] = a
+            else:
+                parent[a] = b
+    labels = np.empty(m, np.int64)
+    n = 0
+    for i in range(m):
+        a = i
+        while parent[a] != a:
+            a = parent[a]
+        if a == i:
+            labels[i] = n
+            n += 1
+        else:
+            labels[i] = labels[a]
+    return labels, n

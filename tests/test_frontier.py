@@ -821,8 +821,8 @@ def test_vertex_copies_within_their_bounds_are_joined_and_nothing_else(d):
     """The completeness checks' vertex identification (:func:`cpa_theory.frontier._vertex_clusters`): copies of
     one point, each within its own error bound of it (up to 4 copies, bounds spread over four decades), end in
     one group; points further apart than twice their bounds' sum stay apart — including points on one line
-    orthogonal to a coordinate axis (many equal coordinates: the sweep must not stop at the first), and with
-    other points between them in the sweep's order."""
+    orthogonal to a coordinate axis (many equal coordinates: the sweep must not stop at the first), with other
+    points between them in the sweep's order, and pairs just inside the criterion's reach."""
     from types import SimpleNamespace
 
     from cpa_theory.frontier import _vertex_clusters
@@ -848,12 +848,20 @@ def test_vertex_copies_within_their_bounds_are_joined_and_nothing_else(d):
         pts.append(P[i] + 1e-3 * u / np.linalg.norm(u))
         errs.append(1e-16)
         truth.append(n + i)
+    # pairs at the edge of the criterion: both with the largest bound e, every coordinate 1.99 × 2e apart in the
+    # same direction (the largest gap in the sweep's order that the sweep must still bridge)
+    emax = max(errs)
+    for i in range(20):
+        q = rng.uniform(-1, 1, size=d)
+        pts += [q, q + 1.99 * 2 * emax]
+        errs += [emax, emax]
+        truth += [n + 100 + i] * 2
     VE = np.column_stack([np.array(pts), np.array(errs)])
     fr = SimpleNamespace(d=d, VE=SimpleNamespace(a=VE), pv=SimpleNamespace(v=np.arange(len(VE))))
     labels, nv = _vertex_clusters(fr)
     truth = np.array(truth)
-    assert nv == n + 100
-    for g in range(n + 100):  # each true point is exactly one group
+    assert nv == n + 120
+    for g in range(n + 120):  # each true point is exactly one group
         assert len(np.unique(labels[truth == g])) == 1
     # a copy pushed to 5x its bound away from the rest no longer joins them
     VE2 = VE.copy()
@@ -861,4 +869,4 @@ def test_vertex_copies_within_their_bounds_are_joined_and_nothing_else(d):
     j = int(np.flatnonzero(truth == k)[0])
     VE2[j, :d] = P[k] + 5 * (VE2[truth == k, d].sum())
     labels2, nv2 = _vertex_clusters(SimpleNamespace(d=d, VE=SimpleNamespace(a=VE2), pv=fr.pv))
-    assert nv2 == n + 101 and len(np.unique(labels2[truth == k])) == 2
+    assert nv2 == n + 121 and len(np.unique(labels2[truth == k])) == 2
