@@ -47,8 +47,8 @@ from numba import njit
 
 from .tolerances import DOT_EXTRA_TERMS, FILTER_SAFETY, UNIT_ROUNDOFF, VERTEX_ERR_MAX_RTOL
 
-__all__ = ["crossings", "clip_side", "split_prepare", "split_tables", "chain_cap", "distinct_per_cell", "face_areas", "solve_rows3",
-           "wave_signs", "box_sides_dense", "pair_extremes", "sweep_pairs", "components", "ERRORS"]
+__all__ = ["crossings", "clip_side", "split_prepare", "split_tables", "chain_cap", "distinct_per_cell", "face_areas",
+           "solve_rows3", "wave_signs", "box_sides_dense", "pair_extremes", "sweep_pairs", "components", "ERRORS"]
 
 #: code → what went wrong (a bug, or an arrangement the engine does not handle: an internal error)
 ERRORS = {
