@@ -23,7 +23,8 @@ from .errors import CPAInternalError
 from .frontier import (FlatFrontier, Geometry, _cyclic_next, _distinct, _Grow, _ranges, _segment_ids,
                        _with_kernels, count_flat)
 from .frontier_kernels import NUMPY
-from .frontier_loops import ERRORS, distinct_per_cell, face_areas, split_prepare, split_tables, wave_signs
+from .frontier_loops import (ERRORS, cell_vertices, distinct_per_cell, face_areas, split_prepare, split_tables,
+                             wave_signs)
 from .polytope import Polytope, facet_clearance
 from .tolerances import FACET_BALANCE_RTOL, UNIT_ROUNDOFF
 
@@ -114,9 +115,7 @@ class Frontier3D(FlatFrontier):
 
     def cell_vertices(self, start, count):
         """Each polyhedron's distinct vertex ids (its faces list them about three times each)."""
-        _, _, ent, ecells, _ = self.entries(start, count)
-        du, dcell, _ = distinct_per_cell(np.append(_group_starts(ecells, len(start)), len(ent)), self.pv.a[ent])
-        return du, np.bincount(dcell, minlength=len(start))
+        return cell_vertices(start, count, self.fpool.a, self.fstart.a, self.fcount.a, self.pv.a)
 
     def _cell_signs(self, cstart, ccount, boxes, T, rows, exact_row):
         """Exact sides of cells (pool ``cstart``, ``ccount``, ``boxes``) for one hyperplane each (``rows`` of

@@ -17,8 +17,8 @@ compiled once (numba, cached on disk):
 * :func:`split_tables` — both sides of every cut cell as the rows the face and pool tables append (sources'
   planes and signs, caps on the cut, pool starts).
 * :func:`face_areas` — the faces' area vectors and centroids for the volume sum and the measure balance.
-* :func:`distinct_per_cell` — each tested cell's distinct vertices (its faces list each about three times), so
-  that the wave's vertex filter runs once per (cell, vertex).
+* :func:`distinct_per_cell`, :func:`cell_vertices` — each cell's distinct vertices (its faces list each about
+  three times), so that the filters run once per (cell, vertex).
 * :func:`wave_signs` — one wave's cell tests fused: the box filter, the tested cells' faces and distinct
   vertices, and the vertex filter on them (the bounds of :mod:`cpa_theory.frontier_kernels`, tested equal to
   its numpy kernels; the undecided entries go back to the caller's exact test).
@@ -47,8 +47,9 @@ from numba import njit
 
 from .tolerances import DOT_EXTRA_TERMS, FILTER_SAFETY, UNIT_ROUNDOFF, VERTEX_ERR_MAX_RTOL
 
-__all__ = ["crossings", "clip_side", "split_prepare", "split_tables", "chain_cap", "distinct_per_cell", "face_areas",
-           "solve_rows3", "wave_signs", "box_sides_dense", "pair_extremes", "sweep_pairs", "components", "ERRORS"]
+__all__ = ["crossings", "clip_side", "split_prepare", "split_tables", "chain_cap", "distinct_per_cell", "cell_vertices",
+           "face_areas", "solve_rows3", "wave_signs", "box_sides_dense", "pair_extremes", "sweep_pairs", "components",
+           "ERRORS"]
 
 #: code → what went wrong (a bug, or an arrangement the engine does not handle: an internal error)
 ERRORS = {
@@ -410,6 +411,60 @@ def _vertex_side(VE, v, T, r, d):
 
 
 @njit(cache=True, nogil=True)
+def _cell_entries(cstart, ccount, sel, fpool, fstart, fcount, pv):
+    """The pool entries of cells ``sel`` (cell i: faces ``fpool[cstart[i] : cstart[i] + ccount[i]]``, face f the
+    vertex ids ``pv[fstart[f] : fstart[f] + fcount[f]]``): ``(faces, fcells, fcnt, vid, ecells, cb)`` — face
+    ids, each face's index into ``sel``, entries per face, the entries' vertex ids and index into ``sel``, and
+    each selected cell's first entry (``cb``, with the total appended)."""
+    nt = len(sel)
+    nf = 0
+    for t in range(nt):
+        nf += ccount[sel[t]]
+    faces = np.empty(nf, np.int64)
+    fcells = np.empty(nf, np.int64)
+    fcnt = np.empty(nf, np.int64)
+    ne = 0
+    k = 0
+    for t in range(nt):
+        i = sel[t]
+        for g in range(cstart[i], cstart[i] + ccount[i]):
+            f = fpool[g]
+            faces[k], fcells[k], fcnt[k] = f, t, fcount[f]
+            ne += fcount[f]
+            k += 1
+    vid = np.empty(ne, np.int64)
+    ecells = np.empty(ne, np.int64)
+    cb = np.empty(nt + 1, np.int64)
+    e = 0
+    k = 0
+    for t in range(nt):
+        cb[t] = e
+        i = sel[t]
+        for _ in range(ccount[i]):
+            f = faces[k]
+            for g in range(fstart[f], fstart[f] + fcount[f]):
+                vid[e] = pv[g]
+                ecells[e] = t
+                e += 1
+            k += 1
+    cb[nt] = ne
+    return faces, fcells, fcnt, vid, ecells, cb
+
+
+@njit(cache=True, nogil=True)
+def cell_vertices(cstart, ccount, fpool, fstart, fcount, pv):
+    """Each cell's distinct vertex ids (its faces list each about three times): ``(ids cell after cell, count
+    per cell)``."""
+    n = len(cstart)
+    _, _, _, vid, _, cb = _cell_entries(cstart, ccount, np.arange(n), fpool, fstart, fcount, pv)
+    du, dcell, _ = distinct_per_cell(cb, vid)
+    cnt = np.zeros(n, np.int64)
+    for k in range(len(dcell)):
+        cnt[dcell[k]] += 1
+    return du, cnt
+
+
+@njit(cache=True, nogil=True)
 def wave_signs(cstart, ccount, box, rows, T, fpool, fstart, fcount, pv, VE):
     """One wave's cell tests, fused (the float filters of :func:`cpa_theory.frontier_kernels.box_sides` and
     :func:`cpa_theory.frontier_kernels.vertex_sides`, the same bounds): pair i is cell ``(cstart[i], ccount[i])``
@@ -435,33 +490,7 @@ def wave_signs(cstart, ccount, box, rows, T, fpool, fstart, fcount, pv, VE):
             nt += 1
             nf += ccount[i]
     tested = tested[:nt].copy()
-    faces = np.empty(nf, np.int64)
-    fcells = np.empty(nf, np.int64)
-    fcnt = np.empty(nf, np.int64)
-    ne = 0
-    k = 0
-    for t in range(nt):
-        i = tested[t]
-        for g in range(cstart[i], cstart[i] + ccount[i]):
-            f = fpool[g]
-            faces[k], fcells[k], fcnt[k] = f, t, fcount[f]
-            ne += fcount[f]
-            k += 1
-    vid = np.empty(ne, np.int64)
-    ecells = np.empty(ne, np.int64)
-    cb = np.empty(nt + 1, np.int64)
-    e = 0
-    t = -1
-    for k in range(nf):
-        if fcells[k] != t:
-            t = fcells[k]
-            cb[t] = e
-        f = faces[k]
-        for g in range(fstart[f], fstart[f] + fcount[f]):
-            vid[e] = pv[g]
-            ecells[e] = t
-            e += 1
-    cb[nt] = ne
+    faces, fcells, fcnt, vid, ecells, cb = _cell_entries(cstart, ccount, tested, fpool, fstart, fcount, pv)
     du, dcell, emap = distinct_per_cell(cb, vid)
     K = len(du)
     sd = np.zeros(K, np.int8)

@@ -504,7 +504,7 @@ def test_fused_wave_signs_equal_the_numpy_kernels(seed):
     compiled forms (``box_sides_dense``, ``pair_extremes``: extremes over the decided vertices, the undecided
     (pair, vertex) entries)."""
     from cpa_theory.frontier_kernels import NUMPY
-    from cpa_theory.frontier_loops import box_sides_dense, distinct_per_cell, pair_extremes, wave_signs
+    from cpa_theory.frontier_loops import box_sides_dense, cell_vertices, distinct_per_cell, pair_extremes, wave_signs
 
     cstart, ccount, box, rows, T, fpool, fstart, fcount, pv, VE = case = _wave_case(seed)
     if seed == 5:
@@ -526,6 +526,13 @@ def test_fused_wave_signs_equal_the_numpy_kernels(seed):
     assert np.array_equal(und[ok], und_ref[ok]) and und.any() and not und.all()
     dec = ok & ~und  # the float sign is read only where the filter decides (elsewhere: the exact test)
     assert np.array_equal(sd[dec], s_ref[dec])
+    # every cell's distinct vertices at once (the parent test's and the witnesses' list), in first-seen order
+    cv, cvn = cell_vertices(cstart, ccount, fpool, fstart, fcount, pv)
+    allf = fpool[FF._ranges(cstart, ccount)]
+    ent_v = pv[FF._ranges(fstart[allf], fcount[allf])]
+    per_cell = np.add.reduceat(fcount[allf], np.concatenate([[0], np.cumsum(ccount)[:-1]]))
+    want = [list(dict.fromkeys(g.tolist())) for g in np.split(ent_v, np.cumsum(per_cell)[:-1])]
+    assert cvn.tolist() == [len(w) for w in want] and cv.tolist() == [v for w in want for v in w]
     # the parent test's forms: one box per parent against its screened lines; each pair's distinct vertices
     screened = (np.arange(2 * len(box)) % 3 > 0).reshape(-1, 2)  # two lines per parent: rows 2c and 2c + 1
     dense = box_sides_dense(box, T[np.repeat(np.arange(len(box)), 2)], screened)
