@@ -31,7 +31,6 @@ from .blas_threads import one_blas_thread
 from .errors import CPAInternalError
 from .exact import ExactCharts, dot, maps_identical, solve
 from .frontier_kernels import NUMPY, chart_tables, charts_after, next_lines
-from .frontier_loops import box_sides_dense, components, pair_extremes, sweep_pairs
 from .polytope import Hyper
 from .tolerances import DOT_EXTRA_TERMS, FILTER_SAFETY, UNIT_ROUNDOFF, WITNESS_MIN_RELATIVE_RADIUS
 
@@ -348,6 +347,8 @@ class FlatFrontier:
         boxes = self._boxes(self.start, self.count) if self.boxes is None else self.boxes
         compiled = self.kernels is NUMPY
         if compiled:
+            from .frontier_loops import box_sides_dense, pair_extremes  # numba: loaded on a flat engine's first use
+
             side = box_sides_dense(boxes, T, screened)
         else:
             Tc = T.reshape(C, nK, T.shape[1])
@@ -805,6 +806,8 @@ def _vertex_clusters(fr, vid=None, exact_ids=None):
         rep = np.array([first.setdefault(fr.exact_vertex(int(uv[e])), e) for e in ex_u.tolist()], dtype=np.int64)
         r.append(ex_u)
         c.append(rep)
+    from .frontier_loops import components
+
     lab, _ = components(m, np.concatenate(r).astype(np.int64), np.concatenate(c).astype(np.int64))
     labels = lab[inv]
     return labels, int(labels.max()) + 1
@@ -824,6 +827,8 @@ def _close_pairs(V, err):
     rs = float(rr.sum())
     vmax = float(np.abs(V).max()) if V.size else 0.0
     slab = (4.0 * rs * float(err.max(initial=0.0)) + 2 * (d + 2) * U * rs * vmax) * (1 + 1e-6) + 1e-300
+    from .frontier_loops import sweep_pairs
+
     i, j = sweep_pairs(ws, np.ascontiguousarray(Vs), es, slab)
     return order[i], order[j]
 

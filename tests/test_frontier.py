@@ -877,3 +877,13 @@ def test_vertex_copies_within_their_bounds_are_joined_and_nothing_else(d):
     VE2[j, :d] = P[k] + 5 * (VE2[truth == k, d].sum())
     labels2, nv2 = _vertex_clusters(SimpleNamespace(d=d, VE=SimpleNamespace(a=VE2), pv=fr.pv))
     assert nv2 == n + 121 and len(np.unique(labels2[truth == k])) == 2
+
+
+def test_importing_the_toolkit_does_not_load_numba():
+    """The compiled loops load numba (~0.4 s) on a flat engine's first count, not when the package, the CLI or
+    the counting module is imported (``cpa-theory --help`` stays fast)."""
+    import subprocess
+
+    code = "import sys, cpa_theory, cpa_theory.cli, cpa_theory.regions, cpa_theory.polytope; print('numba' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
