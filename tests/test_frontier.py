@@ -884,6 +884,7 @@ def test_importing_the_toolkit_does_not_load_numba():
     the counting module is imported (``cpa-theory --help`` stays fast)."""
     import subprocess
 
-    code = "import sys, cpa_theory, cpa_theory.cli, cpa_theory.regions, cpa_theory.polytope; print('numba' in sys.modules)"
+    code = ("import sys, cpa_theory, cpa_theory.cli, cpa_theory.regions, cpa_theory.polytope; "
+            "print('numba' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
