@@ -526,10 +526,14 @@ def pair_extremes(cells, rows, dv, dstart, dcount, VE, T):
     and folds them in), and whether any value overflowed (an internal error)."""
     n = len(cells)
     d = VE.shape[1] - 1
-    smax = np.full(n, -2, np.int8)
-    smin = np.full(n, 2, np.int8)
-    up = np.empty(16, np.int64)
-    uv = np.empty(16, np.int64)
+    smax = np.empty(n, np.int8)
+    smin = np.empty(n, np.int8)
+    total = 0
+    for i in range(n):
+        smax[i], smin[i] = -2, 2
+        total += dcount[cells[i]]
+    up = np.empty(total, np.int64)
+    uv = np.empty(total, np.int64)
     nu = 0
     bad = False
     for i in range(n):
@@ -538,9 +542,6 @@ def pair_extremes(cells, rows, dv, dstart, dcount, VE, T):
             sg, u, b = _vertex_side(VE, dv[t], T, r, d)
             bad = bad or b
             if u:
-                if nu == len(up):
-                    up = np.concatenate((up, np.empty(nu, np.int64)))
-                    uv = np.concatenate((uv, np.empty(nu, np.int64)))
                 up[nu], uv[nu] = i, dv[t]
                 nu += 1
             else:
@@ -679,26 +680,27 @@ def sweep_pairs(ws, Vs, es, slab):
     pair (i < j) with ``ws[j] − ws[i] ≤ slab`` whose coordinates ``Vs`` all agree to 2 (es_i + es_j). Returns
     ``(i, j)`` index arrays into the sorted order."""
     m, d = Vs.shape
-    pi = np.empty(16, np.int64)
-    pj = np.empty(16, np.int64)
     n = 0
-    for i in range(m):
-        j = i + 1
-        while j < m and ws[j] - ws[i] <= slab:
-            tol = 2.0 * (es[i] + es[j])
-            close = True
-            for q in range(d):
-                if not abs(Vs[i, q] - Vs[j, q]) <= tol:
-                    close = False
-                    break
-            if close:
-                if n == len(pi):
-                    pi = np.concatenate((pi, np.empty(n, np.int64)))
-                    pj = np.concatenate((pj, np.empty(n, np.int64)))
-                pi[n], pj[n] = i, j
-                n += 1
-            j += 1
-    return pi[:n].copy(), pj[:n].copy()
+    for fill in range(2):  # count the pairs, then list them
+        if fill:
+            pi = np.empty(n, np.int64)
+            pj = np.empty(n, np.int64)
+            n = 0
+        for i in range(m):
+            j = i + 1
+            while j < m and ws[j] - ws[i] <= slab:
+                tol = 2.0 * (es[i] + es[j])
+                close = True
+                for q in range(d):
+                    if not abs(Vs[i, q] - Vs[j, q]) <= tol:
+                        close = False
+                        break
+                if close:
+                    if fill:
+                        pi[n], pj[n] = i, j
+                    n += 1
+                j += 1
+    return pi, pj
 
 
 @njit(cache=True, nogil=True)
