@@ -40,7 +40,7 @@ __all__ = ["FlatFrontier", "Geometry", "layer_lines", "run_layers", "count_flat"
 U = UNIT_ROUNDOFF
 
 _BOX_CHUNK = 1 << 16  # (parent, line) pairs per box-filter call of the parent test (a few MB of temporaries)
-_SIGN_CHUNK = 1 << 19  # entries per vectorised parent test (bounded memory: ~100 bytes each)
+_SIGN_CHUNK = 1 << 19  # (pair, vertex) entries per parent-test call (bounded memory: ≤ ~100 bytes each)
 
 
 
@@ -363,7 +363,7 @@ class FlatFrontier:
         if len(cand):  # each parent's distinct vertices, listed once for all its undecided lines
             dv, dcount = self.cell_vertices(self.start, self.count)
             dstart = np.concatenate([[0], np.cumsum(dcount)[:-1]])
-            step = len(cand) if compiled else max(1, _SIGN_CHUNK // max(1, int(dcount.mean())))
+            step = max(1, _SIGN_CHUNK // max(1, int(dcount.mean())))
         for s0 in range(0, len(cand), step):
             pr = cand[s0:s0 + step]
             rows = pr[:, 0] * nK + pr[:, 1]

@@ -7,7 +7,7 @@ the inside's sign; cell c is the face list ``fpool[start[c] : start[c] + count[c
 
 Splitting all cut cells at once: every face clipped by Sutherland–Hodgman (the masked interleave of
 :mod:`cpa_theory.frontier2d`); a crossing point is made once per cell edge (its two faces agree on it: the edge
-is keyed by its two vertex ids) as the intersection of the edge's two face planes and the cut (vectorised solve
+is keyed by its two vertex ids) as the intersection of the edge's two face planes and the cut (the compiled solve
 with the error bound of :func:`cpa_theory.polytope._solve_vertices`, exact fallback); the new cap face is
 chained from the clipped faces' segments on the cut (each cap vertex has one successor — no angular sort, so
 slivers below float64 resolution are ordered correctly). Completeness adds the Euler characteristic
