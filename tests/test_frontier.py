@@ -21,6 +21,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_counting_exact import _activations, _random_net, brute_single_layer, near_concurrent, one_layer  # noqa: E402
 
 
+def _fingerprint(res):
+    """What two runs of one certified count must share exactly: counts, N_lin, exact fallbacks, the smallest
+    witness radius, and the regions' codes with their witness radii (sorted by code)."""
+    assert res.certified
+    codes = [tuple(np.concatenate(r.code).tolist()) for r in res.region_list]
+    order = sorted(range(res.regions), key=codes.__getitem__)
+    return (res.regions, res.linear_regions, res.exact_fallbacks, res.min_witness_radius,
+            [codes[i] for i in order], [res.region_list[i].radius for i in order])
+
+
 def _same(a, b):
     assert a.regions == b.regions, (a.as_json(), b.as_json())
     assert a.linear_regions == b.linear_regions
@@ -217,7 +227,7 @@ def test_box_filter_on_a_cells_lines_at_once_equals_it_pair_by_pair(d):
                                                   (3, (7, 6), "train", 6)])
 def test_waves_of_several_lines_make_the_same_regions_as_one_line_per_wave(monkeypatch, d, widths, mode, act):
     """A cell that tests several of its lines per wave and is split by the first that cuts it sees its lines in
-    the same order as with one line per wave: the same regions (codes), witnesses' radii, volumes and N_lin,
+    the same order as with one line per wave: the same regions (codes), witnesses' radii, N_lin and fallbacks,
     whatever the number of lines per wave (and more than a parent has)."""
     import cpa_theory.frontier3d as F3
 
@@ -227,14 +237,8 @@ def test_waves_of_several_lines_make_the_same_regions_as_one_line_per_wave(monke
     runs = []
     for lines in (1, 3, 8, 64):
         monkeypatch.setattr(cls, "_WAVE_LINES", lines)
-        res = count_regions(net, np.zeros(d), 1.0, keep_regions=True)
-        assert res.certified
-        order = sorted(range(res.regions), key=lambda i: tuple(np.concatenate(res.region_list[i].code).tolist()))
-        runs.append((res.regions, res.linear_regions, res.min_witness_radius,
-                     [tuple(np.concatenate(res.region_list[i].code).tolist()) for i in order],
-                     [res.region_list[i].radius for i in order]))
-    for r in runs[1:]:
-        assert r[:4] == runs[0][:4] and np.allclose(r[4], runs[0][4], rtol=0, atol=0)
+        runs.append(_fingerprint(count_regions(net, np.zeros(d), 1.0, keep_regions=True)))
+    assert all(r == runs[0] for r in runs[1:])
 
 
 def test_box_filter_leaves_touching_lines_undecided():
@@ -571,12 +575,7 @@ def test_compiled_filters_make_the_same_regions_as_the_kernel_path(monkeypatch, 
         if not compiled:  # any kernels object but the numpy singleton takes the kernel path
             for mod in (F2, F3):
                 monkeypatch.setattr(mod, "_with_kernels", lambda fr, kernels: FF._with_kernels(fr, NumpyKernels()))
-        res = count_regions(net, np.zeros(d), 1.0, keep_regions=True)
-        assert res.certified
-        order = sorted(range(res.regions), key=lambda i: tuple(np.concatenate(res.region_list[i].code).tolist()))
-        runs.append((res.regions, res.linear_regions, res.exact_fallbacks,
-                     [tuple(np.concatenate(res.region_list[i].code).tolist()) for i in order],
-                     [res.region_list[i].radius for i in order]))
+        runs.append(_fingerprint(count_regions(net, np.zeros(d), 1.0, keep_regions=True)))
     assert runs[0] == runs[1]
 
 
