@@ -3,7 +3,9 @@ one jit boundary of :mod:`numerics.frontier_jax`).
 
 The hot loop of :mod:`cpa_theory.frontier` is host orchestration (waves of cells, splits, exact rational
 fallbacks) around three pure array kernels; everything that certifies is decided by their float64 filters
-with proven error bounds, and every entry a filter leaves undecided goes to the host's exact rational test:
+with proven error bounds, and every entry a filter leaves undecided goes to the host's exact rational test
+(with the numpy kernels, the CPU default, the filters run inside the compiled loops of
+:mod:`cpa_theory.frontier_loops` instead — the same bounds, tested equal to these functions):
 
 * :func:`box_sides` — side of a cell's bounding box for a hyperplane (the parent test and the first test of
   every wave): +1 / −1 when the whole box is strictly on one side of the *exact* hyperplane, 0 undecided.
