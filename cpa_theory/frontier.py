@@ -454,10 +454,12 @@ class FlatFrontier:
 def _sign_table(a, b, ea, eb):
     """Per hyperplane, the coefficients of the vertex-sign filter: ``(L, 2d + 3)`` rows (a, β, ea + k|a|,
     eβ + k|β|, Σ|a| + Σea) with k = (d + DOT_EXTRA_TERMS)·u, so that for a vertex v with error e the bound is
-    E = S·(|v|·T[d+1 : 2d+1] + T[2d+1] + T[2d+2]·e) (:func:`cpa_theory.polytope.vertex_signs`)."""
+    E = S·(|v|·T[d+1 : 2d+1] + T[2d+1] + T[2d+2]·e) (:func:`cpa_theory.polytope.vertex_signs`). Row-major (the
+    compiled loops are built for that layout once)."""
     k = (a.shape[1] + DOT_EXTRA_TERMS) * U
     absA = np.abs(a)
-    return np.column_stack([a, b, ea + k * absA, eb + k * np.abs(b), np.einsum("ld->l", absA) + np.einsum("ld->l", ea)])
+    return np.ascontiguousarray(np.column_stack([a, b, ea + k * absA, eb + k * np.abs(b),
+                                                np.einsum("ld->l", absA) + np.einsum("ld->l", ea)]))
 
 
 

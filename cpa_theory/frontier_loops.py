@@ -562,10 +562,11 @@ def split_tables(cf, fe, vid, s, xid, nv_new, VE, faces, fplane, fsign, cut_plan
     ``fplane[f]`` with sign ``fsign[f]`` (a clipped face keeps its source's; a cap is on the cut cell's
     hyperplane, sign +1 on the lower side and −1 on the upper); new cell c of a side owns the pool entries
     ``cstart[c] : cstart[c] + nf[c]`` (its new faces, in order)."""
-    pvL, fcL, srcL, nfL, boxL, code = clip_side(cf, fe, vid, s, xid, -1, nv_new, VE)
+    below, above = np.int64(-1), np.int64(1)  # typed int64, not literals: clip_side is built once
+    pvL, fcL, srcL, nfL, boxL, code = clip_side(cf, fe, vid, s, xid, below, nv_new, VE)
     if code:
         return (pvL, fcL, fcL, fcL, fcL.astype(np.int8), fcL, nfL, boxL, fcL, nfL, boxL, code)
-    pvU, fcU, srcU, nfU, boxU, code = clip_side(cf, fe, vid, s, xid, 1, nv_new, VE)
+    pvU, fcU, srcU, nfU, boxU, code = clip_side(cf, fe, vid, s, xid, above, nv_new, VE)
     if code:
         return (pvU, fcU, fcU, fcU, fcU.astype(np.int8), fcU, nfU, boxU, fcU, nfU, boxU, code)
     FL, FU = len(fcL), len(fcU)
