@@ -345,7 +345,7 @@ class FlatFrontier:
         sides = sides0.copy()  # (C, nK) int8
         active = np.zeros((C, nK), dtype=bool)
         boxes = self._boxes(self.start, self.count) if self.boxes is None else self.boxes
-        compiled = self.kernels is NUMPY
+        compiled = self.kernels.compiled
         if compiled:
             from .frontier_loops import box_sides_dense, pair_extremes  # numba: loaded on a flat engine's first use
 

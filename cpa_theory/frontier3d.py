@@ -22,7 +22,6 @@ import numpy as np
 from .errors import CPAInternalError
 from .frontier import (FlatFrontier, Geometry, _cyclic_next, _distinct, _Grow, _ranges, _segment_ids,
                        _with_kernels, count_flat)
-from .frontier_kernels import NUMPY
 from .frontier_loops import (ERRORS, cell_vertices, distinct_per_cell, face_areas, split_prepare, split_tables,
                              wave_signs)
 from .polytope import Polytope, facet_clearance
@@ -122,7 +121,7 @@ class Frontier3D(FlatFrontier):
         ``T``): ``(max, min)`` of the vertex signs per cell and the tested cells' entries with their signs for
         :meth:`_split`. The box filter first; the vertex filter on the cells it leaves undecided, once per
         (cell, distinct vertex); exact rationals where float64 cannot decide."""
-        if self.kernels is NUMPY:  # on the CPU the wave's filters run fused and compiled (the same bounds)
+        if self.kernels.compiled:  # on the CPU the wave's filters run fused and compiled (the same bounds)
             side, tested, faces, fcells, fcnt, vid, ecells, du, dcell, emap, sd, und, bad = wave_signs(
                 cstart, ccount, boxes, rows, T, self.fpool.a, self.fstart.a, self.fcount.a, self.pv.a, self.VE.a)
             smax, smin = side.copy(), side.copy()

@@ -141,6 +141,9 @@ class NumpyKernels:
 
     name = "numpy"
     flush = False
+    #: the flat engines run the filters of these kernels (parent test, 3-D waves) inside the compiled loops of
+    #: :mod:`cpa_theory.frontier_loops` (the same bounds, tested equal to :func:`box_sides`, :func:`vertex_sides`)
+    compiled = True
 
     def box_sides(self, box, Tg):
         with np.errstate(over="ignore", invalid="ignore"):

@@ -68,6 +68,7 @@ class JaxKernels:
     """:class:`cpa_theory.frontier_kernels.NumpyKernels`'s interface on JAX (jitted, padded, results as numpy)."""
 
     name = "jax"
+    compiled = False  # the flat engines call these kernels (not the CPU's compiled loops)
     _instance = None
 
     @classmethod

@@ -563,18 +563,21 @@ def test_fused_wave_signs_equal_the_numpy_kernels(seed):
 @pytest.mark.parametrize("d, mode, act", [(3, "train", 0), (3, "eval", 2), (3, None, 6), (2, "train", 0), (2, None, 5)])
 def test_compiled_filters_make_the_same_regions_as_the_kernel_path(monkeypatch, d, mode, act):
     """On the CPU (numpy kernels) the parent test of both engines and the 3-D wave's cell tests run compiled
-    (:mod:`cpa_theory.frontier_loops`); the kernel path (the one JAX takes, here on another numpy kernels object)
-    must give the same regions, witness radii, N_lin and number of exact fallbacks."""
+    (:mod:`cpa_theory.frontier_loops`); the kernel path (the one JAX takes; here numpy kernels with
+    ``compiled = False``) must give the same regions, witness radii, N_lin and number of exact fallbacks."""
     import cpa_theory.frontier3d as F3
     from cpa_theory.frontier_kernels import NumpyKernels
+
+    class _Plain(NumpyKernels):
+        compiled = False
 
     rng = np.random.default_rng(77 + act)
     net = _random_net(rng, d, (9, 7) if d == 3 else (14, 10), mode, _activations()[act])
     runs = []
     for compiled in (True, False):
-        if not compiled:  # any kernels object but the numpy singleton takes the kernel path
+        if not compiled:  # numpy kernels that do not declare the compiled loops: the kernel path
             for mod in (F2, F3):
-                monkeypatch.setattr(mod, "_with_kernels", lambda fr, kernels: FF._with_kernels(fr, NumpyKernels()))
+                monkeypatch.setattr(mod, "_with_kernels", lambda fr, kernels: FF._with_kernels(fr, _Plain()))
         runs.append(_fingerprint(count_regions(net, np.zeros(d), 1.0, keep_regions=True)))
     assert runs[0] == runs[1]
 
