@@ -23,8 +23,8 @@ from .errors import CPAInternalError
 from .frontier import (FlatFrontier, Geometry, _cyclic_next, _distinct, _Grow, _ranges, _segment_ids,
                        _with_kernels, count_flat)
 from .frontier_loops import (ERRORS, cell_vertices, distinct_per_cell, face_areas, split_prepare, split_tables,
-                             wave_signs)
-from .polytope import Polytope, facet_clearance
+                             wave_signs, witness_balls)
+from .polytope import Polytope
 from .tolerances import FACET_BALANCE_RTOL, UNIT_ROUNDOFF
 
 __all__ = ["Frontier3D", "supports", "count_space"]
@@ -217,34 +217,17 @@ def refine(cond, root, p, y0, radius, stats, progress=None, kernels=None):
 
 
 def _witnesses(fr, p):
-    C = len(fr.count)
-    vv, nvert = fr.cell_vertices(fr.start, fr.count)  # distinct (cell, vertex) pairs, grouped by cell
-    vc = _segment_ids(nvert)
-    VE = fr.VE.a[vv]
-    cys = np.stack([np.bincount(vc, weights=VE[:, k], minlength=C) for k in range(3)], axis=1) / nvert[:, None]
-    errs = np.maximum.reduceat(VE[:, 3], _group_starts(vc, C)) + U * np.abs(cys).max(axis=1) * 4
-    faces = fr.fpool.a[_ranges(fr.start, fr.count)]
-    fcell = _segment_ids(fr.count)
-    q = fr.fplane.a[faces]
-    A, B, EA, EB = fr.ha.a[q], fr.hb.a[q], fr.hea.a[q], fr.heb.a[q]
-    sg = fr.fsign.a[faces].astype(np.float64)
-    r = facet_clearance(A, B, EA, EB, sg, cys[fcell], errs[fcell])
-    wit = cys + p
-    rad = np.minimum.reduceat(r, fr.start) - 2 * U * np.abs(wit).max(axis=1)
-    return wit, rad, cys
+    """Witness points (x), certified ball radii and centroids y = x − p of every cell, and their volumes
+    (:func:`cpa_theory.frontier_loops.witness_balls`, one compiled pass)."""
+    cys, rad, vol = witness_balls(fr.start, fr.count, fr.fpool.a, fr.fstart.a, fr.fcount.a, fr.pv.a, fr.VE.a,
+                                  fr.fplane.a, fr.fsign.a, fr.ha.a, fr.hb.a, fr.hea.a, fr.heb.a,
+                                  np.asarray(p, dtype=np.float64))
+    return cys + p, rad, cys, vol
 
 
 def _face_areas(fr, faces):
     """Area vectors (½ Σ (v_i − c) × (v_{i+1} − c), outward for counter-clockwise faces) and centroids."""
     return face_areas(fr.fstart.a, fr.fcount.a, fr.pv.a, fr.VE.a, np.ascontiguousarray(faces, dtype=np.int64))
-
-
-def _volumes(fr, cys):
-    faces = fr.fpool.a[_ranges(fr.start, fr.count)]
-    fcell = _segment_ids(fr.count)
-    area, cen = _face_areas(fr, faces)
-    contrib = np.einsum("fd,fd->f", cen - cys[fcell], area) / 3.0
-    return np.bincount(fcell, weights=contrib, minlength=len(fr.count))
 
 
 def polytope_of(fr, i) -> Polytope:
@@ -334,12 +317,12 @@ def _completeness(fr):
 
 
 def _witnesses_only(fr, p):
-    wit, rad, fr._centres = _witnesses(fr, p)
+    wit, rad, _, fr._volumes = _witnesses(fr, p)
     return wit, rad
 
 
 SPACE = Geometry(lambda *a: refine(*a), _witnesses_only, lambda fr, i: polytope_of(fr, i),
-                 lambda fr: _volumes(fr, fr._centres), _completeness)
+                 lambda fr: fr._volumes, _completeness)
 
 
 def count_space(cond, win, p, root, vol_w, **kw):

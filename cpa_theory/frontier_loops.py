@@ -49,7 +49,7 @@ from .tolerances import DOT_EXTRA_TERMS, FILTER_SAFETY, UNIT_ROUNDOFF, VERTEX_ER
 
 __all__ = ["crossings", "clip_side", "split_prepare", "split_tables", "chain_cap", "distinct_per_cell", "cell_vertices",
            "face_areas", "solve_rows3", "wave_signs", "box_sides_dense", "pair_extremes", "sweep_pairs", "components",
-           "ERRORS"]
+           "witness_balls", "ERRORS"]
 
 #: code → what went wrong (a bug, or an arrangement the engine does not handle: an internal error)
 ERRORS = {
@@ -259,31 +259,37 @@ def distinct_per_cell(cb, vid):
 
 
 @njit(cache=True, nogil=True)
+def _face_area(fstart, fcount, pv, VE, f):
+    """Face ``f``'s area vector ½ Σ (v_i − c) × (v_{i+1} − c) (outward for a counter-clockwise face) and centroid
+    c (the mean of its vertex ids ``pv[fstart[f] : fstart[f] + fcount[f]]`` into ``VE``): six floats."""
+    s0, n = fstart[f], fcount[f]
+    c0 = c1 = c2 = 0.0
+    for i in range(s0, s0 + n):
+        v = pv[i]
+        c0 += VE[v, 0]
+        c1 += VE[v, 1]
+        c2 += VE[v, 2]
+    c0, c1, c2 = c0 / n, c1 / n, c2 / n
+    a0 = a1 = a2 = 0.0
+    for i in range(n):
+        v, w = pv[s0 + i], pv[s0 + (i + 1) % n]
+        r0, r1, r2 = VE[v, 0] - c0, VE[v, 1] - c1, VE[v, 2] - c2
+        q0, q1, q2 = VE[w, 0] - c0, VE[w, 1] - c1, VE[w, 2] - c2
+        a0 += 0.5 * (r1 * q2 - r2 * q1)
+        a1 += 0.5 * (r2 * q0 - r0 * q2)
+        a2 += 0.5 * (r0 * q1 - r1 * q0)
+    return a0, a1, a2, c0, c1, c2
+
+
+@njit(cache=True, nogil=True)
 def face_areas(fstart, fcount, pv, VE, faces):
-    """Area vectors ½ Σ (v_i − c) × (v_{i+1} − c) (outward for counter-clockwise faces) and centroids c of the
-    faces ``faces`` (face f: vertex ids ``pv[fstart[f] : fstart[f] + fcount[f]]`` into ``VE``): ``(area, cen)``,
-    each ``(F, 3)`` — the float arithmetic of the volume-sum and measure-balance checks (tolerance-based)."""
+    """Area vectors and centroids (:func:`_face_area`) of the faces ``faces``: ``(area, cen)``, each ``(F, 3)`` —
+    the float arithmetic of the volume-sum and measure-balance checks (tolerance-based)."""
     F = len(faces)
     area = np.zeros((F, 3))
     cen = np.zeros((F, 3))
     for t in range(F):
-        f = faces[t]
-        s0, n = fstart[f], fcount[f]
-        c0 = c1 = c2 = 0.0
-        for i in range(s0, s0 + n):
-            v = pv[i]
-            c0 += VE[v, 0]
-            c1 += VE[v, 1]
-            c2 += VE[v, 2]
-        c0, c1, c2 = c0 / n, c1 / n, c2 / n
-        a0 = a1 = a2 = 0.0
-        for i in range(n):
-            v, w = pv[s0 + i], pv[s0 + (i + 1) % n]
-            r0, r1, r2 = VE[v, 0] - c0, VE[v, 1] - c1, VE[v, 2] - c2
-            q0, q1, q2 = VE[w, 0] - c0, VE[w, 1] - c1, VE[w, 2] - c2
-            a0 += 0.5 * (r1 * q2 - r2 * q1)
-            a1 += 0.5 * (r2 * q0 - r0 * q2)
-            a2 += 0.5 * (r0 * q1 - r1 * q0)
+        a0, a1, a2, c0, c1, c2 = _face_area(fstart, fcount, pv, VE, faces[t])
         area[t, 0], area[t, 1], area[t, 2] = a0, a1, a2
         cen[t, 0], cen[t, 1], cen[t, 2] = c0, c1, c2
     return area, cen
@@ -734,3 +740,86 @@ def components(m, r, c):
         else:
             labels[i] = labels[a]
     return labels, n
+
+
+@njit(cache=True, nogil=True)
+def _clearance(A, B, EA, EB, h, sg, pt, perr):
+    """:func:`cpa_theory.polytope.facet_clearance` for one point ``pt (d,)`` (coordinates within ``perr``) and row
+    ``h`` of the hyperplane table: the certified distance of the point inside ``sg·(a·y − β) ≤ 0``, or +inf when
+    a = 0."""
+    d = len(pt)
+    dot = 0.0
+    ea_p = 0.0
+    sum_a = 0.0
+    sum_ea = 0.0
+    abs_dot = 0.0
+    n2 = 0.0
+    e2 = 0.0
+    for q in range(d):
+        a, e, x = A[h, q], EA[h, q], pt[q]
+        dot += a * x
+        ea_p += e * abs(x)
+        sum_a += abs(a)
+        sum_ea += e
+        abs_dot += abs(a) * abs(x)
+        n2 += a * a
+        e2 += e * e
+    slack = -sg * (dot - B[h])
+    E = FILTER_SAFETY * (ea_p + EB[h] + (sum_a + sum_ea) * perr + (d + DOT_EXTRA_TERMS) * _U * (abs_dot + abs(B[h])))
+    if not n2 > 0:
+        return np.inf
+    return (slack - E) / (np.sqrt(n2) + np.sqrt(e2))
+
+
+@njit(cache=True, nogil=True)
+def witness_balls(start, count, fpool, fstart, fcount, pv, VE, fplane, fsign, A, B, EA, EB, p):
+    """The space engine's witnesses, balls and volumes in one pass over every cell (faces ``fpool[start[c] :
+    start[c] + count[c]]``): the centroid y of the cell's distinct vertices, its error bound (the vertices'
+    largest plus 4u|y|), the ball radius min over the faces of :func:`_clearance` less 2u|y + p|, and the volume
+    Σ_faces (c_f − y)·area_f / 3 (:func:`face_areas`' arithmetic).
+
+    Returns ``(y (C, 3), radius (C,), volume (C,))``."""
+    C = len(start)
+    d = 3
+    cys = np.zeros((C, d))
+    rad = np.empty(C)
+    vol = np.zeros(C)
+    seen = np.full(len(VE), -1, np.int64)
+    pt = np.empty(d)
+    for c in range(C):
+        n = 0
+        emax = 0.0
+        for g in range(start[c], start[c] + count[c]):
+            f = fpool[g]
+            for i in range(fstart[f], fstart[f] + fcount[f]):
+                v = pv[i]
+                if seen[v] != c:
+                    seen[v] = c
+                    n += 1
+                    for q in range(d):
+                        cys[c, q] += VE[v, q]
+                    e = VE[v, d]
+                    if not e <= emax and emax == emax:  # NaN stays (an overflowed bound: no ball)
+                        emax = e
+        ymax = 0.0
+        wmax = 0.0
+        for q in range(d):
+            cys[c, q] /= n
+            pt[q] = cys[c, q]
+            ymax = max(ymax, abs(pt[q]))
+            wmax = max(wmax, abs(pt[q] + p[q]))
+        err = emax + _U * ymax * 4
+        r = np.inf
+        nan = False  # a clearance that is NaN (overflow) makes the radius NaN: never a certified ball
+        for g in range(start[c], start[c] + count[c]):
+            f = fpool[g]
+            x = _clearance(A, B, EA, EB, fplane[f], np.float64(fsign[f]), pt, err)
+            if x != x:
+                nan = True
+            elif x < r:
+                r = x
+        rad[c] = np.nan if nan else r - _U2 * wmax
+        for g in range(start[c], start[c] + count[c]):
+            a0, a1, a2, c0, c1, c2 = _face_area(fstart, fcount, pv, VE, fpool[g])
+            vol[c] += ((c0 - pt[0]) * a0 + (c1 - pt[1]) * a1 + (c2 - pt[2]) * a2) / 3.0
+    return cys, rad, vol

@@ -890,3 +890,128 @@ def test_importing_the_toolkit_does_not_load_numba():
             "print('numba' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def _witness_reference(fr, p):
+    """The space engine's witnesses in numpy (its arithmetic before the compiled pass): centroids of the distinct
+    vertices, :func:`cpa_theory.polytope.facet_clearance` per face, volumes from the face areas."""
+    from cpa_theory.frontier import _ranges, _segment_ids
+    from cpa_theory.frontier_loops import face_areas
+    from cpa_theory.polytope import facet_clearance
+
+    U = 2.0 ** -53
+    C = len(fr.count)
+    vv, nvert = fr.cell_vertices(fr.start, fr.count)
+    vc = _segment_ids(nvert)
+    VE = fr.VE.a[vv]
+    cys = np.stack([np.bincount(vc, weights=VE[:, k], minlength=C) for k in range(3)], axis=1) / nvert[:, None]
+    errs = np.maximum.reduceat(VE[:, 3], np.concatenate([[0], np.cumsum(nvert)[:-1]])) + U * np.abs(cys).max(axis=1) * 4
+    faces = fr.fpool.a[_ranges(fr.start, fr.count)]
+    fcell = _segment_ids(fr.count)
+    q = fr.fplane.a[faces]
+    r = facet_clearance(fr.ha.a[q], fr.hb.a[q], fr.hea.a[q], fr.heb.a[q], fr.fsign.a[faces].astype(float), cys[fcell],
+                        errs[fcell])
+    wit = cys + p
+    rad = np.minimum.reduceat(r, fr.start) - 2 * U * np.abs(wit).max(axis=1)
+    area, cen = face_areas(fr.fstart.a, fr.fcount.a, fr.pv.a, fr.VE.a, faces)
+    vol = np.bincount(fcell, weights=np.einsum("fd,fd->f", cen - cys[fcell], area) / 3.0, minlength=C)
+    return wit, rad, cys, vol
+
+
+def _cube_frontier():
+    """Cubes of side 8 as a Frontier3D shell holding just the tables the witnesses read: four at coordinates
+    ~2^44 (so that 4u|y| and 2u|y + p| are ~1e-2, not lost beside the radius) whose faces lie on axis planes
+    scaled by 1, 3 or 5 with error bounds 2^-54 … 2^-50 on a (~1e-2 at |y| ~ 2^44) and 2^-8 … 2^-6 on β; one
+    vertex error of 2^-6; a vertex error NaN in cube 2 (an overflow: its radius must be NaN); a face of cube 3 on a
+    zero row (no constraint: +inf); and a fifth cube near the origin with rows known to 50 % (‖ea‖ beside ‖a‖) and
+    a ninth vertex in the middle of an edge, listed by two faces (a centroid of the faces' entries is not the
+    centroid of the distinct vertices)."""
+    from cpa_theory.frontier import _Grow
+    from cpa_theory.frontier3d import Frontier3D
+
+    S = 2.0 ** 44
+    cyc = [[0, 3, 2, 1], [4, 5, 6, 7], [0, 1, 5, 4], [3, 7, 6, 2], [0, 4, 7, 3], [1, 2, 6, 5]]  # outward ccw
+    cube = np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0], [0, 0, 1], [1, 0, 1], [1, 1, 1], [0, 1, 1],
+                     [0.5, 0, 0]]) * 8.0
+    # face k lies on x_q = lo or hi, q = [2, 2, 1, 1, 0, 0][k]; inside: −(x_q − lo) ≤ 0 and (x_q − hi) ≤ 0
+    axis, upper = [2, 2, 1, 1, 0, 0], [False, True, False, True, False, True]
+    T = {k: [] for k in ("VE", "ha", "hb", "hea", "heb", "fplane", "fsign", "fstart", "fcount", "pv", "fpool",
+                         "start", "count")}
+
+    def face(a, beta, ea, eb, sign, vids):
+        T["ha"].append(a)
+        T["hb"].append(beta)
+        T["hea"].append(ea)
+        T["heb"].append(eb)
+        T["fplane"].append(len(T["fplane"]))
+        T["fsign"].append(sign)
+        T["fstart"].append(len(T["pv"]))
+        T["fcount"].append(len(vids))
+        T["pv"].extend(vids)
+        T["fpool"].append(len(T["fplane"]) - 1)
+
+    for c, (off, shift, mid) in enumerate([((0, 0, 0), S, False), ((16, 0, 0), S, False), ((0, 24, 8), S, False),
+                                           ((40, 8, 16), S, False), ((-3, 1, 2), 0.0, True)]):
+        base = len(T["VE"])
+        for v in cube[: 9 if mid else 8]:
+            T["VE"].append(list(np.array(off) + v + shift) + [0.0])
+        T["start"].append(len(T["fpool"]))
+        for k, (cy, q, up) in enumerate(zip(cyc, axis, upper)):
+            scale = [1.0, 3.0, 5.0][(c + k) % 3]
+            a = np.zeros(3)
+            a[q] = scale * (1 if (c + k) % 2 else -1)
+            ea = 0.5 * np.abs(a) if mid else np.full(3, 2.0 ** -(50 + (c + k) % 5))
+            if mid and k in (0, 2):  # vertex 8 on edge 0–1, listed by the faces of that edge
+                cy = cy[:1] + [8] + cy[1:] if k == 2 else cy + [8]
+            # the inside's sign as the engine stores it: sg·(a·y − β) ≤ 0
+            face(a, a[q] * (off[q] + shift + (8.0 if up else 0.0)), ea, 2.0 ** -(6 + k % 3),
+                 (1 if up else -1) * (1 if a[q] > 0 else -1), base + np.array(cy))
+        T["count"].append(6)
+    T["VE"][5][3] = 2.0 ** -6  # one vertex's error bound (cube 0)
+    T["VE"][8 * 4 + 2][3] = 2.0 ** -4  # (cube 4)
+    T["VE"][8 * 2 + 3][3] = np.nan  # cube 2: an overflowed vertex
+    face(np.zeros(3), 0.0, np.zeros(3), 0.0, 1, [8 * 3] * 3)  # cube 3: a zero row (three entries of one vertex)
+    T["fpool"].insert(T["start"][4], T["fpool"].pop())  # (cube 3's faces come before cube 4's)
+    T["start"][4] += 1
+    T["count"][3] += 1
+    fr = Frontier3D.__new__(Frontier3D)
+    for name, dt in (("fpool", np.int64), ("fstart", np.intp), ("fcount", np.intp), ("pv", np.int64),
+                     ("fplane", np.int64), ("fsign", np.int8), ("hb", float), ("heb", float), ("VE", float),
+                     ("ha", float), ("hea", float)):
+        vals = np.array(T[name], dtype=dt)
+        g = _Grow(vals.shape[1:], dt)
+        g.extend(vals)
+        setattr(fr, name, g)
+    fr.start, fr.count = np.array(T["start"], dtype=np.intp), np.array(T["count"], dtype=np.intp)
+    return fr
+
+
+def test_compiled_witnesses_equal_the_facet_clearance_reference():
+    """The space engine's witnesses, certified ball radii and volumes (one compiled pass,
+    :func:`cpa_theory.frontier_loops.witness_balls`) equal the numpy arithmetic on
+    :func:`cpa_theory.polytope.facet_clearance` — on cubes where every term of the bound is large enough to see
+    (coordinates ~2^44, error terms ~1e-2, a NaN vertex error, a zero row) and on a real window."""
+    import cpa_theory.frontier3d as F3
+    from cpa_theory.regions import _setup
+
+    fr = _cube_frontier()
+    p = np.array([2.0 ** 46, -3.0, 0.5])  # 2u|y + p| ~ 0.03
+    got, want = F3._witnesses(fr, p), _witness_reference(fr, p)
+    assert np.array_equal(got[0], want[0]) and np.array_equal(got[2], want[2])  # centroids: same sums
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-13, atol=0)  # radii (NaN where the reference has NaN)
+    np.testing.assert_allclose(got[3], want[3], rtol=1e-13, atol=0)  # volumes (512 each)
+    rad = want[1]
+    assert np.isnan(rad[2]) and (rad[[0, 1, 3]] > 1).all() and -10 < rad[4] < 0  # (cube 4: 50 % rows)
+    assert np.allclose(want[3], 512.0) and np.allclose(want[2][4], [1, 1 + 32 / 9, 2 + 32 / 9])
+    # a real window (3-16-16-16-1 at radius 1): ~10^4 cells, radii down to slivers
+    rng = np.random.default_rng(3)
+    net = _random_net(rng, 3, (16, 16), "train", _activations()[0])
+    cond = net.condition()
+    win, p, root, _ = _setup(cond, np.full(3, 0.1), 1.0, None)
+    fr = F3.refine(cond, root, p, win.center - p, win.radius, {})
+    fr.compact(fr.start, fr.count)
+    got, want = F3._witnesses(fr, p), _witness_reference(fr, p)
+    assert np.array_equal(got[0], want[0])
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-9, atol=1e-15)
+    np.testing.assert_allclose(got[3], want[3], rtol=1e-9, atol=1e-18)
+    assert len(fr.count) > 500 and (np.sign(got[1]) == np.sign(want[1])).all()
