@@ -20,10 +20,10 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import CPAInternalError
-from .frontier import (FlatFrontier, Geometry, _cyclic_next, _distinct, _Grow, _ranges, _segment_ids,
+from .frontier import (FlatFrontier, Geometry, _Grow, _ranges, _segment_ids,
                        _with_kernels, count_flat)
-from .frontier_loops import (ERRORS, cell_vertices, distinct_per_cell, face_areas, split_prepare, split_tables,
-                             wave_signs, witness_balls)
+from .frontier_loops import (ERRORS, cell_vertices, distinct_per_cell, euler_counts, face_areas, split_prepare,
+                             split_tables, wave_signs, witness_balls)
 from .polytope import Polytope
 from .tolerances import FACET_BALANCE_RTOL, UNIT_ROUNDOFF
 
@@ -271,18 +271,10 @@ def _euler_pass(fr, labels, nv, faces, fcnt):
     """χ = V − E + F − C of the cell complex whose vertices are the corner groups ``labels`` (one per face
     entry): edges are distinct vertex pairs along the faces' cycles, faces distinct vertex sets (a face shared by
     two cells counts once)."""
-    nxt = _cyclic_next(fcnt)
-    u, w = labels, labels[nxt]
-    keep = u != w
-    lo, hi = np.minimum(u, w)[keep], np.maximum(u, w)[keep]
-    E = len(_distinct(lo.astype(np.int64) * nv + hi))
     rng = np.random.default_rng(2027)  # face identity by its vertex set: a sum of random words per vertex
     R = rng.integers(1, 2**63, size=nv, dtype=np.uint64)
-    starts = np.concatenate([[0], np.cumsum(fcnt)[:-1]])
-    with np.errstate(over="ignore"):
-        h = np.add.reduceat(R[labels], starts) if len(labels) else np.zeros(0, dtype=np.uint64)
-        h = h ^ (fcnt.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15))  # and its size
-    F = len(_distinct(h))
+    E, F = euler_counts(np.ascontiguousarray(labels, dtype=np.int64), np.ascontiguousarray(fcnt, dtype=np.int64),
+                        nv, R)
     return nv - E + F - len(fr.count)
 
 

@@ -49,7 +49,7 @@ from .tolerances import DOT_EXTRA_TERMS, FILTER_SAFETY, UNIT_ROUNDOFF, VERTEX_ER
 
 __all__ = ["crossings", "clip_side", "split_prepare", "split_tables", "chain_cap", "distinct_per_cell", "cell_vertices",
            "face_areas", "solve_rows3", "wave_signs", "box_sides_dense", "pair_extremes", "sweep_pairs", "components",
-           "witness_balls", "ERRORS"]
+           "witness_balls", "mix64", "count_distinct", "euler_counts", "code_hash", "match_codes", "ERRORS"]
 
 #: code → what went wrong (a bug, or an arrangement the engine does not handle: an internal error)
 ERRORS = {
@@ -823,3 +823,136 @@ def witness_balls(start, count, fpool, fstart, fcount, pv, VE, fplane, fsign, A,
             a0, a1, a2, c0, c1, c2 = _face_area(fstart, fcount, pv, VE, fpool[g])
             vol[c] += ((c0 - pt[0]) * a0 + (c1 - pt[1]) * a1 + (c2 - pt[2]) * a2) / 3.0
     return cys, rad, vol
+
+
+# -- hashing: code matching and the Euler characteristic's distinct edges and faces ---------------------------------
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+
+
+@njit(cache=True, nogil=True)
+def mix64(x):
+    """splitmix64's finaliser on one uint64 (a bijection that spreads every input bit over all output bits)."""
+    z = x + _GOLDEN
+    z = (z ^ (z >> np.uint64(30))) * _M1
+    z = (z ^ (z >> np.uint64(27))) * _M2
+    return z ^ (z >> np.uint64(31))
+
+
+@njit(cache=True, nogil=True)
+def _table_size(n):
+    cap = 16
+    while cap < 2 * n:
+        cap *= 2
+    return cap
+
+
+@njit(cache=True, nogil=True)
+def count_distinct(keys):
+    """The number of distinct values among the uint64 ``keys`` (an open-addressing hash set: O(n), no sort)."""
+    cap = _table_size(len(keys))
+    mask = np.uint64(cap - 1)
+    table = np.empty(cap, np.uint64)
+    used = np.zeros(cap, np.bool_)
+    n = 0
+    for k in keys:
+        at = mix64(k) & mask
+        while used[at] and table[at] != k:
+            at = (at + np.uint64(1)) & mask
+        if not used[at]:
+            used[at] = True
+            table[at] = k
+            n += 1
+    return n
+
+
+@njit(cache=True, nogil=True)
+def euler_counts(labels, fcnt, nv, R):
+    """Edges and faces of a 3-D cell complex given as face cycles (face f: the corner groups ``labels`` of its
+    ``fcnt[f]`` entries, faces one after another): ``(E, F)`` — distinct unordered pairs of consecutive groups
+    that differ, and distinct faces by vertex set (the sum of the random words ``R[label]`` over the face, mod
+    2^64, mixed with its size: a face shared by two cells counts once)."""
+    nf = len(fcnt)
+    ekeys = np.empty(len(labels), np.uint64)
+    fkeys = np.empty(nf, np.uint64)
+    ne = 0
+    s0 = 0
+    for f in range(nf):
+        n = fcnt[f]
+        h = np.uint64(0)
+        for i in range(n):
+            u = labels[s0 + i]
+            w = labels[s0 + (i + 1) % n]
+            h += R[u]
+            if u != w:
+                ekeys[ne] = np.uint64(min(u, w) * nv + max(u, w))
+                ne += 1
+        fkeys[f] = h ^ (np.uint64(n) * _GOLDEN)
+        s0 += n
+    return count_distinct(ekeys[:ne]), count_distinct(fkeys)
+
+
+@njit(cache=True, nogil=True)
+def code_hash(W, salt):
+    """Per region (row of the code words ``W``): h = Σ_w mix64(W_w + salt_w) mod 2^64. One word changed changes
+    one term, so a neighbour's hash is the region's with that term replaced. (A linear Σ W_w·R_w collided
+    whenever two codes differed in the top bit of two words: 2^63 (R_a + R_b) ≡ 0 for odd R.)"""
+    C, nw = W.shape
+    h = np.zeros(C, np.uint64)
+    for c in range(C):
+        for w in range(nw):
+            h[c] += mix64(W[c, w] + salt[w])
+    return h
+
+
+@njit(cache=True, nogil=True)
+def match_codes(W, salt, ci, layer, jk, Ks, woff, per_word, bits, hash_mask):
+    """The region across each inner facet: facet i of region ``ci[i]`` lies on breakpoint k of neuron j of layer
+    ``layer[i]`` (``jk[i]`` = j·K + k with K = ``Ks[layer]``); its neighbour's code is the region's with that
+    neuron's piece moved from k + 1 to k or from k to k + 1 (its field: word ``woff[layer] + j // per_word``,
+    shift ``(j % per_word)·bits``). The neighbour is looked up by its predicted hash (:func:`code_hash`, masked
+    by ``hash_mask``: all ones, or 0 to test the worst case) in an open-addressing table of the regions, and every
+    candidate with that hash is verified on all its words: a hash only finds it.
+
+    Returns ``nb (F,)``: the neighbour's index, −1 where the piece is neither k nor k + 1 or no region has the
+    predicted code."""
+    C, nw = W.shape
+    h = code_hash(W, salt) & hash_mask
+    cap = _table_size(C)
+    tmask = np.uint64(cap - 1)
+    table = np.full(cap, -1, np.int64)
+    for c in range(C):
+        at = h[c] & tmask
+        while table[at] >= 0:
+            at = (at + np.uint64(1)) & tmask
+        table[at] = c
+    nb = np.full(len(ci), -1, np.int64)
+    for i in range(len(ci)):
+        c, L = ci[i], layer[i]
+        j, k = jk[i] // Ks[L], jk[i] % Ks[L]
+        w = woff[L] + j // per_word[L]
+        sh = np.uint64((j % per_word[L]) * bits[L])
+        field = np.uint64((1 << bits[L]) - 1)
+        piece = np.int64((W[c, w] >> sh) & field)
+        one = np.uint64(1) << sh
+        if piece == k + 1:
+            target = W[c, w] - one
+        elif piece == k:
+            target = W[c, w] + one
+        else:
+            continue
+        hn = (h[c] - mix64(W[c, w] + salt[w]) + mix64(target + salt[w])) & hash_mask
+        at = hn & tmask
+        while table[at] >= 0:
+            m = table[at]
+            if h[m] == hn and W[m, w] == target:
+                same = True
+                for x in range(nw):
+                    if x != w and W[m, x] != W[c, x]:
+                        same = False
+                        break
+                if same:
+                    nb[i] = m
+                    break
+            at = (at + np.uint64(1)) & tmask
+    return nb

@@ -700,10 +700,12 @@ def test_code_hash_separates_codes_that_differ_in_the_top_bits_of_two_words():
     """A linear hash Σ W_w·R_w (R odd) maps 2^63 in two words to 2^63 (R_a + R_b) ≡ 0: regions 0 and 1 collided,
     the look-up of region 2's neighbour met region 0 first, and the facet was left unmatched (12 such pairs
     among the 16,752 regions of 2-100-100-1-s0: 49 unmatched facets, each sent to the exact probe, 13 s)."""
+    from cpa_theory.frontier_loops import code_hash
+
     codes = _two_layer_codes()
     W, *_ = FF._code_words(codes, 3, [1, 1])
     salt = np.random.default_rng(12345).integers(0, 2**63, size=W.shape[1], dtype=np.uint64)
-    h = FF._code_hash(W, salt)
+    h = code_hash(W, salt)
     assert len(set(h.tolist())) == 3
     pairs, unmatched = FF._match_codes(_fake_frontier(codes, [64, 64]), np.array([2, 1]),
                                        np.array([[0, 0, 5], [0, 0, 5]]))
@@ -722,16 +724,16 @@ def test_generic_nets_leave_no_facet_unmatched(seed):
     assert res.certified and res.unmatched_facets == 0
 
 
-def test_match_codes_tries_every_region_that_shares_the_predicted_hash(monkeypatch):
-    """With every hash equal (a worst-case hash) the look-up must still find the true neighbour by walking the
-    run of equal hashes and verifying each candidate's words; an impostor is never accepted."""
-    zero = lambda x, *a: np.zeros(np.shape(x)[:1], dtype=np.uint64)  # noqa: E731
-    monkeypatch.setattr(FF, "_code_hash", zero)
-    monkeypatch.setattr(FF, "_mix64", lambda x: np.zeros_like(x))
+def test_match_codes_tries_every_region_that_shares_the_predicted_hash():
+    """With every hash equal (a worst-case hash: ``hash_mask`` = 0) the look-up must still find the true
+    neighbour by walking the run of equal hashes and verifying each candidate's words; an impostor is never
+    accepted."""
     codes = _two_layer_codes()
     fr = _fake_frontier(codes, [64, 64])
-    pairs, unmatched = FF._match_codes(fr, np.array([2, 1, 0]), np.array([[0, 0, 5], [0, 0, 5], [0, 0, 7]]))
-    assert pairs.tolist() == [[1, 2]] and unmatched.tolist() == [2]
+    for mask in (0, 2**64 - 1):
+        pairs, unmatched = FF._match_codes(fr, np.array([2, 1, 0]), np.array([[0, 0, 5], [0, 0, 5], [0, 0, 7]]),
+                                           hash_mask=mask)
+        assert pairs.tolist() == [[1, 2]] and unmatched.tolist() == [2]
 
 
 def test_linear_regions_after_a_one_bit_layer_equal_the_cell_engine():
@@ -1015,3 +1017,105 @@ def test_compiled_witnesses_equal_the_facet_clearance_reference():
     np.testing.assert_allclose(got[1], want[1], rtol=1e-9, atol=1e-15)
     np.testing.assert_allclose(got[3], want[3], rtol=1e-9, atol=1e-18)
     assert len(fr.count) > 500 and (np.sign(got[1]) == np.sign(want[1])).all()
+
+
+@given(st.lists(st.integers(0, 2**64 - 1), max_size=300), st.integers(0, 63), st.integers(0, 5))
+@settings(max_examples=80, deadline=None)
+def test_count_distinct_equals_np_unique(keys, shift, repeats):
+    """The hash set behind the Euler counts: as many distinct keys as ``np.unique`` finds — keys repeated, keys
+    equal in their low bits (multiples of 2^shift: long probe runs), 0 and 2^64 − 1."""
+    from cpa_theory.frontier_loops import count_distinct
+
+    k = np.array(keys + [0, 2**64 - 1] * repeats, dtype=np.uint64)
+    k2 = (k << np.uint64(shift)) if shift else k
+    for x in (k, k2, np.repeat(k2, 3)):
+        assert count_distinct(x) == len(np.unique(x))
+
+
+def test_compiled_euler_counts_equal_the_numpy_formula():
+    """E and F of the space engine's Euler characteristic (one compiled pass with hash sets) equal the numpy
+    formula (distinct sorted pairs of consecutive corner groups; distinct face words) on a real window, and on the
+    same faces with some corner groups merged (degenerate edges u = w skipped) and a face listed twice."""
+    import cpa_theory.frontier3d as F3
+    from cpa_theory.frontier import _cyclic_next, _ranges, _vertex_clusters
+    from cpa_theory.frontier_loops import euler_counts
+    from cpa_theory.regions import _setup
+
+    def reference(labels, fcnt, nv, R):
+        u, w = labels, labels[_cyclic_next(fcnt)]
+        keep = u != w
+        E = len(np.unique(np.minimum(u, w)[keep] * nv + np.maximum(u, w)[keep]))
+        starts = np.concatenate([[0], np.cumsum(fcnt)[:-1]])
+        with np.errstate(over="ignore"):
+            h = np.add.reduceat(R[labels], starts) ^ (fcnt.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15))
+        return E, len(np.unique(h))
+
+    rng = np.random.default_rng(4)
+    net = _random_net(rng, 3, (10, 8), "train", _activations()[0])
+    cond = net.condition()
+    win, p, root, _ = _setup(cond, np.zeros(3), 1.0, None)
+    fr = F3.refine(cond, root, p, win.center - p, win.radius, {})
+    fr.compact(fr.start, fr.count)
+    faces = fr.fpool.a[_ranges(fr.start, fr.count)]
+    fcnt = fr.fcount.a[faces].astype(np.int64)
+    labels, nv = _vertex_clusters(fr, fr.pv.a[_ranges(fr.fstart.a[faces], fcnt)])
+    R = np.random.default_rng(2027).integers(1, 2**63, size=nv, dtype=np.uint64)
+    got = euler_counts(labels, fcnt, nv, R)
+    assert got == reference(labels, fcnt, nv, R) and nv - got[0] + got[1] - len(fr.count) == 1
+    merged = np.where(labels % 7 == 3, labels - 1, labels)  # some groups joined: degenerate edges appear
+    assert euler_counts(merged, fcnt, nv, R) == reference(merged, fcnt, nv, R)
+    first = slice(0, int(fcnt[0]))
+    twice_l, twice_c = np.concatenate([labels, labels[first]]), np.append(fcnt, fcnt[0])
+    assert euler_counts(twice_l, twice_c, nv, R) == got  # a face listed twice counts once, and so do its edges
+    # two faces whose words sum alike (R3 = R1 + R2) but of different sizes: two faces
+    R6 = np.array([11, 2**63 + 5, 2**63 + 7, 12, 13, 14], dtype=np.uint64)
+    two = (np.array([0, 1, 2, 5, 0, 3, 5], dtype=np.int64), np.array([4, 3], dtype=np.int64))
+    assert euler_counts(*two, 6, R6) == reference(*two, 6, R6) == (6, 2)
+
+
+@pytest.mark.parametrize("mask", [0, 2**64 - 1])
+@pytest.mark.parametrize("layers", [((70, 1), (5, 3)), ((3, 300), (64, 1), (129, 1)), ((40, 2),)])
+def test_match_codes_finds_exactly_the_region_with_the_predicted_code(layers, mask):
+    """Facet look-up against a dictionary of codes: for random regions (codes of one-bit and wider layers, over
+    word boundaries) and random facets (layer, neuron j, breakpoint k), the compiled look-up returns the region
+    whose code is the facet's region's with neuron j's piece moved between k and k + 1, and −1 when the piece is
+    neither or no region has that code — with a good hash and with every hash equal."""
+    rng = np.random.default_rng(len(layers) + mask % 7)
+    widths = np.cumsum([0] + [n for n, _ in layers])
+    rows = {tuple(np.concatenate([rng.integers(0, K + 1, size=n) for n, K in layers]).tolist()) for _ in range(300)}
+    rows = sorted(rows)
+    F = 3000
+    cell = rng.integers(0, len(rows), size=F)
+    layer = rng.integers(-1, len(layers), size=F)  # −1: a side of the window (never matched)
+    meta = np.zeros((F, 3), dtype=np.int64)
+    moved = [None] * F
+    for f in range(F):
+        li = int(layer[f])
+        if li < 0:
+            meta[f] = (-1, 0, f)
+            continue
+        n, K = layers[li]
+        j = int(rng.integers(0, n))
+        piece = rows[cell[f]][widths[li] + j]
+        k = int(rng.choice([piece, piece - 1])) if rng.uniform() < 0.9 else int(rng.integers(0, K))
+        k = min(max(k, 0), K - 1)
+        meta[f] = (li, 0, j * K + k)
+        if piece in (k, k + 1):
+            code = list(rows[cell[f]])
+            code[widths[li] + j] = k + 1 if piece == k else k
+            moved[f] = tuple(code)
+            if rng.uniform() < 0.6:  # most neighbours exist
+                rows.append(moved[f])
+    rows = list(dict.fromkeys(rows))  # distinct codes (the base rows first, in place)
+    index = {r: i for i, r in enumerate(rows)}
+    want = np.array([index.get(m, -1) if m is not None else -1 for m in moved])
+    allc = np.array(rows, dtype=np.int64)
+    codes = tuple(allc[:, a:b] for a, b in zip(widths[:-1], widths[1:]))
+    fr = _fake_frontier(codes, [n for n, _ in layers])
+    fr.cond.layers = [type("L", (), {"activation": type("A", (), {"breakpoints": (0.0,) * K})()})() for _, K in layers]
+    pairs, unmatched = FF._match_codes(fr, cell, meta, hash_mask=mask)
+    found = {(min(a, b), max(a, b)) for a, b in zip(cell, want) if b >= 0 and a < b}
+    assert {tuple(x) for x in pairs.tolist()} == found
+    inner = np.flatnonzero(layer >= 0)
+    assert set(unmatched.tolist()) == set(inner[want[inner] < 0].tolist())
+    assert len(found) > 20 and (want[inner] < 0).sum() > 20
