@@ -131,6 +131,14 @@ class _Grow:
         self.n += m
         return ids
 
+    @classmethod
+    def of(cls, x):
+        """A buffer holding the array ``x`` itself (not copied) and room to grow: its first extension copies it
+        into twice the space."""
+        g = cls.__new__(cls)
+        g.a, g.n = x, len(x)
+        return g
+
     @property
     def v(self):
         return self.a[: self.n]
@@ -455,11 +463,12 @@ def _sign_table(a, b, ea, eb):
     """Per hyperplane, the coefficients of the vertex-sign filter: ``(L, 2d + 3)`` rows (a, β, ea + k|a|,
     eβ + k|β|, Σ|a| + Σea) with k = (d + DOT_EXTRA_TERMS)·u, so that for a vertex v with error e the bound is
     E = S·(|v|·T[d+1 : 2d+1] + T[2d+1] + T[2d+2]·e) (:func:`cpa_theory.polytope.vertex_signs`). Row-major (the
-    compiled loops are built for that layout once)."""
-    k = (a.shape[1] + DOT_EXTRA_TERMS) * U
-    absA = np.abs(a)
-    return np.ascontiguousarray(np.column_stack([a, b, ea + k * absA, eb + k * np.abs(b),
-                                                np.einsum("ld->l", absA) + np.einsum("ld->l", ea)]))
+    compiled loops are built for that layout once); one compiled pass
+    (:func:`cpa_theory.frontier_loops.sign_table`)."""
+    from .frontier_loops import sign_table
+
+    return sign_table(np.ascontiguousarray(a), np.ascontiguousarray(b), np.ascontiguousarray(ea),
+                      np.ascontiguousarray(eb), (a.shape[1] + DOT_EXTRA_TERMS) * U)
 
 
 

@@ -22,8 +22,8 @@ import numpy as np
 from .errors import CPAInternalError
 from .frontier import (FlatFrontier, Geometry, _Grow, _ranges, _segment_ids,
                        _with_kernels, count_flat)
-from .frontier_loops import (ERRORS, cell_vertices, distinct_per_cell, euler_counts, face_areas, split_prepare,
-                             split_tables, wave_signs, witness_balls)
+from .frontier_loops import (ERRORS, cell_vertices, compact_faces, distinct_per_cell, euler_counts, face_areas,
+                             split_prepare, split_tables, wave_signs, witness_balls)
 from .polytope import Polytope
 from .tolerances import FACET_BALANCE_RTOL, UNIT_ROUNDOFF
 
@@ -179,20 +179,12 @@ class Frontier3D(FlatFrontier):
         self._after_split(live, ccells, j, (cL, nfL), (cU, nfU), boxes=(boxL, boxU))
 
     def _compact(self, start, count):
-        """Rewrite the face and vertex pools with only the live cells."""
-        faces, fcells, ent, ecells, fcnt = self.entries(start, count)
-        pv = self.pv.a[ent]
-        fplane, fsign = self.fplane.a[faces], self.fsign.a[faces]
-        self.pv = _Grow((), np.int64, len(pv) + 1)
-        self.pv.extend(pv)
-        self.fplane, self.fsign = _Grow((), np.int64, len(faces) + 1), _Grow((), np.int8, len(faces) + 1)
-        self.fplane.extend(fplane)
-        self.fsign.extend(fsign)
-        self.fstart, self.fcount = _Grow((), np.intp, len(faces) + 1), _Grow((), np.intp, len(faces) + 1)
-        self.fstart.extend(np.concatenate([[0], np.cumsum(fcnt)[:-1]]))
-        self.fcount.extend(fcnt)
-        self.fpool = _Grow((), np.int64, len(faces) + 1)
-        self.fpool.extend(np.arange(len(faces)))
+        """Rewrite the face and vertex pools with only the live cells (one compiled pass,
+        :func:`cpa_theory.frontier_loops.compact_faces`)."""
+        tables = compact_faces(start, count, self.fpool.a, self.fstart.a, self.fcount.a, self.pv.a, self.fplane.a,
+                               self.fsign.a)
+        self.pv, self.fstart, self.fcount, self.fplane, self.fsign = (_Grow.of(x) for x in tables)
+        self.fpool = _Grow.of(np.arange(len(tables[1]), dtype=np.int64))
         self.start = np.concatenate([[0], np.cumsum(count)[:-1]]).astype(np.intp)
         self.count = np.asarray(count, dtype=np.intp)
 

@@ -49,7 +49,8 @@ from .tolerances import DOT_EXTRA_TERMS, FILTER_SAFETY, UNIT_ROUNDOFF, VERTEX_ER
 
 __all__ = ["crossings", "clip_side", "split_prepare", "split_tables", "chain_cap", "distinct_per_cell", "cell_vertices",
            "face_areas", "solve_rows3", "wave_signs", "box_sides_dense", "pair_extremes", "sweep_pairs", "components",
-           "witness_balls", "mix64", "count_distinct", "euler_counts", "code_hash", "match_codes", "ERRORS"]
+           "witness_balls", "mix64", "count_distinct", "euler_counts", "code_hash", "match_codes", "sign_table",
+           "compact_faces", "ERRORS"]
 
 #: code → what went wrong (a bug, or an arrangement the engine does not handle: an internal error)
 ERRORS = {
@@ -956,3 +957,53 @@ def match_codes(W, salt, ci, layer, jk, Ks, woff, per_word, bits, hash_mask):
                     break
             at = (at + np.uint64(1)) & tmask
     return nb
+
+
+@njit(cache=True, nogil=True)
+def sign_table(a, b, ea, eb, k):
+    """The rows of :func:`cpa_theory.frontier._sign_table` — (a, β, ea + k|a|, eβ + k|β|, Σ|a| + Σea) per
+    hyperplane, row-major, in one pass."""
+    L, d = a.shape
+    T = np.empty((L, 2 * d + 3))
+    for i in range(L):
+        sa = 0.0
+        se = 0.0
+        for q in range(d):
+            x = abs(a[i, q])
+            T[i, q] = a[i, q]
+            T[i, d + 1 + q] = ea[i, q] + k * x
+            sa += x
+            se += ea[i, q]
+        T[i, d] = b[i]
+        T[i, 2 * d + 1] = eb[i] + k * abs(b[i])
+        T[i, 2 * d + 2] = sa + se
+    return T
+
+
+@njit(cache=True, nogil=True)
+def compact_faces(start, count, fpool, fstart, fcount, pv, fplane, fsign):
+    """The face tables of the cells ``(start, count)`` only, renumbered: ``(pv, fstart, fcount, fplane, fsign)``
+    with the cells' faces one after another (cell i's faces are then ``sum(count[:i]) …``), each face's
+    vertex ids contiguous from ``fstart``."""
+    nf = 0
+    ne = 0
+    for c in range(len(start)):
+        nf += count[c]
+        for g in range(start[c], start[c] + count[c]):
+            ne += fcount[fpool[g]]
+    opv = np.empty(ne, np.int64)
+    ostart = np.empty(nf, np.int64)
+    ocount = np.empty(nf, np.int64)
+    oplane = np.empty(nf, np.int64)
+    osign = np.empty(nf, np.int8)
+    t = 0
+    e = 0
+    for c in range(len(start)):
+        for g in range(start[c], start[c] + count[c]):
+            f = fpool[g]
+            ostart[t], ocount[t], oplane[t], osign[t] = e, fcount[f], fplane[f], fsign[f]
+            for i in range(fstart[f], fstart[f] + fcount[f]):
+                opv[e] = pv[i]
+                e += 1
+            t += 1
+    return opv, ostart, ocount, oplane, osign

@@ -1119,3 +1119,52 @@ def test_match_codes_finds_exactly_the_region_with_the_predicted_code(layers, ma
     inner = np.flatnonzero(layer >= 0)
     assert set(unmatched.tolist()) == set(inner[want[inner] < 0].tolist())
     assert len(found) > 20 and (want[inner] < 0).sum() > 20
+
+
+@pytest.mark.parametrize("d", [2, 3, 5])
+def test_sign_table_rows_are_the_filter_coefficients(d):
+    """:func:`cpa_theory.frontier._sign_table` (compiled, one pass) gives (a, β, ea + k|a|, eβ + k|β|, Σ|a| + Σea)
+    with k = (d + DOT_EXTRA_TERMS)·u — the numpy formula of the filters — every entry exactly but the sums, which
+    may round in another order (a few ulps); row-major."""
+    from cpa_theory.tolerances import DOT_EXTRA_TERMS
+
+    rng = np.random.default_rng(d)
+    L = 5000
+    a = rng.normal(size=(L, d)) * 10.0 ** rng.uniform(-200, 200, size=(L, 1))
+    a[::7, 0] = 0.0
+    b = rng.normal(size=L) * 10.0 ** rng.uniform(-200, 200, size=L)
+    ea, eb = np.abs(a) * rng.uniform(0, 1e-14, size=a.shape), np.abs(b) * rng.uniform(0, 1e-14, size=L)
+    k = (d + DOT_EXTRA_TERMS) * 2.0 ** -53
+    want = np.column_stack([a, b, ea + k * np.abs(a), eb + k * np.abs(b), np.abs(a).sum(axis=1) + ea.sum(axis=1)])
+    T = FF._sign_table(a, b, ea, eb)
+    assert T.flags.c_contiguous and T.shape == (L, 2 * d + 3)
+    assert np.array_equal(T[:, :-1], want[:, :-1])
+    np.testing.assert_allclose(T[:, -1], want[:, -1], rtol=4 * d * 2.0 ** -53, atol=0)
+
+
+def test_space_compaction_keeps_every_live_cell_and_drops_the_rest():
+    """``_compact`` (one compiled pass) rewrites the face tables with the live cells only: each kept cell has the
+    same faces (plane, inside sign, vertex cycle) in the same order, its faces are contiguous, and the tables
+    hold nothing else (a cell left out is gone)."""
+    import cpa_theory.frontier3d as F3
+    from cpa_theory.regions import _setup
+
+    net = _random_net(np.random.default_rng(9), 3, (7, 5), "eval", _activations()[1])
+    cond = net.condition()
+    win, p, root, _ = _setup(cond, np.zeros(3), 1.0, None)
+    fr = F3.refine(cond, root, p, win.center - p, win.radius, {})
+
+    def cells(fr):
+        return [[(int(fr.fplane.a[f]), int(fr.fsign.a[f]), fr.pv.a[fr.fstart.a[f]:fr.fstart.a[f] + fr.fcount.a[f]].tolist())
+                 for f in fr.fpool.a[s:s + n].tolist()] for s, n in zip(fr.start.tolist(), fr.count.tolist())]
+
+    before = cells(fr)
+    keep = np.arange(len(fr.count))[::-1][1::2]  # every other cell, in reverse order
+    fr._compact(fr.start[keep], fr.count[keep])
+    assert cells(fr) == [before[i] for i in keep.tolist()]
+    assert fr.fpool.n == fr.fplane.n == fr.count.sum() and np.array_equal(fr.fpool.v, np.arange(fr.fpool.n))
+    assert fr.pv.n == fr.fcount.v.sum() and np.array_equal(fr.fstart.v[1:], np.cumsum(fr.fcount.v)[:-1])
+    assert len(fr.count) == len(keep) > 20
+    for cell in cells(fr):  # and each face's inside sign holds at the cell's centroid (not only as before)
+        y = fr.VE.a[np.unique(np.concatenate([v for _, _, v in cell])), :3].mean(axis=0)
+        assert all(sg * (fr.ha.a[h] @ y - fr.hb.a[h]) < 0 for h, sg, _ in cell)
