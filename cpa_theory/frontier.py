@@ -119,17 +119,17 @@ class _Grow:
         self.a = np.empty((cap,) + tuple(shape_tail), dtype=dtype)
         self.n = 0
 
-    def extend(self, x) -> np.ndarray:
-        m = len(x)
-        if self.n + m > len(self.a):
-            cap = max(2 * len(self.a), self.n + m)
+    def extend(self, x) -> int:
+        """Append the rows ``x``; returns the index of the first (the new rows are ``first … first + len(x) − 1``)."""
+        m, n = len(x), self.n
+        if n + m > len(self.a):
+            cap = max(2 * len(self.a), n + m)
             b = np.empty((cap,) + self.a.shape[1:], dtype=self.a.dtype)
-            b[: self.n] = self.a[: self.n]
+            b[:n] = self.a[:n]
             self.a = b
-        ids = np.arange(self.n, self.n + m)
-        self.a[self.n: self.n + m] = x
-        self.n += m
-        return ids
+        self.a[n: n + m] = x
+        self.n = n + m
+        return n
 
     @classmethod
     def of(cls, x):
@@ -399,8 +399,14 @@ class FlatFrontier:
         act_ptr = np.concatenate([[0], np.cumsum(active.sum(axis=1))])
         act_j = np.nonzero(active)[1]
         live.pos.extend(act_ptr[:-1])
-        end = act_ptr[1:]
-        longest = int(np.diff(act_ptr).max(initial=0))
+        self._waves(li, live, act_ptr[1:], act_j, T, nK, first_hyp, exact_row, progress)
+        self.boxes = live.box.v  # the next layer's parents are these cells, in this order (compact keeps it)
+        return live.start.v, live.count.v, live.par.v, live.sides.v
+
+    def _waves(self, li, live, end, act_j, T, nK, first_hyp, exact_row, progress):
+        """Split the live cells by their parents' cut lists (cell c's next line is ``act_j[pos[c]]`` while
+        ``pos[c] < end[par[c]]``), wave after wave (see :meth:`run_layer`)."""
+        longest = int(np.diff(np.concatenate([[0], end])).max(initial=0))
         while True:
             cells = np.flatnonzero(live.pos.v < end[live.par.v])
             if not len(cells):
@@ -427,8 +433,6 @@ class FlatFrontier:
             if progress is not None:
                 rest = end[live.par.v] - live.pos.v
                 progress(li, 1.0 - float(rest.max(initial=0)) / max(1, longest), live.par.n)
-        self.boxes = live.box.v  # the next layer's parents are these cells, in this order (compact keeps it)
-        return live.start.v, live.count.v, live.par.v, live.sides.v
 
     def compact(self, start, count):
         """Rewrite the pools with only the live cells ``(start, count)`` (:meth:`_compact`); nothing to do when no

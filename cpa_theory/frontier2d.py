@@ -96,7 +96,7 @@ class Frontier2D(FlatFrontier):
         l1, l2 = eline[xi], cut_line[xi]
         X, Xerr = _solve_pairs(self.ha.a[l1], self.hb.a[l1], self.hea.a[l1], self.heb.a[l1],
                                self.ha.a[l2], self.hb.a[l2], self.hea.a[l2], self.heb.a[l2], self.scale)
-        new_ids = self.VE.extend(np.column_stack([X, Xerr]))
+        new_ids = np.arange(self.VE.extend(np.column_stack([X, Xerr])), self.VE.n)
         self.vdef.extend(np.stack([l1, l2], axis=1))
         for k in np.flatnonzero(~np.isfinite(Xerr)).tolist():
             self.stats["exact_vertices"] = self.stats.get("exact_vertices", 0) + 1

@@ -23,7 +23,7 @@ from .errors import CPAInternalError
 from .frontier import (FlatFrontier, Geometry, _Grow, _ranges, _segment_ids,
                        _with_kernels, count_flat)
 from .frontier_loops import (ERRORS, cell_vertices, compact_faces, distinct_per_cell, euler_counts, face_areas,
-                             split_prepare, split_tables, wave_signs, witness_balls)
+                             split_prepare, split_tables, wave_cells, wave_fold, wave_signs, witness_balls)
 from .polytope import Polytope
 from .tolerances import FACET_BALANCE_RTOL, UNIT_ROUNDOFF
 
@@ -120,17 +120,8 @@ class Frontier3D(FlatFrontier):
         """Exact sides of cells (pool ``cstart``, ``ccount``, ``boxes``) for one hyperplane each (``rows`` of
         ``T``): ``(max, min)`` of the vertex signs per cell and the tested cells' entries with their signs for
         :meth:`_split`. The box filter first; the vertex filter on the cells it leaves undecided, once per
-        (cell, distinct vertex); exact rationals where float64 cannot decide."""
-        if self.kernels.compiled:  # on the CPU the wave's filters run fused and compiled (the same bounds)
-            side, tested, faces, fcells, fcnt, vid, ecells, du, dcell, emap, sd, und, bad = wave_signs(
-                cstart, ccount, boxes, rows, T, self.fpool.a, self.fstart.a, self.fcount.a, self.pv.a, self.VE.a)
-            smax, smin = side.copy(), side.copy()
-            if not len(tested):
-                return smax, smin, None
-            sd = self._decide(sd, und, bad, du, rows[tested][dcell], exact_row)
-            bounds = _group_starts(dcell, len(tested))
-            smax[tested], smin[tested] = np.maximum.reduceat(sd, bounds), np.minimum.reduceat(sd, bounds)
-            return smax, smin, (tested, faces, fcells, vid, ecells, fcnt, sd[emap])
+        (cell, distinct vertex); exact rationals where float64 cannot decide. (The kernels' path: on the CPU the
+        waves run :meth:`_waves`' compiled loops instead.)"""
         side = self.kernels.box_sides(boxes, T[rows])
         smax, smin = side.copy(), side.copy()
         tested = np.flatnonzero(side == 0)
@@ -145,20 +136,51 @@ class Frontier3D(FlatFrontier):
             info = (tested, faces, fcells, vid, ecells, fcnt, sd[emap])
         return smax, smin, info
 
+    def _waves(self, li, live, end, act_j, T, nK, first_hyp, exact_row, progress):
+        """On the CPU (numpy kernels) one line per wave, each wave four compiled passes: the wave's cells and
+        lines (:func:`cpa_theory.frontier_loops.wave_cells`), their tests (``wave_signs``: the same filters and
+        bounds as :meth:`_cell_signs`; what they leave undecided is decided exactly here), the outcome
+        (``wave_fold``: sides of the cells not cut, next line) and the split of the cut ones. The same splits in
+        the same order as the kernels' path (:meth:`FlatFrontier._waves` with one line per wave)."""
+        if not self.kernels.compiled or self._WAVE_LINES != 1:
+            return super()._waves(li, live, end, act_j, T, nK, first_hyp, exact_row, progress)
+        longest = int(np.diff(np.concatenate([[0], end])).max(initial=0))
+        while True:
+            n = live.par.n
+            cells, rows, jc, rest = wave_cells(live.pos.a[:n], live.par.a[:n], end, act_j, nK)
+            if not len(cells):
+                break
+            side, tested, faces, fcells, fcnt, vid, ecells, du, dcell, emap, sd, und, bad = wave_signs(
+                cells, live.start.a, live.count.a, live.box.a, rows, T, self.fpool.a, self.fstart.a, self.fcount.a,
+                self.pv.a, self.VE.a)
+            if bad or und.any():
+                sd = self._decide(sd, und, bad, du, rows[tested][dcell], exact_row)
+            cut, s = wave_fold(cells, jc, side, tested, dcell, sd, emap, live.sides.a, live.pos.a)
+            if cut.any():
+                self._split_tested(cells[tested], cut, (faces, fcells, vid, ecells, fcnt, s), live,
+                                   first_hyp + rows[tested], jc[tested])
+            if progress is not None:
+                progress(li, 1.0 - float(rest - 1) / max(1, longest), live.par.n)
+
     def _split(self, cells, cut, info, live, hyp, jc):
         """Split the cut cells (``cells[cut]``) by their hyperplanes ``hyp[cut]`` (index ``jc[cut]`` of their
-        parent's list): every face clipped, crossings made once per edge, caps chained."""
-        tested, faces, fcells, vid, ecells, fcnt, s = info
-        # keep the cut cells (cut is over `cells`; info covers cells[tested]); one crossing point per cell edge
-        # (its two faces give its planes), made where float64 can bound it
-        cut_t = cut[tested]
+        parent's list); ``info``: :meth:`_cell_signs`' tested cells and entries."""
+        tested, *entries = info
+        self._split_tested(cells[tested], cut[tested], tuple(entries), live, hyp[tested], jc[tested])
+
+    def _split_tested(self, cells, cut, entries, live, hyp, jc):
+        """Split the cut cells (``cells[cut]``, of the tested ones ``cells`` whose ``entries`` — faces, their
+        cell index, vertex ids, entry cell index, entries per face, entry signs — the tests listed) by their
+        hyperplanes ``hyp[cut]``: every face clipped, crossings made once per edge, caps chained."""
+        faces, fcells, vid, ecells, fcnt, s = entries
+        # one crossing point per cell edge (its two faces give its planes), made where float64 can bound it
         cf, fe, faces, vid, s, cut_plane, xid, VEx, Q, code = split_prepare(
-            cut_t, faces, fcells, fcnt, vid, s, hyp[tested], self.fplane.a, self.ha.a, self.hb.a, self.hea.a,
+            cut, faces, fcells, fcnt, vid, s, hyp, self.fplane.a, self.ha.a, self.hb.a, self.hea.a,
             self.heb.a, float(self.scale))
         _raise(code)
-        ccells = cells[tested][cut_t]
-        j = jc[tested][cut_t]
-        new_ids = self.VE.extend(VEx)
+        ccells = cells[cut]
+        j = jc[cut]
+        new_ids = np.arange(self.VE.extend(VEx), self.VE.n)
         self.vdef.extend(Q)
         Xerr = VEx[:, 3]
         for k in np.flatnonzero(~np.isfinite(Xerr)).tolist():
@@ -175,7 +197,7 @@ class Frontier3D(FlatFrontier):
         self.fstart.extend(fstart)
         self.fcount.extend(fcount)
         self.fsign.extend(fsign)
-        self.fpool.extend(self.fplane.extend(fplane))
+        self.fpool.extend(np.arange(self.fplane.extend(fplane), self.fplane.n))
         self._after_split(live, ccells, j, (cL, nfL), (cU, nfU), boxes=(boxL, boxU))
 
     def _compact(self, start, count):

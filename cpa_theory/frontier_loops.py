@@ -50,7 +50,7 @@ from .tolerances import DOT_EXTRA_TERMS, FILTER_SAFETY, UNIT_ROUNDOFF, VERTEX_ER
 __all__ = ["crossings", "clip_side", "split_prepare", "split_tables", "chain_cap", "distinct_per_cell", "cell_vertices",
            "face_areas", "solve_rows3", "wave_signs", "box_sides_dense", "pair_extremes", "sweep_pairs", "components",
            "witness_balls", "mix64", "count_distinct", "euler_counts", "code_hash", "match_codes", "sign_table",
-           "compact_faces", "ERRORS"]
+           "compact_faces", "wave_cells", "wave_fold", "ERRORS"]
 
 #: code → what went wrong (a bug, or an arrangement the engine does not handle: an internal error)
 ERRORS = {
@@ -472,11 +472,11 @@ def cell_vertices(cstart, ccount, fpool, fstart, fcount, pv):
 
 
 @njit(cache=True, nogil=True)
-def wave_signs(cstart, ccount, box, rows, T, fpool, fstart, fcount, pv, VE):
+def wave_signs(cells, cstart, ccount, box, rows, T, fpool, fstart, fcount, pv, VE):
     """One wave's cell tests, fused (the float filters of :func:`cpa_theory.frontier_kernels.box_sides` and
-    :func:`cpa_theory.frontier_kernels.vertex_sides`, the same bounds): pair i is cell ``(cstart[i], ccount[i])``
-    (faces ``fpool[cstart : cstart + ccount]``, face f the vertex ids ``pv[fstart[f] : fstart[f] + fcount[f]]``),
-    its bounding box ``box[i] (2d,)`` and the row ``rows[i]`` of the sign table ``T``.
+    :func:`cpa_theory.frontier_kernels.vertex_sides`, the same bounds): pair i is cell ``c = cells[i]`` (faces
+    ``fpool[cstart[c] : cstart[c] + ccount[c]]``, face f the vertex ids ``pv[fstart[f] : fstart[f] + fcount[f]]``),
+    its bounding box ``box[c] (2d,)`` and the row ``rows[i]`` of the sign table ``T``.
 
     Returns ``(side, tested, faces, fcells, fcnt, vid, ecells, du, dcell, emap, sd, und, bad)``: the box side of
     every pair (+1 / −1 / 0 undecided); the pairs the box leaves undecided; their faces, each face's index into
@@ -484,20 +484,21 @@ def wave_signs(cstart, ccount, box, rows, T, fpool, fstart, fcount, pv, VE):
     vertices (:func:`distinct_per_cell`); the float sign of each distinct vertex, whether float64 left it
     undecided (the caller decides it exactly), and whether any value overflowed (an internal error)."""
     d = VE.shape[1] - 1
-    n = len(cstart)
+    n = len(cells)
     side = np.zeros(n, np.int8)
     nt = 0
     tested = np.empty(n, np.int64)
-    nf = 0
     for i in range(n):
-        s = _box_side(box, i, T, rows[i], d)
+        s = _box_side(box, cells[i], T, rows[i], d)
         side[i] = s
         if s == 0:
             tested[nt] = i
             nt += 1
-            nf += ccount[i]
     tested = tested[:nt].copy()
-    faces, fcells, fcnt, vid, ecells, cb = _cell_entries(cstart, ccount, tested, fpool, fstart, fcount, pv)
+    sel = np.empty(nt, np.int64)
+    for t in range(nt):
+        sel[t] = cells[tested[t]]
+    faces, fcells, fcnt, vid, ecells, cb = _cell_entries(cstart, ccount, sel, fpool, fstart, fcount, pv)
     du, dcell, emap = distinct_per_cell(cb, vid)
     K = len(du)
     sd = np.zeros(K, np.int8)
@@ -507,6 +508,61 @@ def wave_signs(cstart, ccount, box, rows, T, fpool, fstart, fcount, pv, VE):
         sd[j], und[j], b = _vertex_side(VE, du[j], T, rows[tested[dcell[j]]], d)
         bad = bad or b
     return side, tested, faces, fcells, fcnt, vid, ecells, du, dcell, emap, sd, und, bad
+
+
+@njit(cache=True, nogil=True)
+def wave_cells(pos, par, end, act_j, nK):
+    """A one-line wave's pairs: the live cells whose parent's cut list is not done (``pos[c] < end[par[c]]``)
+    with the next line of it, ``j = act_j[pos[c]]`` (row ``par[c]·nK + j`` of the sign table). Returns ``(cells,
+    rows, j, the most lines any cell has left)``."""
+    n = len(pos)
+    m = 0
+    rest = 0
+    for c in range(n):
+        left = end[par[c]] - pos[c]
+        if left > 0:
+            m += 1
+            rest = max(rest, left)
+    cells = np.empty(m, np.int64)
+    rows = np.empty(m, np.int64)
+    jc = np.empty(m, np.int64)
+    t = 0
+    for c in range(n):
+        if pos[c] < end[par[c]]:
+            j = act_j[pos[c]]
+            cells[t], rows[t], jc[t] = c, par[c] * nK + j, j
+            t += 1
+    return cells, rows, jc, rest
+
+
+@njit(cache=True, nogil=True)
+def wave_fold(cells, jc, side, tested, dcell, sd, emap, sides, pos):
+    """A one-line wave's outcome (:func:`wave_signs`, the undecided signs already decided): every cell moves to
+    its next line (``pos += 1``); a cell its line does not cut records its side of it (``sides[c, j]`` = max +
+    min of its vertices' signs: the box's side twice, 0 when it lies on the line). Returns ``(cut, s)``: whether
+    each tested pair is cut, and each tested entry's sign (``sd[emap]``) for the split."""
+    n = len(cells)
+    smax = side.copy()
+    smin = side.copy()
+    for t in range(len(tested)):
+        smax[tested[t]], smin[tested[t]] = -2, 2
+    for k in range(len(sd)):
+        i = tested[dcell[k]]
+        smax[i] = max(smax[i], sd[k])
+        smin[i] = min(smin[i], sd[k])
+    for i in range(n):
+        c = cells[i]
+        pos[c] += 1
+        if not (smax[i] > 0 and smin[i] < 0):
+            sides[c, jc[i]] = smax[i] + smin[i]
+    cut = np.empty(len(tested), np.bool_)
+    for t in range(len(tested)):
+        i = tested[t]
+        cut[t] = smax[i] > 0 and smin[i] < 0
+    s = np.empty(len(emap), np.int8)
+    for e in range(len(emap)):
+        s[e] = sd[emap[e]]
+    return cut, s
 
 
 @njit(cache=True, nogil=True)

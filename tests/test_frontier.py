@@ -513,7 +513,10 @@ def test_fused_wave_signs_equal_the_numpy_kernels(seed):
     cstart, ccount, box, rows, T, fpool, fstart, fcount, pv, VE = case = _wave_case(seed)
     if seed == 5:
         VE[pv[fstart[fpool[cstart[30]]]], 1] = np.nan  # a NaN vertex: the overflow flag
-    side, tested, faces, fcells, fcnt, vid, ecells, du, dcell, emap, sd, und, bad = wave_signs(*case)
+    cells = np.random.default_rng(seed).permutation(len(rows))  # pair i tests cell cells[i]
+    side, tested, faces, fcells, fcnt, vid, ecells, du, dcell, emap, sd, und, bad = wave_signs(
+        cells, cstart, ccount, box, rows[cells], *case[4:])
+    cstart, ccount, box, rows = cstart[cells], ccount[cells], box[cells], rows[cells]  # the pairs' cells
     assert np.array_equal(side, NUMPY.box_sides(box, T[rows]))
     assert np.array_equal(tested, np.flatnonzero(side == 0)) and 0 < len(tested) < len(side)
     ref_faces = fpool[FF._ranges(cstart[tested], ccount[tested])]
@@ -539,7 +542,7 @@ def test_fused_wave_signs_equal_the_numpy_kernels(seed):
     assert cvn.tolist() == [len(w) for w in want] and cv.tolist() == [v for w in want for v in w]
     # the parent test's forms: one box per parent against its screened lines; each pair's distinct vertices
     screened = (np.arange(2 * len(box)) % 3 > 0).reshape(-1, 2)  # two lines per parent: rows 2c and 2c + 1
-    dense = box_sides_dense(box, T[np.repeat(np.arange(len(box)), 2)], screened)
+    dense = box_sides_dense(box, T[np.repeat(rows, 2)], screened)
     assert np.array_equal(dense, np.where(screened, side[:, None], 0))
     nt = len(tested)
     dcount = np.bincount(dcell, minlength=nt)
