@@ -536,13 +536,25 @@ _CHART_CHUNK = 1024  # cells per chunk when composing the next layer (bounded te
 
 
 def _compose(cl, nxt, lines, par_of, pieces, li, kernels=NUMPY):
-    """The next layer's switching sets on every cell, chunk by chunk (``kernels.compose``: the output charts of
-    :func:`cpa_theory.frontier_kernels.charts_after`, then :func:`cpa_theory.frontier_kernels.next_lines`): the
-    cells' input charts (C, n, d) are never held all at once — only the next layer's lines, which the splitting
-    needs."""
+    """The next layer's switching sets on every cell: the output charts of
+    :func:`cpa_theory.frontier_kernels.charts_after`, then :func:`cpa_theory.frontier_kernels.next_lines` —
+    chunk by chunk with ``kernels.compose``, or on the CPU in one fused compiled pass
+    (:func:`cpa_theory.frontier_loops.compose_lines`, tested equal to the numpy kernels). Either way the cells'
+    input charts (C, n, d) are never held all at once — only the next layer's lines, which the splitting needs."""
     rel = lines["rel2"] + 2 * U
     tables = chart_tables(cl.activation)
     bn2, t2 = nxt.bn, nxt.activation.breakpoints_array
+    lo_in = min(lines["lo"], _min_nonzero(bn2.anchor))
+    rel_next = rel + (nxt.weight.shape[1] + DOT_EXTRA_TERMS + 2) * U
+    if kernels.compiled:  # on the CPU: one fused compiled pass over all cells (the same formulas, no temporaries)
+        from .frontier_loops import compose_lines
+
+        c64 = lambda x: np.ascontiguousarray(x, dtype=np.float64)  # noqa: E731  (one compiled layout)
+        arrays = compose_lines(*map(c64, (lines["N"], lines["z0"], lines["mlin"], lines["mgap"])),
+                               np.ascontiguousarray(par_of, dtype=np.int64), np.ascontiguousarray(pieces, dtype=np.int64),
+                               *map(c64, (*tables, cl.bn.gain, cl.bn.shift, nxt.weight, bn2.anchor, bn2.gain, bn2.shift,
+                                          t2)), float(rel), c64(bn2.z_error))
+        return _lines_dict(arrays, nxt, rel_next, lo_in, li)
     parts = []
     for s0 in range(0, max(1, len(par_of)), _CHART_CHUNK):  # one empty chunk when there is no cell
         par, pc = par_of[s0:s0 + _CHART_CHUNK], pieces[s0:s0 + _CHART_CHUNK]
@@ -550,8 +562,7 @@ def _compose(cl, nxt, lines, par_of, pieces, li, kernels=NUMPY):
                                       pc, tables, cl.bn.gain, cl.bn.shift, nxt.weight, bn2.anchor, bn2.gain,
                                       bn2.shift, t2, rel, bn2.z_error)))
     arrays = parts[0] if len(parts) == 1 else tuple(np.concatenate([p[k] for p in parts]) for k in range(10))
-    lo_in = min(lines["lo"], _min_nonzero(bn2.anchor))
-    return _lines_dict(arrays, nxt, rel + (nxt.weight.shape[1] + DOT_EXTRA_TERMS + 2) * U, lo_in, li)
+    return _lines_dict(arrays, nxt, rel_next, lo_in, li)
 
 
 

@@ -26,6 +26,15 @@ compiled once (numba, cached on disk):
   lines: box filter, then the vertex filter over each parent's distinct vertices), in both engines.
 * :func:`sweep_pairs`, :func:`components` — the completeness checks' vertex identification (the sweep of
   :func:`cpa_theory.frontier._close_pairs`, then union–find).
+* :func:`wave_cells`, :func:`wave_fold` — a one-line wave's cells and lines, and its outcome (sides of the cells
+  not cut, next line), around :func:`wave_signs`.
+* :func:`witness_balls` — witnesses, certified ball radii (:func:`_clearance`: the facet clearance of
+  :func:`cpa_theory.polytope.facet_clearance`) and volumes of every cell in one pass.
+* :func:`match_codes`, :func:`euler_counts`, :func:`count_distinct` — facet matching by predicted codes in a hash
+  table, and the Euler characteristic's distinct edges and faces (hash sets, no sort).
+* :func:`sign_table`, :func:`compact_faces`, :func:`compose_lines` — the filters' coefficient table, the pools
+  rewritten with the live cells, and the next layer's charts and switching sets (the formulas of
+  :mod:`cpa_theory.frontier_kernels`, fused).
 * :func:`solve_rows3` — points on three planes each, with the error bound of
   :func:`cpa_theory.polytope._solve_systems` (the same arithmetic, one system at a time instead of ~40 whole-array
   passes; every 3 × 3 vertex solve of every engine goes through it).
@@ -34,7 +43,8 @@ The float predicates here are the filters of :mod:`cpa_theory.frontier_kernels` 
 :func:`cpa_theory.polytope._solve_systems`, with the same proven bounds (tests hold them equal to those
 functions); what a filter leaves undecided and every point float64 cannot bound go back to the caller's exact
 rational path. A structural failure comes back as a nonzero code (:data:`ERRORS`), which the caller raises as
-:class:`cpa_theory.errors.CPAInternalError`.
+:class:`cpa_theory.errors.CPAInternalError`. The loops use numpy's error model (a float division by zero is
+inf or NaN, as in the numpy kernels, which the finiteness checks then catch; every division here is guarded).
 
 Layout (entries grouped by face, faces by cell): cell c owns faces ``cf[c] : cf[c + 1]``, face f owns entries
 ``fe[f] : fe[f + 1]``; ``vid`` and ``s`` are the entries' vertex ids and sides (int8) of the cut.
@@ -50,7 +60,8 @@ from .tolerances import DOT_EXTRA_TERMS, FILTER_SAFETY, UNIT_ROUNDOFF, VERTEX_ER
 __all__ = ["crossings", "clip_side", "split_prepare", "split_tables", "chain_cap", "distinct_per_cell", "cell_vertices",
            "face_areas", "solve_rows3", "wave_signs", "box_sides_dense", "pair_extremes", "sweep_pairs", "components",
            "witness_balls", "mix64", "count_distinct", "euler_counts", "code_hash", "match_codes", "sign_table",
-           "compact_faces", "wave_cells", "wave_fold", "ERRORS"]
+           "compact_faces", "wave_cells", "wave_fold",
+           "compose_lines", "ERRORS"]
 
 #: code → what went wrong (a bug, or an arrangement the engine does not handle: an internal error)
 ERRORS = {
@@ -67,14 +78,14 @@ _K3 = (3 + DOT_EXTRA_TERMS) * UNIT_ROUNDOFF  # one rounded dot product of length
 _TINY = 2.0 ** -1022  # cpa_theory.frontier_kernels.TINY
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _next(i, f, fe):
     """The entry after ``i`` in face ``f``'s cycle."""
     j = i + 1
     return fe[f] if j == fe[f + 1] else j
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def crossings(cf, fe, vid, s):
     """One crossing per cut edge: ``(xid (E,), e1 (X,), e2 (X,), cell (X,), code)`` — each crossing entry's
     crossing index (−1 elsewhere), the two entries (one per face of the edge, in entry order) and the cell."""
@@ -112,7 +123,7 @@ def crossings(cf, fe, vid, s):
     return xid, e1[:nx].copy(), e2[:nx].copy(), cell[:nx].copy(), 0
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def chain_cap(sa, sb, nseg, out, at, used):
     """Chain a cap's segments ``sa[t] → sb[t]`` (t < nseg) into one cycle written to ``out[at : at + nseg]``,
     from the smallest starting vertex on, each segment followed by the one that starts where it ends: every cap
@@ -147,7 +158,7 @@ def chain_cap(sa, sb, nseg, out, at, used):
     return 0 if cur == first else 5
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def clip_side(cf, fe, vid, s, xid, keep, nv_new, VE):
     """Side ``keep`` (−1 or +1) of every cut cell. ``xid``: crossing index per entry (:func:`crossings`),
     ``nv_new[x]`` its vertex id; ``VE``: the vertex table (coordinates, error bound).
@@ -233,7 +244,7 @@ def clip_side(cf, fe, vid, s, xid, keep, nv_new, VE):
     return pv[:npv], fcnt[:nface], fsrc[:nface], nf, box, 0
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def distinct_per_cell(cb, vid):
     """Each cell's distinct vertex ids: ``(du (K,), dcell (K,), emap (E,))`` for entries grouped by cell (cell c
     owns entries ``cb[c] : cb[c + 1]``) — the distinct ids cell by cell in order of first appearance, their
@@ -259,7 +270,7 @@ def distinct_per_cell(cb, vid):
     return du[:k].copy(), dcell[:k].copy(), emap
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _face_area(fstart, fcount, pv, VE, f):
     """Face ``f``'s area vector ½ Σ (v_i − c) × (v_{i+1} − c) (outward for a counter-clockwise face) and centroid
     c (the mean of its vertex ids ``pv[fstart[f] : fstart[f] + fcount[f]]`` into ``VE``): six floats."""
@@ -282,7 +293,7 @@ def _face_area(fstart, fcount, pv, VE, f):
     return a0, a1, a2, c0, c1, c2
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def face_areas(fstart, fcount, pv, VE, faces):
     """Area vectors and centroids (:func:`_face_area`) of the faces ``faces``: ``(area, cen)``, each ``(F, 3)`` —
     the float arithmetic of the volume-sum and measure-balance checks (tolerance-based)."""
@@ -296,7 +307,7 @@ def face_areas(fstart, fcount, pv, VE, faces):
     return area, cen
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def solve_rows3(Q, A, B, EA, EB, scale):
     """Points on three hyperplanes each: system i has the rows ``Q[i] (3,)`` of the tables ``A (H, 3)``,
     ``B (H,)`` and their error bounds ``EA``, ``EB``. Returns ``(V (n, 3), err (n,))`` — exactly the arithmetic
@@ -370,7 +381,7 @@ def solve_rows3(Q, A, B, EA, EB, scale):
     return V, err
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _box_side(box, i, T, r, d):
     """:func:`cpa_theory.frontier_kernels.box_sides` for box ``box[i] (2d,)`` and row ``r`` of the sign table:
     +1 / −1 when the whole box is strictly on that side of the exact hyperplane, 0 undecided (or overflow)."""
@@ -399,7 +410,7 @@ def _box_side(box, i, T, r, d):
     return 0
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _vertex_side(VE, v, T, r, d):
     """:func:`cpa_theory.frontier_kernels.vertex_sides` for vertex ``v`` (row of ``VE``: coordinates, error
     bound) and row ``r`` of the sign table: ``(float sign, undecided, overflow)``."""
@@ -417,7 +428,7 @@ def _vertex_side(VE, v, T, r, d):
     return sg, not (abs(val) > E), not (np.isfinite(val) and np.isfinite(E))
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _cell_entries(cstart, ccount, sel, fpool, fstart, fcount, pv):
     """The pool entries of cells ``sel`` (cell i: faces ``fpool[cstart[i] : cstart[i] + ccount[i]]``, face f the
     vertex ids ``pv[fstart[f] : fstart[f] + fcount[f]]``): ``(faces, fcells, fcnt, vid, ecells, cb)`` — face
@@ -458,7 +469,7 @@ def _cell_entries(cstart, ccount, sel, fpool, fstart, fcount, pv):
     return faces, fcells, fcnt, vid, ecells, cb
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def cell_vertices(cstart, ccount, fpool, fstart, fcount, pv):
     """Each cell's distinct vertex ids (its faces list each about three times): ``(ids cell after cell, count
     per cell)``."""
@@ -471,7 +482,7 @@ def cell_vertices(cstart, ccount, fpool, fstart, fcount, pv):
     return du, cnt
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def wave_signs(cells, cstart, ccount, box, rows, T, fpool, fstart, fcount, pv, VE):
     """One wave's cell tests, fused (the float filters of :func:`cpa_theory.frontier_kernels.box_sides` and
     :func:`cpa_theory.frontier_kernels.vertex_sides`, the same bounds): pair i is cell ``c = cells[i]`` (faces
@@ -510,7 +521,7 @@ def wave_signs(cells, cstart, ccount, box, rows, T, fpool, fstart, fcount, pv, V
     return side, tested, faces, fcells, fcnt, vid, ecells, du, dcell, emap, sd, und, bad
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def wave_cells(pos, par, end, act_j, nK):
     """A one-line wave's pairs: the live cells whose parent's cut list is not done (``pos[c] < end[par[c]]``)
     with the next line of it, ``j = act_j[pos[c]]`` (row ``par[c]·nK + j`` of the sign table). Returns ``(cells,
@@ -535,7 +546,7 @@ def wave_cells(pos, par, end, act_j, nK):
     return cells, rows, jc, rest
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def wave_fold(cells, jc, side, tested, dcell, sd, emap, sides, pos):
     """A one-line wave's outcome (:func:`wave_signs`, the undecided signs already decided): every cell moves to
     its next line (``pos += 1``); a cell its line does not cut records its side of it (``sides[c, j]`` = max +
@@ -565,7 +576,7 @@ def wave_fold(cells, jc, side, tested, dcell, sd, emap, sides, pos):
     return cut, s
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def box_sides_dense(box, T, screened):
     """The parent test's box filter: ``(C, nK)`` int8 sides of each parent's box ``box[c] (2d,)`` for its
     screened lines (row ``c·nK + j`` of ``T``; 0 for the unscreened and the undecided)."""
@@ -579,7 +590,7 @@ def box_sides_dense(box, T, screened):
     return side
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def pair_extremes(cells, rows, dv, dstart, dcount, VE, T):
     """The vertex filter on (cell, hyperplane) pairs: pair i tests the distinct vertices
     ``dv[dstart[c] : dstart[c] + dcount[c]]`` of cell ``c = cells[i]`` against row ``rows[i]`` of ``T``.
@@ -613,7 +624,7 @@ def pair_extremes(cells, rows, dv, dstart, dcount, VE, T):
     return smax, smin, up[:nu].copy(), uv[:nu].copy(), bad
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def split_tables(cf, fe, vid, s, xid, nv_new, VE, faces, fplane, fsign, cut_plane, base_v, base_f, base_pool):
     """Both sides of every cut cell (:func:`clip_side` with keep = −1, then +1) as the rows to append to the
     space engine's tables: ``faces`` the cut cells' face ids (the ``f`` of ``cf``/``fe``), ``fplane``/``fsign``
@@ -665,7 +676,7 @@ def split_tables(cf, fe, vid, s, xid, nv_new, VE, faces, fplane, fsign, cut_plan
     return pv, fstart, fcount, fpl, fsg, cL, nfL, boxL, cU, nfU, boxU, 0
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def split_prepare(cut, faces, fcells, fcnt, vid, s, cut_plane, fplane, A, B, EA, EB, scale):
     """The first half of a wave's split, on the tested cells' entries (:func:`wave_signs`' layout: ``faces``,
     ``fcells``, ``fcnt``, ``vid``, entry sides ``s``): keep the cells with ``cut[t]`` (hyperplane
@@ -738,7 +749,7 @@ def split_prepare(cut, faces, fcells, fcnt, vid, s, cut_plane, fplane, A, B, EA,
     return cf, fe, kf, kv, ks, planes, xid, VE, Q, 0
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def sweep_pairs(ws, Vs, es, slab):
     """The sweep of :func:`cpa_theory.frontier._close_pairs` on points sorted by their projection ``ws``: every
     pair (i < j) with ``ws[j] − ws[i] ≤ slab`` whose coordinates ``Vs`` all agree to 2 (es_i + es_j). Returns
@@ -767,7 +778,7 @@ def sweep_pairs(ws, Vs, es, slab):
     return pi, pj
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def components(m, r, c):
     """Connected components of the graph on ``m`` nodes with edges ``(r[k], c[k])`` (union–find): ``(labels,
     count)``, components numbered in order of their smallest node."""
@@ -799,7 +810,7 @@ def components(m, r, c):
     return labels, n
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _clearance(A, B, EA, EB, h, sg, pt, perr):
     """:func:`cpa_theory.polytope.facet_clearance` for one point ``pt (d,)`` (coordinates within ``perr``) and row
     ``h`` of the hyperplane table: the certified distance of the point inside ``sg·(a·y − β) ≤ 0``, or +inf when
@@ -828,7 +839,7 @@ def _clearance(A, B, EA, EB, h, sg, pt, perr):
     return (slack - E) / (np.sqrt(n2) + np.sqrt(e2))
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def witness_balls(start, count, fpool, fstart, fcount, pv, VE, fplane, fsign, A, B, EA, EB, p):
     """The space engine's witnesses, balls and volumes in one pass over every cell (faces ``fpool[start[c] :
     start[c] + count[c]]``): the centroid y of the cell's distinct vertices, its error bound (the vertices'
@@ -887,7 +898,7 @@ _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def mix64(x):
     """splitmix64's finaliser on one uint64 (a bijection that spreads every input bit over all output bits)."""
     z = x + _GOLDEN
@@ -896,7 +907,7 @@ def mix64(x):
     return z ^ (z >> np.uint64(31))
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _table_size(n):
     cap = 16
     while cap < 2 * n:
@@ -904,7 +915,7 @@ def _table_size(n):
     return cap
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def count_distinct(keys):
     """The number of distinct values among the uint64 ``keys`` (an open-addressing hash set: O(n), no sort)."""
     cap = _table_size(len(keys))
@@ -923,7 +934,7 @@ def count_distinct(keys):
     return n
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def euler_counts(labels, fcnt, nv, R):
     """Edges and faces of a 3-D cell complex given as face cycles (face f: the corner groups ``labels`` of its
     ``fcnt[f]`` entries, faces one after another): ``(E, F)`` — distinct unordered pairs of consecutive groups
@@ -949,7 +960,7 @@ def euler_counts(labels, fcnt, nv, R):
     return count_distinct(ekeys[:ne]), count_distinct(fkeys)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def code_hash(W, salt):
     """Per region (row of the code words ``W``): h = Σ_w mix64(W_w + salt_w) mod 2^64. One word changed changes
     one term, so a neighbour's hash is the region's with that term replaced. (A linear Σ W_w·R_w collided
@@ -962,7 +973,7 @@ def code_hash(W, salt):
     return h
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def match_codes(W, salt, ci, layer, jk, Ks, woff, per_word, bits, hash_mask):
     """The region across each inner facet: facet i of region ``ci[i]`` lies on breakpoint k of neuron j of layer
     ``layer[i]`` (``jk[i]`` = j·K + k with K = ``Ks[layer]``); its neighbour's code is the region's with that
@@ -1015,7 +1026,7 @@ def match_codes(W, salt, ci, layer, jk, Ks, woff, per_word, bits, hash_mask):
     return nb
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def sign_table(a, b, ea, eb, k):
     """The rows of :func:`cpa_theory.frontier._sign_table` — (a, β, ea + k|a|, eβ + k|β|, Σ|a| + Σea) per
     hyperplane, row-major, in one pass."""
@@ -1036,7 +1047,7 @@ def sign_table(a, b, ea, eb, k):
     return T
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def compact_faces(start, count, fpool, fstart, fcount, pv, fplane, fsign):
     """The face tables of the cells ``(start, count)`` only, renumbered: ``(pv, fstart, fcount, fplane, fsign)``
     with the cells' faces one after another (cell i's faces are then ``sum(count[:i]) …``), each face's
@@ -1063,3 +1074,90 @@ def compact_faces(start, count, fpool, fstart, fcount, pv, fplane, fsign):
                 e += 1
             t += 1
     return opv, ostart, ocount, oplane, osign
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def compose_lines(N, z0, mlin, mgap, par, pieces, slope_tab, icpt_tab, mag_tab, g, e, W2, anchor, g2, e2, t2, rel,
+                  zerr):
+    """:func:`cpa_theory.frontier_kernels.charts_after` then :func:`cpa_theory.frontier_kernels.next_lines` for
+    every cell at once, fused (no temporaries): cell c's parent chart is row ``par[c]`` of ``N, z0, mlin, mgap``
+    and its neurons sit on ``pieces[c]``; the next layer has weight ``W2 (n2, n)``, BN anchor, gain, shift and
+    breakpoints ``t2 (K,)``. The same formulas — each product and sum of the numpy kernels, the sums in one
+    order (the error bounds hold for any) — and the same outputs ``(fa, fb, EA, EB, N2, z02, mlin2, mgap2, EN,
+    Ez)`` (for K = 1, ``fa`` is ``N2`` and ``EA`` is ``EN``)."""
+    C, n = pieces.shape
+    d = N.shape[2]
+    n2 = W2.shape[0]
+    K = len(t2)
+    rel2 = rel + (n + DOT_EXTRA_TERMS + 2) * _U
+    N2 = np.empty((C, n2, d))
+    z02 = np.empty((C, n2))
+    mlin2 = np.empty((C, n2, d))
+    mgap2 = np.empty((C, n2))
+    EN = np.empty((C, n2, d))
+    Ez = np.empty((C, n2))
+    fb = np.empty((C, n2 * K))
+    EB = np.empty((C, n2 * K))
+    A = np.empty((n, d))
+    mA = np.empty((n, d))
+    cc = np.empty(n)
+    mc = np.empty(n)
+    WT = np.ascontiguousarray(W2.T)  # (n, n2): the products below run along j, contiguous (they vectorise)
+    aWT = np.abs(WT)
+    accN = np.empty((d, n2))
+    accM = np.empty((d, n2))
+    gap = np.empty(n2)
+    mg = np.empty(n2)
+    for c in range(C):
+        p = par[c]
+        for i in range(n):  # the layer's output chart on this cell (charts_after)
+            k = pieces[c, i]
+            s = slope_tab[k]
+            sg = abs(s) * abs(g[i])
+            for q in range(d):
+                A[i, q] = s * N[p, i, q]
+                mA[i, q] = sg * mlin[p, i, q]
+            cc[i] = s * z0[p, i] + icpt_tab[k]
+            mc[i] = abs(s) * (abs(g[i]) * mgap[p, i] + abs(e[i])) + mag_tab[k]
+        # the next layer's pre-activation chart and its switching sets (next_lines): every sum over i in order
+        accN[:, :] = 0.0
+        accM[:, :] = 0.0
+        gap[:] = 0.0
+        mg[:] = 0.0
+        for i in range(n):
+            ci = cc[i] - anchor[i]
+            mi = mc[i] + abs(anchor[i])
+            for j in range(n2):
+                gap[j] += ci * WT[i, j]
+                mg[j] += mi * aWT[i, j]
+            for q in range(d):
+                a = A[i, q]
+                m = mA[i, q]
+                for j in range(n2):
+                    accN[q, j] += WT[i, j] * a
+                    accM[q, j] += aWT[i, j] * m
+        for j in range(n2):
+            for q in range(d):
+                N2[c, j, q] = accN[q, j] * g2[j]
+                mlin2[c, j, q] = accM[q, j]
+                EN[c, j, q] = rel2 * abs(g2[j]) * accM[q, j]
+            z = g2[j] * gap[j] + e2[j]
+            z02[c, j] = z
+            mgap2[c, j] = mg[j]
+            ez = rel2 * (abs(g2[j]) * mg[j] + abs(e2[j])) + zerr[j]
+            Ez[c, j] = ez
+            for k in range(K):
+                b = t2[k] - z
+                fb[c, j * K + k] = b
+                EB[c, j * K + k] = ez + _U * abs(b)
+    if K == 1:
+        return N2, fb, EN, EB, N2, z02, mlin2, mgap2, EN, Ez
+    fa = np.empty((C, n2 * K, d))
+    EA = np.empty((C, n2 * K, d))
+    for c in range(C):
+        for j in range(n2):
+            for k in range(K):
+                for q in range(d):
+                    fa[c, j * K + k, q] = N2[c, j, q]
+                    EA[c, j * K + k, q] = EN[c, j, q]
+    return fa, fb, EA, EB, N2, z02, mlin2, mgap2, EN, Ez
