@@ -120,7 +120,7 @@ class _Grow:
         self.n = 0
 
     def extend(self, x) -> int:
-        """Append the rows ``x``; returns the index of the first (the new rows are ``first … first + len(x) − 1``)."""
+        """Append the rows ``x``; returns the index of the first (the new ones are ``first … first + len(x) − 1``)."""
         m, n = len(x), self.n
         if n + m > len(self.a):
             cap = max(2 * len(self.a), n + m)
@@ -550,10 +550,10 @@ def _compose(cl, nxt, lines, par_of, pieces, li, kernels=NUMPY):
         from .frontier_loops import compose_lines
 
         c64 = lambda x: np.ascontiguousarray(x, dtype=np.float64)  # noqa: E731  (one compiled layout)
-        arrays = compose_lines(*map(c64, (lines["N"], lines["z0"], lines["mlin"], lines["mgap"])),
-                               np.ascontiguousarray(par_of, dtype=np.int64), np.ascontiguousarray(pieces, dtype=np.int64),
-                               *map(c64, (*tables, cl.bn.gain, cl.bn.shift, nxt.weight, bn2.anchor, bn2.gain, bn2.shift,
-                                          t2)), float(rel), c64(bn2.z_error))
+        i64 = lambda x: np.ascontiguousarray(x, dtype=np.int64)  # noqa: E731
+        arrays = compose_lines(*map(c64, (lines["N"], lines["z0"], lines["mlin"], lines["mgap"])), i64(par_of),
+                               i64(pieces), *map(c64, (*tables, cl.bn.gain, cl.bn.shift, nxt.weight, bn2.anchor,
+                                                       bn2.gain, bn2.shift, t2)), float(rel), c64(bn2.z_error))
         return _lines_dict(arrays, nxt, rel_next, lo_in, li)
     parts = []
     for s0 in range(0, max(1, len(par_of)), _CHART_CHUNK):  # one empty chunk when there is no cell

@@ -1051,28 +1051,17 @@ def sign_table(a, b, ea, eb, k):
 def compact_faces(start, count, fpool, fstart, fcount, pv, fplane, fsign):
     """The face tables of the cells ``(start, count)`` only, renumbered: ``(pv, fstart, fcount, fplane, fsign)``
     with the cells' faces one after another (cell i's faces are then ``sum(count[:i]) …``), each face's
-    vertex ids contiguous from ``fstart``."""
-    nf = 0
-    ne = 0
-    for c in range(len(start)):
-        nf += count[c]
-        for g in range(start[c], start[c] + count[c]):
-            ne += fcount[fpool[g]]
-    opv = np.empty(ne, np.int64)
+    vertex ids contiguous from ``fstart`` (the entries of :func:`_cell_entries`)."""
+    faces, _, ocount, opv, _, _ = _cell_entries(start, count, np.arange(len(start)), fpool, fstart, fcount, pv)
+    nf = len(faces)
     ostart = np.empty(nf, np.int64)
-    ocount = np.empty(nf, np.int64)
     oplane = np.empty(nf, np.int64)
     osign = np.empty(nf, np.int8)
-    t = 0
     e = 0
-    for c in range(len(start)):
-        for g in range(start[c], start[c] + count[c]):
-            f = fpool[g]
-            ostart[t], ocount[t], oplane[t], osign[t] = e, fcount[f], fplane[f], fsign[f]
-            for i in range(fstart[f], fstart[f] + fcount[f]):
-                opv[e] = pv[i]
-                e += 1
-            t += 1
+    for t in range(nf):
+        f = faces[t]
+        ostart[t], oplane[t], osign[t] = e, fplane[f], fsign[f]
+        e += ocount[t]
     return opv, ostart, ocount, oplane, osign
 
 

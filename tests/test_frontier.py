@@ -932,8 +932,8 @@ def _cube_frontier():
     ~2^44 (so that 4u|y| and 2u|y + p| are ~1e-2, not lost beside the radius) whose faces lie on axis planes
     scaled by 1, 3 or 5 with error bounds 2^-54 … 2^-50 on a (~1e-2 at |y| ~ 2^44) and 2^-8 … 2^-6 on β; one
     vertex error of 2^-6; a vertex error NaN in cube 2 (an overflow: its radius must be NaN); a face of cube 3 on a
-    zero row (no constraint: +inf); and a fifth cube near the origin with rows known to 50 % (‖ea‖ beside ‖a‖) and
-    a ninth vertex in the middle of an edge, listed by two faces (a centroid of the faces' entries is not the
+    zero row (no constraint: +inf); and a fifth cube near the origin with rows known to 50 % (‖ea‖ beside ‖a‖)
+    and a ninth vertex in the middle of an edge, listed by two faces (a centroid of the faces' entries is not the
     centroid of the distinct vertices)."""
     from cpa_theory.frontier import _Grow
     from cpa_theory.frontier3d import Frontier3D
@@ -1162,8 +1162,11 @@ def test_space_compaction_keeps_every_live_cell_and_drops_the_rest():
     fr = F3.refine(cond, root, p, win.center - p, win.radius, {})
 
     def cells(fr):
-        return [[(int(fr.fplane.a[f]), int(fr.fsign.a[f]), fr.pv.a[fr.fstart.a[f]:fr.fstart.a[f] + fr.fcount.a[f]].tolist())
-                 for f in fr.fpool.a[s:s + n].tolist()] for s, n in zip(fr.start.tolist(), fr.count.tolist())]
+        def face(f):
+            vids = fr.pv.a[fr.fstart.a[f]:fr.fstart.a[f] + fr.fcount.a[f]]
+            return int(fr.fplane.a[f]), int(fr.fsign.a[f]), vids.tolist()
+
+        return [[face(f) for f in fr.fpool.a[s:s + n].tolist()] for s, n in zip(fr.start.tolist(), fr.count.tolist())]
 
     before = cells(fr)
     keep = np.arange(len(fr.count))[::-1][1::2]  # every other cell, in reverse order
