@@ -633,19 +633,13 @@ def _code_words(codes, C, max_pieces):
     per_word = 64 // bits
     nwords = np.array([-(-k.shape[1] // pw) for k, pw in zip(codes, per_word)], dtype=np.int64)
     woff = np.concatenate([[0], np.cumsum(nwords)]).astype(np.int64)
+    from .frontier_loops import pack_fields
+
     W = np.zeros((C, max(1, int(woff[-1]))), dtype=np.uint64)
     for li, k in enumerate(codes):
-        if k.size and (k.min() < 0 or k.max() > max_pieces[li]):
+        if not pack_fields(np.ascontiguousarray(k), W, int(woff[li]), int(per_word[li]), int(bits[li]),
+                           int(max_pieces[li])):
             raise CPAInternalError(f"layer {li}: a piece index outside 0 … {max_pieces[li]}; please report this.")
-        if bits[li] == 1 and k.shape[1]:  # two pieces (ReLU-like): neuron j is bit j % 64 of word j // 64
-            nb = int(nwords[li]) * 8
-            packed = np.zeros((C, nb), dtype=np.uint8)
-            packed[:, : (k.shape[1] + 7) // 8] = np.packbits(k.astype(bool), axis=1, bitorder="little")
-            W[:, woff[li]: woff[li + 1]] = packed.view("<u8")
-            continue
-        for j in range(k.shape[1]):  # one column at a time: widths are at most a few thousand
-            w, sh = int(woff[li] + j // per_word[li]), int((j % per_word[li]) * bits[li])
-            W[:, w] |= k[:, j].astype(np.uint64) << np.uint64(sh)
     return W, woff, per_word, bits
 
 
@@ -836,6 +830,7 @@ class Geometry(NamedTuple):
     volumes: Callable  # (fr) -> (C,) float volumes
     completeness: Callable  # (fr) -> (adjacent pairs, unmatched inner facets as (region, hyperplane id, inner
     #                        sign, corners), measure balance ok, Euler ok, Euler χ or None)
+    threaded_witnesses: bool = False  # witnesses (and recheck) on a second thread beside the completeness checks
 
 
 
@@ -861,8 +856,14 @@ def _count_flat(cond, win, p, root, vol_w, geo, *, keep_regions, exact_recheck, 
         bar.close()
     fr.compact(fr.start, fr.count)  # certificates read the pools in cell order
     n = len(fr.count)
-    wit, rad = geo.witnesses(fr, p)
-    ok = _recheck(cond, wit, rad, fr.codes, fr.flats, win.radius, exact_recheck)
+    def witnessed():
+        wit, rad = geo.witnesses(fr, p)
+        return wit, rad, _recheck(cond, wit, rad, fr.codes, fr.flats, win.radius, exact_recheck)
+
+    # witnesses and their forward-pass recheck beside the completeness checks where the witness pass runs without
+    # the GIL (the space engine's compiled pass); results do not depend on it
+    (wit, rad, ok), (pairs, unmatched, balance_ok, euler_ok, chi) = _beside(
+        witnessed, lambda: geo.completeness(fr), geo.threaded_witnesses)
     n_exact_wit = 0
     p_exact = [Fraction(float(v)) for v in p]
     for i in np.flatnonzero(~ok).tolist():  # float64 cannot certify: an exact rational witness
@@ -876,7 +877,6 @@ def _count_flat(cond, win, p, root, vol_w, geo, *, keep_regions, exact_recheck, 
             n_exact_wit += 1
     n_bad = int(np.count_nonzero(~ok))
     vol_ok = abs(float(geo.volumes(fr).sum()) - vol_w) <= VOLUME_SUM_RTOL * vol_w
-    pairs, unmatched, balance_ok, euler_ok, chi = geo.completeness(fr)
     n_unmatched = len(unmatched)
     if unmatched and (linear or not balance_ok):  # facets whose neighbour's code was not predicted: find it
         found, proven = _probe_pairs(fr, cond, p, root, unmatched)  # exactly (N_lin); when each one's neighbour
@@ -899,6 +899,33 @@ def _count_flat(cond, win, p, root, vol_w, geo, *, keep_regions, exact_recheck, 
     return RegionCount(win.center, win.radius, n, n_lin, 0, n_bad == 0 and complete, n_bad, 0.0,
                        int(stats.get("exact_fallbacks", 0)), regions, complete, min_rad, n_exact_wit, n_unmatched, chi)
 
+
+
+def _beside(background, foreground, threaded=True):
+    """``(background(), foreground())``, the first on a second thread while the second runs on this one when
+    ``threaded`` (a new thread per call: nothing to inherit across a fork). An exception of either is raised
+    here (the foreground's first)."""
+    if not threaded:
+        return background(), foreground()
+    import threading
+
+    out: list = [None, None]
+
+    def run():
+        try:
+            out[0] = background()
+        except BaseException as e:  # noqa: BLE001  (raised again in the caller's thread)
+            out[1] = e
+
+    t = threading.Thread(target=run, name="cpa-theory-witnesses", daemon=True)
+    t.start()
+    try:
+        fg = foreground()
+    finally:
+        t.join()
+    if out[1] is not None:
+        raise out[1]
+    return out[0], fg
 
 
 def _probe_pairs(fr, cond, p, root, unmatched):

@@ -328,7 +328,7 @@ def _witnesses_only(fr, p):
 
 
 SPACE = Geometry(lambda *a: refine(*a), _witnesses_only, lambda fr, i: polytope_of(fr, i),
-                 lambda fr: fr._volumes, _completeness)
+                 lambda fr: fr._volumes, _completeness, threaded_witnesses=True)
 
 
 def count_space(cond, win, p, root, vol_w, **kw):

@@ -59,7 +59,8 @@ from .tolerances import DOT_EXTRA_TERMS, FILTER_SAFETY, UNIT_ROUNDOFF, VERTEX_ER
 
 __all__ = ["crossings", "clip_side", "split_prepare", "split_tables", "chain_cap", "distinct_per_cell", "cell_vertices",
            "face_areas", "solve_rows3", "wave_signs", "box_sides_dense", "pair_extremes", "sweep_pairs", "components",
-           "witness_balls", "mix64", "count_distinct", "euler_counts", "code_hash", "match_codes", "sign_table",
+           "witness_balls", "mix64", "count_distinct", "euler_counts", "code_hash", "match_codes", "pack_fields",
+           "sign_table",
            "compact_faces", "wave_cells", "wave_fold",
            "compose_lines", "ERRORS"]
 
@@ -76,6 +77,8 @@ _U2 = 2.0 * UNIT_ROUNDOFF
 _U = UNIT_ROUNDOFF
 _K3 = (3 + DOT_EXTRA_TERMS) * UNIT_ROUNDOFF  # one rounded dot product of length 3
 _TINY = 2.0 ** -1022  # cpa_theory.frontier_kernels.TINY
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # hashing (splitmix64, Fibonacci)
+_M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -226,21 +229,23 @@ def clip_side(cf, fe, vid, s, xid, keep, nv_new, VE):
     f0 = 0
     p = 0
     for c in range(nc):
-        lo = np.full(3, np.inf)
-        hi = np.full(3, -np.inf)
+        lo0 = lo1 = lo2 = np.inf
+        hi0 = hi1 = hi2 = -np.inf
+        n_c = 0
         for g in range(f0, f0 + nf[c]):
-            for t in range(p, p + fcnt[g]):
-                v = pv[t]
-                e = VE[v, 3]
-                for q in range(3):
-                    x = VE[v, q]
-                    lo[q] = min(lo[q], x - e)
-                    hi[q] = max(hi[q], x + e)
-            p += fcnt[g]
+            n_c += fcnt[g]
+        for t in range(p, p + n_c):
+            v = pv[t]
+            e = VE[v, 3]
+            x0, x1, x2 = VE[v, 0], VE[v, 1], VE[v, 2]
+            lo0, hi0 = min(lo0, x0 - e), max(hi0, x0 + e)
+            lo1, hi1 = min(lo1, x1 - e), max(hi1, x1 + e)
+            lo2, hi2 = min(lo2, x2 - e), max(hi2, x2 + e)
+        p += n_c
         f0 += nf[c]
-        for q in range(3):
-            box[c, q] = lo[q] - _U2 * abs(lo[q])
-            box[c, 3 + q] = hi[q] + _U2 * abs(hi[q])
+        box[c, 0], box[c, 3] = lo0 - _U2 * abs(lo0), hi0 + _U2 * abs(hi0)
+        box[c, 1], box[c, 4] = lo1 - _U2 * abs(lo1), hi1 + _U2 * abs(hi1)
+        box[c, 2], box[c, 5] = lo2 - _U2 * abs(lo2), hi2 + _U2 * abs(hi2)
     return pv[:npv], fcnt[:nface], fsrc[:nface], nf, box, 0
 
 
@@ -248,25 +253,33 @@ def clip_side(cf, fe, vid, s, xid, keep, nv_new, VE):
 def distinct_per_cell(cb, vid):
     """Each cell's distinct vertex ids: ``(du (K,), dcell (K,), emap (E,))`` for entries grouped by cell (cell c
     owns entries ``cb[c] : cb[c + 1]``) — the distinct ids cell by cell in order of first appearance, their
-    cell, and each entry's index into ``du`` (faces list a polyhedron's vertices about three times each)."""
+    cell, and each entry's index into ``du`` (faces list a polyhedron's vertices about three times each). One
+    open-addressing table for all cells (a slot belongs to the cell that wrote it last: nothing to clear)."""
     nc = len(cb) - 1
     E = len(vid)
     du = np.empty(E, np.int64)
     dcell = np.empty(E, np.int64)
     emap = np.empty(E, np.int64)
+    big = 0
+    for c in range(nc):
+        big = max(big, cb[c + 1] - cb[c])
+    cap = _table_size(big)
+    mask = np.uint64(cap - 1)
+    key = np.empty(cap, np.int64)
+    owner = np.full(cap, -1, np.int64)
+    at = np.empty(cap, np.int64)
     k = 0
     for c in range(nc):
-        k0 = k
         for i in range(cb[c], cb[c + 1]):
             v = vid[i]
-            t = k0
-            while t < k and du[t] != v:
-                t += 1
-            if t == k:
-                du[k] = v
-                dcell[k] = c
+            h = ((np.uint64(v) * _GOLDEN) >> np.uint64(32)) & mask  # Fibonacci hashing
+            while owner[h] == c and key[h] != v:
+                h = (h + np.uint64(1)) & mask
+            if owner[h] != c:
+                owner[h], key[h], at[h] = c, v, k
+                du[k], dcell[k] = v, c
                 k += 1
-            emap[i] = t
+            emap[i] = at[h]
     return du[:k].copy(), dcell[:k].copy(), emap
 
 
@@ -894,8 +907,6 @@ def witness_balls(start, count, fpool, fstart, fcount, pv, VE, fplane, fsign, A,
 
 
 # -- hashing: code matching and the Euler characteristic's distinct edges and faces ---------------------------------
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -971,6 +982,20 @@ def code_hash(W, salt):
         for w in range(nw):
             h[c] += mix64(W[c, w] + salt[w])
     return h
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def pack_fields(k, W, woff, per_word, bits, top):
+    """One layer's piece indices ``k (C, n)`` OR-ed into the code words ``W (C, ·)``: neuron j's field is word
+    ``woff + j // per_word``, shift ``(j % per_word) · bits`` (:func:`cpa_theory.frontier._code_words`). Returns
+    False (and stops) at an index outside 0 … ``top``."""
+    for r in range(k.shape[0]):
+        for j in range(k.shape[1]):
+            x = k[r, j]
+            if x < 0 or x > top:
+                return False
+            W[r, woff + j // per_word] |= np.uint64(x) << np.uint64((j % per_word) * bits)
+    return True
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

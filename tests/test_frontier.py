@@ -501,6 +501,32 @@ def _wave_case(seed, d=3):
     return cstart, ccount, box, rows, T, fpool, fstart, fcount, pv, VE
 
 
+@pytest.mark.parametrize("spread", ["random", "one_slot"])
+def test_distinct_vertices_per_cell_in_first_seen_order(spread):
+    """:func:`cpa_theory.frontier_loops.distinct_per_cell` against a dictionary per cell: the distinct ids in
+    first-seen order, their cell, and each entry's index of its id — with random ids, and with ids that all hash
+    to one slot (multiples of 2^60: the table's worst case, every lookup a probe chain)."""
+    from cpa_theory.frontier_loops import distinct_per_cell
+
+    rng = np.random.default_rng(7)
+    sizes = rng.integers(0, 40, size=60)
+    sizes[5] = 130  # one large cell (a larger table)
+    pool = rng.integers(0, 2**40, size=25) if spread == "random" else np.arange(1, 8, dtype=np.int64) << 60
+    vid = pool[rng.integers(0, len(pool), size=int(sizes.sum()))].astype(np.int64)
+    cb = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    du, dcell, emap = distinct_per_cell(cb, vid)
+    want_du, want_cell, want_map = [], [], []
+    for c in range(len(sizes)):
+        seen = {}
+        for v in vid[cb[c]:cb[c + 1]].tolist():
+            if v not in seen:
+                seen[v] = len(want_du)
+                want_du.append(v)
+                want_cell.append(c)
+            want_map.append(seen[v])
+    assert du.tolist() == want_du and dcell.tolist() == want_cell and emap.tolist() == want_map
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_fused_wave_signs_equal_the_numpy_kernels(seed):
     """:func:`cpa_theory.frontier_loops.wave_signs` (the 3-D wave's cell tests, fused and compiled) gives what the
@@ -663,6 +689,19 @@ def test_code_words_are_injective_across_word_boundaries_and_large_pieces():
     assert len({tuple(r) for r in W.tolist()}) == 3
     W, *_ = FF._code_words((np.array([[256, 0], [0, 1]]),), 2, [300])
     assert len({tuple(r) for r in W.tolist()}) == 2
+
+
+@pytest.mark.parametrize("bad", [-1, 2, 300])
+def test_code_words_refuse_a_piece_index_outside_the_activation(bad):
+    """A piece index below 0 or above the activation's last piece is an internal error, in any layer and row."""
+    from cpa_theory.errors import CPAInternalError
+
+    ok = np.zeros((3, 5), dtype=np.int64)
+    wrong = ok.copy()
+    wrong[2, 4] = bad
+    FF._code_words((ok, ok + 1), 3, [1, 1])
+    with pytest.raises(CPAInternalError, match="layer 1: a piece index outside 0 … 1"):
+        FF._code_words((ok, wrong), 3, [1, 1])
 
 
 @given(st.lists(st.tuples(st.integers(0, 140), st.sampled_from([1, 2, 3, 300])), min_size=1, max_size=3),
@@ -1226,3 +1265,49 @@ def test_compiled_composition_equals_the_numpy_kernels(acts, d):
         assert np.isfinite(x[~clean]).all() == np.isfinite(y[~clean]).all(), name
         close(x[clean], y[clean], name)
     assert not np.isfinite(got[0]).all() and np.isfinite(got[0][clean]).all()
+
+
+def test_witnesses_beside_the_completeness_checks_change_nothing(monkeypatch):
+    """The space engine computes witnesses and their recheck on a second thread beside the completeness checks:
+    every field of the result is what the same count gives with both on one thread (hard-tanh: three pieces;
+    N_lin too, which reads the pairs of the checks and the witnesses' charts)."""
+    import dataclasses
+
+    import cpa_theory.frontier3d as F3
+
+    rng = np.random.default_rng(11)
+    net = _random_net(rng, 3, (7, 6), "train", _activations()[2])
+    assert F3.SPACE.threaded_witnesses
+    fields = lambda r: {k: v for k, v in dataclasses.asdict(r).items() if k != "seconds"}  # noqa: E731
+    both = fields(count_regions(net, np.full(3, 0.1), 0.7))
+    monkeypatch.setattr(F3, "SPACE", F3.SPACE._replace(threaded_witnesses=False))
+    one = fields(count_regions(net, np.full(3, 0.1), 0.7))
+    assert both["certified"] and both["regions"] > 20
+    assert all(np.array_equal(both[k], one[k]) for k in one), [k for k in one if not np.array_equal(both[k], one[k])]
+
+
+def test_beside_returns_both_values_and_raises_either_exception_in_the_caller():
+    """:func:`cpa_theory.frontier._beside`: the values in order, threaded or not; an exception of the thread's
+    function or of the caller's own is raised in the caller (the caller's first), after the thread is joined."""
+    import threading
+    import time
+
+    assert FF._beside(lambda: 1, lambda: 2) == (1, 2) == FF._beside(lambda: 1, lambda: 2, threaded=False)
+    names = []
+    FF._beside(lambda: names.append(threading.current_thread().name), lambda: None)
+    assert names and names[0] != threading.main_thread().name  # it ran on another thread
+
+    def boom():
+        raise ZeroDivisionError("in the thread")
+
+    def fg_boom():
+        raise KeyError("here")
+
+    with pytest.raises(ZeroDivisionError, match="in the thread"):
+        FF._beside(boom, lambda: 2)
+    with pytest.raises(KeyError):
+        FF._beside(boom, fg_boom)
+    done = []
+    with pytest.raises(KeyError):
+        FF._beside(lambda: (time.sleep(0.2), done.append(1)), fg_boom)
+    assert done == [1]  # joined before the caller's exception left
