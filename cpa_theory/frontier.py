@@ -228,6 +228,9 @@ class FlatFrontier:
     _WAVE_LINES = 1
     _clean = None  # (start, count) of the last compaction while no split has happened since (the pools then hold
     #                exactly those cells, in order)
+    #: whether :meth:`compact` runs without the GIL (one compiled pass): then it runs on a second thread beside the
+    #: next layer's chart composition (with the compiled kernels)
+    _COMPACT_NOGIL = False
 
     def _init_tables(self, cond, p, y0, radius, stats, hypers, scale):
         self.cond, self.p, self.y0, self.radius, self.stats = cond, p, y0, float(radius), stats
@@ -586,13 +589,15 @@ def run_layers(fr, cond, p, y0, radius, progress=None):
         screened, sides0 = _screen(lines, y0, radius)
         fr.prefix_codes.append(codes)
         start, count, par_of, csides = fr.run_layer(li, lines, screened, sides0, progress)
-        fr.compact(start, count)
         pieces, flat_here = _pieces(lines, csides, len(par_of))
         codes = tuple(k[par_of] for k in codes) + (pieces,)
         flats = tuple(k[par_of] for k in flats) + (flat_here,)
-        if li + 1 < len(layers):
-            lines = _compose(cl, layers[li + 1], lines, par_of, pieces, li + 1, fr.kernels)
+        if li + 1 < len(layers):  # the pools' compaction and the next layer's charts do not read each other
+            _, lines = _beside(lambda: fr.compact(start, count),
+                               lambda: _compose(cl, layers[li + 1], lines, par_of, pieces, li + 1, fr.kernels),
+                               fr._COMPACT_NOGIL and fr.kernels.compiled)
         else:
+            fr.compact(start, count)
             with np.errstate(over="ignore", invalid="ignore"):  # an overflowed bound: N_lin decides in rationals
                 fr.A, fr.c, fr.mA, fr.mc = _charts_after(cl, lines, par_of, pieces)
             fr.rel = lines["rel2"] + 2 * U

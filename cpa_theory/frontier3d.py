@@ -63,6 +63,7 @@ class Frontier3D(FlatFrontier):
     on hyperplane ``fplane[f]`` with the inside's sign ``fsign[f]``."""
 
     d = 3
+    _COMPACT_NOGIL = True
 
     def __init__(self, cond, root: Polytope, p, y0, radius, stats):
         self._init_tables(cond, p, y0, radius, stats, [H for H, _ in root.facets], root.scale)

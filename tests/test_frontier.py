@@ -1268,8 +1268,9 @@ def test_compiled_composition_equals_the_numpy_kernels(acts, d):
 
 
 def test_witnesses_beside_the_completeness_checks_change_nothing(monkeypatch):
-    """The space engine computes witnesses and their recheck on a second thread beside the completeness checks:
-    every field of the result is what the same count gives with both on one thread (hard-tanh: three pieces;
+    """The space engine computes witnesses and their recheck on a second thread beside the completeness checks,
+    and compacts its pools beside the next layer's chart composition: every field of the result is what the same
+    count gives with all of it on one thread (hard-tanh: three pieces;
     N_lin too, which reads the pairs of the checks and the witnesses' charts)."""
     import dataclasses
 
@@ -1281,6 +1282,7 @@ def test_witnesses_beside_the_completeness_checks_change_nothing(monkeypatch):
     fields = lambda r: {k: v for k, v in dataclasses.asdict(r).items() if k != "seconds"}  # noqa: E731
     both = fields(count_regions(net, np.full(3, 0.1), 0.7))
     monkeypatch.setattr(F3, "SPACE", F3.SPACE._replace(threaded_witnesses=False))
+    monkeypatch.setattr(F3.Frontier3D, "_COMPACT_NOGIL", False)
     one = fields(count_regions(net, np.full(3, 0.1), 0.7))
     assert both["certified"] and both["regions"] > 20
     assert all(np.array_equal(both[k], one[k]) for k in one), [k for k in one if not np.array_equal(both[k], one[k])]
