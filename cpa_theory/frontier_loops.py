@@ -1116,6 +1116,7 @@ def compose_lines(N, z0, mlin, mgap, par, pieces, slope_tab, icpt_tab, mag_tab, 
     mA = np.empty((n, d))
     cc = np.empty(n)
     mc = np.empty(n)
+    sloped = np.empty(n, np.bool_)
     WT = np.ascontiguousarray(W2.T)  # (n, n2): the products below run along j, contiguous (they vectorise)
     aWT = np.abs(WT)
     accN = np.empty((d, n2))
@@ -1128,6 +1129,7 @@ def compose_lines(N, z0, mlin, mgap, par, pieces, slope_tab, icpt_tab, mag_tab, 
             k = pieces[c, i]
             s = slope_tab[k]
             sg = abs(s) * abs(g[i])
+            sloped[i] = s != 0.0
             for q in range(d):
                 A[i, q] = s * N[p, i, q]
                 mA[i, q] = sg * mlin[p, i, q]
@@ -1144,6 +1146,8 @@ def compose_lines(N, z0, mlin, mgap, par, pieces, slope_tab, icpt_tab, mag_tab, 
             for j in range(n2):
                 gap[j] += ci * WT[i, j]
                 mg[j] += mi * aWT[i, j]
+            if not sloped[i]:  # a flat piece: its terms are ±0 (entries are finite), which leave every sum as it is
+                continue
             for q in range(d):
                 a = A[i, q]
                 m = mA[i, q]
