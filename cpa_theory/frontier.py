@@ -343,8 +343,11 @@ class FlatFrontier:
         self.hb.extend(fb.reshape(-1))
         self.hea.extend(EA.reshape(-1, d))
         self.heb.extend(EB.reshape(-1))
-        self.hmeta.extend(np.stack([np.full(C * nK, li), np.repeat(np.arange(C), nK), np.tile(np.arange(nK), C)],
-                                   axis=1))
+        meta = np.empty((C, nK, 3), dtype=self.hmeta.a.dtype)  # (layer, parent, j): broadcast, no temporaries
+        meta[..., 0] = li
+        meta[..., 1] = np.arange(C)[:, None]
+        meta[..., 2] = np.arange(nK)
+        self.hmeta.extend(meta.reshape(-1, 3))
         T = _sign_table(fa.reshape(-1, d), fb.reshape(-1), EA.reshape(-1, d), EB.reshape(-1))
 
         def exact_row(r):
