@@ -258,11 +258,22 @@ def polytope_of(fr, i) -> Polytope:
     return Polytope(VE[:, :3].copy(), VE[:, 3].copy(), [fr.vex.get(int(v)) for v in vids], facets, inc, fr.scale)
 
 
+def _final_faces(fr):
+    """Every cell's faces, cell after cell, and their entries' vertex ids, face after face: ``(faces, vid)``. The
+    certificates run on compacted pools (:meth:`Frontier3D.compact`), which hold exactly that: the face pool is
+    0 … F − 1 and the faces' entries follow one another from 0 — views, no gathers."""
+    F = int(fr.count.sum())
+    last = F - 1
+    if fr._clean is None or fr.fpool.n != F or (F and fr.fstart.a[last] + fr.fcount.a[last] != fr.pv.n):
+        raise CPAInternalError("the space engine's certificates need its pools compacted; please report this.")
+    return fr.fpool.a[:F], fr.pv.a[:fr.pv.n]
+
+
 def _adjacency(fr):
     """Faces inside W matched with the region across them (the rule of :func:`cpa_theory.frontier2d._adjacency`)."""
     from .frontier import _match_codes
 
-    faces = fr.fpool.a[_ranges(fr.start, fr.count)]
+    faces, _ = _final_faces(fr)
     fcell = _segment_ids(fr.count)
     meta = fr.hmeta.a[fr.fplane.a[faces]]
     pairs, unmatched = _match_codes(fr, fcell, meta)
@@ -299,9 +310,8 @@ def euler_check(fr):
     equality where the first pass does not give 1)."""
     from .frontier import _mixed, _vertex_clusters
 
-    faces = fr.fpool.a[_ranges(fr.start, fr.count)]
+    faces, vid = _final_faces(fr)
     fcnt = fr.fcount.a[faces]
-    vid = fr.pv.a[_ranges(fr.fstart.a[faces], fcnt)]
     labels, nv = _vertex_clusters(fr, vid)
     chi = _euler_pass(fr, labels, nv, faces, fcnt)
     if chi != 1:

@@ -989,12 +989,18 @@ def pack_fields(k, W, woff, per_word, bits, top):
     """One layer's piece indices ``k (C, n)`` OR-ed into the code words ``W (C, ·)``: neuron j's field is word
     ``woff + j // per_word``, shift ``(j % per_word) · bits`` (:func:`cpa_theory.frontier._code_words`). Returns
     False (and stops) at an index outside 0 … ``top``."""
+    n = k.shape[1]
     for r in range(k.shape[0]):
-        for j in range(k.shape[1]):
+        w, sh, t = woff, np.uint64(0), 0  # word, shift and slot of neuron j (no division per field)
+        for j in range(n):
             x = k[r, j]
             if x < 0 or x > top:
                 return False
-            W[r, woff + j // per_word] |= np.uint64(x) << np.uint64((j % per_word) * bits)
+            W[r, w] |= np.uint64(x) << sh
+            t += 1
+            sh += np.uint64(bits)
+            if t == per_word:
+                w, sh, t = w + 1, np.uint64(0), 0
     return True
 
 

@@ -655,8 +655,10 @@ def test_compiled_vertex_solve_equals_the_numpy_reference():
 
 def test_space_euler_characteristic_sees_a_missing_cell():
     """χ = V − E + F − C = 1 on a 3-D count; an interior cell removed (its faces still present on its
-    neighbours) gives χ = 2."""
+    neighbours) gives χ = 2. The checks read compacted pools only (a cell list edited without rewriting them is
+    refused)."""
     import cpa_theory.frontier3d as F3
+    from cpa_theory.errors import CPAInternalError
     from cpa_theory.regions import _setup
 
     rng = np.random.default_rng(21)
@@ -673,7 +675,12 @@ def test_space_euler_characteristic_sees_a_missing_cell():
                 if np.all(fr.hmeta.a[fr.fplane.a[fr.fpool.a[fr.start[i]:fr.start[i] + fr.count[i]]], 0] >= 0)]
     assert interior
     keep = np.delete(np.arange(len(fr.count)), interior[0])
-    fr.start, fr.count = fr.start[keep], fr.count[keep]
+    start, count = fr.start, fr.count
+    fr.start, fr.count = start[keep], count[keep]  # pools not rewritten: the checks refuse to read them
+    with pytest.raises(CPAInternalError, match="pools compacted"):
+        F3.euler_check(fr)
+    fr.start, fr.count = start, count
+    fr.compact(start[keep], count[keep])
     chi, ok = F3.euler_check(fr)
     assert not ok and chi == 2
 
