@@ -857,7 +857,8 @@ def witness_balls(start, count, fpool, fstart, fcount, pv, VE, fplane, fsign, A,
     """The space engine's witnesses, balls and volumes in one pass over every cell (faces ``fpool[start[c] :
     start[c] + count[c]]``): the centroid y of the cell's distinct vertices, its error bound (the vertices'
     largest plus 4u|y|), the ball radius min over the faces of :func:`_clearance` less 2u|y + p|, and the volume
-    Σ_faces (c_f − y)·area_f / 3 (:func:`face_areas`' arithmetic).
+    Σ_faces (v_f − y)·area_f / 3 with v_f the face's first vertex and area_f its fan from there (one pass over
+    the face; the centroid form of :func:`face_areas` needs two).
 
     Returns ``(y (C, 3), radius (C,), volume (C,))``."""
     C = len(start)
@@ -900,9 +901,20 @@ def witness_balls(start, count, fpool, fstart, fcount, pv, VE, fplane, fsign, A,
             elif x < r:
                 r = x
         rad[c] = np.nan if nan else r - _U2 * wmax
-        for g in range(start[c], start[c] + count[c]):
-            a0, a1, a2, c0, c1, c2 = _face_area(fstart, fcount, pv, VE, fpool[g])
-            vol[c] += ((c0 - pt[0]) * a0 + (c1 - pt[1]) * a1 + (c2 - pt[2]) * a2) / 3.0
+        for g in range(start[c], start[c] + count[c]):  # Σ (v0 − y)·(Σ fan triangles' (r × q)) / 6 per face
+            f = fpool[g]
+            s0, m = fstart[f], fcount[f]
+            v0 = pv[s0]
+            o0, o1, o2 = VE[v0, 0], VE[v0, 1], VE[v0, 2]
+            a0 = a1 = a2 = 0.0
+            for i in range(s0 + 1, s0 + m - 1):
+                v, w = pv[i], pv[i + 1]
+                r0, r1, r2 = VE[v, 0] - o0, VE[v, 1] - o1, VE[v, 2] - o2
+                q0, q1, q2 = VE[w, 0] - o0, VE[w, 1] - o1, VE[w, 2] - o2
+                a0 += r1 * q2 - r2 * q1
+                a1 += r2 * q0 - r0 * q2
+                a2 += r0 * q1 - r1 * q0
+            vol[c] += ((o0 - pt[0]) * a0 + (o1 - pt[1]) * a1 + (o2 - pt[2]) * a2) / 6.0
     return cys, rad, vol
 
 
