@@ -925,7 +925,7 @@ def _beside(background, foreground, threaded=True):
         except BaseException as e:  # noqa: BLE001  (raised again in the caller's thread)
             out[1] = e
 
-    t = threading.Thread(target=run, name="cpa-theory-witnesses", daemon=True)
+    t = threading.Thread(target=run, name="cpa-theory-beside", daemon=True)
     t.start()
     try:
         fg = foreground()

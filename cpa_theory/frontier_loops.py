@@ -16,7 +16,7 @@ compiled once (numba, cached on disk):
   (:func:`solve_rows3`) in one pass.
 * :func:`split_tables` — both sides of every cut cell as the rows the face and pool tables append (sources'
   planes and signs, caps on the cut, pool starts).
-* :func:`face_areas` — the faces' area vectors and centroids for the volume sum and the measure balance.
+* :func:`face_areas` — the faces' area vectors and centroids (the measure balance of unmatched facets).
 * :func:`distinct_per_cell`, :func:`cell_vertices` — each cell's distinct vertices (its faces list each about
   three times), so that the filters run once per (cell, vertex).
 * :func:`wave_signs` — one wave's cell tests fused: the box filter, the tested cells' faces and distinct
@@ -30,8 +30,9 @@ compiled once (numba, cached on disk):
   not cut, next line), around :func:`wave_signs`.
 * :func:`witness_balls` — witnesses, certified ball radii (:func:`_clearance`: the facet clearance of
   :func:`cpa_theory.polytope.facet_clearance`) and volumes of every cell in one pass.
-* :func:`match_codes`, :func:`euler_counts`, :func:`count_distinct` — facet matching by predicted codes in a hash
-  table, and the Euler characteristic's distinct edges and faces (hash sets, no sort).
+* :func:`match_codes`, :func:`pack_fields`, :func:`euler_counts`, :func:`count_distinct` — facet matching by
+  predicted codes in a hash table (the codes packed into words), and the Euler characteristic's distinct edges and
+  faces (hash sets, no sort).
 * :func:`sign_table`, :func:`compact_faces`, :func:`compose_lines` — the filters' coefficient table, the pools
   rewritten with the live cells, and the next layer's charts and switching sets (the formulas of
   :mod:`cpa_theory.frontier_kernels`, fused).
@@ -60,9 +61,7 @@ from .tolerances import DOT_EXTRA_TERMS, FILTER_SAFETY, UNIT_ROUNDOFF, VERTEX_ER
 __all__ = ["crossings", "clip_side", "split_prepare", "split_tables", "chain_cap", "distinct_per_cell", "cell_vertices",
            "face_areas", "solve_rows3", "wave_signs", "box_sides_dense", "pair_extremes", "sweep_pairs", "components",
            "witness_balls", "mix64", "count_distinct", "euler_counts", "code_hash", "match_codes", "pack_fields",
-           "sign_table",
-           "compact_faces", "wave_cells", "wave_fold",
-           "compose_lines", "ERRORS"]
+           "sign_table", "compact_faces", "wave_cells", "wave_fold", "compose_lines", "ERRORS"]
 
 #: code → what went wrong (a bug, or an arrangement the engine does not handle: an internal error)
 ERRORS = {
