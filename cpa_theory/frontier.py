@@ -672,10 +672,8 @@ def _match_codes(fr, cell, meta, hash_mask=np.uint64(2**64 - 1)):
     nb = match_codes(W, salt, ci, np.ascontiguousarray(meta[inner, 0], dtype=np.int64),
                      np.ascontiguousarray(meta[inner, 2], dtype=np.int64), Ks, woff, per_word.astype(np.int64),
                      bits, np.uint64(hash_mask))
-    good = nb >= 0
-    pairs = np.stack([ci[good], nb[good]], axis=1)
-    pairs = pairs[pairs[:, 0] < pairs[:, 1]]
-    return pairs, inner[~good]
+    once = nb > ci  # each pair once, from its smaller region (a matched facet has nb ≥ 0)
+    return np.stack([ci[once], nb[once]], axis=1), inner[nb < 0]
 
 
 
