@@ -21,6 +21,7 @@ the same exact rational fallbacks and the same certificates — without a Python
 from __future__ import annotations
 
 import math
+import threading
 import time
 from fractions import Fraction
 from typing import Callable, NamedTuple
@@ -121,13 +122,18 @@ class _Grow:
 
     def extend(self, x) -> int:
         """Append the rows ``x``; returns the index of the first (the new ones are ``first … first + len(x) − 1``)."""
-        m, n = len(x), self.n
+        n = self.extend_by(len(x))
+        self.a[n: self.n] = x
+        return n
+
+    def extend_by(self, m: int) -> int:
+        """Append ``m`` rows left for the caller to write; returns the index of the first."""
+        n = self.n
         if n + m > len(self.a):
             cap = max(2 * len(self.a), n + m)
             b = np.empty((cap,) + self.a.shape[1:], dtype=self.a.dtype)
             b[:n] = self.a[:n]
             self.a = b
-        self.a[n: n + m] = x
         self.n = n + m
         return n
 
@@ -159,6 +165,17 @@ class _Cells:
         self.count.extend(count)
         self.par.extend(par)
         self.sides.extend(sides)
+
+    def take(self, idx):
+        """The cells ``idx`` (an index array or slice) as a new set, line pointers included."""
+        part = _Cells(self.start.v[idx], self.count.v[idx], self.par.v[idx], self.sides.v[idx], self.box.v[idx])
+        part.pos.extend(self.pos.v[idx])
+        return part
+
+    def set_to(self, parts):
+        """Hold the cells of ``parts`` (sets of cells), one after another."""
+        for name in ("start", "count", "par", "sides", "box", "pos"):
+            setattr(self, name, _Grow.of(np.concatenate([getattr(q, name).v for q in parts])))
 
 
 
@@ -236,6 +253,7 @@ class FlatFrontier:
         self.cond, self.p, self.y0, self.radius, self.stats = cond, p, y0, float(radius), stats
         self.kernels = NUMPY  # the float kernels (cpa_theory.frontier_kernels); refine() may set JAX's
         self._charts = None  # exact charts, built on the first exact decision (rational weights cost ~10 µs each)
+        self.exact_lock = threading.Lock()  # held by the exact decisions while a layer's waves run on two threads
         self.scale = scale
         d = self.d
         self.ha, self.hb = _Grow((d,), np.float64), _Grow((), np.float64)
@@ -313,10 +331,11 @@ class FlatFrontier:
                                    "network and window (the exact count needs values within float64 range).")
         s = np.array(s, dtype=np.int8)
         und = np.flatnonzero(und)
-        for i in und.tolist():
-            a, b = exact_row(int(rows[i]))
-            val = dot(a, self.exact_vertex(int(vids[i]))) - b
-            s[i] = (val > 0) - (val < 0)
+        with self.exact_lock:  # (two wave threads share the exact caches)
+            for i in und.tolist():
+                a, b = exact_row(int(rows[i]))
+                val = dot(a, self.exact_vertex(int(vids[i]))) - b
+                s[i] = (val > 0) - (val < 0)
         if len(und):
             self.stats["exact_fallbacks"] = self.stats.get("exact_fallbacks", 0) + len(und)
         return s
@@ -913,8 +932,6 @@ def _beside(background, foreground, threaded=True):
     here (the foreground's first)."""
     if not threaded:
         return background(), foreground()
-    import threading
-
     out: list = [None, None]
 
     def run():

@@ -17,13 +17,16 @@ V − E + F − C = 1 of the regions' complex.
 from __future__ import annotations
 
 
+import copy
+
 import numpy as np
 
 from .errors import CPAInternalError
-from .frontier import (FlatFrontier, Geometry, _Grow, _ranges, _segment_ids,
+from .frontier import (FlatFrontier, Geometry, _beside, _Grow, _ranges, _segment_ids,
                        _with_kernels, count_flat)
 from .frontier_loops import (ERRORS, cell_vertices, compact_faces, distinct_per_cell, euler_counts, face_areas,
-                             split_prepare, split_tables, wave_cells, wave_fold, wave_signs, witness_balls)
+                             shift_into, split_prepare, split_tables, wave_cells, wave_fold, wave_signs,
+                             witness_balls)
 from .polytope import Polytope
 from .tolerances import FACET_BALANCE_RTOL, UNIT_ROUNDOFF
 
@@ -64,6 +67,9 @@ class Frontier3D(FlatFrontier):
 
     d = 3
     _COMPACT_NOGIL = True
+    #: pending (cell, line) tests from which a layer's waves run on two threads (:meth:`_waves`); 0: never
+    _TWO_THREADS_WORK = 300
+    _unadopted = None  # a twin's face rows not yet appended (:meth:`_adopt`)
 
     def __init__(self, cond, root: Polytope, p, y0, radius, stats):
         self._init_tables(cond, p, y0, radius, stats, [H for H, _ in root.facets], root.scale)
@@ -141,11 +147,79 @@ class Frontier3D(FlatFrontier):
         """On the CPU (numpy kernels) one line per wave, each wave four compiled passes: the wave's cells and
         lines (:func:`cpa_theory.frontier_loops.wave_cells`), their tests (``wave_signs``: the same filters and
         bounds as :meth:`_cell_signs`; what they leave undecided is decided exactly here), the outcome
-        (``wave_fold``: sides of the cells not cut, next line) and the split of the cut ones. The same splits in
-        the same order as the kernels' path (:meth:`FlatFrontier._waves` with one line per wave)."""
+        (``wave_fold``: sides of the cells not cut, next line) and the split of the cut ones. The same splits as
+        the kernels' path (:meth:`FlatFrontier._waves` with one line per wave).
+
+        A cell's splits read only its own faces and vertices, so when the layer has at least
+        ``_TWO_THREADS_WORK`` pending tests the parents are cut in two runs of about equal work (pending lines ×
+        faces) and the second run's waves go on a second thread, on a twin of this frontier (:meth:`_twin`) whose
+        new rows are appended here afterwards (:meth:`_adopt`). The cells are the same; only their order
+        differs (the first run's, then the second's)."""
         if not self.kernels.compiled or self._WAVE_LINES != 1:
             return super()._waves(li, live, end, act_j, T, nK, first_hyp, exact_row, progress)
         longest = int(np.diff(np.concatenate([[0], end])).max(initial=0))
+        pending = end[live.par.v] - live.pos.v
+        if not self._TWO_THREADS_WORK or pending.sum() < self._TWO_THREADS_WORK or len(pending) < 2:
+            return self._wave_loop(live, end, act_j, T, nK, first_hyp, exact_row, progress, li, longest)
+        work = np.cumsum(pending * live.count.v)
+        h = min(max(int(np.searchsorted(work, work[-1] / 2)) + 1, 1), len(pending) - 1)
+        first, second = live.take(slice(0, h)), live.take(slice(h, None))
+        twin, marks = self._twin(), self._marks()
+        if progress is not None:
+            report = progress
+            progress = lambda li, frac, n: report(li, frac, n + second.par.n)  # noqa: E731  (read only)
+        _beside(lambda: twin._wave_loop(second, end, act_j, T, nK, first_hyp, exact_row, None, li, longest),
+                lambda: self._wave_loop(first, end, act_j, T, nK, first_hyp, exact_row, progress, li, longest))
+        self._adopt(twin, marks, second)
+        live.set_to((first, second))
+
+    def _marks(self):
+        """The pools' lengths (vertices, vertex entries, faces, face pool)."""
+        return self.VE.n, self.pv.n, self.fplane.n, self.fpool.n
+
+    def _twin(self):
+        """A frontier for the second thread's waves: the same hyperplanes, charts and exact caches (read only
+        while the waves run; exact decisions take ``exact_lock``), and the pools as views of their current rows
+        whose first append copies them (this frontier's appends go past those rows and the twin's into its own
+        arrays)."""
+        twin = copy.copy(self)
+        for name in ("VE", "vdef", "pv", "fstart", "fcount", "fplane", "fsign", "fpool"):
+            setattr(twin, name, _Grow.of(getattr(self, name).v))
+        twin.vex, twin.stats = dict(self.vex), {}
+        return twin
+
+    def _adopt(self, twin, marks, cells):
+        """Take the twin's new vertices (past ``marks``, :meth:`_marks`; their ids shifted past this frontier's
+        new ones) and shift its ``cells``' pool starts past this frontier's new pool rows. Its new face rows are
+        appended by the next compaction (:meth:`_compact`, on the thread beside the chart composition), which is
+        the pools' next reader: until then only the vertex table is whole."""
+        V0, P0, F0, Q0 = marks
+        dV = self.VE.n - V0
+        self.VE.extend(twin.VE.a[V0:twin.VE.n])
+        self.vdef.extend(twin.vdef.a[V0:twin.vdef.n])
+        self.vex.update({v + dV: x for v, x in twin.vex.items() if v >= V0})
+        for k, v in twin.stats.items():
+            self.stats[k] = self.stats.get(k, 0) + v
+        if twin._clean is None:
+            self._clean = None
+        st = cells.start.v
+        st[st >= Q0] += self.fpool.n - Q0
+        self._unadopted = (twin, marks, dV)
+
+    def _adopt_faces(self):
+        """Append the face rows a twin left (:meth:`_adopt`), ids shifted (one compiled pass per table)."""
+        twin, (V0, P0, F0, Q0), dV = self._unadopted
+        self._unadopted = None
+        dP, dF = self.pv.n - P0, self.fplane.n - F0
+        _extend_shifted(self.pv, twin.pv.a[P0:twin.pv.n], V0, dV)  # new vertex ids
+        _extend_shifted(self.fstart, twin.fstart.a[F0:twin.fstart.n], 0, dP)  # (every new face's entries are new)
+        _extend_shifted(self.fpool, twin.fpool.a[Q0:twin.fpool.n], F0, dF)  # new face ids
+        for name in ("fcount", "fplane", "fsign"):
+            g = getattr(twin, name)
+            getattr(self, name).extend(g.a[F0:g.n])
+
+    def _wave_loop(self, live, end, act_j, T, nK, first_hyp, exact_row, progress, li, longest):
+        """The waves of :meth:`_waves` on the cells ``live``."""
         while True:
             n = live.par.n
             cells, rows, jc, rest = wave_cells(live.pos.a[:n], live.par.a[:n], end, act_j, nK)
@@ -186,7 +260,8 @@ class Frontier3D(FlatFrontier):
         Xerr = VEx[:, 3]
         for k in np.flatnonzero(~np.isfinite(Xerr)).tolist():
             self.stats["exact_vertices"] = self.stats.get("exact_vertices", 0) + 1
-            ex = self.exact_vertex(int(new_ids[k]))
+            with self.exact_lock:
+                ex = self.exact_vertex(int(new_ids[k]))
             v = np.array([float(c) for c in ex])
             self.VE.a[new_ids[k]] = [v[0], v[1], v[2], U * float(np.abs(v).max())]
         # both sides of every cut cell: each new cell's faces contiguous (its clipped faces, then its cap)
@@ -203,13 +278,24 @@ class Frontier3D(FlatFrontier):
 
     def _compact(self, start, count):
         """Rewrite the face and vertex pools with only the live cells (one compiled pass,
-        :func:`cpa_theory.frontier_loops.compact_faces`)."""
+        :func:`cpa_theory.frontier_loops.compact_faces`), a twin's face rows first appended (:meth:`_adopt`)."""
+        if self._unadopted is not None:
+            self._adopt_faces()
+        if self.vdef.n != self.VE.n:
+            raise CPAInternalError("the space engine's vertex table and the vertices' defining hyperplanes differ in "
+                                   "length; please report this network and window.")
         tables = compact_faces(start, count, self.fpool.a, self.fstart.a, self.fcount.a, self.pv.a, self.fplane.a,
                                self.fsign.a)
         self.pv, self.fstart, self.fcount, self.fplane, self.fsign = (_Grow.of(x) for x in tables)
         self.fpool = _Grow.of(np.arange(len(tables[1]), dtype=np.int64))
         self.start = np.concatenate([[0], np.cumsum(count)[:-1]]).astype(np.intp)
         self.count = np.asarray(count, dtype=np.intp)
+
+
+def _extend_shifted(grow, x, lo, delta):
+    """Append the ids ``x`` to the buffer ``grow``, those ≥ ``lo`` shifted by ``delta`` (one compiled pass)."""
+    at = grow.extend_by(len(x))
+    shift_into(grow.a, at, x, lo, delta)
 
 
 def _raise(code: int) -> None:

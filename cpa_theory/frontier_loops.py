@@ -1090,6 +1090,14 @@ def sign_table(a, b, ea, eb, k):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
+def shift_into(dst, at, x, lo, delta):
+    """``dst[at + i] = x[i]``, plus ``delta`` where ``x[i] ≥ lo`` (ids appended past a table's new rows)."""
+    for i in range(len(x)):
+        v = x[i]
+        dst[at + i] = v + delta if v >= lo else v
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def compact_faces(start, count, fpool, fstart, fcount, pv, fplane, fsign):
     """The face tables of the cells ``(start, count)`` only, renumbered: ``(pv, fstart, fcount, fplane, fsign)``
     with the cells' faces one after another (cell i's faces are then ``sum(count[:i]) …``), each face's

@@ -1295,6 +1295,72 @@ def test_witnesses_beside_the_completeness_checks_change_nothing(monkeypatch):
     assert all(np.array_equal(both[k], one[k]) for k in one), [k for k in one if not np.array_equal(both[k], one[k])]
 
 
+def _coincident_layer_net(seed):
+    """A 3-D ReLU net whose second layer has a duplicated neuron and a doubled one: coincident switching sets on
+    every parent cell they cut, so the waves of that layer make exact decisions."""
+    rng = np.random.default_rng(seed)
+    W2, b2 = rng.normal(size=(6, 6)) / 3, rng.normal(size=6) * 0.1
+    W2[1], b2[1] = W2[0], b2[0]
+    W2[3], b2[3] = 2 * W2[2], 2 * b2[2]
+    return Network(3, (Layer(rng.normal(size=(6, 3)), rng.normal(size=6) * 0.3, relu()), Layer(W2, b2, relu()),
+                       Layer(np.ones((1, 6)), [0.0], identity())))
+
+
+@pytest.mark.parametrize("seed", [0, 2])
+def test_two_wave_threads_give_the_same_regions(monkeypatch, seed):
+    """A layer's waves on two threads (:meth:`cpa_theory.frontier3d.Frontier3D._waves`: the second run of parents
+    on a twin frontier whose rows are adopted afterwards) give every field of the one-thread count — regions,
+    N_lin, certificates, exact decisions, χ, smallest radius — and the same regions (codes, witnesses, radii,
+    vertices, maps), in another order. The twin made exact decisions of its own here."""
+    import dataclasses
+
+    import cpa_theory.frontier3d as F3
+
+    net, c, r = _coincident_layer_net(seed), np.zeros(3), 0.8
+    twins = []
+    adopt = F3.Frontier3D._adopt
+
+    def spy(self, twin, marks, cells):
+        twins.append((dict(twin.stats), cells.par.n))
+        return adopt(self, twin, marks, cells)
+
+    monkeypatch.setattr(F3.Frontier3D, "_adopt", spy)
+    monkeypatch.setattr(F3.Frontier3D, "_TWO_THREADS_WORK", 1)
+    two = count_regions(net, c, r, keep_regions=True)
+    assert twins and twins[0][0].get("exact_fallbacks", 0) > 0 and twins[0][1] > 10
+    monkeypatch.setattr(F3.Frontier3D, "_TWO_THREADS_WORK", 0)
+    n_twins = len(twins)
+    one = count_regions(net, c, r, keep_regions=True)
+    assert len(twins) == n_twins  # (one thread: no twin)
+    skip = ("seconds", "region_list")
+    fields = lambda x: {k: v for k, v in dataclasses.asdict(x).items() if k not in skip}  # noqa: E731
+    f1, f2 = fields(one), fields(two)
+    assert all(np.array_equal(f1[k], f2[k]) for k in f1), [k for k in f1 if not np.array_equal(f1[k], f2[k])]
+    assert one.certified and one.exact_fallbacks > 0
+    key = lambda g: tuple(np.concatenate(g.code).tolist())  # noqa: E731
+    by_code = {key(g): g for g in one.region_list}
+    assert len(by_code) == len(two.region_list) == one.regions
+    order = [key(g) for g in two.region_list]
+    assert order != [key(g) for g in one.region_list]  # (another order: the twin's cells come last)
+    for g in two.region_list:
+        h = by_code[key(g)]
+        assert np.array_equal(g.witness, h.witness) and g.radius == h.radius
+        assert np.array_equal(np.unique(g.vertices, axis=0), np.unique(h.vertices, axis=0))
+        assert np.array_equal(g.out_A, h.out_A) and np.array_equal(g.out_c, h.out_c)
+
+
+def test_grow_buffers_append_ids_shifted():
+    """:meth:`cpa_theory.frontier._Grow.extend_by` and :func:`cpa_theory.frontier3d._extend_shifted` (a twin's
+    rows appended with their new ids moved past this frontier's new ones)."""
+    import cpa_theory.frontier3d as F3
+
+    g = FF._Grow((), np.int64, cap=2)
+    g.extend([7, 8])
+    F3._extend_shifted(g, np.array([1, 5, 9, 4]), 4, 100)
+    assert g.n == 6 and g.v.tolist() == [7, 8, 1, 105, 109, 104] and len(g.a) >= 6
+    assert g.extend_by(3) == 6 and g.n == 9
+
+
 def test_beside_returns_both_values_and_raises_either_exception_in_the_caller():
     """:func:`cpa_theory.frontier._beside`: the values in order, threaded or not; an exception of the thread's
     function or of the caller's own is raised in the caller (the caller's first), after the thread is joined."""
