@@ -248,6 +248,11 @@ class FlatFrontier:
     #: whether :meth:`compact` runs without the GIL (one compiled pass): then it runs on a second thread beside the
     #: next layer's chart composition (with the compiled kernels)
     _COMPACT_NOGIL = False
+    #: work from which a layer's parent test (screened lines × faces of the parents) and its waves (pending (cell,
+    #: line) tests) run on two threads, with the compiled kernels; 0: never (the plane engine, whose waves hold the
+    #: GIL)
+    _TWO_THREADS_PARENT_WORK = 0
+    _TWO_THREADS_WORK = 0
 
     def _init_tables(self, cond, p, y0, radius, stats, hypers, scale):
         self.cond, self.p, self.y0, self.radius, self.stats = cond, p, y0, float(radius), stats
@@ -331,12 +336,13 @@ class FlatFrontier:
                                    "network and window (the exact count needs values within float64 range).")
         s = np.array(s, dtype=np.int8)
         und = np.flatnonzero(und)
-        with self.exact_lock:  # (two wave threads share the exact caches)
+        if not len(und):
+            return s
+        with self.exact_lock:  # (two threads may share the exact caches and the statistics)
             for i in und.tolist():
                 a, b = exact_row(int(rows[i]))
                 val = dot(a, self.exact_vertex(int(vids[i]))) - b
                 s[i] = (val > 0) - (val < 0)
-        if len(und):
             self.stats["exact_fallbacks"] = self.stats.get("exact_fallbacks", 0) + len(und)
         return s
 
@@ -372,48 +378,20 @@ class FlatFrontier:
         def exact_row(r):
             return self.exact_hyper(first_hyp + int(r))
 
-        # parent test: every screened hyperplane against every parent cell — the box filter on all of a parent's
-        # lines at once (no gathers), then exact vertex signs for the pairs it leaves undecided (on the CPU both
-        # compiled: frontier_loops.box_sides_dense, pair_extremes — the same bounds)
+        # parent test: every screened hyperplane against every parent cell (:meth:`_parent_test`), on two threads
+        # (two runs of parents, about equal work) where the waves would use two and the kernels are compiled
         sides = sides0.copy()  # (C, nK) int8
         active = np.zeros((C, nK), dtype=bool)
         boxes = self._boxes(self.start, self.count) if self.boxes is None else self.boxes
-        compiled = self.kernels.compiled
-        if compiled:
-            from .frontier_loops import box_sides_dense, pair_extremes  # numba: loaded on a flat engine's first use
-
-            side = box_sides_dense(boxes, T, screened)
+        test = lambda lo, hi: self._parent_test(lo, hi, boxes, T, screened, sides, active, exact_row)  # noqa: E731
+        work = None
+        if self._TWO_THREADS_PARENT_WORK and self.kernels.compiled and C >= 2:
+            work = np.cumsum(screened.sum(axis=1) * self.count)
+        if work is not None and work[-1] >= self._TWO_THREADS_PARENT_WORK:
+            h = min(max(int(np.searchsorted(work, work[-1] / 2)) + 1, 1), C - 1)
+            _beside(lambda: test(h, C), lambda: test(0, h))
         else:
-            Tc = T.reshape(C, nK, T.shape[1])
-            side = np.zeros((C, nK), dtype=np.int8)
-            pstep = max(1, _BOX_CHUNK // max(1, nK))
-            for c0 in range(0, C, pstep):
-                side[c0:c0 + pstep] = self.kernels.box_sides(boxes[c0:c0 + pstep, None, :], Tc[c0:c0 + pstep])
-        decided = screened & (side != 0)
-        sides[decided] = side[decided]  # the box on one side: so is the cell (only the sign is read)
-        cand = np.argwhere(screened & (side == 0))  # (pairs, 2): (parent, j)
-        step = 1
-        if len(cand):  # each parent's distinct vertices, listed once for all its undecided lines
-            dv, dcount = self.cell_vertices(self.start, self.count)
-            dstart = np.concatenate([[0], np.cumsum(dcount)[:-1]])
-            step = max(1, _SIGN_CHUNK // max(1, int(dcount.mean())))
-        for s0 in range(0, len(cand), step):
-            pr = cand[s0:s0 + step]
-            rows = pr[:, 0] * nK + pr[:, 1]
-            if compiled:
-                smax, smin, up, uv, bad = pair_extremes(pr[:, 0], rows, dv, dstart, dcount, self.VE.a, T)
-                if bad or len(up):  # the entries float64 leaves undecided, decided exactly
-                    s = self._decide(np.zeros(len(up), np.int8), np.ones(len(up), bool), bad, uv, rows[up], exact_row)
-                    np.maximum.at(smax, up, s)
-                    np.minimum.at(smin, up, s)
-            else:
-                cnt = dcount[pr[:, 0]]
-                _, smax, smin = self._cell_extremes(dv[_ranges(dstart[pr[:, 0]], cnt)], cnt, T, rows, exact_row)
-            cut = (smax > 0) & (smin < 0)
-            active[pr[:, 0], pr[:, 1]] = cut
-            # off the cutting ones at most one side holds: max + min is > 0, < 0 or 0 (on the hyperplane everywhere)
-            nc = ~cut
-            sides[pr[nc, 0], pr[nc, 1]] = smax[nc] + smin[nc]
+            test(0, C)
         # live cells (append-only: a cut cell's lower half replaces it, its upper half is appended)
         live = _Cells(self.start, self.count, np.arange(C), sides, boxes)
         # waves: every live cell tests the next ``_WAVE_LINES`` hyperplanes of its parent's cut list at once and is
@@ -427,6 +405,52 @@ class FlatFrontier:
         self._waves(li, live, act_ptr[1:], act_j, T, nK, first_hyp, exact_row, progress)
         self.boxes = live.box.v  # the next layer's parents are these cells, in this order (compact keeps it)
         return live.start.v, live.count.v, live.par.v, live.sides.v
+
+    def _parent_test(self, lo, hi, boxes, T, screened, sides, active, exact_row):
+        """The parent test of parents ``lo … hi − 1``: each screened hyperplane (row ``c·nK + j`` of ``T``) against
+        its parent cell — the box filter on all of a parent's lines at once (no gathers), then exact vertex signs
+        for the pairs it leaves undecided (on the CPU both compiled: :func:`cpa_theory.frontier_loops.box_sides_dense`,
+        ``pair_extremes`` — the same bounds). Writes those rows of ``sides`` (the side of each line that does not
+        cut its parent) and ``active`` (whether it does)."""
+        nK = screened.shape[1]
+        compiled = self.kernels.compiled
+        scr = screened[lo:hi]
+        if compiled:
+            from .frontier_loops import box_sides_dense, pair_extremes  # numba: loaded on a flat engine's first use
+
+            side = box_sides_dense(boxes[lo:hi], T[lo * nK: hi * nK], scr)
+        else:
+            Tc = T.reshape(len(screened), nK, T.shape[1])
+            side = np.zeros(scr.shape, dtype=np.int8)
+            pstep = max(1, _BOX_CHUNK // max(1, nK))
+            for c0 in range(lo, hi, pstep):
+                c1 = min(c0 + pstep, hi)
+                side[c0 - lo:c1 - lo] = self.kernels.box_sides(boxes[c0:c1, None, :], Tc[c0:c1])
+        decided = scr & (side != 0)
+        sides[lo:hi][decided] = side[decided]  # the box on one side: so is the cell (only the sign is read)
+        cand = np.argwhere(scr & (side == 0))  # (pairs, 2): (parent − lo, j)
+        step = 1
+        if len(cand):  # each parent's distinct vertices, listed once for all its undecided lines
+            dv, dcount = self.cell_vertices(self.start[lo:hi], self.count[lo:hi])
+            dstart = np.concatenate([[0], np.cumsum(dcount)[:-1]])
+            step = max(1, _SIGN_CHUNK // max(1, int(dcount.mean())))
+        for s0 in range(0, len(cand), step):
+            pr = cand[s0:s0 + step]
+            rows = (pr[:, 0] + lo) * nK + pr[:, 1]
+            if compiled:
+                smax, smin, up, uv, bad = pair_extremes(pr[:, 0], rows, dv, dstart, dcount, self.VE.a, T)
+                if bad or len(up):  # the entries float64 leaves undecided, decided exactly
+                    s = self._decide(np.zeros(len(up), np.int8), np.ones(len(up), bool), bad, uv, rows[up], exact_row)
+                    np.maximum.at(smax, up, s)
+                    np.minimum.at(smin, up, s)
+            else:
+                cnt = dcount[pr[:, 0]]
+                _, smax, smin = self._cell_extremes(dv[_ranges(dstart[pr[:, 0]], cnt)], cnt, T, rows, exact_row)
+            cut = (smax > 0) & (smin < 0)
+            active[pr[:, 0] + lo, pr[:, 1]] = cut
+            # off the cutting ones at most one side holds: max + min is > 0, < 0 or 0 (on the hyperplane everywhere)
+            nc = ~cut
+            sides[pr[nc, 0] + lo, pr[nc, 1]] = smax[nc] + smin[nc]
 
     def _waves(self, li, live, end, act_j, T, nK, first_hyp, exact_row, progress):
         """Split the live cells by their parents' cut lists (cell c's next line is ``act_j[pos[c]]`` while

@@ -67,8 +67,7 @@ class Frontier3D(FlatFrontier):
 
     d = 3
     _COMPACT_NOGIL = True
-    #: pending (cell, line) tests from which a layer's waves run on two threads (:meth:`_waves`); 0: never
-    _TWO_THREADS_WORK = 300
+    _TWO_THREADS_PARENT_WORK, _TWO_THREADS_WORK = 30000, 300
     _unadopted = None  # a twin's face rows not yet appended (:meth:`_adopt`)
 
     def __init__(self, cond, root: Polytope, p, y0, radius, stats):

@@ -1349,6 +1349,41 @@ def test_two_wave_threads_give_the_same_regions(monkeypatch, seed):
         assert np.array_equal(g.out_A, h.out_A) and np.array_equal(g.out_c, h.out_c)
 
 
+def test_parent_test_on_two_threads_gives_the_same_count(monkeypatch):
+    """The parent test of a layer on two threads (:meth:`cpa_theory.frontier.FlatFrontier._parent_test` on two
+    runs of parents): every field of the one-thread count. Layer 2 reads two layer-1 units directly (rows of the
+    identity, no bias), so its switching sets lie on its parents' faces and both threads decide vertex sides
+    exactly."""
+    import dataclasses
+    import threading
+
+    import cpa_theory.frontier3d as F3
+
+    rng = np.random.default_rng(0)
+    W2, b2 = rng.normal(size=(6, 6)) / 3, rng.normal(size=6) * 0.1
+    W2[:2], b2[:2] = np.eye(6)[[0, 3]], 0.0
+    net = Network(3, (Layer(rng.normal(size=(6, 3)), rng.normal(size=6) * 0.3, relu()), Layer(W2, b2, relu()),
+                      Layer(np.ones((1, 6)), [0.0], identity())))
+    exact_in = set()
+    decide = FF.FlatFrontier._decide
+
+    def spy(self, s, und, *rest):
+        if np.any(und):
+            exact_in.add(threading.current_thread() is threading.main_thread())
+        return decide(self, s, und, *rest)
+
+    monkeypatch.setattr(FF.FlatFrontier, "_decide", spy)
+    monkeypatch.setattr(F3.Frontier3D, "_TWO_THREADS_WORK", 0)
+    monkeypatch.setattr(F3.Frontier3D, "_TWO_THREADS_PARENT_WORK", 1)
+    fields = lambda x: {k: v for k, v in dataclasses.asdict(x).items() if k != "seconds"}  # noqa: E731
+    two = fields(count_regions(net, np.zeros(3), 0.8))
+    assert exact_in == {True, False}
+    monkeypatch.setattr(F3.Frontier3D, "_TWO_THREADS_PARENT_WORK", 0)
+    one = fields(count_regions(net, np.zeros(3), 0.8))
+    assert all(np.array_equal(one[k], two[k]) for k in one), [k for k in one if not np.array_equal(one[k], two[k])]
+    assert one["certified"] and one["exact_fallbacks"] > 0
+
+
 def test_grow_buffers_append_ids_shifted():
     """:meth:`cpa_theory.frontier._Grow.extend_by` and :func:`cpa_theory.frontier3d._extend_shifted` (a twin's
     rows appended with their new ids moved past this frontier's new ones)."""
