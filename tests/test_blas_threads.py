@@ -69,3 +69,23 @@ def test_nested_counts_and_counts_in_other_threads_keep_the_limit_until_the_last
         t.join(10)
         assert not errors and all(n == 1 for n in _blas_threads())
     assert all(n == 2 for n in _blas_threads())
+
+
+def test_the_library_scan_is_reused_until_a_module_is_imported(monkeypatch, two_blas_threads):
+    """The scan of loaded libraries (~1.3 ms a count) is kept while no module was imported, done again after an
+    import (a BLAS a new module brought in is then limited too), and the limit still holds inside the count."""
+    import sys
+    import types
+
+    from cpa_theory import blas_threads as BT
+
+    with one_blas_thread():
+        pass
+    first = BT._state["controller"]
+    with one_blas_thread():
+        assert all(n == 1 for n in _blas_threads())
+    assert BT._state["controller"] is first and all(n == 2 for n in _blas_threads())
+    monkeypatch.setitem(sys.modules, "cpa_theory_test_new_module", types.ModuleType("cpa_theory_test_new_module"))
+    with one_blas_thread():
+        assert all(n == 1 for n in _blas_threads())
+    assert BT._state["controller"] is not first
