@@ -889,6 +889,11 @@ class Geometry(NamedTuple):
     completeness: Callable  # (fr) -> (adjacent pairs, unmatched inner facets as (region, hyperplane id, inner
     #                        sign, corners), measure balance ok, Euler ok, Euler χ or None)
     threaded_witnesses: bool = False  # witnesses (and recheck) on a second thread beside the completeness checks
+    #: the completeness checks in two parts, ``(adjacency (fr) -> a, rest (fr) -> b, join (fr, a, b) -> what
+    #: ``completeness`` returns)``, ``a`` starting with the adjacent pairs and the unmatched facets: with a second
+    #: thread, the adjacency runs first, and the witness thread, once done, takes N_lin from it (when no facet is
+    #: unmatched) while the rest of the checks run
+    checks: tuple | None = None
 
 
 
@@ -914,14 +919,43 @@ def _count_flat(cond, win, p, root, vol_w, geo, *, keep_regions, exact_recheck, 
         bar.close()
     fr.compact(fr.start, fr.count)  # certificates read the pools in cell order
     n = len(fr.count)
-    def witnessed():
-        wit, rad = geo.witnesses(fr, p)
-        return wit, rad, _recheck(cond, wit, rad, fr.codes, fr.flats, win.radius, exact_recheck)
+    maps = []  # (output maps, N_lin from the adjacency's pairs) when the witness thread took them
+
+    def n_lin_of(pairs):
+        out_A, out_c, eA, ec = output_maps(fr.A, fr.c, fr.mA, fr.mc, fr.rel, p)  # f(x) = A (x − p) + c
+        confirm = lambda u, v, same: confirm_same_maps(cond, p, u, v, same,  # noqa: E731
+                                                       lambda i: tuple(k[i] for k in fr.codes), out_A.shape[1])[0]
+        return (out_A, out_c), _linear_components(n, pairs, out_A, out_c, eA, ec, confirm) if linear else n
 
     # witnesses and their forward-pass recheck beside the completeness checks where the witness pass runs without
     # the GIL (the space engine's compiled pass); results do not depend on it
-    (wit, rad, ok), (pairs, unmatched, balance_ok, euler_ok, chi) = _beside(
-        witnessed, lambda: geo.completeness(fr), geo.threaded_witnesses)
+    if geo.checks is None or not geo.threaded_witnesses:
+        def witnessed():
+            wit, rad = geo.witnesses(fr, p)
+            return wit, rad, _recheck(cond, wit, rad, fr.codes, fr.flats, win.radius, exact_recheck)
+
+        (wit, rad, ok), (pairs, unmatched, balance_ok, euler_ok, chi) = _beside(
+            witnessed, lambda: geo.completeness(fr), geo.threaded_witnesses)
+    else:
+        adjacency, rest, join = geo.checks
+        adj, adj_done = [], threading.Event()
+
+        def witnessed_then_n_lin():
+            wit, rad = geo.witnesses(fr, p)
+            ok = _recheck(cond, wit, rad, fr.codes, fr.flats, win.radius, exact_recheck)
+            adj_done.wait()
+            if adj and not len(adj[0][1]):  # no facet left for the exact probe: N_lin is final
+                maps.append(n_lin_of(adj[0][0]))
+            return wit, rad, ok
+
+        def checks():
+            try:
+                adj.append(adjacency(fr))
+            finally:
+                adj_done.set()
+            return join(fr, adj[0], rest(fr))
+
+        (wit, rad, ok), (pairs, unmatched, balance_ok, euler_ok, chi) = _beside(witnessed_then_n_lin, checks)
     n_exact_wit = 0
     p_exact = [Fraction(float(v)) for v in p]
     for i in np.flatnonzero(~ok).tolist():  # float64 cannot certify: an exact rational witness
@@ -941,10 +975,7 @@ def _count_flat(cond, win, p, root, vol_w, geo, *, keep_regions, exact_recheck, 
         pairs = np.concatenate([pairs, found]).astype(np.int64)  # is proven, no measure balance is needed
         balance_ok = balance_ok or bool(proven.all())  # (coincident sets name one facet by two hyperplanes)
     complete = bool(vol_ok and balance_ok and euler_ok)
-    out_A, out_c, eA, ec = output_maps(fr.A, fr.c, fr.mA, fr.mc, fr.rel, p)  # f(x) = A (x − p) + c
-    confirm = lambda u, v, same: confirm_same_maps(cond, p, u, v, same,  # noqa: E731
-                                                   lambda i: tuple(k[i] for k in fr.codes), out_A.shape[1])[0]
-    n_lin = _linear_components(n, pairs, out_A, out_c, eA, ec, confirm) if linear else n
+    (out_A, out_c), n_lin = maps[0] if maps else n_lin_of(pairs)
     regions = None
     if keep_regions:
         regions = []

@@ -406,8 +406,12 @@ def euler_check(fr):
 
 
 def _completeness(fr):
-    pairs, unmatched, faces = _adjacency(fr)
-    chi, euler_ok = euler_check(fr)
+    return _completeness_from(fr, _adjacency(fr), euler_check(fr))
+
+
+def _completeness_from(fr, adjacency, euler):
+    """What :func:`_completeness` returns, from :func:`_adjacency`'s and :func:`euler_check`'s results."""
+    (pairs, unmatched, faces), (chi, euler_ok) = adjacency, euler
     fcell = _segment_ids(fr.count)
     info = []
     for u in np.asarray(unmatched).tolist():  # (region, hyperplane id, inner sign, corners, their vertex ids)
@@ -424,7 +428,8 @@ def _witnesses_only(fr, p):
 
 
 SPACE = Geometry(lambda *a: refine(*a), _witnesses_only, lambda fr, i: polytope_of(fr, i),
-                 lambda fr: fr._volumes, _completeness, threaded_witnesses=True)
+                 lambda fr: fr._volumes, _completeness, threaded_witnesses=True,
+                 checks=(_adjacency, euler_check, _completeness_from))
 
 
 def count_space(cond, win, p, root, vol_w, **kw):

@@ -1315,22 +1315,38 @@ def test_compiled_composition_equals_the_numpy_kernels(acts, d):
 def test_witnesses_beside_the_completeness_checks_change_nothing(monkeypatch):
     """The space engine computes witnesses and their recheck on a second thread beside the completeness checks,
     and compacts its pools beside the next layer's chart composition: every field of the result is what the same
-    count gives with all of it on one thread (hard-tanh: three pieces;
-    N_lin too, which reads the pairs of the checks and the witnesses' charts)."""
+    count gives with all of it on one thread (hard-tanh: three pieces; N_lin too, which the witness thread takes
+    from the adjacency's pairs — or, where facets were left for the exact probe, the caller after it)."""
     import dataclasses
 
     import cpa_theory.frontier3d as F3
 
+    import threading
+
     rng = np.random.default_rng(11)
-    net = _random_net(rng, 3, (7, 6), "train", _activations()[2])
+    nets = [(_random_net(rng, 3, (7, 6), "train", _activations()[2]), np.full(3, 0.1), 0.7),
+            (_coincident_layer_net(0), np.zeros(3), 0.8)]  # (facets whose neighbour the exact probe finds)
     assert F3.SPACE.threaded_witnesses
     fields = lambda r: {k: v for k, v in dataclasses.asdict(r).items() if k != "seconds"}  # noqa: E731
-    both = fields(count_regions(net, np.full(3, 0.1), 0.7))
+    where, seen = [], []
+    n_lin = FF._linear_components
+
+    def spy(n, pairs, *a):
+        where.append(threading.current_thread() is threading.main_thread())
+        seen.append(sorted(map(tuple, np.asarray(pairs).tolist())))
+        return n_lin(n, pairs, *a)
+
+    monkeypatch.setattr(FF, "_linear_components", spy)
+    both = [fields(count_regions(net, c, r)) for net, c, r in nets]
+    # N_lin on the witness thread once the adjacency is in, unless facets were left for the probe
+    assert where == [False, True] and both[0]["unmatched_facets"] == 0 < both[1]["unmatched_facets"]
     monkeypatch.setattr(F3, "SPACE", F3.SPACE._replace(threaded_witnesses=False))
     monkeypatch.setattr(F3.Frontier3D, "_COMPACT_NOGIL", False)
-    one = fields(count_regions(net, np.full(3, 0.1), 0.7))
-    assert both["certified"] and both["regions"] > 20
-    assert all(np.array_equal(both[k], one[k]) for k in one), [k for k in one if not np.array_equal(both[k], one[k])]
+    one = [fields(count_regions(net, c, r)) for net, c, r in nets]
+    assert seen[:2] == seen[2:] and len(seen[0]) > 20  # N_lin read the same adjacent pairs
+    for b, o in zip(both, one):
+        assert b["certified"] and b["regions"] > 20
+        assert all(np.array_equal(b[k], o[k]) for k in o), [k for k in o if not np.array_equal(b[k], o[k])]
 
 
 def _coincident_layer_net(seed):
