@@ -825,17 +825,20 @@ def _vertex_clusters(fr, vid=None, exact_ids=None):
     vid = fr.pv.v if vid is None else vid
     if not len(vid):
         return np.zeros(0, dtype=np.int64), 0
-    uv, inv = _distinct(vid, return_inverse=True, bound=len(fr.VE.a))  # corners sharing a vertex id are one point
+    uv, inv = _distinct(vid, return_inverse=True, bound=fr.VE.n)  # corners sharing a vertex id are one point
     m = len(uv)
     VE = fr.VE.a[uv]
-    float_ok = np.ones(m, dtype=bool)
     ex_u = np.zeros(0, dtype=np.int64)
-    if exact_ids is not None:
+    if exact_ids is None:
+        r, c = _close_pairs(VE[:, :d], VE[:, d])
+        r, c = [r], [c]
+    else:
         ex_u = _distinct(inv[np.asarray(exact_ids, dtype=np.int64)])
+        float_ok = np.ones(m, dtype=bool)
         float_ok[ex_u] = False
-    fi = np.flatnonzero(float_ok)
-    r, c = _close_pairs(VE[fi, :d], VE[fi, d])
-    r, c = [fi[r]], [fi[c]]
+        fi = np.flatnonzero(float_ok)
+        r, c = _close_pairs(VE[fi, :d], VE[fi, d])
+        r, c = [fi[r]], [fi[c]]
     if len(ex_u):
         first: dict = {}
         rep = np.array([first.setdefault(fr.exact_vertex(int(uv[e])), e) for e in ex_u.tolist()], dtype=np.int64)

@@ -959,7 +959,7 @@ def test_vertex_copies_within_their_bounds_are_joined_and_nothing_else(d):
         errs += [emax, emax]
         truth += [n + 100 + i] * 2
     VE = np.column_stack([np.array(pts), np.array(errs)])
-    fr = SimpleNamespace(d=d, VE=SimpleNamespace(a=VE), pv=SimpleNamespace(v=np.arange(len(VE))))
+    fr = SimpleNamespace(d=d, VE=SimpleNamespace(a=VE, n=len(VE)), pv=SimpleNamespace(v=np.arange(len(VE))))
     labels, nv = _vertex_clusters(fr)
     truth = np.array(truth)
     assert nv == n + 120
@@ -970,7 +970,7 @@ def test_vertex_copies_within_their_bounds_are_joined_and_nothing_else(d):
     k = int(np.flatnonzero(np.bincount(truth) > 1)[0])
     j = int(np.flatnonzero(truth == k)[0])
     VE2[j, :d] = P[k] + 5 * (VE2[truth == k, d].sum())
-    labels2, nv2 = _vertex_clusters(SimpleNamespace(d=d, VE=SimpleNamespace(a=VE2), pv=fr.pv))
+    labels2, nv2 = _vertex_clusters(SimpleNamespace(d=d, VE=SimpleNamespace(a=VE2, n=len(VE2)), pv=fr.pv))
     assert nv2 == n + 121 and len(np.unique(labels2[truth == k])) == 2
 
 
