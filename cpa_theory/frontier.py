@@ -368,12 +368,17 @@ class FlatFrontier:
         self.hb.extend(fb.reshape(-1))
         self.hea.extend(EA.reshape(-1, d))
         self.heb.extend(EB.reshape(-1))
-        meta = np.empty((C, nK, 3), dtype=self.hmeta.a.dtype)  # (layer, parent, j): broadcast, no temporaries
+        at = self.hmeta.extend_by(C * nK)
+        meta = self.hmeta.a[at: at + C * nK].reshape(C, nK, 3)  # (layer, parent, j): written in place
         meta[..., 0] = li
         meta[..., 1] = np.arange(C)[:, None]
         meta[..., 2] = np.arange(nK)
-        self.hmeta.extend(meta.reshape(-1, 3))
-        T = _sign_table(fa.reshape(-1, d), fb.reshape(-1), EA.reshape(-1, d), EB.reshape(-1))
+        # the vertex filter's table, its rows written by the parent test (each run of parents its own rows)
+        T = np.empty((C * nK, 2 * d + 3))
+        rows_of = (np.ascontiguousarray(fa.reshape(-1, d), dtype=np.float64),
+                   np.ascontiguousarray(fb.reshape(-1), dtype=np.float64),
+                   np.ascontiguousarray(EA.reshape(-1, d), dtype=np.float64),
+                   np.ascontiguousarray(EB.reshape(-1), dtype=np.float64))
 
         def exact_row(r):
             return self.exact_hyper(first_hyp + int(r))
@@ -383,7 +388,11 @@ class FlatFrontier:
         sides = sides0.copy()  # (C, nK) int8
         active = np.zeros((C, nK), dtype=bool)
         boxes = self._boxes(self.start, self.count) if self.boxes is None else self.boxes
-        test = lambda lo, hi: self._parent_test(lo, hi, boxes, T, screened, sides, active, exact_row)  # noqa: E731
+
+        def test(lo, hi):  # the table's rows and the parent test of parents lo … hi − 1
+            _sign_rows(T, *rows_of, lo * nK, hi * nK)
+            self._parent_test(lo, hi, boxes, T, screened, sides, active, exact_row)
+
         work = None
         if self._TWO_THREADS_PARENT_WORK and self.kernels.compiled and C >= 2:
             work = np.cumsum(screened.sum(axis=1) * self.count)
@@ -522,6 +531,14 @@ def _sign_table(a, b, ea, eb):
 
     return sign_table(np.ascontiguousarray(a), np.ascontiguousarray(b), np.ascontiguousarray(ea),
                       np.ascontiguousarray(eb), (a.shape[1] + DOT_EXTRA_TERMS) * U)
+
+
+
+def _sign_rows(T, a, b, ea, eb, r0, r1):
+    """Rows ``r0 … r1 − 1`` of :func:`_sign_table` written into ``T`` (contiguous float64 inputs)."""
+    from .frontier_loops import sign_rows
+
+    sign_rows(T, a, b, ea, eb, (a.shape[1] + DOT_EXTRA_TERMS) * U, r0, r1)
 
 
 

@@ -61,7 +61,7 @@ from .tolerances import DOT_EXTRA_TERMS, FILTER_SAFETY, UNIT_ROUNDOFF, VERTEX_ER
 __all__ = ["crossings", "clip_side", "split_prepare", "split_tables", "chain_cap", "distinct_per_cell", "cell_vertices",
            "face_areas", "solve_rows3", "wave_signs", "box_sides_dense", "pair_extremes", "sweep_pairs", "components",
            "witness_balls", "mix64", "count_distinct", "euler_counts", "code_hash", "match_codes", "pack_fields",
-           "sign_table", "screen_lines", "compact_faces", "wave_cells", "wave_fold", "compose_lines", "ERRORS"]
+           "sign_table", "sign_rows", "screen_lines", "compact_faces", "wave_cells", "wave_fold", "compose_lines", "ERRORS"]
 
 #: code → what went wrong (a bug, or an arrangement the engine does not handle: an internal error)
 ERRORS = {
@@ -1106,9 +1106,16 @@ def screen_lines(fa, fb, EA, EB, y0, radius):
 def sign_table(a, b, ea, eb, k):
     """The rows of :func:`cpa_theory.frontier._sign_table` — (a, β, ea + k|a|, eβ + k|β|, Σ|a| + Σea) per
     hyperplane, row-major, in one pass."""
-    L, d = a.shape
-    T = np.empty((L, 2 * d + 3))
-    for i in range(L):
+    T = np.empty((a.shape[0], 2 * a.shape[1] + 3))
+    sign_rows(T, a, b, ea, eb, k, 0, a.shape[0])
+    return T
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def sign_rows(T, a, b, ea, eb, k, r0, r1):
+    """Rows ``r0 … r1 − 1`` of :func:`sign_table`, written into ``T``."""
+    d = a.shape[1]
+    for i in range(r0, r1):
         sa = 0.0
         se = 0.0
         for q in range(d):
@@ -1120,7 +1127,6 @@ def sign_table(a, b, ea, eb, k):
         T[i, d] = b[i]
         T[i, 2 * d + 1] = eb[i] + k * abs(b[i])
         T[i, 2 * d + 2] = sa + se
-    return T
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
