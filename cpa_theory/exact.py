@@ -17,6 +17,7 @@ These are the slow, always-right fallbacks of the float64 filters in ``polytope`
 
 from __future__ import annotations
 
+import threading
 from fractions import Fraction
 
 import numpy as np
@@ -138,18 +139,20 @@ def _with_exact_anchors(cond, layers):
         return layers
     last = max(i for i, t in enumerate(train) if t)
     state = {"hs": None, "at": 0}  # the batch's exact representations at the input of layer "at"
+    lock = threading.RLock()  # two threads of one count may ask for anchors at once (the layers are shared)
 
     def upto(i):  # the exact anchors of layers ≤ i, pushing the batch forward only as far as needed
-        if state["hs"] is None:
-            state["hs"] = [[_fr(v) for v in row] for row in batch]
-        while state["at"] <= i:
-            j, L, hs = state["at"], layers[state["at"]], state["hs"]
-            if train[j]:
-                L._p = [sum((h[k] for h in hs), Fraction(0)) / len(hs) for k in range(len(L._p))]
-                L.anchor_fn = None
-            if j < last:
-                state["hs"] = [L.outputs(_pre(L, h)) for h in hs]
-            state["at"] += 1
+        with lock:
+            if state["hs"] is None:
+                state["hs"] = [[_fr(v) for v in row] for row in batch]
+            while state["at"] <= i:
+                j, L, hs = state["at"], layers[state["at"]], state["hs"]
+                if train[j]:
+                    L._p = [sum((h[k] for h in hs), Fraction(0)) / len(hs) for k in range(len(L._p))]
+                    L.anchor_fn = None  # (after _p: a reader that sees None reads the exact anchor)
+                if j < last:
+                    state["hs"] = [L.outputs(_pre(L, h)) for h in hs]
+                state["at"] += 1
 
     for i, L in enumerate(layers):
         if train[i]:
