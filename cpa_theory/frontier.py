@@ -550,20 +550,11 @@ def _box_sides(box, Tg):
 
 # -- the driver: layers, then certificates -------------------------------------------------------------------
 
-def _screen(lines, y0, radius, compiled=False):
+def _screen(lines, y0, radius):
     """The C4 window screen with a safe margin (the cell engine's and the flat engines' one screen): a switching
     set whose window slack is below −E misses W entirely and keeps the side of the window centre. Returns
-    ``(screened (C, nK) bool, sides at the centre (C, nK) int8)``; overflow is an internal error. ``compiled``:
-    the same screen in one compiled pass (:func:`cpa_theory.frontier_loops.screen_lines`, tested equal)."""
+    ``(screened (C, nK) bool, sides at the centre (C, nK) int8)``; overflow is an internal error."""
     fa, fb, EA, EB = lines["fa"], lines["fb"], lines["EA"], lines["EB"]
-    if compiled:
-        from .frontier_loops import screen_lines
-
-        c64 = lambda x: np.ascontiguousarray(x, dtype=np.float64)  # noqa: E731
-        screened, sides, bad = screen_lines(c64(fa), c64(fb), c64(EA), c64(EB), c64(y0), float(radius))
-        if bad:
-            screen_finite(np.array([np.nan]))
-        return screened, sides
     d = fa.shape[2]
     ay0 = np.abs(y0) + radius
     with np.errstate(over="ignore", invalid="ignore"):
@@ -658,7 +649,7 @@ def run_layers(fr, cond, p, y0, radius, progress=None):
     codes, flats = (), ()
     layers = cond.layers
     for li, cl in enumerate(layers):
-        screened, sides0 = _screen(lines, y0, radius, fr.kernels.compiled)
+        screened, sides0 = _screen(lines, y0, radius)
         fr.prefix_codes.append(codes)
         start, count, par_of, csides = fr.run_layer(li, lines, screened, sides0, progress)
         pieces, flat_here = _pieces(lines, csides, len(par_of))

@@ -33,9 +33,9 @@ compiled once (numba, cached on disk):
 * :func:`match_codes`, :func:`pack_fields`, :func:`euler_counts`, :func:`count_distinct` — facet matching by
   predicted codes in a hash table (the codes packed into words), and the Euler characteristic's distinct edges and
   faces (hash sets, no sort).
-* :func:`sign_table`, :func:`compact_faces`, :func:`compose_lines`, :func:`screen_lines` — the filters'
-  coefficient table, the pools rewritten with the live cells, the next layer's charts and switching sets (the
-  formulas of :mod:`cpa_theory.frontier_kernels`, fused) and their window screen.
+* :func:`sign_table`, :func:`compact_faces`, :func:`compose_lines` — the filters' coefficient table, the pools
+  rewritten with the live cells, and the next layer's charts and switching sets (the formulas of
+  :mod:`cpa_theory.frontier_kernels`, fused).
 * :func:`solve_rows3` — points on three planes each, with the error bound of
   :func:`cpa_theory.polytope._solve_systems` (the same arithmetic, one system at a time instead of ~40 whole-array
   passes; every 3 × 3 vertex solve of every engine goes through it).
@@ -61,7 +61,7 @@ from .tolerances import DOT_EXTRA_TERMS, FILTER_SAFETY, UNIT_ROUNDOFF, VERTEX_ER
 __all__ = ["crossings", "clip_side", "split_prepare", "split_tables", "chain_cap", "distinct_per_cell", "cell_vertices",
            "face_areas", "solve_rows3", "wave_signs", "box_sides_dense", "pair_extremes", "sweep_pairs", "components",
            "witness_balls", "mix64", "count_distinct", "euler_counts", "code_hash", "match_codes", "pack_fields",
-           "sign_table", "sign_rows", "screen_lines", "compact_faces", "wave_cells", "wave_fold", "compose_lines", "ERRORS"]
+           "sign_table", "sign_rows", "compact_faces", "wave_cells", "wave_fold", "compose_lines", "ERRORS"]
 
 #: code → what went wrong (a bug, or an arrangement the engine does not handle: an internal error)
 ERRORS = {
@@ -1066,40 +1066,6 @@ def match_codes(W, salt, ci, layer, jk, Ks, woff, per_word, bits, hash_mask):
                     break
             at = (at + np.uint64(1)) & tmask
     return nb
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def screen_lines(fa, fb, EA, EB, y0, radius):
-    """The window screen of :func:`cpa_theory.frontier._screen` (the same formulas, each sum over the d
-    coordinates in order; its margin holds for any order) in one pass: ``(screened (C, nK) bool, sides at the
-    centre (C, nK) int8, whether any value is not finite)``."""
-    C, nK, d = fa.shape
-    k = (d + DOT_EXTRA_TERMS + 2) * _U
-    screened = np.empty((C, nK), np.bool_)
-    sides = np.empty((C, nK), np.int8)
-    bad = False
-    for c in range(C):
-        for j in range(nK):
-            r = 0.0
-            a1 = 0.0
-            ea = 0.0
-            aa = 0.0
-            for q in range(d):
-                x = fa[c, j, q]
-                ay = abs(y0[q]) + radius
-                r += x * y0[q]
-                a1 += abs(x)
-                ea += EA[c, j, q] * ay
-                aa += abs(x) * ay
-            b = fb[c, j]
-            resid = r - b
-            dual = a1 * radius
-            Es = FILTER_SAFETY * (ea + EB[c, j] + k * (aa + abs(b)))
-            if not (np.isfinite(resid) and np.isfinite(dual) and np.isfinite(Es)):
-                bad = True
-            screened[c, j] = abs(resid) - dual <= Es
-            sides[c, j] = 1 if resid > 0 else (-1 if resid < 0 else 0)
-    return screened, sides, bad
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

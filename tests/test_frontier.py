@@ -834,44 +834,6 @@ def test_overflow_in_the_window_screen_is_an_internal_error(engine):
         count_regions(net, np.array([3.0, 0.0]), 1.0, engine=engine)
 
 
-@pytest.mark.filterwarnings("ignore::RuntimeWarning")
-def test_compiled_window_screen_equals_the_numpy_screen():
-    """:func:`cpa_theory.frontier_loops.screen_lines` (the flat engines' screen on the CPU) gives the numpy
-    screen's decisions and sides on lines that miss, cut and graze the window (slack within ±3 margins of zero, so
-    every term of the margin decides some of them) and lines through the centre (side 0), d = 2, 3, 5; a value
-    that overflows, in the slack or in its margin only, is the same internal error."""
-    from cpa_theory.errors import CPAInternalError
-    from cpa_theory.frontier_loops import screen_lines
-
-    rng = np.random.default_rng(3)
-    for d in (2, 3, 5):
-        C, nK, radius = 60, 7, 0.375
-        fa = np.round(rng.normal(size=(C, nK, d)) * 8) / 8  # dyadic data: the slack at the centre is exact
-        y0 = np.round(rng.normal(size=d) * 4) / 4
-        EA = np.abs(rng.normal(size=(C, nK, d))) * 1e-3
-        EB = np.abs(rng.normal(size=(C, nK))) * 1e-3
-        c0 = fa @ y0
-        dual = np.abs(fa).sum(axis=2) * radius
-        margin = FF.FILTER_SAFETY * (EA @ (np.abs(y0) + radius) + EB)
-        side = rng.choice([-1, 1], size=(C, nK))
-        fb = np.where(rng.random((C, nK)) < 0.7, c0 - side * (dual + rng.uniform(-3, 3, (C, nK)) * margin),
-                      rng.normal(size=(C, nK)) * 3)
-        fb[0] = c0[0]  # through the centre
-        lines = {"fa": fa, "fb": fb, "EA": EA, "EB": EB}
-        want = FF._screen(lines, y0, radius)
-        got = FF._screen(lines, y0, radius, compiled=True)
-        assert np.array_equal(want[0], got[0]) and np.array_equal(want[1], got[1])
-        assert 0.2 < want[0].mean() < 0.8 and (got[1][0] == 0).all() and {-1, 1} <= set(got[1].ravel().tolist())
-        for where, big in (("fa", 1e308), ("EB", 1e308)):  # the slack overflows / only its margin does
-            bad = {k: v.copy() for k, v in lines.items()}
-            bad[where][(3, 2) + (0,) * (bad[where].ndim - 2)] = big
-            assert screen_lines(bad["fa"], bad["fb"], bad["EA"], bad["EB"], y0 + 1e10, radius)[2]
-            with pytest.raises(CPAInternalError, match="overflow"):
-                FF._screen(bad, y0 + 1e10, radius, compiled=True)
-            with pytest.raises(CPAInternalError, match="overflow"):
-                FF._screen(bad, y0 + 1e10, radius)
-
-
 def test_distinct_equals_np_unique_with_its_inverse():
     """The engines' sort-based ``_distinct`` (numpy 2's hash-based np.unique is ~30× slower at their sizes) gives
     np.unique's values and inverse on keys with repeats, negatives, uint64 and empty input."""
