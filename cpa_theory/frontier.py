@@ -938,13 +938,13 @@ def _count_flat(cond, win, p, root, vol_w, geo, *, keep_regions, exact_recheck, 
                                                        lambda i: tuple(k[i] for k in fr.codes), out_A.shape[1])[0]
         return (out_A, out_c), _linear_components(n, pairs, out_A, out_c, eA, ec, confirm) if linear else n
 
+    def witnessed():
+        wit, rad = geo.witnesses(fr, p)
+        return wit, rad, _recheck(cond, wit, rad, fr.codes, fr.flats, win.radius, exact_recheck)
+
     # witnesses and their forward-pass recheck beside the completeness checks where the witness pass runs without
     # the GIL (the space engine's compiled pass); results do not depend on it
     if geo.checks is None or not geo.threaded_witnesses:
-        def witnessed():
-            wit, rad = geo.witnesses(fr, p)
-            return wit, rad, _recheck(cond, wit, rad, fr.codes, fr.flats, win.radius, exact_recheck)
-
         (wit, rad, ok), (pairs, unmatched, balance_ok, euler_ok, chi) = _beside(
             witnessed, lambda: geo.completeness(fr), geo.threaded_witnesses)
     else:
@@ -952,12 +952,11 @@ def _count_flat(cond, win, p, root, vol_w, geo, *, keep_regions, exact_recheck, 
         adj, adj_done = [], threading.Event()
 
         def witnessed_then_n_lin():
-            wit, rad = geo.witnesses(fr, p)
-            ok = _recheck(cond, wit, rad, fr.codes, fr.flats, win.radius, exact_recheck)
+            got = witnessed()
             adj_done.wait()
             if adj and not len(adj[0][1]):  # no facet left for the exact probe: N_lin is final
                 maps.append(n_lin_of(adj[0][0]))
-            return wit, rad, ok
+            return got
 
         def checks():
             try:
