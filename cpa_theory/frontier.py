@@ -555,13 +555,15 @@ def _screen(lines, y0, radius):
     set whose window slack is below −E misses W entirely and keeps the side of the window centre. Returns
     ``(screened (C, nK) bool, sides at the centre (C, nK) int8)``; overflow is an internal error."""
     fa, fb, EA, EB = lines["fa"], lines["fb"], lines["EA"], lines["EB"]
-    d = fa.shape[2]
+    C, nK, d = fa.shape
     ay0 = np.abs(y0) + radius
-    with np.errstate(over="ignore", invalid="ignore"):
-        resid = np.einsum("cjd,d->cj", fa, y0) - fb
-        dual = np.einsum("cjd->cj", np.abs(fa)) * radius
-        Es = FILTER_SAFETY * (np.einsum("cjd,d->cj", EA, ay0) + EB + (d + DOT_EXTRA_TERMS + 2) * U
-                              * (np.einsum("cjd,d->cj", np.abs(fa), ay0) + np.abs(fb)))
+    with np.errstate(over="ignore", invalid="ignore"):  # row-major products over (C·nK, d) rows, |fa| read once
+        rows = fa.reshape(-1, d)
+        m = np.abs(rows) @ np.stack([np.full(d, float(radius)), ay0], axis=1)  # (C·nK, 2): ‖fa‖₁ r, |fa|·(|y0|+r)
+        resid = (rows @ y0).reshape(C, nK) - fb
+        dual = m[:, 0].reshape(C, nK)
+        Es = FILTER_SAFETY * ((EA.reshape(-1, d) @ ay0).reshape(C, nK) + EB + (d + DOT_EXTRA_TERMS + 2) * U
+                              * (m[:, 1].reshape(C, nK) + np.abs(fb)))
     screen_finite(resid, dual, Es)
     return np.abs(resid) - dual <= Es, np.sign(resid).astype(np.int8)
 

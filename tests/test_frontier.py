@@ -1437,3 +1437,47 @@ def test_beside_returns_both_values_and_raises_either_exception_in_the_caller():
     with pytest.raises(KeyError):
         FF._beside(lambda: (time.sleep(0.2), done.append(1)), fg_boom)
     assert done == [1]  # joined before the caller's exception left
+
+
+@pytest.mark.parametrize("d", [2, 3, 5])
+def test_the_window_screen_keeps_every_switching_set_that_may_touch_the_window(d):
+    """The C4 screen (``frontier._screen``) drops a switching set only when it misses W for every line within its
+    error bounds. Lines are put where W's nearest corner touches them up to the last bits (with and without
+    coefficient errors EA, EB), so the float slack lands on both sides of 0: each line whose exact minimal slack
+    over its error box, |fa·y0 − fb| − ‖fa‖₁ r − EA·(|y0| + r) − EB (in rationals), is ≤ 0 must be kept. A screen
+    without its rounding margin, or without the EA or EB terms, drops some of them."""
+    rng = np.random.default_rng(40 + d)
+    C, nK = 300, 8
+    y0, r = rng.normal(size=d) * 10.0 ** rng.uniform(-1, 2, size=d), float(rng.uniform(0.01, 3))
+    fa = rng.normal(size=(C, nK, d)) * 10.0 ** rng.uniform(-3, 3, size=(C, nK, 1))
+    EA = np.where(rng.uniform(size=(C, 1, 1)) < 0.5, 0.0, 1e-9 * np.abs(fa) * rng.uniform(size=fa.shape))
+    eb_rel = np.where(rng.uniform(size=(C, 1)) < 0.5, 0.0, 1e-9 * rng.uniform(size=(C, nK)))
+    F = lambda v: Fraction(float(v))  # noqa: E731
+    fb, EB = np.empty((C, nK)), np.empty((C, nK))
+    for c in range(C):
+        for j in range(nK):
+            a, e = fa[c, j], EA[c, j]
+            s = rng.choice([-1, 1])
+            reach = sum(abs(F(a[i])) * F(r) + F(e[i]) * (abs(F(y0[i])) + F(r)) for i in range(d))
+            touch = sum(F(a[i]) * F(y0[i]) for i in range(d)) - s * reach  # on the line: slack 0 (before EB)
+            EB[c, j] = float(eb_rel[c, j] * abs(float(touch)))
+            fb[c, j] = float(touch - s * F(EB[c, j])) * (1 + rng.choice([-1, 1]) * 2.0 ** -52 * rng.integers(0, 3))
+    lines = dict(fa=fa, fb=fb, EA=EA, EB=EB)
+    screened, sides = FF._screen(lines, y0, r)
+    kept_needed = np.zeros((C, nK), dtype=bool)
+    for c in range(C):
+        for j in range(nK):
+            a, e = fa[c, j], EA[c, j]
+            resid = sum(F(a[i]) * F(y0[i]) for i in range(d)) - F(fb[c, j])
+            slack = (abs(resid) - sum(abs(F(a[i])) * F(r) + F(e[i]) * (abs(F(y0[i])) + F(r)) for i in range(d))
+                     - F(EB[c, j]))
+            kept_needed[c, j] = slack <= 0
+    assert 0.2 < kept_needed.mean() < 0.95  # lines on both sides of touching
+    assert np.all(screened[kept_needed]), f"{int((kept_needed & ~screened).sum())} touching lines dropped"
+    # sharp: without the rounding margin the float slack alone drops some of the touching lines
+    resid = np.einsum("cjd,d->cj", fa, y0) - fb
+    naive = np.abs(resid) - np.abs(fa).sum(axis=2) * r - np.einsum("cjd,d->cj", EA, np.abs(y0) + r) - EB <= 0
+    assert np.any(kept_needed & ~naive)
+    # and the screen is not vacuous: lines a little further out (by 1e-6 of their reach) are dropped
+    far = dict(lines, fb=fb + np.sign(np.einsum("cjd,d->cj", fa, y0) - fb) * -1e-6 * (np.abs(fb) + 1))
+    assert not FF._screen(far, y0, r)[0][kept_needed].all()
