@@ -927,7 +927,8 @@ def _count_flat(cond, win, p, root, vol_w, geo, *, keep_regions, exact_recheck, 
     stats: dict = {}
     bar = _LayerProgress(progress, len(cond.layers))
     try:
-        fr = geo.refine(cond, root, p, win.center - p, win.radius, stats, bar.update, kernels)
+        fr = geo.refine(cond, root, p, win.center - p, win.radius, stats, None if progress is False else bar.update,
+                        kernels)  # (no callback: the space engine's compiled waves run a layer in one call)
     finally:
         bar.close()
     fr.compact(fr.start, fr.count)  # certificates read the pools in cell order

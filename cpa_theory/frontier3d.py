@@ -25,7 +25,8 @@ from .errors import CPAInternalError
 from .frontier import (FlatFrontier, Geometry, _beside, _Grow, _ranges, _segment_ids,
                        _with_kernels, count_flat)
 from .frontier_loops import (ERRORS, cell_vertices, compact_faces, distinct_per_cell, euler_counts, face_areas,
-                             shift_into, split_prepare, split_tables, wave_cells, wave_fold, wave_signs,
+                             shift_into, split_finish, split_prepare, wave_cells, wave_fold, wave_run, wave_signs,
+                             WAVE_EXACT_POINTS, WAVE_EXACT_SIGNS, WAVE_FAILED, WAVES_DONE,
                              witness_balls)
 from .polytope import Polytope
 from .tolerances import FACET_BALANCE_RTOL, UNIT_ROUNDOFF
@@ -69,6 +70,7 @@ class Frontier3D(FlatFrontier):
     _COMPACT_NOGIL = True
     _TWO_THREADS_PARENT_WORK, _TWO_THREADS_WORK = 30000, 300
     _unadopted = None  # a twin's face rows not yet appended (:meth:`_adopt`)
+    _PROGRESS_WAVES = 4  # with a progress callback, the compiled waves come back to report every 4 waves
 
     def __init__(self, cond, root: Polytope, p, y0, radius, stats):
         self._init_tables(cond, p, y0, radius, stats, [H for H, _ in root.facets], root.scale)
@@ -143,11 +145,12 @@ class Frontier3D(FlatFrontier):
         return smax, smin, info
 
     def _waves(self, li, live, end, act_j, T, nK, first_hyp, exact_row, progress):
-        """On the CPU (numpy kernels) one line per wave, each wave four compiled passes: the wave's cells and
-        lines (:func:`cpa_theory.frontier_loops.wave_cells`), their tests (``wave_signs``: the same filters and
-        bounds as :meth:`_cell_signs`; what they leave undecided is decided exactly here), the outcome
-        (``wave_fold``: sides of the cells not cut, next line) and the split of the cut ones. The same splits as
-        the kernels' path (:meth:`FlatFrontier._waves` with one line per wave).
+        """On the CPU (numpy kernels) one line per wave, the waves compiled (:meth:`_wave_loop`): the wave's
+        cells and lines (:func:`cpa_theory.frontier_loops.wave_cells`), their tests (``wave_signs``: the same
+        filters and bounds as :meth:`_cell_signs`; what they leave undecided is decided exactly here), the
+        outcome (``wave_fold``: sides of the cells not cut, next line) and the split of the cut ones
+        (``split_prepare``, ``split_finish``). The same splits as the kernels' path (:meth:`FlatFrontier._waves`
+        with one line per wave).
 
         A cell's splits read only its own faces and vertices, so when the layer has at least
         ``_TWO_THREADS_WORK`` pending tests the parents are cut in two runs of about equal work (pending lines ×
@@ -218,23 +221,68 @@ class Frontier3D(FlatFrontier):
             getattr(self, name).extend(g.a[F0:g.n])
 
     def _wave_loop(self, live, end, act_j, T, nK, first_hyp, exact_row, progress, li, longest):
-        """The waves of :meth:`_waves` on the cells ``live``."""
+        """The waves of :meth:`_waves` on the cells ``live``: compiled, without the GIL, until done
+        (:func:`cpa_theory.frontier_loops.wave_run`); a wave that needs exact signs runs here (:meth:`_wave`),
+        crossing points float64 cannot bound are computed here (:meth:`_finish_split`). With a progress callback
+        the compiled run comes back every ``_PROGRESS_WAVES`` waves to report."""
+        budget = -1 if progress is None else self._PROGRESS_WAVES
+        hyper = (self.ha.a, self.hb.a, self.hea.a, self.heb.a)
         while True:
-            n = live.par.n
-            cells, rows, jc, rest = wave_cells(live.pos.a[:n], live.par.a[:n], end, act_j, nK)
-            if not len(cells):
+            ns = self._lengths(live)
+            outcome, code, rest, splits, lv, pl, prep, new_ids = wave_run(
+                self._live_arrays(live), self._pool_arrays(), ns, end, act_j, nK, T, hyper, float(self.scale),
+                first_hyp, budget)
+            self._take_back(live, lv, pl, ns)
+            if splits:
+                self._clean = None
+            if outcome == WAVE_FAILED:
+                _raise(code)
+            if outcome == WAVES_DONE:
                 break
-            side, tested, faces, fcells, fcnt, vid, ecells, du, dcell, emap, sd, und, bad = wave_signs(
-                cells, live.start.a, live.count.a, live.box.a, rows, T, self.fpool.a, self.fstart.a, self.fcount.a,
-                self.pv.a, self.VE.a)
-            if bad or und.any():
-                sd = self._decide(sd, und, bad, du, rows[tested][dcell], exact_row)
-            cut, s = wave_fold(cells, jc, side, tested, dcell, sd, emap, live.sides.a, live.pos.a)
-            if cut.any():
-                self._split_tested(cells[tested], cut, (faces, fcells, vid, ecells, fcnt, s), live,
-                                   first_hyp + rows[tested], jc[tested])
+            if outcome == WAVE_EXACT_POINTS:
+                self._finish_split(prep, new_ids, live)
+            elif outcome == WAVE_EXACT_SIGNS:
+                rest = self._wave(live, end, act_j, T, nK, first_hyp, exact_row)
+                if rest is None:
+                    break
             if progress is not None:
                 progress(li, 1.0 - float(rest - 1) / max(1, longest), live.par.n)
+
+    def _wave(self, live, end, act_j, T, nK, first_hyp, exact_row):
+        """One wave with the undecided signs decided exactly: the most lines any cell had left before it, or
+        None when no cell has any."""
+        n = live.par.n
+        cells, rows, jc, rest = wave_cells(live.pos.a[:n], live.par.a[:n], end, act_j, nK)
+        if not len(cells):
+            return None
+        side, tested, faces, fcells, fcnt, vid, ecells, du, dcell, emap, sd, und, bad = wave_signs(
+            cells, live.start.a, live.count.a, live.box.a, rows, T, self.fpool.a, self.fstart.a, self.fcount.a,
+            self.pv.a, self.VE.a)
+        if bad or und.any():
+            sd = self._decide(sd, und, bad, du, rows[tested][dcell], exact_row)
+        cut, s = wave_fold(cells, jc, side, tested, dcell, sd, emap, live.sides.a, live.pos.a)
+        if cut.any():
+            self._split_tested(cells[tested], cut, (faces, fcells, vid, ecells, fcnt, s), live,
+                               first_hyp + rows[tested], jc[tested])
+        return rest
+
+    # the arrays the compiled waves read and append to, their lengths, and taking them back
+    def _live_arrays(self, live):
+        return live.pos.a, live.par.a, live.start.a, live.count.a, live.sides.a, live.box.a
+
+    def _pool_arrays(self):
+        return (self.fpool.a, self.fstart.a, self.fcount.a, self.fplane.a, self.fsign.a, self.pv.a, self.VE.a,
+                self.vdef.a)
+
+    def _lengths(self, live):
+        return np.array([live.par.n, self.fpool.n, self.fplane.n, self.pv.n, self.VE.n], dtype=np.int64)
+
+    def _take_back(self, live, lv, pl, ns):
+        for g, a in zip((live.pos, live.par, live.start, live.count, live.sides, live.box), lv):
+            g.a, g.n = a, int(ns[0])
+        for g, a, k in zip((self.fpool, self.fstart, self.fcount, self.fplane, self.fsign, self.pv, self.VE,
+                            self.vdef), pl, (1, 2, 2, 2, 2, 3, 4, 4)):
+            g.a, g.n = a, int(ns[k])
 
     def _split(self, cells, cut, info, live, hyp, jc):
         """Split the cut cells (``cells[cut]``) by their hyperplanes ``hyp[cut]`` (index ``jc[cut]`` of their
@@ -252,11 +300,15 @@ class Frontier3D(FlatFrontier):
             cut, faces, fcells, fcnt, vid, s, hyp, self.fplane.a, self.ha.a, self.hb.a, self.hea.a,
             self.heb.a, float(self.scale))
         _raise(code)
-        ccells = cells[cut]
-        j = jc[cut]
         new_ids = np.arange(self.VE.extend(VEx), self.VE.n)
         self.vdef.extend(Q)
-        Xerr = VEx[:, 3]
+        self._finish_split((cf, fe, faces, vid, s, cut_plane, xid, cells[cut], jc[cut]), new_ids, live)
+
+    def _finish_split(self, prep, new_ids, live):
+        """A split after :func:`cpa_theory.frontier_loops.split_prepare` (``prep``; its crossing points rows
+        ``new_ids`` of the vertex table): the points float64 could not bound computed exactly, then both sides
+        of every cut cell made and the live cells updated (:func:`cpa_theory.frontier_loops.split_finish`)."""
+        Xerr = self.VE.a[new_ids, 3]
         for k in np.flatnonzero(~np.isfinite(Xerr)).tolist():
             self.stats["exact_vertices"] = self.stats.get("exact_vertices", 0) + 1
             with self.exact_lock:
@@ -264,16 +316,11 @@ class Frontier3D(FlatFrontier):
             v = np.array([float(c) for c in ex])
             self.VE.a[new_ids[k]] = [v[0], v[1], v[2], U * float(np.abs(v).max())]
         # both sides of every cut cell: each new cell's faces contiguous (its clipped faces, then its cap)
-        pv, fstart, fcount, fplane, fsign, cL, nfL, boxL, cU, nfU, boxU, code = split_tables(
-            cf, fe, vid, s, xid, new_ids, self.VE.a, faces, self.fplane.a, self.fsign.a, cut_plane, self.pv.n,
-            self.fplane.n, self.fpool.n)
+        self._clean = None
+        ns = self._lengths(live)
+        code, lv, pl = split_finish(prep, new_ids, self._live_arrays(live), self._pool_arrays(), ns)
         _raise(code)
-        self.pv.extend(pv)
-        self.fstart.extend(fstart)
-        self.fcount.extend(fcount)
-        self.fsign.extend(fsign)
-        self.fpool.extend(np.arange(self.fplane.extend(fplane), self.fplane.n))
-        self._after_split(live, ccells, j, (cL, nfL), (cU, nfU), boxes=(boxL, boxU))
+        self._take_back(live, lv, pl, ns)
 
     def _compact(self, start, count):
         """Rewrite the face and vertex pools with only the live cells (one compiled pass,

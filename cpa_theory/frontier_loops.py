@@ -28,6 +28,9 @@ compiled once (numba, cached on disk):
   :func:`cpa_theory.frontier._close_pairs`, then union–find).
 * :func:`wave_cells`, :func:`wave_fold` — a one-line wave's cells and lines, and its outcome (sides of the cells
   not cut, next line), around :func:`wave_signs`.
+* :func:`wave_run`, :func:`split_finish` — a layer's waves in one call without the GIL (the tables grown here,
+  capacity doubling): back to the caller only for what needs rationals (a wave's undecided signs, crossing
+  points float64 cannot bound) or to report progress.
 * :func:`witness_balls` — witnesses, certified ball radii (:func:`_clearance`: the facet clearance of
   :func:`cpa_theory.polytope.facet_clearance`) and volumes of every cell in one pass.
 * :func:`match_codes`, :func:`pack_fields`, :func:`euler_counts`, :func:`count_distinct` — facet matching by
@@ -61,7 +64,8 @@ from .tolerances import DOT_EXTRA_TERMS, FILTER_SAFETY, UNIT_ROUNDOFF, VERTEX_ER
 __all__ = ["crossings", "clip_side", "split_prepare", "split_tables", "chain_cap", "distinct_per_cell", "cell_vertices",
            "face_areas", "solve_rows3", "wave_signs", "box_sides_dense", "pair_extremes", "sweep_pairs", "components",
            "witness_balls", "mix64", "count_distinct", "euler_counts", "code_hash", "match_codes", "pack_fields",
-           "sign_table", "sign_rows", "compact_faces", "wave_cells", "wave_fold", "compose_lines", "ERRORS"]
+           "sign_table", "sign_rows", "compact_faces", "wave_cells", "wave_fold", "compose_lines", "ERRORS",
+           "split_finish", "wave_run"]
 
 #: code → what went wrong (a bug, or an arrangement the engine does not handle: an internal error)
 ERRORS = {
@@ -759,6 +763,122 @@ def split_prepare(cut, faces, fcells, fcnt, vid, s, cut_plane, fplane, A, B, EA,
             VE[x, 0], VE[x, 1], VE[x, 2] = V[x, 0], V[x, 1], V[x, 2]
         VE[x, 3] = err[x]
     return cf, fe, kf, kv, ks, planes, xid, VE, Q, 0
+
+
+#: :func:`wave_run`'s outcomes: all waves done; a wave needs exact signs (nothing of it applied); a wave's split
+#: needs crossing points float64 cannot bound (its crossings appended, the rest to :func:`split_finish`); the
+#: wave budget spent; a structural failure (its :data:`ERRORS` code returned beside)
+WAVES_DONE, WAVE_EXACT_SIGNS, WAVE_EXACT_POINTS, WAVE_BUDGET, WAVE_FAILED = 0, 1, 2, 3, 4
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _room(a, n, m):
+    """``a`` with room for rows ``n … n + m − 1``: itself, or its first ``n`` rows copied into twice the space
+    (the capacity doubling of :class:`cpa_theory.frontier._Grow`)."""
+    if n + m <= a.shape[0]:
+        return a
+    b = np.empty((max(2 * a.shape[0], n + m),) + a.shape[1:], a.dtype)
+    b[:n] = a[:n]
+    return b
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def split_finish(prep, new_ids, live, pools, ns):
+    """The second half of a wave's split, after :func:`split_prepare` (``prep`` = its ``cf, fe, faces, vid, s,
+    planes, xid`` and the cut cells with their line index ``j``; their crossing points already rows ``new_ids``
+    of the vertex table): both sides of every cut cell (:func:`split_tables`) appended to the pools, and the live
+    cells updated — a cut cell becomes its lower side in place (its side of the cut −1), its upper side is
+    appended (side +1; line pointer, parent and its other sides inherited).
+
+    ``live`` = (pos, par, start, count, sides, box), ``pools`` = (fpool, fstart, fcount, fplane, fsign, pv, VE,
+    vdef), ``ns`` = their lengths (live cells, face pool, faces, vertex entries, vertices), updated in place.
+    Returns ``(code, live, pools)``: the arrays, reallocated where they grew."""
+    cf, fe, faces, vid, s, planes, xid, ccells, j = prep
+    pos, par, start, count, sides, box = live
+    fpool, fstart, fcount, fplane, fsign, pv, VE, vdef = pools
+    q0, f0, e0, nl = ns[1], ns[2], ns[3], ns[0]
+    pvn, fst, fcn, fpl, fsg, cL, nfL, boxL, cU, nfU, boxU, code = split_tables(
+        cf, fe, vid, s, xid, new_ids, VE, faces, fplane, fsign, planes, e0, f0, q0)
+    if code:
+        return code, live, pools
+    F, E, m = len(fcn), len(pvn), len(ccells)
+    pv = _room(pv, e0, E)
+    pv[e0:e0 + E] = pvn
+    fstart, fcount = _room(fstart, f0, F), _room(fcount, f0, F)
+    fplane, fsign, fpool = _room(fplane, f0, F), _room(fsign, f0, F), _room(fpool, q0, F)
+    for t in range(F):
+        fstart[f0 + t], fcount[f0 + t], fplane[f0 + t], fsign[f0 + t] = fst[t], fcn[t], fpl[t], fsg[t]
+        fpool[q0 + t] = f0 + t
+    ns[1], ns[2], ns[3] = q0 + F, f0 + F, e0 + E
+    pos, par, start, count = _room(pos, nl, m), _room(par, nl, m), _room(start, nl, m), _room(count, nl, m)
+    sides, box = _room(sides, nl, m), _room(box, nl, m)
+    for i in range(m):
+        c, u = ccells[i], nl + i
+        start[c], count[c] = cL[i], nfL[i]
+        sides[c, j[i]] = -1
+        sides[u, :] = sides[c, :]
+        sides[u, j[i]] = 1
+        pos[u], par[u] = pos[c], par[c]
+        box[c, :] = boxL[i]
+        box[u, :] = boxU[i]
+        start[u], count[u] = cU[i], nfU[i]
+    ns[0] = nl + m
+    return 0, (pos, par, start, count, sides, box), (fpool, fstart, fcount, fplane, fsign, pv, VE, vdef)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def wave_run(live, pools, ns, end, act_j, nK, T, hyper, scale, first_hyp, budget):
+    """One-line waves (:func:`wave_cells`, :func:`wave_signs`, :func:`wave_fold`, :func:`split_prepare`,
+    :func:`split_finish`) until every cell's cut list is done, or ``budget`` waves (< 0: no limit), or a wave
+    needs Python: exact signs (the wave is left untouched, the caller runs it) or crossing points float64
+    cannot bound (the wave's crossings are appended with error +inf, the caller computes them exactly and calls
+    :func:`split_finish`). ``live``, ``pools``, ``ns`` as in :func:`split_finish`; ``hyper`` = the hyperplane
+    table (A, B, EA, EB).
+
+    Returns ``(outcome, code, rest, splits, live, pools, prep, new_ids)``: ``outcome`` one of ``WAVES_DONE`` …
+    ``WAVE_FAILED``, the failure's code, the most lines any cell had left before the last wave, how many waves
+    split cells, the arrays, and for ``WAVE_EXACT_POINTS`` the split's ``prep`` and crossing ids."""
+    A, B, EA, EB = hyper
+    e = np.zeros(0, np.int64)
+    prep = (e, e, e, e, np.zeros(0, np.int8), e, e, e, e)
+    new_ids = e
+    waves, splits, rest = 0, 0, 0
+    while True:
+        if budget >= 0 and waves >= budget:
+            return WAVE_BUDGET, 0, rest, splits, live, pools, prep, new_ids
+        pos, par, start, count, sides, box = live
+        fpool, fstart, fcount, fplane, fsign, pv, VE, vdef = pools
+        n = ns[0]
+        cells, rows, jc, left = wave_cells(pos[:n], par[:n], end, act_j, nK)
+        if len(cells) == 0:
+            return WAVES_DONE, 0, rest, splits, live, pools, prep, new_ids
+        side, tested, faces, fcells, fcnt, vid, ecells, du, dcell, emap, sd, und, bad = wave_signs(
+            cells, start, count, box, rows, T, fpool, fstart, fcount, pv, VE)
+        if bad or np.any(und):
+            return WAVE_EXACT_SIGNS, 0, rest, splits, live, pools, prep, new_ids
+        cut, s = wave_fold(cells, jc, side, tested, dcell, sd, emap, sides, pos)
+        waves += 1
+        rest = left
+        if not np.any(cut):
+            continue
+        cf, fe, kf, kv, ks, planes, xid, VEx, Q, code = split_prepare(
+            cut, faces, fcells, fcnt, vid, s, first_hyp + rows[tested], fplane, A, B, EA, EB, scale)
+        if code:
+            return WAVE_FAILED, code, rest, splits, live, pools, prep, new_ids
+        splits += 1
+        v0, nx = ns[4], len(VEx)
+        VE, vdef = _room(VE, v0, nx), _room(vdef, v0, nx)
+        VE[v0:v0 + nx] = VEx
+        vdef[v0:v0 + nx] = Q
+        ns[4] = v0 + nx
+        new_ids = np.arange(v0, v0 + nx)
+        pools = (fpool, fstart, fcount, fplane, fsign, pv, VE, vdef)
+        prep = (cf, fe, kf, kv, ks, planes, xid, cells[tested][cut], jc[tested][cut])
+        if not np.all(np.isfinite(VEx[:, 3])):
+            return WAVE_EXACT_POINTS, 0, rest, splits, live, pools, prep, new_ids
+        code, live, pools = split_finish(prep, new_ids, live, pools, ns)
+        if code:
+            return WAVE_FAILED, code, rest, splits, live, pools, prep, new_ids
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

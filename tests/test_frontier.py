@@ -1481,3 +1481,74 @@ def test_the_window_screen_keeps_every_switching_set_that_may_touch_the_window(d
     # and the screen is not vacuous: lines a little further out (by 1e-6 of their reach) are dropped
     far = dict(lines, fb=fb + np.sign(np.einsum("cjd,d->cj", fa, y0) - fb) * -1e-6 * (np.abs(fb) + 1))
     assert not FF._screen(far, y0, r)[0][kept_needed].all()
+
+
+def _nearly_parallel_net(eps=1e-12):
+    """Two first-layer planes at an angle of ``eps`` through W (their crossings with the other planes' edges are
+    points float64 cannot bound: the space engine computes them exactly)."""
+    W = np.array([[1.0, 0.0, 0.0], [1.0, eps, 0.0], [0.3, 0.5, 1.0], [0.0, 1.0, 0.2]])
+    return Network(3, (Layer(W, [0.0, 0.0, 0.1, -0.1], relu()), Layer(np.ones((1, 4)), [0.0], identity())))
+
+
+def test_compiled_waves_come_back_for_crossing_points_float64_cannot_bound(monkeypatch):
+    """The compiled waves (:func:`cpa_theory.frontier_loops.wave_run`) return a split whose crossing points
+    float64 cannot bound; they are computed exactly before the split goes on, so no vertex is left with an
+    unbounded error (checked at every compaction), and the count is the cell engine's."""
+    import cpa_theory.frontier3d as F3
+
+    exact_points, compacted = [], []
+    finish, compact = F3.Frontier3D._finish_split, F3.Frontier3D._compact
+
+    def spy_finish(self, prep, new_ids, live):
+        exact_points.append(int(np.count_nonzero(~np.isfinite(self.VE.a[new_ids, 3]))))
+        return finish(self, prep, new_ids, live)
+
+    def spy_compact(self, start, count):
+        compacted.append(bool(np.isfinite(self.VE.v[:, 3]).all()))
+        return compact(self, start, count)
+
+    monkeypatch.setattr(F3.Frontier3D, "_finish_split", spy_finish)
+    monkeypatch.setattr(F3.Frontier3D, "_compact", spy_compact)
+    net = _nearly_parallel_net()
+    res = count_regions(net, np.zeros(3), 1.0)
+    assert sum(exact_points) > 0 and compacted and all(compacted)
+    ref = count_regions(net, np.zeros(3), 1.0, engine="cells")
+    assert (res.regions, res.linear_regions, res.certified) == (ref.regions, ref.linear_regions, True)
+
+
+@pytest.mark.parametrize("case", ["coincident", "parallel", "random"])
+def test_compiled_waves_give_the_count_of_one_wave_at_a_time(monkeypatch, case):
+    """The compiled waves against the same waves run one at a time from Python (:meth:`Frontier3D._wave`, the
+    path a wave that needs exact signs takes): every field of the count and every region (code, witness,
+    radius, vertices, map) in the same order — also with a progress callback, which makes the compiled run come
+    back every few waves."""
+    import dataclasses
+
+    import cpa_theory.frontier3d as F3
+    import cpa_theory.frontier_loops as FL
+
+    if case == "coincident":
+        net, r = _coincident_layer_net(0), 0.8
+    elif case == "parallel":
+        net, r = _nearly_parallel_net(), 1.0
+    else:
+        net, r = _random_net(np.random.default_rng(3), 3, (10, 8, 6), "train", relu), 1.0
+    skip = ("seconds", "region_list")
+    fields = lambda x: {k: v for k, v in dataclasses.asdict(x).items() if k not in skip}  # noqa: E731
+
+    def regions(x):
+        return [(np.concatenate(g.code).tolist(), g.witness.tolist(), g.radius, g.vertices.tolist(),
+                 g.out_A.tolist(), g.out_c.tolist()) for g in x.region_list]
+
+    calls = []
+    monkeypatch.setattr(F3, "wave_run", lambda *a: (calls.append(1), FL.wave_run(*a))[1])
+    compiled = count_regions(net, np.zeros(3), r, keep_regions=True)
+    shown = count_regions(net, np.zeros(3), r, keep_regions=True, progress=True)
+    assert calls and compiled.certified and compiled.regions > 10
+    monkeypatch.setattr(F3, "wave_run", lambda live, pools, *a: (FL.WAVE_EXACT_SIGNS, 0, 0, 0, live, pools, None,
+                                                                  None))
+    python = count_regions(net, np.zeros(3), r, keep_regions=True)
+    for other in (shown, python):
+        f1, f2 = fields(compiled), fields(other)
+        assert all(np.array_equal(f1[k], f2[k]) for k in f1), [k for k in f1 if not np.array_equal(f1[k], f2[k])]
+        assert regions(compiled) == regions(other)
