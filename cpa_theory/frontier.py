@@ -681,10 +681,18 @@ def _recheck(cond, wit, rad, codes, flats, radius_w, exact, chunk=4096):
         sl = slice(s0, s0 + chunk)
         zs = cond.preactivations(wit[sl])
         for li, (layer, z) in enumerate(zip(cond.layers, zs)):
-            ok[sl] &= np.all(layer.activation.piece_index(z) == codes[li][sl], axis=1)
-            if layer.activation.breakpoints:
-                on_bp = np.isin(z, layer.activation.breakpoints_array) & ~flats[li][sl]
-                ok[sl] &= ~np.any(on_bp, axis=1)
+            bad = layer.activation.piece_index(z) != codes[li][sl]  # another piece than the region's code
+            bps = layer.activation.breakpoints
+            if bps:  # on a breakpoint where the region is not flat there
+                if len(bps) > 8:
+                    on_bp = np.isin(z, layer.activation.breakpoints_array)
+                else:
+                    on_bp = z == bps[0]
+                    for t in bps[1:]:
+                        on_bp |= z == t
+                bad |= on_bp & ~flats[li][sl]
+            if bad.any():  # (rows only where some entry fails: the usual chunk has none)
+                ok[sl] &= ~bad.any(axis=1)
     if exact:
         for i in np.flatnonzero(ok).tolist():
             ok[i] = all(np.array_equal(g, k[i]) for g, k in zip(exact_code(cond, wit[i]), codes))

@@ -1552,3 +1552,29 @@ def test_compiled_waves_give_the_count_of_one_wave_at_a_time(monkeypatch, case):
         f1, f2 = fields(compiled), fields(other)
         assert all(np.array_equal(f1[k], f2[k]) for k in f1), [k for k in f1 if not np.array_equal(f1[k], f2[k])]
         assert regions(compiled) == regions(other)
+
+
+@pytest.mark.parametrize("n_breakpoints", [1, 3, 12])
+def test_the_witness_recheck_refuses_a_point_on_a_breakpoint_of_a_neuron_that_is_not_flat(n_breakpoints):
+    """The flat engines' forward-pass recheck (``frontier._recheck``) passes a witness only where every neuron is
+    on the region's piece and off every breakpoint, unless the region is flat there (the neuron sits on that
+    breakpoint on the whole region). Witnesses exactly on a breakpoint (z = t_k) fail for a region not flat in
+    that neuron and pass for a flat one; nudged off it onto the coded piece, they pass; on another piece they
+    fail. (Up to 8 breakpoints compared one by one, more with a set lookup.)"""
+    from cpa_theory.activations import spline
+
+    t = np.linspace(-1.0, 1.0, n_breakpoints) if n_breakpoints > 1 else np.array([0.0])
+    vals = np.cumsum(np.arange(n_breakpoints) % 2 + 1.0)  # slopes change at every breakpoint
+    act = spline(t, vals, 0.5, 3.0)
+    net = Network(2, (Layer(np.array([[1.0, 0.0], [0.0, 1.0]]), [0.0, 0.0], act),
+                      Layer(np.ones((1, 2)), [0.0], identity())))
+    cond = net.condition()
+    k = n_breakpoints // 2
+    on = np.array([[t[k], 0.3], [t[k], 0.3], [t[k] + 1e-9, 0.3], [t[k] - 1e-9, 0.3]])
+    piece = lambda x: int(np.searchsorted(t, x, side="right"))  # noqa: E731
+    code0 = np.array([[piece(x), piece(0.3)] for x in on[:, 0]])
+    code0[3, 0] = piece(t[k] + 1e-9)  # the fourth point is on the piece below its code's
+    codes = (code0, np.zeros((4, 1), dtype=np.int64))
+    flats = (np.array([[False, False], [True, False], [False, False], [False, False]]), np.zeros((4, 1), bool))
+    ok = FF._recheck(cond, on, np.full(4, 0.1), codes, flats, 1.0, exact=False)
+    assert ok.tolist() == [False, True, True, False]
