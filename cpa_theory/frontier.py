@@ -722,9 +722,10 @@ def _code_words(codes, C, max_pieces):
 
 
 
-def _match_codes(fr, cell, meta, hash_mask=np.uint64(2**64 - 1)):
+def _match_codes(fr, cell, meta, hash_mask=np.uint64(2**64 - 1), planes=None):
     """For facets (edges in 2-D, faces in 3-D) of regions ``cell`` with hyperplane metadata ``meta`` (layer or
-    −1 for the domain's sides, parent, j·K + k): the region across each inner facet — codes packed into words
+    −1 for the domain's sides, parent, j·K + k; one row per facet, or with ``planes`` the metadata table whose
+    rows ``planes`` names per facet): the region across each inner facet — codes packed into words
     (:func:`_code_words`), the neighbour's code predicted by moving one piece field, found by its hash and
     verified on all its words (compiled: :func:`cpa_theory.frontier_loops.match_codes`; ``hash_mask`` = 0 makes
     every hash equal, the worst case, for tests).
@@ -736,14 +737,11 @@ def _match_codes(fr, cell, meta, hash_mask=np.uint64(2**64 - 1)):
     W, woff, per_word, bits = _code_words(fr.codes, C, maxp)
     rng = np.random.default_rng(12345)  # a fixed salt: only speed depends on it, matches are verified
     salt = rng.integers(0, 2**63, size=W.shape[1], dtype=np.uint64)
-    inner = np.flatnonzero(meta[:, 0] >= 0)
     Ks = np.array([max(1, len(l.activation.breakpoints)) for l in fr.cond.layers], dtype=np.int64)
-    ci = np.ascontiguousarray(cell[inner], dtype=np.int64)
-    nb = match_codes(W, salt, ci, np.ascontiguousarray(meta[inner, 0], dtype=np.int64),
-                     np.ascontiguousarray(meta[inner, 2], dtype=np.int64), Ks, woff, per_word.astype(np.int64),
-                     bits, np.uint64(hash_mask))
-    once = nb > ci  # each pair once, from its smaller region (a matched facet has nb ≥ 0)
-    return np.stack([ci[once], nb[once]], axis=1), inner[nb < 0]
+    planes = np.arange(len(cell)) if planes is None else planes
+    i64 = lambda x: np.ascontiguousarray(x, dtype=np.int64)  # noqa: E731  (one compiled layout)
+    return match_codes(W, salt, i64(cell), i64(planes), i64(meta), Ks, woff, per_word.astype(np.int64), bits,
+                       np.uint64(hash_mask))
 
 
 

@@ -198,7 +198,7 @@ def _adjacency(fr):
     """Every edge inside W matched with the region across it (THEORY §6; the rule of
     :func:`cpa_theory.regions._adjacency`: the neighbour's code differs in exactly that neuron, moved across
     that breakpoint). Returns ``(pairs (P, 2), unmatched pool positions)``."""
-    return _match_codes(fr, _segment_ids(fr.count), fr.hmeta.a[fr.pl.v])
+    return _match_codes(fr, _segment_ids(fr.count), fr.hmeta.a[:fr.hmeta.n], planes=fr.pl.v)
 
 
 def _balance_ok(fr, unmatched) -> bool:

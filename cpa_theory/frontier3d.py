@@ -407,8 +407,7 @@ def _adjacency(fr):
 
     faces, _ = _final_faces(fr)
     fcell = _segment_ids(fr.count)
-    meta = fr.hmeta.a[fr.fplane.a[faces]]
-    pairs, unmatched = _match_codes(fr, fcell, meta)
+    pairs, unmatched = _match_codes(fr, fcell, fr.hmeta.a[:fr.hmeta.n], planes=fr.fplane.a[faces])
     return pairs, unmatched, faces
 
 

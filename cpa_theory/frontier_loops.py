@@ -1136,16 +1136,18 @@ def pack_fields(k, W, woff, per_word, bits, top):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def match_codes(W, salt, ci, layer, jk, Ks, woff, per_word, bits, hash_mask):
-    """The region across each inner facet: facet i of region ``ci[i]`` lies on breakpoint k of neuron j of layer
-    ``layer[i]`` (``jk[i]`` = j·K + k with K = ``Ks[layer]``); its neighbour's code is the region's with that
-    neuron's piece moved from k + 1 to k or from k to k + 1 (its field: word ``woff[layer] + j // per_word``,
+def match_codes(W, salt, cell, planes, meta, Ks, woff, per_word, bits, hash_mask):
+    """The region across each facet: facet f of region ``cell[f]`` lies on hyperplane ``planes[f]``, whose
+    metadata row ``meta[planes[f]]`` = (layer, parent, j·K + k) says breakpoint k of neuron j of that layer
+    (K = ``Ks[layer]``; layer −1: a side of the domain, no neighbour). The neighbour's code is the region's with
+    that neuron's piece moved from k + 1 to k or from k to k + 1 (its field: word ``woff[layer] + j // per_word``,
     shift ``(j % per_word)·bits``). The neighbour is looked up by its predicted hash (:func:`code_hash`, masked
     by ``hash_mask``: all ones, or 0 to test the worst case) in an open-addressing table of the regions, and every
     candidate with that hash is verified on all its words: a hash only finds it.
 
-    Returns ``nb (F,)``: the neighbour's index, −1 where the piece is neither k nor k + 1 or no region has the
-    predicted code."""
+    Returns ``(pairs (P, 2), unmatched)``: each matched inner facet's (region, neighbour) once, from the smaller
+    region, in facet order; and the inner facets with no neighbour (the piece neither k nor k + 1, or no region
+    with the predicted code)."""
     C, nw = W.shape
     h = code_hash(W, salt) & hash_mask
     cap = _table_size(C)
@@ -1156,36 +1158,45 @@ def match_codes(W, salt, ci, layer, jk, Ks, woff, per_word, bits, hash_mask):
         while table[at] >= 0:
             at = (at + np.uint64(1)) & tmask
         table[at] = c
-    nb = np.full(len(ci), -1, np.int64)
-    for i in range(len(ci)):
-        c, L = ci[i], layer[i]
-        j, k = jk[i] // Ks[L], jk[i] % Ks[L]
+    nf = len(cell)
+    pairs = np.empty((nf, 2), np.int64)
+    unmatched = np.empty(nf, np.int64)
+    npair = 0
+    nun = 0
+    for i in range(nf):
+        c, L, jk = cell[i], meta[planes[i], 0], meta[planes[i], 2]
+        if L < 0:
+            continue
+        j, k = jk // Ks[L], jk % Ks[L]
         w = woff[L] + j // per_word[L]
         sh = np.uint64((j % per_word[L]) * bits[L])
         field = np.uint64((1 << bits[L]) - 1)
         piece = np.int64((W[c, w] >> sh) & field)
         one = np.uint64(1) << sh
-        if piece == k + 1:
-            target = W[c, w] - one
-        elif piece == k:
-            target = W[c, w] + one
-        else:
-            continue
-        hn = (h[c] - mix64(W[c, w] + salt[w]) + mix64(target + salt[w])) & hash_mask
-        at = hn & tmask
-        while table[at] >= 0:
-            m = table[at]
-            if h[m] == hn and W[m, w] == target:
-                same = True
-                for x in range(nw):
-                    if x != w and W[m, x] != W[c, x]:
-                        same = False
+        nb = -1
+        if piece == k + 1 or piece == k:
+            target = W[c, w] - one if piece == k + 1 else W[c, w] + one
+            hn = (h[c] - mix64(W[c, w] + salt[w]) + mix64(target + salt[w])) & hash_mask
+            at = hn & tmask
+            while table[at] >= 0:
+                m = table[at]
+                if h[m] == hn and W[m, w] == target:
+                    same = True
+                    for x in range(nw):
+                        if x != w and W[m, x] != W[c, x]:
+                            same = False
+                            break
+                    if same:
+                        nb = m
                         break
-                if same:
-                    nb[i] = m
-                    break
-            at = (at + np.uint64(1)) & tmask
-    return nb
+                at = (at + np.uint64(1)) & tmask
+        if nb < 0:
+            unmatched[nun] = i
+            nun += 1
+        elif nb > c:
+            pairs[npair, 0], pairs[npair, 1] = c, nb
+            npair += 1
+    return pairs[:npair].copy(), unmatched[:nun].copy()
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
