@@ -843,17 +843,16 @@ def _vertex_clusters(fr, vid=None, exact_ids=None):
         return np.zeros(0, dtype=np.int64), 0
     uv, inv = _distinct(vid, return_inverse=True, bound=fr.VE.n)  # corners sharing a vertex id are one point
     m = len(uv)
-    VE = fr.VE.a[uv]
     ex_u = np.zeros(0, dtype=np.int64)
     if exact_ids is None:
-        r, c = _close_pairs(VE[:, :d], VE[:, d])
+        r, c = _close_pairs(fr.VE.a, uv, d)
         r, c = [r], [c]
     else:
         ex_u = _distinct(inv[np.asarray(exact_ids, dtype=np.int64)])
         float_ok = np.ones(m, dtype=bool)
         float_ok[ex_u] = False
         fi = np.flatnonzero(float_ok)
-        r, c = _close_pairs(VE[fi, :d], VE[fi, d])
+        r, c = _close_pairs(fr.VE.a, uv[fi], d)
         r, c = [fi[r]], [fi[c]]
     if len(ex_u):
         first: dict = {}
@@ -867,24 +866,22 @@ def _vertex_clusters(fr, vid=None, exact_ids=None):
     return labels, int(labels.max()) + 1
 
 
-def _close_pairs(V, err):
-    """Pairs (i, j) of points ``V (m, d)`` with error bounds ``err`` whose coordinates all agree to 2 (err_i +
-    err_j): a sweep along :data:`_SWEEP_PROJECTION` — sorted by their value w there, each point is compared with
-    the next ones while they are within the slab that bounds |w_i − w_j| for a close pair (Σ r · 4 max err, plus
-    the rounding of w, with room to spare; compiled: :func:`cpa_theory.frontier_loops.sweep_pairs`). Two copies of
+def _close_pairs(VE, rows, d):
+    """Pairs (i, j) of the points ``VE[rows, :d]`` with error bounds ``VE[rows, d]`` whose coordinates all agree
+    to 2 (err_i + err_j), as positions in ``rows``: a sweep along :data:`_SWEEP_PROJECTION` — sorted by their value
+    w there, each point is compared with the next ones while they are within the slab that bounds |w_i − w_j| for a
+    close pair (Σ r · 4 max err, plus the rounding of w, with room to spare; compiled:
+    :func:`cpa_theory.frontier_loops.project_rows`, :func:`cpa_theory.frontier_loops.sweep_pairs`). Two copies of
     one exact point, each within its bound of it, always form a pair (directly: no chain of grid cells)."""
-    m, d = V.shape
-    rr = _SWEEP_PROJECTION[:d]
-    w = V @ rr
-    order = np.argsort(w)  # (equal w in any order: the sweep finds the same pairs; ~4x faster than "stable")
-    ws, Vs, es = w[order], V[order], err[order]
-    rs = float(rr.sum())
-    vmax = float(np.abs(V).max()) if V.size else 0.0
-    slab = (4.0 * rs * float(err.max(initial=0.0)) + 2 * (d + 2) * U * rs * vmax) * (1 + 1e-6) + 1e-300
-    from .frontier_loops import sweep_pairs
+    from .frontier_loops import project_rows, sweep_pairs
 
-    i, j = sweep_pairs(ws, np.ascontiguousarray(Vs), es, slab)
-    return order[i], order[j]
+    rr = _SWEEP_PROJECTION[:d]
+    rows = np.ascontiguousarray(rows, dtype=np.int64)
+    w, emax, vmax = project_rows(VE, rows, rr)
+    order = np.argsort(w)  # (equal w in any order: the sweep finds the same pairs; ~4x faster than "stable")
+    rs = float(rr.sum())
+    slab = (4.0 * rs * emax + 2 * (d + 2) * U * rs * vmax) * (1 + 1e-6) + 1e-300
+    return sweep_pairs(w, order, VE, rows, slab)
 
 
 

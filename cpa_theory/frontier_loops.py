@@ -24,8 +24,8 @@ compiled once (numba, cached on disk):
   its numpy kernels; the undecided entries go back to the caller's exact test).
 * :func:`box_sides_dense`, :func:`pair_extremes` — the layer's parent test (every parent against its screened
   lines: box filter, then the vertex filter over each parent's distinct vertices), in both engines.
-* :func:`sweep_pairs`, :func:`components` — the completeness checks' vertex identification (the sweep of
-  :func:`cpa_theory.frontier._close_pairs`, then union–find).
+* :func:`project_rows`, :func:`sweep_pairs`, :func:`components` — the completeness checks' vertex identification
+  (the sweep of :func:`cpa_theory.frontier._close_pairs` over rows of the vertex table, then union–find).
 * :func:`wave_cells`, :func:`wave_fold` — a one-line wave's cells and lines, and its outcome (sides of the cells
   not cut, next line), around :func:`wave_signs`.
 * :func:`wave_run`, :func:`split_finish` — a layer's waves in one call without the GIL (the tables grown here,
@@ -62,7 +62,7 @@ from numba import njit
 from .tolerances import DOT_EXTRA_TERMS, FILTER_SAFETY, UNIT_ROUNDOFF, VERTEX_ERR_MAX_RTOL
 
 __all__ = ["crossings", "clip_side", "split_prepare", "split_tables", "chain_cap", "distinct_per_cell", "cell_vertices",
-           "face_areas", "solve_rows3", "wave_signs", "box_sides_dense", "pair_extremes", "sweep_pairs", "components",
+           "face_areas", "solve_rows3", "wave_signs", "box_sides_dense", "pair_extremes", "project_rows", "sweep_pairs", "components",
            "witness_balls", "mix64", "count_distinct", "euler_counts", "code_hash", "match_codes", "pack_fields",
            "sign_table", "sign_rows", "compact_faces", "wave_cells", "wave_fold", "compose_lines", "ERRORS",
            "split_finish", "wave_run"]
@@ -882,31 +882,58 @@ def wave_run(live, pools, ns, end, act_j, nK, T, hyper, scale, first_hyp, budget
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def sweep_pairs(ws, Vs, es, slab):
-    """The sweep of :func:`cpa_theory.frontier._close_pairs` on points sorted by their projection ``ws``: every
-    pair (i < j) with ``ws[j] − ws[i] ≤ slab`` whose coordinates ``Vs`` all agree to 2 (es_i + es_j). Returns
-    ``(i, j)`` index arrays into the sorted order."""
-    m, d = Vs.shape
+def project_rows(VE, rows, proj):
+    """For the points ``VE[rows, :d]`` (d = ``len(proj)``, their error bounds ``VE[rows, d]``): the projections
+    ``w = V @ proj``, the largest error bound and the largest |coordinate| (the sweep's slab,
+    :func:`cpa_theory.frontier._close_pairs`)."""
+    m, d = len(rows), len(proj)
+    w = np.empty(m)
+    emax = 0.0
+    vmax = 0.0
+    for i in range(m):
+        r = rows[i]
+        acc = 0.0
+        for q in range(d):
+            x = VE[r, q]
+            acc += x * proj[q]
+            vmax = max(vmax, abs(x))
+        w[i] = acc
+        emax = max(emax, VE[r, d])
+    return w, emax, vmax
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def sweep_pairs(w, order, VE, rows, slab):
+    """The sweep of :func:`cpa_theory.frontier._close_pairs` over the points ``VE[rows]`` (coordinates, error
+    bound) visited in the order ``order`` of their projections ``w``: every pair (a, b) with
+    ``w[b] − w[a] ≤ slab`` (a before b) whose coordinates all agree to 2 (err_a + err_b). Returns ``(i, j)``,
+    positions in ``rows``."""
+    m = len(order)
+    d = VE.shape[1] - 1
     n = 0
     for fill in range(2):  # count the pairs, then list them
         if fill:
             pi = np.empty(n, np.int64)
             pj = np.empty(n, np.int64)
             n = 0
-        for i in range(m):
-            j = i + 1
-            while j < m and ws[j] - ws[i] <= slab:
-                tol = 2.0 * (es[i] + es[j])
+        for a in range(m):
+            ia = order[a]
+            ra = rows[ia]
+            b = a + 1
+            while b < m and w[order[b]] - w[ia] <= slab:
+                ib = order[b]
+                rb = rows[ib]
+                tol = 2.0 * (VE[ra, d] + VE[rb, d])
                 close = True
                 for q in range(d):
-                    if not abs(Vs[i, q] - Vs[j, q]) <= tol:
+                    if not abs(VE[ra, q] - VE[rb, q]) <= tol:
                         close = False
                         break
                 if close:
                     if fill:
-                        pi[n], pj[n] = i, j
+                        pi[n], pj[n] = ia, ib
                     n += 1
-                j += 1
+                b += 1
     return pi, pj
 
 
