@@ -14,7 +14,12 @@
 (e) with --sections e: the flat engines' kernels on JAX (``kernels="jax"``) against numpy on the seed-0 bench
     nets (on a GPU machine this is the GPU figure).
 
+--malloc keep (default) runs as the ``cpa-theory`` command does, freed memory kept for reuse
+(:mod:`cpa_theory.allocator`; 3-D windows ~20 % faster); --malloc system leaves glibc's adaptive thresholds,
+as a program that imports the library without opting in gets.
+
     python benchmarks/bench_counting.py [--quick] [--high-dim] [--sections abce] [--peer-times rows.json]
+                                        [--malloc keep|system]
 
 --peer-times: the peer's seconds measured on this machine by your own run of it (rows {arch, seed, radius,
 peer_wall_s}); the published medians in ../shared/bench come from another machine.
@@ -149,10 +154,14 @@ def main() -> None:
     ap.add_argument("--high-dim", action="store_true", help="also the d = 4-6 windows of section (d) (minutes)")
     ap.add_argument("--high-dim-radius", default="",
                     help="radii for (d)'s three nets, e.g. 1,0.3,0.2 (default: HIGH_DIM)")
+    ap.add_argument("--malloc", choices=("keep", "system"), default="keep",
+                    help="keep: freed memory kept for reuse, as the cpa-theory command runs "
+                         "(cpa_theory.allocator.keep_freed_memory); system: glibc's adaptive defaults")
     args = ap.parse_args()
     repeat = 1 if args.quick else 3
     rng = np.random.default_rng(0)
-    headline = {}
+    headline = {"malloc": args.malloc, "malloc_applied": _malloc(args.malloc)}
+    print(f"malloc: {args.malloc} ({'in force' if headline['malloc_applied'] else 'glibc defaults'})")
 
     # (a)
     if "a" in args.sections:
@@ -280,10 +289,20 @@ def _section_e(headline, repeat):
 HIGH_DIM = (((4, 16, 16, 1), 1.0), ((5, 32, 32, 1), 0.1), ((6, 16, 16, 16, 1), 0.2))
 
 
-def _count_high_dim(widths, radius):
+def _malloc(mode) -> bool:
+    """Apply the allocator mode ``keep`` (:func:`cpa_theory.allocator.keep_freed_memory`); whether it is in force."""
+    if mode != "keep":
+        return False
+    from cpa_theory.allocator import keep_freed_memory
+
+    return keep_freed_memory()
+
+
+def _count_high_dim(widths, radius, malloc="keep"):
     """One (d) window in a fresh process: the result, seconds and the process's peak RSS."""
     import resource
 
+    _malloc(malloc)
     net = random_net(np.random.default_rng(0), widths)
     t, cpu = time.perf_counter(), time.process_time()
     res = count_regions(net, np.zeros(widths[0]), radius, progress=None)
@@ -304,7 +323,7 @@ def _section_d(headline, args):
     for k, (widths, r) in enumerate(HIGH_DIM):
         r = radii[k] if radii else r
         with ProcessPoolExecutor(1, mp_context=ctx) as pool:
-            js, t, cpu, peak = pool.submit(_count_high_dim, widths, r).result()
+            js, t, cpu, peak = pool.submit(_count_high_dim, widths, r, args.malloc).result()
         name = "-".join(map(str, widths))
         print(f"{name:18s} {r:5.2f} {js['regions']:9d} {js['linear_regions']:9d} {str(js['certified']):>5s} "
               f"{str(js['complete']):>5s} {t:8.1f} {cpu:8.1f} {js['regions'] / t:7.0f} {peak:9.0f}")

@@ -824,6 +824,11 @@ def main(argv=None) -> int:
     if argv is None:  # the command line itself: SIGTERM (timeout, Slurm, systemd) unwinds like Ctrl-C
         _terminate_like_interrupt()
     try:
+        if argv is None:  # the command line's own process: freed memory kept for reuse (cpa_theory.allocator)
+            from .allocator import keep_freed_memory, wanted_by_the_command_line
+
+            if wanted_by_the_command_line():
+                keep_freed_memory()
         return args.func(args)
     except KeyboardInterrupt as exc:
         code = 143 if isinstance(exc, Terminated) else 130
