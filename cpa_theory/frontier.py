@@ -655,13 +655,22 @@ def run_layers(fr, cond, p, y0, radius, progress=None):
         fr.prefix_codes.append(codes)
         start, count, par_of, csides = fr.run_layer(li, lines, screened, sides0, progress)
         pieces, flat_here = _pieces(lines, csides, len(par_of))
-        codes = tuple(k[par_of] for k in codes) + (pieces,)
-        flats = tuple(k[par_of] for k in flats) + (flat_here,)
-        if li + 1 < len(layers):  # the pools' compaction and the next layer's charts do not read each other
-            _, lines = _beside(lambda: fr.compact(start, count),
-                               lambda: _compose(cl, layers[li + 1], lines, par_of, pieces, li + 1, fr.kernels),
-                               fr._COMPACT_NOGIL and fr.kernels.compiled)
+        # the earlier layers' codes and flats carried to this layer's cells (the same arrays where no cell was
+        # split: the output layer)
+        same = len(par_of) == (len(codes[0]) if codes else 1) and np.array_equal(par_of, np.arange(len(par_of)))
+
+        def carried(codes=codes, flats=flats, pieces=pieces, flat_here=flat_here, par_of=par_of, same=same):
+            return (tuple(k if same else k[par_of] for k in codes) + (pieces,),
+                    tuple(k if same else k[par_of] for k in flats) + (flat_here,))
+
+        if li + 1 < len(layers):  # the pools' compaction (then the carried codes) and the next layer's charts do
+            #                       not read each other
+            (_, (codes, flats)), lines = _beside(
+                lambda: (fr.compact(start, count), carried()),
+                lambda: _compose(cl, layers[li + 1], lines, par_of, pieces, li + 1, fr.kernels),
+                fr._COMPACT_NOGIL and fr.kernels.compiled)
         else:
+            codes, flats = carried()
             fr.compact(start, count)
             with np.errstate(over="ignore", invalid="ignore"):  # an overflowed bound: N_lin decides in rationals
                 fr.A, fr.c, fr.mA, fr.mc = _charts_after(cl, lines, par_of, pieces)
