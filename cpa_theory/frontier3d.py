@@ -52,10 +52,11 @@ def _ccw_faces(P: Polytope):
         if len(idx) < 3:
             continue
         n = s * H.a / np.linalg.norm(H.a)
-        e = np.eye(3)[np.argmin(np.abs(n))]
-        u = np.cross(n, e)
+        k = int(np.argmin(np.abs(n)))  # u = n × e_k, w = n × u (written out: np.cross costs ~20 µs a call)
+        u = np.array([n[1] * (k == 2) - n[2] * (k == 1), n[2] * (k == 0) - n[0] * (k == 2),
+                      n[0] * (k == 1) - n[1] * (k == 0)])
         u /= np.linalg.norm(u)
-        w = np.cross(n, u)
+        w = np.array([n[1] * u[2] - n[2] * u[1], n[2] * u[0] - n[0] * u[2], n[0] * u[1] - n[1] * u[0]])
         rel = P.V[idx] - P.V[idx].mean(axis=0)
         out.append((f, idx[np.argsort(np.arctan2(rel @ w, rel @ u))]))
     return out
@@ -78,6 +79,9 @@ class Frontier3D(FlatFrontier):
         G = np.array([H.a for H, _ in root.facets])
         for i in range(len(root.V)):  # three independent facets through each root vertex (exact fallback)
             rows = np.flatnonzero(root.inc[i])
+            if len(rows) >= 3 and np.linalg.matrix_rank(G[rows[:3]]) == 3:  # (a box's corner: its three facets)
+                self.vdef.extend([rows[:3]])
+                continue
             chosen = []
             for r in rows:
                 if np.linalg.matrix_rank(G[chosen + [r]]) == len(chosen) + 1:
