@@ -12,7 +12,7 @@ The setting is process-wide and cannot be undone (glibc has no call that restore
 the library never applies it on its own: the ``cpa-theory`` command applies it to its own process (opt out with
 ``CPA_THEORY_MALLOC=system``), a program calls :func:`keep_freed_memory` once if it wants it. Off glibc, or when
 the process was started with glibc's own ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` environment
-variables (the user's choice stands), it does nothing.
+variables or ``glibc.malloc.`` tunables in ``GLIBC_TUNABLES`` (the user's choice stands), it does nothing.
 """
 
 from __future__ import annotations
@@ -35,7 +35,9 @@ _state: dict = {"applied": None}
 
 def keep_freed_memory() -> bool:
     """Fix glibc's mmap threshold at 32 MiB and its trim threshold at 64 MiB, once per process. Returns whether
-    the setting is in force (False off glibc, when mallopt refuses, or when the user's environment sets them)."""
+    the setting is in force: False off glibc, when the user's environment sets glibc's thresholds
+    (``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_`` or a ``glibc.malloc.`` tunable in
+    ``GLIBC_TUNABLES``), or when mallopt refuses either value (the other may then be in force)."""
     with _lock:
         if _state["applied"] is None:
             _state["applied"] = _apply()
@@ -43,7 +45,8 @@ def keep_freed_memory() -> bool:
 
 
 def _apply() -> bool:
-    if not sys.platform.startswith("linux") or any(k in os.environ for k in _USER_ENV):
+    if (not sys.platform.startswith("linux") or any(k in os.environ for k in _USER_ENV)
+            or "glibc.malloc." in os.environ.get("GLIBC_TUNABLES", "")):
         return False
     try:
         libc = ctypes.CDLL(None)
@@ -52,7 +55,9 @@ def _apply() -> bool:
     except (OSError, AttributeError):
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1 and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
+    mmap_ok = mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
+    trim_ok = mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
+    return mmap_ok and trim_ok
 
 
 def wanted_by_the_command_line() -> bool:

@@ -174,7 +174,8 @@ class Frontier3D(FlatFrontier):
         if progress is not None:
             report = progress
             progress = lambda li, frac, n: report(li, frac, n + second.par.n)  # noqa: E731  (read only)
-        _beside(lambda: twin._wave_loop(second, end, act_j, T, nK, first_hyp, exact_row, None, li, longest),
+        quiet = None if progress is None else (lambda *a: None)  # (the twin's run comes back to update its count)
+        _beside(lambda: twin._wave_loop(second, end, act_j, T, nK, first_hyp, exact_row, quiet, li, longest),
                 lambda: self._wave_loop(first, end, act_j, T, nK, first_hyp, exact_row, progress, li, longest))
         self._adopt(twin, marks, second)
         live.set_to((first, second))
@@ -242,6 +243,8 @@ class Frontier3D(FlatFrontier):
             if outcome == WAVE_FAILED:
                 _raise(code)
             if outcome == WAVES_DONE:
+                if progress is not None and rest:  # the call's last waves (the layer's end: fraction 1)
+                    progress(li, 1.0 - float(rest - 1) / max(1, longest), live.par.n)
                 break
             if outcome == WAVE_EXACT_POINTS:
                 self._finish_split(prep, new_ids, live)

@@ -1578,3 +1578,34 @@ def test_the_witness_recheck_refuses_a_point_on_a_breakpoint_of_a_neuron_that_is
     flats = (np.array([[False, False], [True, False], [False, False], [False, False]]), np.zeros((4, 1), bool))
     ok = FF._recheck(cond, on, np.full(4, 0.1), codes, flats, 1.0, exact=False)
     assert ok.tolist() == [False, True, True, False]
+
+
+@pytest.mark.parametrize("two_threads", [False, True])
+def test_the_space_engines_progress_reaches_the_end_of_every_layer(monkeypatch, two_threads):
+    """With a progress bar the compiled waves come back every few waves to report; each layer's reports end at
+    fraction 1 (its last wave), fractions and cell counts never go back within a layer, and the count is the one
+    without a bar (one thread, or the twin's cells counted as it goes)."""
+    import cpa_theory.frontier3d as F3
+
+    net = _random_net(np.random.default_rng(3), 3, (12, 12), None, relu)
+    quiet = count_regions(net, np.zeros(3), 1.0)
+    monkeypatch.setattr(F3.Frontier3D, "_TWO_THREADS_WORK", 1 if two_threads else 0)
+    seen = []
+    monkeypatch.setattr(FF._LayerProgress, "update", lambda self, li, frac, cells: seen.append((li, frac, cells)))
+    import threading
+
+    import cpa_theory.frontier_loops as FL
+
+    helper_calls = []  # the second thread's compiled runs come back too (its cells are counted as it goes)
+    monkeypatch.setattr(F3, "wave_run", lambda *a: (helper_calls.append(threading.current_thread()
+                                                                         is not threading.main_thread()),
+                                                    FL.wave_run(*a))[1])
+    shown = count_regions(net, np.zeros(3), 1.0, progress=True)
+    assert sum(helper_calls) >= (2 if two_threads else 0)
+    assert (shown.regions, shown.linear_regions, shown.certified) == (quiet.regions, quiet.linear_regions, True)
+    layers = sorted({li for li, _, _ in seen})
+    assert layers == [0, 1]
+    for layer in layers:
+        mine = [(f, c) for li, f, c in seen if li == layer]
+        assert mine[-1][0] == 1.0 and len(mine) >= 2
+        assert all(a[0] <= b[0] and a[1] <= b[1] for a, b in zip(mine, mine[1:]))
