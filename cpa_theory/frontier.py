@@ -172,6 +172,15 @@ class _Cells:
         part.pos.extend(self.pos.v[idx])
         return part
 
+    def arrays(self):
+        """The cells' arrays, as the compiled loops take them: ``(pos, par, start, count, sides, box)``."""
+        return self.pos.a, self.par.a, self.start.a, self.count.a, self.sides.a, self.box.a
+
+    def hold(self, arrays, n):
+        """Hold ``n`` cells in ``arrays`` (as :meth:`arrays` lists them, grown by a compiled loop)."""
+        for g, a in zip((self.pos, self.par, self.start, self.count, self.sides, self.box), arrays):
+            g.a, g.n = a, n
+
     def set_to(self, parts):
         """Hold the cells of ``parts`` (sets of cells), one after another."""
         for name in ("start", "count", "par", "sides", "box", "pos"):
@@ -501,23 +510,19 @@ class FlatFrontier:
         self._compact(start, count)
         self._clean = (self.start.copy(), self.count.copy())
 
-    def _after_split(self, live, ccells, j, lower, upper, boxes=None):
-        """Bookkeeping of a split: the cut cells become their lower halves in place, the upper halves are
-        appended (sides, line pointer, parent and boxes inherited; ``boxes``: the halves' boxes when the split
-        made them)."""
+    def _after_split(self, live, ccells, j, lower, upper):
+        """Bookkeeping of a split (:func:`cpa_theory.frontier_loops.split_cells`): the cut cells become their
+        lower halves ``lower`` = (pool starts, counts) in place, the upper halves ``upper`` are appended (sides,
+        line pointer and parent inherited; the halves' boxes from their vertices)."""
+        from .frontier_loops import split_cells
+
         self._clean = None
-        live.start.a[ccells], live.count.a[ccells] = lower
-        live.sides.a[ccells, j] = -1
-        up_sides = live.sides.a[ccells]
-        up_sides[np.arange(len(j)), j] = 1
-        live.pos.extend(live.pos.a[ccells])
-        box_lo, box_up = (self._boxes(*lower), self._boxes(*upper)) if boxes is None else boxes
-        live.box.a[ccells] = box_lo
-        live.box.extend(box_up)
-        live.start.extend(upper[0])
-        live.count.extend(upper[1])
-        live.par.extend(live.par.a[ccells])
-        live.sides.extend(up_sides)
+        i64 = lambda x: np.ascontiguousarray(x, dtype=np.int64)  # noqa: E731  (one compiled layout)
+        n = live.par.n
+        arrays = split_cells(live.arrays(), n, i64(ccells), i64(j), i64(lower[0]), i64(lower[1]),
+                             np.ascontiguousarray(self._boxes(*lower), dtype=np.float64), i64(upper[0]),
+                             i64(upper[1]), np.ascontiguousarray(self._boxes(*upper), dtype=np.float64))
+        live.hold(arrays, n + len(ccells))
 
 
 

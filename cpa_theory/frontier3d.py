@@ -235,7 +235,7 @@ class Frontier3D(FlatFrontier):
         while True:
             ns = self._lengths(live)
             outcome, code, rest, splits, lv, pl, prep, new_ids = wave_run(
-                self._live_arrays(live), self._pool_arrays(), ns, end, act_j, nK, T, hyper, float(self.scale),
+                live.arrays(), self._pool_arrays(), ns, end, act_j, nK, T, hyper, float(self.scale),
                 first_hyp, budget)
             self._take_back(live, lv, pl, ns)
             if splits:
@@ -273,10 +273,7 @@ class Frontier3D(FlatFrontier):
                                first_hyp + rows[tested], jc[tested])
         return rest
 
-    # the arrays the compiled waves read and append to, their lengths, and taking them back
-    def _live_arrays(self, live):
-        return live.pos.a, live.par.a, live.start.a, live.count.a, live.sides.a, live.box.a
-
+    # the pools the compiled waves read and append to, their and the cells' lengths, and taking them back
     def _pool_arrays(self):
         return (self.fpool.a, self.fstart.a, self.fcount.a, self.fplane.a, self.fsign.a, self.pv.a, self.VE.a,
                 self.vdef.a)
@@ -285,8 +282,7 @@ class Frontier3D(FlatFrontier):
         return np.array([live.par.n, self.fpool.n, self.fplane.n, self.pv.n, self.VE.n], dtype=np.int64)
 
     def _take_back(self, live, lv, pl, ns):
-        for g, a in zip((live.pos, live.par, live.start, live.count, live.sides, live.box), lv):
-            g.a, g.n = a, int(ns[0])
+        live.hold(lv, int(ns[0]))
         for g, a, k in zip((self.fpool, self.fstart, self.fcount, self.fplane, self.fsign, self.pv, self.VE,
                             self.vdef), pl, (1, 2, 2, 2, 2, 3, 4, 4)):
             g.a, g.n = a, int(ns[k])
@@ -325,7 +321,7 @@ class Frontier3D(FlatFrontier):
         # both sides of every cut cell: each new cell's faces contiguous (its clipped faces, then its cap)
         self._clean = None
         ns = self._lengths(live)
-        code, lv, pl = split_finish(prep, new_ids, self._live_arrays(live), self._pool_arrays(), ns)
+        code, lv, pl = split_finish(prep, new_ids, live.arrays(), self._pool_arrays(), ns)
         _raise(code)
         self._take_back(live, lv, pl, ns)
 

@@ -28,7 +28,7 @@ compiled once (numba, cached on disk):
   (the sweep of :func:`cpa_theory.frontier._close_pairs` over rows of the vertex table, then union–find).
 * :func:`wave_cells`, :func:`wave_fold` — a one-line wave's cells and lines, and its outcome (sides of the cells
   not cut, next line), around :func:`wave_signs`.
-* :func:`wave_run`, :func:`split_finish` — a layer's waves in one call without the GIL (the tables grown here,
+* :func:`wave_run`, :func:`split_finish`, :func:`split_cells` — a layer's waves in one call without the GIL (the tables grown here,
   capacity doubling): back to the caller only for what needs rationals (a wave's undecided signs, crossing
   points float64 cannot bound) or to report progress.
 * :func:`witness_balls` — witnesses, certified ball radii (:func:`_clearance`: the facet clearance of
@@ -65,7 +65,7 @@ __all__ = ["crossings", "clip_side", "split_prepare", "split_tables", "chain_cap
            "face_areas", "solve_rows3", "wave_signs", "box_sides_dense", "pair_extremes", "project_rows", "sweep_pairs", "components",
            "witness_balls", "mix64", "count_distinct", "euler_counts", "code_hash", "match_codes", "pack_fields",
            "sign_table", "sign_rows", "compact_faces", "wave_cells", "wave_fold", "compose_lines", "ERRORS",
-           "split_finish", "wave_run"]
+           "split_finish", "split_cells", "wave_run"]
 
 #: code → what went wrong (a bug, or an arrangement the engine does not handle: an internal error)
 ERRORS = {
@@ -810,20 +810,33 @@ def split_finish(prep, new_ids, live, pools, ns):
         fstart[f0 + t], fcount[f0 + t], fplane[f0 + t], fsign[f0 + t] = fst[t], fcn[t], fpl[t], fsg[t]
         fpool[q0 + t] = f0 + t
     ns[1], ns[2], ns[3] = q0 + F, f0 + F, e0 + E
+    live = split_cells(live, nl, ccells, j, cL, nfL, boxL, cU, nfU, boxU)
+    ns[0] = nl + m
+    return 0, live, (fpool, fstart, fcount, fplane, fsign, pv, VE, vdef)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def split_cells(live, nl, ccells, j, cL, nL, boxL, cU, nU, boxU):
+    """The live cells after a split (both flat engines): cut cell ``ccells[i]`` (by line ``j[i]`` of its parent's
+    list) becomes its lower side in place — pool start ``cL[i]``, count ``nL[i]``, box ``boxL[i]``, side −1 of
+    the cut — and its upper side is appended as cell ``nl + i`` (``cU``, ``nU``, ``boxU``, side +1; line pointer,
+    parent and its other sides inherited). ``live`` = (pos, par, start, count, sides, box) with ``nl`` cells;
+    returns it with ``nl + len(ccells)`` cells (arrays reallocated where they grew)."""
+    pos, par, start, count, sides, box = live
+    m = len(ccells)
     pos, par, start, count = _room(pos, nl, m), _room(par, nl, m), _room(start, nl, m), _room(count, nl, m)
     sides, box = _room(sides, nl, m), _room(box, nl, m)
     for i in range(m):
         c, u = ccells[i], nl + i
-        start[c], count[c] = cL[i], nfL[i]
+        start[c], count[c] = cL[i], nL[i]
         sides[c, j[i]] = -1
         sides[u, :] = sides[c, :]
         sides[u, j[i]] = 1
         pos[u], par[u] = pos[c], par[c]
         box[c, :] = boxL[i]
         box[u, :] = boxU[i]
-        start[u], count[u] = cU[i], nfU[i]
-    ns[0] = nl + m
-    return 0, (pos, par, start, count, sides, box), (fpool, fstart, fcount, fplane, fsign, pv, VE, vdef)
+        start[u], count[u] = cU[i], nU[i]
+    return pos, par, start, count, sides, box
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
